@@ -1,0 +1,51 @@
+"""One exception family, so every face (CLI, widgets, server) converts errors in one place."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+
+class LabkitError(Exception):
+    """Base class: the message tells a researcher what to change."""
+
+    #: process exit code the CLI uses for this kind of error
+    exit_code: int = 1
+
+
+class ParameterError(LabkitError, ValueError):
+    """A parameter value is not allowed; names the field, the value and what is allowed."""
+
+    exit_code = 2
+
+    def __init__(self, field: str, value: Any, allowed: str | Iterable[Any]) -> None:
+        if not isinstance(allowed, str):
+            allowed = "one of " + ", ".join(repr(a) for a in allowed)
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        super().__init__(
+            f"Invalid value for the {field!r} parameter: got {value!r}; allowed: {allowed}."
+        )
+
+
+class RecordingError(LabkitError):
+    """The recording cannot be read or does not fit the analysis."""
+
+    exit_code = 3
+
+
+class RunFailed(LabkitError):
+    """A run ended without a complete result; carries the folder where its log survives."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, folder: Any = None) -> None:
+        self.folder = folder
+        super().__init__(message if folder is None else f"{message} (log and status in {folder})")
+
+
+class MissingDependency(LabkitError):
+    """An optional dependency is not installed; says how to install it."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(f"{package} is required for this; install it with: pip install 'labkit[{extra}]'")

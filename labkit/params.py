@@ -1,0 +1,315 @@
+"""The ICA parameter set: one immutable, validated value that every runner and face shares.
+
+``IcaParams`` round-trips exactly through the prototype's environment variables,
+papermill parameters, JSON and CLI flags. Each field declares its environment
+variable and default once, in :data:`FIELDS`; every conversion reads that table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Union
+
+from .errors import ParameterError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .recording import RecordingInfo
+
+METHODS = ("fastica", "picard", "infomax")
+#: channel types a researcher may analyse (MNE ``pick`` names; ``meg`` means mag + grad)
+CHANNEL_TYPES = ("eeg", "meg", "mag", "grad", "eog", "ecg", "emg", "seeg", "ecog", "dbs", "misc")
+SAMPLE_DATA_PATH = "./MNE-sample-data/MEG/sample/sample_audvis_filt-0-40_raw.fif"
+
+MaxIter = Union[int, Literal["auto"]]
+
+
+@dataclass(frozen=True)
+class Field:
+    """How one parameter travels: its environment variable, CLI flag and help text."""
+
+    name: str
+    env: str
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("base_dir", "BASE_DIR", "mount point of the user's data directory"),
+    Field("raw_file_path", "RAW_FILE_PATH", "recording to analyse, relative to base_dir"),
+    Field("method", "ICA_METHOD", "ICA algorithm: fastica, picard or infomax"),
+    Field("n_components", "ICA_COMPONENTS_COUNT", "number of ICA components"),
+    Field("crop_tmin", "CROP_TMIN", "start of the analysed span, seconds"),
+    Field("crop_tmax", "CROP_TMAX", "end of the analysed span, seconds (clamped to the recording)"),
+    Field("channel_type", "USING_CHANNEL", "channel type analysed: eeg, meg, mag, grad, ..."),
+    Field("filter_fmin", "FILTER_FMIN", "band-pass low edge, Hz"),
+    Field("filter_fmax", "FILTER_FMAX", "band-pass high edge, Hz (below Nyquist)"),
+    Field("random_state", "ICA_RANDOM_STATE", "seed of the ICA unmixing (MNE random_state)"),
+    Field("max_iter", "ICA_MAX_ITER", "iteration cap, or 'auto' for MNE's per-method default"),
+    Field("extended", "ICA_EXTENDED", "extended infomax/picard (sub- and super-Gaussian sources)"),
+    Field("ortho", "ICA_ORTHO", "picard only: orthogonal constraint (FastICA-like)"),
+)
+FIELD_BY_NAME = {f.name: f for f in FIELDS}
+#: fields that describe the analysis itself; base_dir is where it runs, not what it is
+ANALYSIS_FIELDS = tuple(f.name for f in FIELDS if f.name != "base_dir")
+
+
+def _as_float(field: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(field, value, "a number") from None
+    if not math.isfinite(number):
+        raise ParameterError(field, value, "a finite number")
+    return number
+
+
+def _as_int(field: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ParameterError(field, value, "a whole number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(field, value, "a whole number") from None
+    if not number.is_integer():
+        raise ParameterError(field, value, "a whole number")
+    return int(number)
+
+
+def _as_optional_bool(field: str, value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("", "none", "default"):
+        return None
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ParameterError(field, value, "true, false or empty for the method's default")
+
+
+def _check_inside(field: str, base_dir: str, path: str) -> None:
+    """Refuse paths that lexically leave ``base_dir`` (symlinks are checked on resolve)."""
+    if not path or "\x00" in path:
+        raise ParameterError(field, path, "a non-empty path inside base_dir")
+    pure = PurePosixPath(path)
+    if pure.is_absolute():
+        try:
+            rel = pure.relative_to(PurePosixPath(os.path.normpath(base_dir)))
+        except ValueError:
+            raise ParameterError(field, path, f"a path inside base_dir {base_dir!r}") from None
+    else:
+        rel = pure
+    if ".." in PurePosixPath(os.path.normpath(str(rel))).parts or os.path.normpath(str(rel)).startswith(".."):
+        raise ParameterError(field, path, f"a path inside base_dir {base_dir!r} (no '..')")
+
+
+@dataclass(frozen=True)
+class IcaParams:
+    """One ICA parameter set; validated at construction, before any work.
+
+    Defaults are the prototype's (see ``origins.md``); values may arrive as
+    strings (environment, CLI, widgets) and are coerced to their types.
+    """
+
+    base_dir: str = "/userdata"
+    raw_file_path: str = SAMPLE_DATA_PATH
+    method: str = "fastica"
+    n_components: int = 30
+    crop_tmin: float = 0.0
+    crop_tmax: float | None = 60.0
+    channel_type: str = "eeg"
+    filter_fmin: float = 1.0
+    filter_fmax: float = 30.0
+    random_state: int | None = 97
+    max_iter: MaxIter = "auto"
+    extended: bool | None = None
+    ortho: bool | None = None
+
+    def __post_init__(self) -> None:
+        coerced = _coerce(dataclasses.asdict(self))
+        for name, value in coerced.items():
+            object.__setattr__(self, name, value)
+        problems = static_problems(coerced)
+        if problems:
+            raise problems[0]
+
+    # -- identity ---------------------------------------------------------
+    @property
+    def digest(self) -> str:
+        """Stable short hash of the analysis fields (not base_dir): same set, same digest."""
+        payload = json.dumps({k: getattr(self, k) for k in ANALYSIS_FIELDS}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:10]
+
+    def replace(self, **changes: Any) -> "IcaParams":
+        return dataclasses.replace(self, **changes)
+
+    # -- paths ------------------------------------------------------------
+    def raw_path(self) -> Path:
+        """The recording's real path, refused if it (or a symlink on the way) leaves base_dir."""
+        base = Path(self.base_dir).resolve()
+        candidate = Path(self.raw_file_path)
+        full = (candidate if candidate.is_absolute() else base / candidate).resolve()
+        try:
+            full.relative_to(base)
+        except ValueError:
+            raise ParameterError(
+                "raw_file_path", self.raw_file_path, f"a file inside base_dir {self.base_dir!r} (it resolves to {full})"
+            ) from None
+        if not full.is_file():
+            raise ParameterError("raw_file_path", self.raw_file_path, f"an existing file inside base_dir {self.base_dir!r}")
+        if not os.access(full, os.R_OK):
+            raise ParameterError("raw_file_path", self.raw_file_path, "a file readable by this user")
+        return full
+
+    @property
+    def mne_fit_params(self) -> dict[str, bool]:
+        """Method options in the form ``mne.preprocessing.ICA(fit_params=...)`` takes."""
+        opts = {"extended": self.extended, "ortho": self.ortho}
+        return {k: v for k, v in opts.items() if v is not None}
+
+    # -- conversions --------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "IcaParams":
+        """Build from a mapping; unknown keys are an error so typos are not silently dropped."""
+        unknown = sorted(set(values) - set(FIELD_BY_NAME))
+        if unknown:
+            raise ParameterError(unknown[0], values[unknown[0]], "one of " + ", ".join(FIELD_BY_NAME))
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "IcaParams":
+        data = json.loads(text)
+        return cls.from_dict(data.get("params", data) if isinstance(data, dict) else data)
+
+    def to_papermill(self) -> dict[str, Any]:
+        """Papermill parameters: one per field, JSON-native values."""
+        return self.to_dict()
+
+    @classmethod
+    def from_papermill(cls, namespace: Mapping[str, Any]) -> "IcaParams":
+        """Pick this set's fields out of a notebook namespace (other names are ignored)."""
+        return cls(**{k: namespace[k] for k in FIELD_BY_NAME if k in namespace})
+
+    def to_env(self) -> dict[str, str]:
+        """The prototype's environment variables (plus labkit's ``ICA_*`` extras)."""
+        return {FIELD_BY_NAME[k].env: _env_text(v) for k, v in self.to_dict().items()}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "IcaParams":
+        """Read the prototype's contract: same names, same defaults; empty means default."""
+        environ = os.environ if environ is None else environ
+        values = {f.name: environ[f.env] for f in FIELDS if environ.get(f.env, "") != ""}
+        return cls(**values)
+
+    def to_cli_args(self) -> list[str]:
+        """Flags for ``labkit run`` that rebuild exactly this set."""
+        args: list[str] = []
+        for key, value in self.to_dict().items():
+            args += [FIELD_BY_NAME[key].flag, _env_text(value)]
+        return args
+
+
+def _env_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _coerce(values: dict[str, Any]) -> dict[str, Any]:
+    """Turn strings and numbers into each field's type; type errors name the field."""
+    out = dict(values)
+    out["base_dir"] = str(values["base_dir"])
+    out["raw_file_path"] = str(values["raw_file_path"])
+    out["method"] = str(values["method"]).strip().lower()
+    out["channel_type"] = str(values["channel_type"]).strip().lower()
+    out["n_components"] = _as_int("n_components", values["n_components"])
+    out["crop_tmin"] = _as_float("crop_tmin", values["crop_tmin"])
+    tmax = values["crop_tmax"]
+    out["crop_tmax"] = None if tmax in (None, "", "none", "None") else _as_float("crop_tmax", tmax)
+    out["filter_fmin"] = _as_float("filter_fmin", values["filter_fmin"])
+    out["filter_fmax"] = _as_float("filter_fmax", values["filter_fmax"])
+    seed = values["random_state"]
+    out["random_state"] = None if seed in (None, "", "none", "None") else _as_int("random_state", seed)
+    max_iter = values["max_iter"]
+    out["max_iter"] = "auto" if str(max_iter).strip().lower() == "auto" else _as_int("max_iter", max_iter)
+    out["extended"] = _as_optional_bool("extended", values["extended"])
+    out["ortho"] = _as_optional_bool("ortho", values["ortho"])
+    return out
+
+
+def static_problems(values: Mapping[str, Any]) -> list[ParameterError]:
+    """Every rule that needs no recording; coerced values in, all problems out (for forms)."""
+    v = values
+    problems: list[ParameterError] = []
+
+    def check(ok: bool, field: str, allowed: str | Iterable[Any]) -> None:
+        if not ok:
+            problems.append(ParameterError(field, v[field], allowed))
+
+    check(v["method"] in METHODS, "method", METHODS)
+    check(v["channel_type"] in CHANNEL_TYPES, "channel_type", CHANNEL_TYPES)
+    check(v["n_components"] >= 2, "n_components", "a whole number of at least 2")
+    check(v["crop_tmin"] >= 0, "crop_tmin", "0 s or later")
+    if v["crop_tmax"] is not None:
+        check(v["crop_tmax"] > v["crop_tmin"], "crop_tmax", f"greater than crop_tmin ({v['crop_tmin']} s)")
+    check(v["filter_fmin"] > 0, "filter_fmin", "a frequency above 0 Hz")
+    check(
+        v["filter_fmax"] > v["filter_fmin"], "filter_fmax", f"greater than filter_fmin ({v['filter_fmin']} Hz)"
+    )
+    if v["random_state"] is not None:
+        check(0 <= v["random_state"] < 2**32, "random_state", "a seed from 0 to 2**32 - 1, or empty for random")
+    if v["max_iter"] != "auto":
+        check(v["max_iter"] >= 1, "max_iter", "'auto' or a positive whole number")
+    if v["ortho"] is not None:
+        check(v["method"] == "picard", "ortho", "empty unless method is 'picard'")
+    if v["extended"] is not None:
+        check(v["method"] in ("picard", "infomax"), "extended", "empty unless method is 'picard' or 'infomax'")
+    try:
+        _check_inside("raw_file_path", v["base_dir"], v["raw_file_path"])
+    except ParameterError as err:
+        problems.append(err)
+    return problems
+
+
+def recording_problems(params: IcaParams, rec: "RecordingInfo") -> list[ParameterError]:
+    """Rules that need the recording's header: crop start, Nyquist, channel count."""
+    problems: list[ParameterError] = []
+    if params.crop_tmin >= rec.duration:
+        problems.append(
+            ParameterError("crop_tmin", params.crop_tmin, f"a start before the recording ends ({rec.duration:.3f} s)")
+        )
+    if params.filter_fmax >= rec.nyquist:
+        problems.append(
+            ParameterError("filter_fmax", params.filter_fmax, f"below the Nyquist frequency ({rec.nyquist:g} Hz)")
+        )
+    count = rec.count(params.channel_type)
+    if count == 0:
+        present = ", ".join(f"{t} ({n})" for t, n in rec.channel_counts.items()) or "none"
+        problems.append(
+            ParameterError("channel_type", params.channel_type, f"a type present in the recording: {present}")
+        )
+    elif params.n_components > count:
+        problems.append(
+            ParameterError(
+                "n_components", params.n_components, f"at most the {count} picked {params.channel_type} channels"
+            )
+        )
+    return problems
