@@ -1,0 +1,114 @@
+"""The ``labkit`` command: a thin click layer over the Python API.
+
+Parameter sources merge in this order, later wins: the defaults (the prototype's),
+a ``--params`` JSON file, then individual flags. ``labkit entrypoint`` reads the
+prototype's environment variables instead and is what the container image runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .errors import LabkitError, RunFailed
+from .params import FIELDS, IcaParams
+
+
+def param_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One ``--flag`` per parameter field, generated from :data:`labkit.params.FIELDS`."""
+    for field in reversed(FIELDS):
+        command = click.option(field.flag, field.name, default=None, help=f"{field.help} [env {field.env}]")(command)
+    return click.option("--params", "params_file", type=click.File("r"), default=None,
+                        help="JSON parameter set ('-' for stdin); flags override it")(command)
+
+
+def params_from_cli(params_file: Any, values: dict[str, Any]) -> IcaParams:
+    base = IcaParams.from_json(params_file.read()) if params_file is not None else None
+    given = {k: v for k, v in values.items() if v is not None}
+    return base.replace(**given) if base is not None else IcaParams(**given)
+
+
+def _fail(err: LabkitError) -> None:
+    click.echo(f"labkit: {err}", err=True)
+    sys.exit(err.exit_code)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="labkit")
+def main() -> None:
+    """labkit: EEG/MEG ICA runs from a parameter set to a result folder."""
+
+
+def _run_and_report(params: IcaParams, run_id: str | None, blas_threads: int) -> None:
+    from .runners import Cancelled, LocalRunner, terminate_on_signals
+
+    terminate_on_signals()
+    try:
+        result = LocalRunner(blas_threads=blas_threads).run(params, run_id=run_id)
+    except RunFailed as err:
+        click.echo(f"labkit: {err}", err=True)
+        sys.exit(err.exit_code)
+    except Cancelled:  # pragma: no cover - signal arrived outside the run
+        sys.exit(130)
+    click.echo(str(result.path))
+
+
+@main.command()
+@param_options
+@click.option("--run-id", default=None, help="name the result folder PreExperiment_ICA_<run-id>")
+@click.option("--blas-threads", default=1, show_default=True, help="BLAS threads for the ICA fit")
+def run(params_file: Any, run_id: str | None, blas_threads: int, **values: Any) -> None:
+    """Run one parameter set here (papermill) and print its result folder."""
+    try:
+        params = params_from_cli(params_file, values)
+    except LabkitError as err:
+        _fail(err)
+    _run_and_report(params, run_id, blas_threads)
+
+
+@main.command()
+def entrypoint() -> None:
+    """Run from the prototype's environment variables (BASE_DIR, ICA_METHOD, ...); the image's command."""
+    try:
+        params = IcaParams.from_env()
+    except LabkitError as err:
+        _fail(err)
+    _run_and_report(params, os.environ.get("LABKIT_RUN_ID") or None,
+                    int(os.environ.get("LABKIT_BLAS_THREADS", "1")))
+
+
+@main.command("demo-data")
+@click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .",
+              help="directory to write labkit-demo/demo_raw.fif into")
+@click.option("--overwrite/--no-overwrite", default=False, help="regenerate even if present")
+def demo_data(base_dir: str, overwrite: bool) -> None:
+    """Write the demo recording (with its ground truth) and print its path relative to base-dir."""
+    from .datasets import write_demo
+
+    path = write_demo(base_dir, overwrite=overwrite)
+    click.echo(str(Path(path).relative_to(Path(base_dir))))
+
+
+@main.command()
+@click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .")
+def runs(base_dir: str) -> None:
+    """List the result folders under base-dir with their state and key metrics."""
+    from .sweeps import runs_table
+
+    click.echo(runs_table(base_dir).to_string())
+
+
+def _register_optional() -> None:
+    try:
+        from .cluster.cli import register
+    except ImportError:  # the cluster face is not built yet
+        return
+    register(main)
+
+
+_register_optional()

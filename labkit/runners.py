@@ -1,0 +1,167 @@
+"""Runners execute the papermill template for a parameter set and own the run's lifecycle.
+
+:class:`Runner` is a template method: it creates the folder, records every
+outcome (success, a failing cell, a dead kernel, a cancel) in one place, and
+leaves only :meth:`Runner._execute` to subclasses. :func:`start_local` runs the
+same thing in a child process so a notebook stays responsive and can cancel it.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import signal
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from . import results
+from .errors import LabkitError, RunFailed
+from .params import IcaParams
+
+logger = logging.getLogger(__name__)
+
+#: the papermill template shipped inside the package (``notebooks/ica_run.ipynb`` links to it)
+TEMPLATE = Path(str(resources.files("labkit") / "notebooks" / "ica_run.ipynb"))
+
+
+class Cancelled(BaseException):
+    """Raised in the runner when it is told to stop (SIGTERM/SIGINT)."""
+
+
+class Runner(abc.ABC):
+    """Owns start, status, failure and completion; subclasses only execute."""
+
+    def run(self, params: IcaParams, *, run_id: str | None = None) -> results.RunResult:
+        """Run to completion and return the loaded result (failed runs raise :class:`RunFailed`)."""
+        folder = results.RunFolder.create(params, run_id)
+        logger.info("run %s: %s", folder.run_id, folder.path)
+        try:
+            self._execute(params, folder)
+        except Cancelled as err:
+            folder.fail(f"cancelled: {err}")
+            raise RunFailed(f"run cancelled: {err}", folder.path) from None
+        except BaseException as err:
+            folder.fail(**describe_failure(err))
+            raise RunFailed(f"run failed: {describe_failure(err)['reason']}", folder.path) from err
+        folder.succeed()
+        return results.load_run(folder.path)
+
+    @abc.abstractmethod
+    def _execute(self, params: IcaParams, folder: results.RunFolder) -> None:
+        """Fill ``folder`` (partial) with the run's outputs; raise on failure."""
+
+
+def describe_failure(err: BaseException) -> dict[str, Any]:
+    """A reason a researcher can act on, plus the notebook cell when a cell raised."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(err, PapermillExecutionError):
+        return {"reason": f"notebook cell {err.exec_count} raised {err.ename}: {err.evalue}",
+                "cell": err.exec_count, "ename": err.ename, "evalue": err.evalue, "kind": "notebook"}
+    name = type(err).__name__
+    if name == "DeadKernelError":
+        return {"reason": "the notebook's kernel died (killed, or out of memory)", "kind": "infrastructure"}
+    if isinstance(err, KeyboardInterrupt):
+        return {"reason": "interrupted", "kind": "cancelled"}
+    return {"reason": f"{name}: {err}", "kind": "labkit"}
+
+
+class LocalRunner(Runner):
+    """Executes the template with papermill on this machine (the embedded default)."""
+
+    def __init__(self, *, blas_threads: int = 1, kernel_name: str = "python3", progress_bar: bool = False,
+                 template: Path = TEMPLATE) -> None:
+        self.blas_threads = blas_threads
+        self.kernel_name = kernel_name
+        self.progress_bar = progress_bar
+        self.template = template
+
+    def _execute(self, params: IcaParams, folder: results.RunFolder) -> None:
+        import papermill
+
+        out = folder.file(results.NOTEBOOK_FILE)
+        papermill.execute_notebook(
+            str(self.template), str(out),
+            parameters={**params.to_papermill(), "run_dir": str(folder.path), "blas_threads": self.blas_threads},
+            kernel_name=self.kernel_name,
+            progress_bar=self.progress_bar,
+            request_save_on_cell_execute=False,  # one save at the end: ~30 ms less per cell
+            cwd=str(folder.path),
+        )
+
+
+def run(params: IcaParams, **kwargs: Any) -> results.RunResult:
+    """Run one parameter set here with papermill; the Python face of ``labkit run``."""
+    return LocalRunner().run(params, **kwargs)
+
+
+def terminate_on_signals() -> None:
+    """Turn SIGTERM into :class:`Cancelled`, so a killed ``labkit run`` still marks its folder failed."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Cancelled(f"received {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+class LocalProcess:
+    """A ``labkit run`` in a child process: poll its status, tail its log, cancel it."""
+
+    def __init__(self, params: IcaParams, run_id: str | None = None) -> None:
+        self.params = params
+        self.run_id = run_id or results.new_run_id(params)
+        self.folder = results.RunFolder(params.base_dir, self.run_id)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "labkit", "run", "--params", "-", "--run-id", self.run_id],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        assert self.process.stdin is not None
+        self.process.stdin.write(params.to_json())
+        self.process.stdin.close()
+
+    @property
+    def path(self) -> Path:
+        return self.folder.path
+
+    def done(self) -> bool:
+        return self.process.poll() is not None
+
+    def state(self) -> str:
+        if not self.path.exists():
+            return "queued" if not self.done() else "failed"
+        return results.load_run(self.path).state if self.done() else self.folder.status.get("state", "queued")
+
+    def step(self) -> str:
+        return str(self.folder.status.get("step", ""))
+
+    def log_tail(self, n: int = 20) -> str:
+        try:
+            lines = self.folder.file(results.LOG_FILE).read_text().splitlines()
+        except FileNotFoundError:
+            return ""
+        return "\n".join(lines[-n:])
+
+    def cancel(self) -> None:
+        """Ask the run to stop; it marks its folder failed ("cancelled") before exiting."""
+        if not self.done():
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float | None = None) -> results.RunResult:
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise LabkitError(f"Run {self.run_id} still running after {timeout} s") from None
+        deadline = time.monotonic() + 5
+        while not self.path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return results.load_run(self.path)
+
+
+def start_local(params: IcaParams, *, run_id: str | None = None) -> LocalProcess:
+    """Start a run in a child process and return at once."""
+    return LocalProcess(params, run_id)
+
