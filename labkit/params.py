@@ -227,7 +227,7 @@ class IcaParams:
 
 def _env_text(value: Any) -> str:
     if value is None:
-        return ""
+        return "none"  # explicit: an empty variable means "the default", which may not be None
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
