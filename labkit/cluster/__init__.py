@@ -1,0 +1,25 @@
+"""Cluster runs: a parameter set as a Kubernetes Job on the user's NFS directory.
+
+Modules, by concern:
+
+* :mod:`~labkit.cluster.settings` - :class:`ClusterSettings`, configured once by an admin
+  (YAML/JSON file, ``LABKIT_CLUSTER_*`` environment variables);
+* :mod:`~labkit.cluster.manifests` - pure functions from (params, settings, user) to
+  manifests: :func:`build_job` (``batch/v1`` Job), :func:`build_volcano_job` (a sweep);
+* :mod:`~labkit.cluster.api` - the one function every Kubernetes call goes through
+  (retries, ``Retry-After``, typed errors);
+* :mod:`~labkit.cluster.jobs` - submit, watch, logs, cancel, list, status;
+* :mod:`~labkit.cluster.cli` - ``labkit submit / jobs / logs / cancel / render``.
+"""
+
+from __future__ import annotations
+
+from .errors import (ClusterError, ClusterForbidden, ClusterNotFound, ClusterConflict, ClusterUnavailable,
+                     NotYourJob)
+from .manifests import build_job, build_volcano_job, job_name, sanitize_name
+from .settings import ClusterSettings
+
+__all__ = [
+    "ClusterError", "ClusterForbidden", "ClusterNotFound", "ClusterConflict", "ClusterUnavailable", "NotYourJob",
+    "ClusterSettings", "build_job", "build_volcano_job", "job_name", "sanitize_name",
+]
