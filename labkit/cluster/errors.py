@@ -33,3 +33,7 @@ class NotYourJob(ClusterError):
 
 class SettingsError(ClusterError):
     """The cluster settings file or environment is invalid."""
+
+
+class ClusterGone(ClusterError):
+    """HTTP 410: a watch's resource version expired; list again and resume."""

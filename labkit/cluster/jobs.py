@@ -1,0 +1,575 @@
+"""Submit, follow, explain, stream, cancel and list a user's labkit Jobs.
+
+:class:`ClusterJobs` is the whole face: one object per (settings, user), every API call
+through :func:`labkit.cluster.api.call`. A Job's state is computed by the pure function
+:func:`describe` from the Job, its pods and the namespace's events, in words a
+researcher understands, and tells infrastructure failures (image, scheduling, memory,
+deadline) apart from an exception in a notebook cell (which names the cell).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from kubernetes import client as k8s
+from kubernetes.watch.watch import iter_resp_lines
+
+from ..errors import LabkitError
+from ..params import IcaParams
+from ..results import RunResult, find_run, new_run_id
+from . import api
+from .errors import ClusterConflict, ClusterError, ClusterGone, ClusterNotFound, NotYourJob
+from .manifests import (ANN_USER, CONTAINER, LABEL_DIGEST, LABEL_NAME, LABEL_OWNER, LABEL_RUN_ID, LABEL_SWEEP, APP,
+                        build_job, build_volcano_job, owner_label, version_mismatch)
+from .settings import ClusterSettings
+
+logger = logging.getLogger(__name__)
+
+PHASES = ("pending", "running", "succeeded", "failed")
+FAILED_LINE = re.compile(r"labkit: run failed: (.*)")
+JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+
+
+class JobPendingTooLong(ClusterError):
+    """The Job has not started within ``pending_timeout``; the message carries the scheduler's reason."""
+
+    def __init__(self, status: "JobStatus", waited: float) -> None:
+        self.status = status
+        super().__init__(f"Job {status.name} is still pending after {waited:.0f} s: {status.reason}. "
+                         f"It stays queued; cancel it with: labkit cancel {status.name}")
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A Job as a researcher sees it."""
+
+    name: str
+    namespace: str
+    #: pending, running, succeeded or failed
+    phase: str
+    #: why it is in this phase, in plain words (empty when there is nothing to say)
+    reason: str = ""
+    #: for failures: True for the cluster's side (image, scheduling, memory, deadline), False for the analysis
+    infrastructure: bool | None = None
+    run_id: str = ""
+    owner: str = ""
+    digest: str = ""
+    sweep_id: str = ""
+    pod: str = ""
+    node: str = ""
+    #: the failing notebook cell's error ({reason, cell, ename, evalue}) when known
+    cell_error: dict[str, Any] | None = None
+    #: warning events seen for the Job and its pods (on failure / long pending)
+    events: tuple[str, ...] = ()
+    created: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.phase in ("succeeded", "failed")
+
+    def summary(self) -> str:
+        where = f" on {self.node}" if self.node else ""
+        text = f"{self.name}: {self.phase}{where}"
+        return f"{text} - {self.reason}" if self.reason else text
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What :meth:`ClusterJobs.submit` did."""
+
+    name: str
+    namespace: str
+    run_id: str
+    #: True when an identical parameter set was already submitted and this attached to its Job
+    attached: bool
+    manifest: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+
+
+def default_user() -> str:
+    user = os.environ.get("JUPYTERHUB_USER") or os.environ.get("LABKIT_USER") or os.environ.get("USER") or ""
+    if not user:
+        raise ClusterError("Cannot tell who you are: set JUPYTERHUB_USER (or pass --user)")
+    return user
+
+
+# -- describing a Job (pure) --------------------------------------------------------------
+def _cond(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == kind and str(c.get("status")) == "True":
+            return c
+    return None
+
+
+def _container_status(pod: dict[str, Any]) -> dict[str, Any]:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    for cs in statuses:
+        if cs.get("name") == CONTAINER:
+            return cs
+    return statuses[0] if statuses else {}
+
+
+def _image(pod: dict[str, Any]) -> str:
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        if c.get("name") == CONTAINER:
+            return c.get("image", "")
+    return ""
+
+
+def _memory_limit(pod: dict[str, Any]) -> str:
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        if c.get("name") == CONTAINER:
+            return ((c.get("resources") or {}).get("limits") or {}).get("memory", "")
+    return ""
+
+
+WAITING_WORDS = {
+    "ImagePullBackOff": "the image {image} cannot be pulled (ImagePullBackOff): check the image name and tag, "
+                        "and the registry pull secret",
+    "ErrImagePull": "the image {image} cannot be pulled (ErrImagePull): check the image name and tag, "
+                    "and the registry pull secret",
+    "InvalidImageName": "the image name {image} is not valid (InvalidImageName)",
+    "CreateContainerConfigError": "the container cannot be configured (CreateContainerConfigError): {message}",
+    "ContainerCreating": "the container is being created (pulling the image, mounting your directory)",
+    "PodInitializing": "the pod is initialising",
+}
+
+
+def _pod_pending_reason(pod: dict[str, Any]) -> tuple[str, bool]:
+    """(reason, is_infrastructure_problem) for a pod that has not started running."""
+    status = pod.get("status") or {}
+    waiting = (_container_status(pod).get("state") or {}).get("waiting") or {}
+    if waiting.get("reason"):
+        template = WAITING_WORDS.get(waiting["reason"], "the container is waiting ({reason}): {message}")
+        text = template.format(image=_image(pod), reason=waiting["reason"], message=waiting.get("message", ""))
+        return text.rstrip(": "), waiting["reason"] not in ("ContainerCreating", "PodInitializing")
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and str(cond.get("status")) == "False":
+            message = cond.get("message") or cond.get("reason") or "no reason given"
+            return f"waiting for a node: the scheduler says: {message}", True
+    if not (pod.get("spec") or {}).get("nodeName"):
+        return "waiting to be scheduled on a node", False
+    return "starting", False
+
+
+def _volcano_reason(events: Sequence[dict[str, Any]]) -> str | None:
+    for ev in reversed(list(events)):
+        message = ev.get("message") or ""
+        if "queue" in message.lower() or ev.get("reason") in ("Unschedulable", "PodGroupPending"):
+            obj = (ev.get("involvedObject") or {}).get("kind", "")
+            if "queue" in message.lower() or obj == "PodGroup":
+                return f"the Volcano queue has no room for it: {message}"
+    return None
+
+
+def _event_lines(events: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    out = []
+    for ev in events:
+        if ev.get("type") == "Normal":
+            continue
+        obj = ev.get("involvedObject") or {}
+        out.append(f"{obj.get('kind', '?')}/{obj.get('name', '?')}: {ev.get('reason', '')}: {ev.get('message', '')}")
+    return tuple(out)
+
+
+def describe(job: dict[str, Any], pods: Sequence[dict[str, Any]] = (), events: Sequence[dict[str, Any]] = (),
+             log_tail: str = "", result_status: dict[str, Any] | None = None) -> JobStatus:
+    """The researcher's view of a Job from its manifest/status, pods, events, log tail and status.json.
+
+    Pure: no API calls. ``pods`` newest last; ``result_status`` is the result folder's
+    ``status.json`` when the user's directory is visible here.
+    """
+    meta = job.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    jstatus = job.get("status") or {}
+    pods = sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
+    pod = pods[-1] if pods else {}
+    pod_name = (pod.get("metadata") or {}).get("name", "")
+    node = (pod.get("spec") or {}).get("nodeName") or ""
+    base = JobStatus(
+        name=meta.get("name", ""), namespace=meta.get("namespace", ""), phase="pending",
+        run_id=labels.get(LABEL_RUN_ID, ""), owner=labels.get(LABEL_OWNER, ""), digest=labels.get(LABEL_DIGEST, ""),
+        sweep_id=labels.get(LABEL_SWEEP, ""), pod=pod_name, node=node, created=str(meta.get("creationTimestamp") or ""),
+    )
+    complete = _cond(job, "Complete") or _cond(job, "SuccessCriteriaMet")
+    if complete:
+        return replace(base, phase="succeeded", reason="finished; the result folder is complete")
+    failed = _cond(job, "Failed") or _cond(job, "FailureTarget")
+    if failed:
+        return _describe_failure(base, failed, pods, events, log_tail, result_status)
+    if meta.get("deletionTimestamp"):
+        return replace(base, phase="failed", reason="cancelled (the Job is being deleted)", infrastructure=False)
+    running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
+    if running:
+        p = running[-1]
+        return replace(base, phase="running", pod=p["metadata"]["name"], node=(p.get("spec") or {}).get("nodeName", ""),
+                       reason="running the notebook")
+    if pod and (pod.get("status") or {}).get("phase") == "Failed" and jstatus.get("active"):
+        return replace(base, phase="running", reason="a pod failed; the Job is retrying (backoff limit not reached)")
+    if pod:
+        reason, _ = _pod_pending_reason(pod)
+        if "scheduler" in reason or "waiting to be scheduled" in reason:
+            volcano = _volcano_reason(events)
+            if volcano:
+                reason = volcano
+        return replace(base, phase="pending", reason=reason, events=_event_lines(events))
+    volcano = _volcano_reason(events)
+    if volcano:
+        return replace(base, phase="pending", reason=volcano, events=_event_lines(events))
+    return replace(base, phase="pending", reason="queued; no pod created yet", events=_event_lines(events))
+
+
+def _describe_failure(base: JobStatus, cond: dict[str, Any], pods: Sequence[dict[str, Any]],
+                      events: Sequence[dict[str, Any]], log_tail: str,
+                      result_status: dict[str, Any] | None) -> JobStatus:
+    job_reason = cond.get("reason") or ""
+    ev = _event_lines(events)
+    # the pods tell what actually happened; look at the newest terminated one
+    for pod in reversed(list(pods)):
+        cs = _container_status(pod)
+        term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated") or {}
+        if term.get("reason") == "OOMKilled":
+            limit = _memory_limit(pod)
+            words = f" (limit {limit})" if limit else ""
+            return replace(base, phase="failed", infrastructure=True, events=ev,
+                           reason=f"ran out of memory and was killed (OOMKilled){words}: raise "
+                                  "resources.memory_limit, crop a shorter span or use fewer components")
+        if term:
+            break
+        reason, infra = _pod_pending_reason(pod)
+        if infra and (pod.get("status") or {}).get("phase") in ("Pending", None):
+            return replace(base, phase="failed", infrastructure=True, reason=f"never started: {reason}", events=ev)
+    if job_reason == "DeadlineExceeded":
+        return replace(base, phase="failed", infrastructure=True, events=ev,
+                       reason="took longer than its time limit (activeDeadlineSeconds) and was stopped "
+                              "(DeadlineExceeded); raise active_deadline_seconds or shorten the analysis")
+    cell = (result_status or {}).get("error") if result_status else None
+    if cell:
+        where = f" in cell {cell['cell']}" if cell.get("cell") is not None else ""
+        exc = f": {cell.get('ename')}: {cell.get('evalue')}" if cell.get("ename") else f": {cell.get('reason')}"
+        return replace(base, phase="failed", infrastructure=False, cell_error=dict(cell), events=ev,
+                       reason=f"the notebook failed{where}{exc}")
+    match = None
+    for line in reversed(log_tail.splitlines()):
+        match = FAILED_LINE.search(line)
+        if match:
+            break
+    if match:
+        return replace(base, phase="failed", infrastructure=False, events=ev,
+                       reason=f"the analysis failed: {match.group(1).strip()}")
+    if job_reason == "BackoffLimitExceeded":
+        return replace(base, phase="failed", infrastructure=None, events=ev,
+                       reason="the run failed on every retry (BackoffLimitExceeded); see: labkit logs " + base.name)
+    message = cond.get("message") or job_reason or "no reason given"
+    return replace(base, phase="failed", infrastructure=None, reason=f"failed: {message}", events=ev)
+
+
+def _matches(labels: dict[str, str] | None, selector: dict[str, str]) -> bool:
+    labels = labels or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _selector(selector: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector.items())
+
+
+# -- the face --------------------------------------------------------------------------------
+class ClusterJobs:
+    """One user's labkit Jobs in their namespace.
+
+    ``api_client`` defaults to in-cluster config, else kubeconfig; tests pass one
+    pointing at an emulator. ``sleep`` is what retries wait with.
+    """
+
+    def __init__(self, settings: ClusterSettings | None = None, user: str | None = None,
+                 api_client: k8s.ApiClient | None = None, *, sleep: Callable[[float], None] = time.sleep,
+                 poll_interval: float | None = None) -> None:
+        self.settings = settings or ClusterSettings.load()
+        self.user = user or default_user()
+        self.owner = owner_label(self.user)
+        self.namespace = self.settings.namespace_for(self.user)
+        self.client = api_client or api.load_api_client()
+        self.batch = k8s.BatchV1Api(self.client)
+        self.core = k8s.CoreV1Api(self.client)
+        self.custom = k8s.CustomObjectsApi(self.client)
+        self.sleep = sleep
+        #: the longest a watch request is kept open before the state is re-read
+        self.poll_interval = poll_interval if poll_interval is not None else min(self.settings.watch_timeout, 10.0)
+
+    # -- plumbing --------------------------------------------------------------
+    def call(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
+        return api.call(fn, *args, what=what, retries=self.settings.api_retries,
+                        max_backoff=self.settings.api_max_backoff, sleep=self.sleep, **kwargs)
+
+    def _dict(self, obj: Any) -> dict[str, Any]:
+        return obj if isinstance(obj, dict) else self.client.sanitize_for_serialization(obj)
+
+    def _check_owner(self, job: dict[str, Any]) -> dict[str, Any]:
+        labels = (job.get("metadata") or {}).get("labels") or {}
+        name = (job.get("metadata") or {}).get("name")
+        if labels.get(LABEL_NAME) != APP:
+            raise NotYourJob(f"{name} is not a labkit Job; labkit only acts on Jobs it created")
+        owner = labels.get(LABEL_OWNER)
+        if owner != self.owner:
+            who = (job.get("metadata") or {}).get("annotations", {}).get(ANN_USER) or owner or "nobody"
+            raise NotYourJob(f"The Job {name} belongs to {who}, not to you ({self.user}); "
+                             "labkit only shows, follows and cancels your own Jobs")
+        return job
+
+    def get_job(self, name: str) -> dict[str, Any]:
+        """The Job as a dict, refused if it belongs to someone else."""
+        job = self._dict(self.call(self.batch.read_namespaced_job, name, self.namespace, what=f"read Job {name}"))
+        return self._check_owner(job)
+
+    def pods(self, name: str) -> list[dict[str, Any]]:
+        selector = {JOB_NAME_LABELS[1]: name}
+        listed = self.call(self.core.list_namespaced_pod, self.namespace, label_selector=_selector(selector),
+                           what=f"list the pods of Job {name}")
+        items = [self._dict(p) for p in listed.items]
+        return [p for p in items
+                if any(((p.get("metadata") or {}).get("labels") or {}).get(k) == name for k in JOB_NAME_LABELS)]
+
+    def events(self, job: dict[str, Any], pods: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        names = {job["metadata"]["name"]} | {p["metadata"]["name"] for p in pods}
+        uid = (job.get("metadata") or {}).get("uid")
+        try:
+            listed = self.call(self.core.list_namespaced_event, self.namespace,
+                               what=f"list the events of Job {job['metadata']['name']}")
+        except ClusterError as err:  # events are a nicety; never fail a status on them
+            logger.info("events unavailable: %s", err)
+            return []
+        out = []
+        for ev in (self._dict(e) for e in listed.items):
+            obj = ev.get("involvedObject") or {}
+            oname = obj.get("name", "")
+            if oname in names or (uid and uid in oname) or (obj.get("kind") == "PodGroup" and any(n in oname for n in names)):
+                out.append(ev)
+        return sorted(out, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+
+    def log_tail(self, pod: str, lines: int = 50) -> str:
+        try:
+            return self.call(self.core.read_namespaced_pod_log, pod, self.namespace, container=CONTAINER,
+                             tail_lines=lines, what=f"read the log of pod {pod}") or ""
+        except ClusterError:
+            return ""
+
+    def result_status(self, run_id: str) -> dict[str, Any] | None:
+        """The result folder's status.json, if the user's directory is visible here."""
+        base = self.settings.storage.local_base_dir
+        if not base or not run_id or not Path(base).is_dir():
+            return None
+        try:
+            return find_run(base, run_id).status
+        except LabkitError:
+            return None
+
+    # -- submit ----------------------------------------------------------------
+    def render(self, params: IcaParams, *, force: bool = False, run_id: str | None = None,
+               sweep_id: str | None = None) -> dict[str, Any]:
+        return build_job(params, self.settings, self.user, run_id or new_run_id(params), sweep_id, rerun=force)
+
+    def submit(self, params: IcaParams, *, force: bool = False, run_id: str | None = None,
+               sweep_id: str | None = None) -> Submission:
+        """Create the Job; an identical parameter set attaches to its existing Job unless ``force``."""
+        warnings = []
+        mismatch = version_mismatch(self.settings.image)
+        if mismatch:
+            logger.warning("labkit version: %s", mismatch)
+            warnings.append(mismatch)
+        manifest = self.render(params, force=force, run_id=run_id, sweep_id=sweep_id)
+        name = manifest["metadata"]["name"]
+        try:
+            self.call(self.batch.create_namespaced_job, self.namespace, manifest, what=f"create Job {name}")
+        except ClusterConflict:
+            existing = self.get_job(name)  # refuses another user's Job with the same name
+            labels = existing["metadata"].get("labels") or {}
+            old_run = labels.get(LABEL_RUN_ID, "")
+            logger.info("Job %s already exists (run %s): attaching instead of duplicating", name, old_run)
+            warnings.append(f"the same parameter set was already submitted as {name} (run {old_run}); "
+                            "following it (use --force to run it again)")
+            return Submission(name, self.namespace, old_run, True, existing, tuple(warnings))
+        run = manifest["metadata"]["labels"][LABEL_RUN_ID]
+        logger.info("submitted Job %s (run %s) in namespace %s", name, run, self.namespace)
+        return Submission(name, self.namespace, run, False, manifest, tuple(warnings))
+
+    def submit_sweep(self, params_list: Sequence[IcaParams], *, sweep_id: str | None = None,
+                     min_available: int = 1) -> dict[str, Any]:
+        """A sweep as one Volcano Job (needs Volcano installed)."""
+        manifest = build_volcano_job(params_list, self.settings, self.user, sweep_id, min_available=min_available)
+        group, version = manifest["apiVersion"].split("/")
+        self.call(self.custom.create_namespaced_custom_object, group, version, self.namespace, "jobs", manifest,
+                  what=f"create Volcano Job {manifest['metadata']['name']}")
+        return manifest
+
+    # -- follow ----------------------------------------------------------------
+    def status(self, name: str, *, with_events: bool | None = None) -> JobStatus:
+        job = self.get_job(name)
+        pods = self.pods(name)
+        quick = describe(job, pods)
+        need_events = with_events if with_events is not None else (quick.phase in ("pending", "failed"))
+        events = self.events(job, pods) if need_events else []
+        tail = ""
+        result = None
+        if quick.phase == "failed":
+            result = self.result_status(quick.run_id)
+            if quick.pod and not result:
+                tail = self.log_tail(quick.pod)
+        return describe(job, pods, events, tail, result)
+
+    def _wait_for_change(self, name: str, state: dict[str, Any]) -> None:
+        """Block until the Job changes, or ``poll_interval`` passes; survives timeouts and 410 Gone.
+
+        The watch request itself goes through :meth:`call` (so it is retried like any
+        other); its stream is read here: a broken or timed-out stream just ends this
+        wait, and an expired resource version (410 Gone) is answered by listing again
+        and resuming from the list's resource version.
+        """
+        kwargs: dict[str, Any] = {"field_selector": f"metadata.name={name}", "watch": True,
+                                  "allow_watch_bookmarks": True,
+                                  "timeout_seconds": max(1, int(self.poll_interval)),
+                                  "_request_timeout": self.poll_interval, "_preload_content": False}
+        if state.get("rv"):
+            kwargs["resource_version"] = state["rv"]
+        try:
+            resp = self.call(self.batch.list_namespaced_job, self.namespace, what=f"watch Job {name}", **kwargs)
+        except ClusterGone:
+            self._relist(name, state)
+            return
+        try:
+            for line in iter_resp_lines(resp):
+                if not line:
+                    continue
+                event = json.loads(line)
+                obj = event.get("object") or {}
+                if event.get("type") == "ERROR":
+                    if obj.get("code") == 410:
+                        self._relist(name, state)
+                        return
+                    raise ClusterError(f"Cannot watch Job {name}: the cluster answered {obj.get('code')} "
+                                       f"({obj.get('message') or obj.get('reason')})")
+                rv = (obj.get("metadata") or {}).get("resourceVersion")
+                if rv:
+                    state["rv"] = rv
+                if event.get("type") == "BOOKMARK" or (obj.get("metadata") or {}).get("name") != name:
+                    continue
+                fingerprint = rv or json.dumps(obj.get("status"), sort_keys=True, default=str)
+                if fingerprint == state.get("seen"):
+                    continue  # a replay of what we already know
+                state["seen"] = fingerprint
+                return
+        except api.CONNECTION_ERRORS as err:
+            logger.debug("watch of %s ended (%s); renewing", name, type(err).__name__)
+            state["renewed"] = state.get("renewed", 0) + 1
+        except ValueError as err:  # a garbled line: start over
+            logger.debug("watch of %s sent an unreadable line (%s); renewing", name, err)
+        finally:
+            resp.release_conn()
+
+    def _relist(self, name: str, state: dict[str, Any]) -> None:
+        logger.info("watch of %s expired (410 Gone); listing again to resume", name)
+        listed = self.call(self.batch.list_namespaced_job, self.namespace,
+                           field_selector=f"metadata.name={name}", what=f"list Job {name}")
+        state["rv"] = getattr(listed.metadata, "resource_version", None) if listed.metadata else None
+        state["relisted"] = state.get("relisted", 0) + 1
+
+    def watch(self, name: str, on_change: Callable[[JobStatus], None] | None = None,
+              timeout: float | None = None) -> JobStatus:
+        """Follow the Job until it succeeds or fails; call ``on_change`` on every new state.
+
+        Raises :class:`JobPendingTooLong` (with the scheduler's reason) when it stays
+        pending longer than ``settings.pending_timeout``, and ClusterError on ``timeout``.
+        """
+        started = time.monotonic()
+        pending_since: float | None = None
+        last: JobStatus | None = None
+        state: dict[str, Any] = {}
+        self.watch_state = state
+        while True:
+            current = self.status(name)
+            if current != last:
+                logger.info("%s", current.summary())
+                if on_change:
+                    on_change(current)
+                last = current
+            if current.done:
+                return current
+            now = time.monotonic()
+            if current.phase == "pending":
+                pending_since = pending_since or now
+                if now - pending_since > self.settings.pending_timeout:
+                    raise JobPendingTooLong(self.status(name, with_events=True), now - pending_since)
+            else:
+                pending_since = None
+            if timeout is not None and now - started > timeout:
+                raise ClusterError(f"Stopped following {name} after {timeout:.0f} s; it is {current.phase} "
+                                   f"({current.reason}). Follow it again with: labkit logs -f {name}")
+            self._wait_for_change(name, state)
+
+    def logs(self, name: str, follow: bool = False, wait: float | None = None) -> Iterator[str]:
+        """The run's log lines; with ``follow``, waits for the pod to start and streams until it ends."""
+        deadline = time.monotonic() + (wait if wait is not None else self.settings.pending_timeout)
+        while True:
+            st = self.status(name, with_events=False)
+            if st.pod and st.phase != "pending":
+                break
+            if not follow:
+                if st.pod:
+                    break
+                raise ClusterNotFound(f"{name} has no pod yet ({st.reason}); try: labkit logs -f {name}")
+            if time.monotonic() > deadline:
+                raise JobPendingTooLong(self.status(name, with_events=True), wait or self.settings.pending_timeout)
+            self._wait_for_change(name, {})
+        resp = self.call(self.core.read_namespaced_pod_log, st.pod, self.namespace, container=CONTAINER,
+                         follow=follow, _preload_content=False, what=f"read the log of pod {st.pod}")
+        try:
+            buffer = b""
+            for chunk in resp.stream(amt=None, decode_content=True):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    yield line.decode("utf-8", "replace")
+            if buffer:
+                yield buffer.decode("utf-8", "replace")
+        except api.CONNECTION_ERRORS as err:
+            logger.warning("log stream of %s broke (%s); run labkit logs -f %s again", st.pod, err, name)
+        finally:
+            resp.release_conn()
+
+    # -- manage ----------------------------------------------------------------
+    def cancel(self, name: str, propagation: str = "Background") -> None:
+        """Delete the Job and (Background/Foreground propagation) its pods."""
+        if propagation not in ("Background", "Foreground", "Orphan"):
+            raise ClusterError(f"propagation must be Background, Foreground or Orphan, not {propagation!r}")
+        self.get_job(name)
+        body = k8s.V1DeleteOptions(propagation_policy=propagation)
+        self.call(self.batch.delete_namespaced_job, name, self.namespace, body=body, what=f"cancel Job {name}")
+        logger.info("cancelled Job %s (%s deletion)", name, propagation.lower())
+
+    def list(self, sweep_id: str | None = None) -> list[JobStatus]:
+        """This user's labkit Jobs (selected by the owner label, checked again here), newest first."""
+        selector = {LABEL_NAME: APP, LABEL_OWNER: self.owner}
+        if sweep_id:
+            selector[LABEL_SWEEP] = sweep_id
+        listed = self.call(self.batch.list_namespaced_job, self.namespace, label_selector=_selector(selector),
+                           what="list your Jobs")
+        jobs = [self._dict(j) for j in listed.items]
+        mine = [j for j in jobs if _matches((j.get("metadata") or {}).get("labels"), selector)]
+        out = [describe(j) for j in mine]
+        return sorted(out, key=lambda s: (s.created, s.name), reverse=True)
+
+    # -- results ----------------------------------------------------------------
+    def result(self, name_or_status: str | JobStatus, local_base_dir: str | os.PathLike | None = None) -> RunResult:
+        """The finished run's result folder, loaded exactly like a local run's."""
+        st = name_or_status if isinstance(name_or_status, JobStatus) else self.status(name_or_status)
+        base = local_base_dir or self.settings.storage.local_base_dir
+        if not base:
+            raise ClusterError("Your data directory is not visible here: set storage.local_base_dir "
+                               "(LABKIT_CLUSTER_STORAGE__LOCAL_BASE_DIR) to where it is mounted")
+        return find_run(base, st.run_id)

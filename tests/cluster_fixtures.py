@@ -1,0 +1,140 @@
+"""A real HTTP Kubernetes API for the cluster tests: kmock's KubernetesEmulator in a thread.
+
+The official (synchronous) ``kubernetes`` client talks to it over TCP exactly as it would
+to a cluster; nothing in the client is patched. The test plays the cluster's controllers
+(Job controller, scheduler, kubelet) through :class:`Controllers`, which writes pods,
+statuses and events through the same HTTP API. Faults (410, 429, 500) are injected with
+kmock's request-matching DSL via :meth:`Emulator.react`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+from typing import Any, Callable
+
+import kmock
+import pytest
+from kubernetes import client as k8s
+
+NS = "labkit-test"
+
+
+class Emulator:
+    """KubernetesEmulator + Server on a private event loop in a daemon thread."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="kmock", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError(f"the Kubernetes emulator did not start: {self._error!r}")
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._main())
+        except BaseException as err:  # pragma: no cover - surfaced by __init__
+            self._error = err
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        async with kmock.KubernetesEmulator() as emu, kmock.Server(emu) as server:
+            self.kmock = emu
+            # the kinds labkit reads; declared so that empty lists are lists, not 404s
+            emu.resources["v1/pods"] = {"kind": "Pod", "namespaced": True}
+            emu.resources["v1/events"] = {"kind": "Event", "namespaced": True}
+            emu.resources["batch/v1/jobs"] = {"kind": "Job", "namespaced": True}
+            self.url = str(server.url).rstrip("/")
+            self._ready.set()
+            await self._stop.wait()
+
+    def run(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the emulator's loop (the DSL and object store are not thread-safe)."""
+
+        async def wrapper() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(10)
+
+    def react(self, build: Callable[[Any], Any]) -> Any:
+        """Add a reaction with the DSL, e.g. ``emu.react(lambda k: k['get /api/v1/...'][:1] << 500)``."""
+        return self.run(lambda: build(self.kmock))
+
+    def requests(self) -> list[Any]:
+        return self.run(lambda: list(self.kmock.requests))
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def api_client(self) -> k8s.ApiClient:
+        cfg = k8s.Configuration(host=self.url)
+        return k8s.ApiClient(cfg)
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Controllers:
+    """The cluster's controllers, played by the test, through the emulator's HTTP API."""
+
+    def __init__(self, api_client: k8s.ApiClient, namespace: str = NS) -> None:
+        self.batch = k8s.BatchV1Api(api_client)
+        self.core = k8s.CoreV1Api(api_client)
+        self.ns = namespace
+        self._pods = 0
+
+    # Job controller
+    def create_pod(self, job: str, *, phase: str = "Pending", node: str | None = None,
+                   status: dict[str, Any] | None = None) -> str:
+        self._pods += 1
+        name = f"{job}-p{self._pods:04d}"
+        manifest = self.batch.read_namespaced_job(job, self.ns)
+        template = k8s.ApiClient().sanitize_for_serialization(manifest.spec.template)
+        labels = dict(template["metadata"].get("labels") or {})
+        labels.update({"job-name": job, "batch.kubernetes.io/job-name": job})
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": self.ns, "labels": labels, "creationTimestamp": now()},
+               "spec": dict(template["spec"], **({"nodeName": node} if node else {})),
+               "status": dict({"phase": phase}, **(status or {}))}
+        self.core.create_namespaced_pod(self.ns, pod)
+        return name
+
+    def pod_status(self, pod: str, **status: Any) -> None:
+        self.core.patch_namespaced_pod_status(pod, self.ns, {"status": status})
+
+    def pod_spec(self, pod: str, **spec: Any) -> None:
+        self.core.patch_namespaced_pod(pod, self.ns, {"spec": spec})
+
+    def job_status(self, job: str, **status: Any) -> None:
+        self.batch.patch_namespaced_job_status(job, self.ns, {"status": status})
+
+    def job_condition(self, job: str, kind: str, reason: str = "", message: str = "") -> None:
+        cond = {"type": kind, "status": "True", "reason": reason, "message": message,
+                "lastTransitionTime": now(), "lastProbeTime": now()}
+        self.job_status(job, conditions=[cond], active=0)
+
+    # scheduler / kubelet
+    def event(self, kind: str, name: str, reason: str, message: str, type_: str = "Warning") -> None:
+        self._pods += 1
+        self.core.create_namespaced_event(self.ns, {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{name}.ev{self._pods}", "namespace": self.ns},
+            "involvedObject": {"kind": kind, "name": name, "namespace": self.ns},
+            "reason": reason, "message": message, "type": type_, "lastTimestamp": now(), "count": 1,
+        })
+
+
+@pytest.fixture
+def emulator():
+    emu = Emulator()
+    try:
+        yield emu
+    finally:
+        emu.close()
