@@ -102,7 +102,7 @@ def _pick_val(channel_type: str) -> bool | str:
 def fit(raw: mne.io.BaseRaw, params: IcaParams, *, blas_threads: int = DEFAULT_BLAS_THREADS,
         verbose: bool | str | None = None) -> mne.preprocessing.ICA:
     """Fit ICA on the analysed channels; refuse more components than the data's rank."""
-    rank = mne.compute_rank(raw, rank="info", info=raw.info, verbose="error")
+    rank = mne.compute_rank(raw, rank=None, verbose="error")  # estimated from the data: catches re-referencing
     type_rank = sum(v for k, v in rank.items() if k == params.channel_type or
                     (params.channel_type == "meg" and k in ("meg", "mag", "grad")))
     if type_rank and params.n_components > type_rank:
