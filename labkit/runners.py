@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -37,6 +38,7 @@ class Runner(abc.ABC):
 
     def run(self, params: IcaParams, *, run_id: str | None = None) -> results.RunResult:
         """Run to completion and return the loaded result (failed runs raise :class:`RunFailed`)."""
+        params = params.replace(base_dir=os.path.abspath(params.base_dir))  # executors may change cwd
         folder = results.RunFolder.create(params, run_id)
         logger.info("run %s: %s", folder.run_id, folder.path)
         try:
@@ -112,7 +114,7 @@ class LocalProcess:
     """A ``labkit run`` in a child process: poll its status, tail its log, cancel it."""
 
     def __init__(self, params: IcaParams, run_id: str | None = None) -> None:
-        self.params = params
+        self.params = params = params.replace(base_dir=os.path.abspath(params.base_dir))
         self.run_id = run_id or results.new_run_id(params)
         self.folder = results.RunFolder(params.base_dir, self.run_id)
         self.process = subprocess.Popen(
