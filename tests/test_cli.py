@@ -1,0 +1,45 @@
+"""The shell face: messages and exit codes a shell user can act on."""
+
+from __future__ import annotations
+
+import subprocess
+
+from click.testing import CliRunner
+
+from labkit.cli import main
+
+
+def test_bad_flag_value_exits_2_naming_the_field(tmp_path):
+    out = CliRunner().invoke(main, ["run", "--base-dir", str(tmp_path), "--method", "pca"])
+    assert out.exit_code == 2
+    assert "Invalid value for the 'method' parameter: got 'pca'; allowed: one of 'fastica'" in out.output
+
+
+def test_entrypoint_with_bad_env_exits_2(tmp_path):
+    out = CliRunner().invoke(main, ["entrypoint"], env={"BASE_DIR": str(tmp_path), "ICA_COMPONENTS_COUNT": "many"})
+    assert out.exit_code == 2 and "'n_components' parameter: got 'many'" in out.output
+
+
+def test_missing_recording_fails_with_exit_4_and_a_failed_folder(tmp_path):
+    proc = subprocess.run(["labkit", "run", "--base-dir", str(tmp_path), "--raw-file-path", "nope_raw.fif"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 4
+    assert "'raw_file_path' parameter: got 'nope_raw.fif'; allowed: an existing file" in proc.stderr
+    (failed,) = tmp_path.glob("PreExperiment_ICA_*.failed")
+    assert "FAILED" in (failed / "run.log").read_text()
+
+
+def test_demo_data_prints_the_relative_path(tmp_path):
+    out = CliRunner().invoke(main, ["demo-data", "--base-dir", str(tmp_path)])
+    assert out.exit_code == 0 and out.output.strip() == "labkit-demo/demo_raw.fif"
+    assert (tmp_path / "labkit-demo" / "demo_raw.fif").is_file()
+
+
+def test_runs_lists_runs_with_state(tmp_path):
+    from labkit import IcaParams
+    from labkit.results import RunFolder
+
+    folder = RunFolder.create(IcaParams(base_dir=str(tmp_path)), run_id="r1")
+    folder.fail("boom")
+    out = CliRunner().invoke(main, ["runs", "--base-dir", str(tmp_path)])
+    assert out.exit_code == 0 and "r1" in out.output and "failed" in out.output and "boom" in out.output
