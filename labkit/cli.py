@@ -103,6 +103,25 @@ def runs(base_dir: str) -> None:
     click.echo(runs_table(base_dir).to_string())
 
 
+@main.command()
+@click.argument("sets_file", type=click.File("r"))
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="also write the table as CSV")
+def sweep(sets_file: Any, csv_path: str | None) -> None:
+    """Run every parameter set of a JSON list here, one after another, and print the comparison table."""
+    from .sweeps import load_sets, run_sweep
+
+    try:
+        sets = load_sets(sets_file.read())
+    except LabkitError as err:
+        _fail(err)
+    frame = run_sweep(sets)
+    if csv_path:
+        frame.to_csv(csv_path)
+    click.echo(frame.drop(columns=["path"]).to_string())
+    if (frame["state"] != "succeeded").any():
+        sys.exit(RunFailed.exit_code)
+
+
 def _register_optional() -> None:
     try:
         from .cluster.cli import register

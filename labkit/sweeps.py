@@ -1,21 +1,127 @@
-"""Comparing runs: one pandas row per result folder, for tables, plots and statistics."""
+"""Sweeps: many parameter sets run one after another, then compared with tables, plots and statistics.
+
+Stochastic methods should be run with many seeds (about 30) and compared with rank
+tests: Wilcoxon-Mann-Whitney for two groups, Friedman for more than two when every
+group ran the same seeds (paired), Kruskal-Wallis otherwise.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+from typing import Any, Iterable, Sequence
 
+import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
-from .results import list_runs
+from .errors import RunFailed
+from .params import IcaParams
+from .results import RunResult, list_runs
+
+logger = logging.getLogger(__name__)
+
+
+def expand(base: IcaParams, **grid: Sequence[Any]) -> list[IcaParams]:
+    """Every combination of the given field values over ``base`` (e.g. ``method=[...], random_state=range(30)``)."""
+    sets = [base]
+    for name, values in grid.items():
+        sets = [p.replace(**{name: v}) for p in sets for v in values]
+    return sets
+
+
+def load_sets(text: str) -> list[IcaParams]:
+    """A JSON list of parameter sets (what the notebook form exports as a sweep)."""
+    data = json.loads(text)
+    if not isinstance(data, list):
+        data = [data]
+    return [IcaParams.from_dict(d.get("params", d)) for d in data]
+
+
+def run_sweep(sets: Iterable[IcaParams], runner: Any = None, *, progress: bool = True) -> pd.DataFrame:
+    """Run each set (a failure is recorded and the sweep goes on); return one row per run."""
+    from .runners import LocalRunner
+
+    runner = runner or LocalRunner()
+    sets = list(sets)
+    found: list[RunResult] = []
+    for params in tqdm(sets, desc="ICA sweep", unit="run", disable=not progress):
+        try:
+            found.append(runner.run(params))
+        except RunFailed as err:
+            logger.warning("sweep: %s", err)
+            from .results import load_run
+
+            if err.folder is not None:
+                found.append(load_run(err.folder))
+    return table(found)
+
+
+def row(found: RunResult) -> dict[str, Any]:
+    """One run as a flat row: parameters, state and the metrics worth comparing."""
+    out: dict[str, Any] = {"run_id": found.run_id, "state": found.state, "error": found.error}
+    if found.params is not None:
+        out.update({k: v for k, v in found.params.to_dict().items() if k != "base_dir"})
+    m = found.metrics
+    for key in ("fit_time_s", "n_iter", "converged", "explained_variance", "n_channels", "n_samples"):
+        out[key] = m.get(key)
+    for kind in ("eog", "ecg"):
+        scores = m.get(f"{kind}_scores")
+        out[f"{kind}_best_score"] = float(np.nanmax(np.abs(scores))) if scores else None
+        out[f"{kind}_suspects"] = len(m.get(f"{kind}_suspects", [])) if scores else None
+    out["path"] = str(found.path)
+    return out
+
+
+def table(found: Iterable[RunResult]) -> pd.DataFrame:
+    rows = [row(f) for f in found]
+    return pd.DataFrame(rows).set_index("run_id") if rows else pd.DataFrame()
 
 
 def runs_table(base_dir: str | os.PathLike) -> pd.DataFrame:
-    """Every run under ``base_dir``: its state, parameters and key metrics, indexed by run id."""
-    rows = []
-    for found in list_runs(base_dir):
-        row = {"run_id": found.run_id, "state": found.state, "error": found.error}
-        if found.params is not None:
-            row.update({k: v for k, v in found.params.to_dict().items() if k != "base_dir"})
-        row.update({k: v for k, v in found.summary().items() if k != "state"})
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("run_id") if rows else pd.DataFrame()
+    """Every run under ``base_dir``, indexed by run id."""
+    return table(list_runs(base_dir))
+
+
+def compare(frame: pd.DataFrame, metric: str, by: str = "method", *, pair_on: str = "random_state") -> dict[str, Any]:
+    """Test whether ``metric`` differs between the groups of ``by`` (succeeded runs only)."""
+    from scipy import stats
+
+    ok = frame[frame["state"] == "succeeded"].dropna(subset=[metric])
+    groups = {name: g for name, g in ok.groupby(by)}
+    if len(groups) < 2:
+        raise ValueError(f"compare needs at least two values of {by!r}; found {sorted(groups)}")
+    summary = ok.groupby(by)[metric].describe()[["count", "mean", "50%", "std"]].rename(columns={"50%": "median"})
+    if len(groups) == 2:
+        a, b = (g[metric].to_numpy(float) for g in groups.values())
+        res = stats.mannwhitneyu(a, b, alternative="two-sided")
+        return {"test": "Wilcoxon-Mann-Whitney", "statistic": float(res.statistic), "pvalue": float(res.pvalue),
+                "summary": summary}
+    wide = ok.pivot_table(index=pair_on, columns=by, values=metric) if pair_on in ok else pd.DataFrame()
+    wide = wide.dropna()
+    if len(wide) >= 2 and wide.shape[1] == len(groups):
+        res = stats.friedmanchisquare(*(wide[c].to_numpy(float) for c in wide.columns))
+        return {"test": "Friedman", "statistic": float(res.statistic), "pvalue": float(res.pvalue),
+                "summary": summary}
+    res = stats.kruskal(*(g[metric].to_numpy(float) for g in groups.values()))
+    return {"test": "Kruskal-Wallis", "statistic": float(res.statistic), "pvalue": float(res.pvalue),
+            "summary": summary}
+
+
+def plot(frame: pd.DataFrame, metric: str, by: str = "method"):
+    """A box plot with every run as a dot: how ``metric`` spreads per group."""
+    import matplotlib.pyplot as plt
+
+    ok = frame[frame["state"] == "succeeded"]
+    names = sorted(ok[by].unique())
+    fig, ax = plt.subplots(figsize=(1.8 * len(names) + 2, 3.5))
+    data = [ok[ok[by] == n][metric].astype(float).to_numpy() for n in names]
+    ax.boxplot(data)
+    ax.set_xticks(range(1, len(names) + 1), [str(n) for n in names])
+    for i, values in enumerate(data, start=1):
+        ax.plot(np.full(len(values), i) + np.linspace(-0.08, 0.08, len(values)), values, "o", alpha=0.6)
+    ax.set_xlabel(by)
+    ax.set_ylabel(metric)
+    fig.tight_layout()
+    return fig
