@@ -66,7 +66,7 @@ class Emulator:
         return self.run(lambda: build(self.kmock))
 
     def requests(self) -> list[Any]:
-        return self.run(lambda: list(self.kmock.requests))
+        return self.run(lambda: list(self.kmock))
 
     def close(self) -> None:
         self._loop.call_soon_threadsafe(self._stop.set)

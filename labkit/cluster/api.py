@@ -48,7 +48,21 @@ def load_api_client() -> k8s.ApiClient:
                 f"({err}). On the hub this needs the service account from k8s/rbac.yaml; elsewhere set "
                 "KUBECONFIG."
             ) from None
-    return k8s.ApiClient()
+    return own_retries(k8s.ApiClient())
+
+
+def own_retries(api_client: k8s.ApiClient) -> k8s.ApiClient:
+    """Turn off urllib3's own retries on this client, so :func:`call` is the only retry loop.
+
+    urllib3 would otherwise silently retry 429/503 honouring any ``Retry-After`` (even an
+    hour), invisible to the user and unbounded by labkit's settings.
+    """
+    from kubernetes.client import rest
+
+    if api_client.configuration.retries is not False:
+        api_client.configuration.retries = False
+        api_client.rest_client = rest.RESTClientObject(api_client.configuration)
+    return api_client
 
 
 def api_message(err: ApiException) -> str:
@@ -111,7 +125,7 @@ def call(fn: Callable[..., T], *args: Any, what: str, retries: int = 5, max_back
         try:
             return fn(*args, **kwargs)
         except ApiException as err:
-            if err.status not in RETRY_STATUSES and err.status != 0:
+            if err.status not in RETRY_STATUSES:
                 raise explain(err, what) from None
             hint = retry_after(err)
             problem = f"HTTP {err.status} ({api_message(err)})"

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from kubernetes import client as k8s
-from kubernetes.watch.watch import iter_resp_lines
 
 from ..errors import LabkitError
 from ..params import IcaParams
@@ -271,6 +270,18 @@ def _describe_failure(base: JobStatus, cond: dict[str, Any], pods: Sequence[dict
     return replace(base, phase="failed", infrastructure=None, reason=f"failed: {message}", events=ev)
 
 
+def _lines(resp: Any) -> Iterator[str]:
+    """Lines of a streamed response, including a last line without a newline."""
+    buffer = b""
+    for chunk in resp.stream(amt=None, decode_content=True):
+        buffer += chunk if isinstance(chunk, bytes) else str(chunk).encode()
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8", "replace")
+    if buffer:
+        yield buffer.decode("utf-8", "replace")
+
+
 def _matches(labels: dict[str, str] | None, selector: dict[str, str]) -> bool:
     labels = labels or {}
     return all(labels.get(k) == v for k, v in selector.items())
@@ -295,7 +306,7 @@ class ClusterJobs:
         self.user = user or default_user()
         self.owner = owner_label(self.user)
         self.namespace = self.settings.namespace_for(self.user)
-        self.client = api_client or api.load_api_client()
+        self.client = api.own_retries(api_client or api.load_api_client())
         self.batch = k8s.BatchV1Api(self.client)
         self.core = k8s.CoreV1Api(self.client)
         self.custom = k8s.CustomObjectsApi(self.client)
@@ -355,10 +366,14 @@ class ClusterJobs:
 
     def log_tail(self, pod: str, lines: int = 50) -> str:
         try:
-            return self.call(self.core.read_namespaced_pod_log, pod, self.namespace, container=CONTAINER,
-                             tail_lines=lines, what=f"read the log of pod {pod}") or ""
+            resp = self.call(self.core.read_namespaced_pod_log, pod, self.namespace, container=CONTAINER,
+                             tail_lines=lines, _preload_content=False, what=f"read the log of pod {pod}")
         except ClusterError:
             return ""
+        try:
+            return resp.data.decode("utf-8", "replace")
+        finally:
+            resp.release_conn()
 
     def result_status(self, run_id: str) -> dict[str, Any] | None:
         """The result folder's status.json, if the user's directory is visible here."""
@@ -391,6 +406,10 @@ class ClusterJobs:
             existing = self.get_job(name)  # refuses another user's Job with the same name
             labels = existing["metadata"].get("labels") or {}
             old_run = labels.get(LABEL_RUN_ID, "")
+            if old_run == manifest["metadata"]["labels"][LABEL_RUN_ID]:
+                # an earlier attempt of this very call went through before its answer was lost
+                logger.info("submitted Job %s (run %s; created by a retried attempt)", name, old_run)
+                return Submission(name, self.namespace, old_run, False, existing, tuple(warnings))
             logger.info("Job %s already exists (run %s): attaching instead of duplicating", name, old_run)
             warnings.append(f"the same parameter set was already submitted as {name} (run {old_run}); "
                             "following it (use --force to run it again)")
@@ -443,7 +462,7 @@ class ClusterJobs:
             self._relist(name, state)
             return
         try:
-            for line in iter_resp_lines(resp):
+            for line in _lines(resp):
                 if not line:
                     continue
                 event = json.loads(line)
@@ -529,14 +548,7 @@ class ClusterJobs:
         resp = self.call(self.core.read_namespaced_pod_log, st.pod, self.namespace, container=CONTAINER,
                          follow=follow, _preload_content=False, what=f"read the log of pod {st.pod}")
         try:
-            buffer = b""
-            for chunk in resp.stream(amt=None, decode_content=True):
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    yield line.decode("utf-8", "replace")
-            if buffer:
-                yield buffer.decode("utf-8", "replace")
+            yield from _lines(resp)
         except api.CONNECTION_ERRORS as err:
             logger.warning("log stream of %s broke (%s); run labkit logs -f %s again", st.pod, err, name)
         finally:

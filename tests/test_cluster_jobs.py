@@ -1,0 +1,376 @@
+"""Cluster runs against a real HTTP Kubernetes API (kmock's KubernetesEmulator).
+
+The official ``kubernetes`` client is pointed at the emulator; nothing is patched. The
+tests play the controllers (Job controller, scheduler, kubelet) with
+:class:`cluster_fixtures.Controllers` and inject faults with kmock's DSL.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any, Callable
+
+import kmock
+import pytest
+
+from cluster_fixtures import NS, Controllers, Emulator, emulator  # noqa: F401 (fixture)
+from labkit.cluster.errors import ClusterForbidden, ClusterUnavailable, NotYourJob
+from labkit.cluster.jobs import ClusterJobs, JobPendingTooLong, JobStatus
+from labkit.cluster.manifests import LABEL_OWNER, LABEL_RUN_ID
+from labkit.cluster.settings import ClusterSettings
+from labkit.params import IcaParams
+from labkit.results import ICA_FILE, METRICS_FILE, RunFolder, find_run
+
+pytestmark = pytest.mark.timeout(30)
+
+JOBS_PATH = f"/apis/batch/v1/namespaces/{NS}/jobs"
+
+
+def settings(**overrides: Any) -> ClusterSettings:
+    data: dict[str, Any] = {"namespace": NS, "image": "ghcr.io/labkit/labkit:0.1.0",
+                            "storage": {"nfs_server": "nfs.lab.example"}, "watch_timeout": 1,
+                            "pending_timeout": 30, "api_retries": 3}
+    data.update(overrides)
+    return ClusterSettings.from_dict(data)
+
+
+class Sleeps(list):
+    """Records the retry waits instead of waiting (injected, not patched)."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def jobs_for(emu: Emulator, user: str = "anna", sleeps: Sleeps | None = None, **overrides: Any) -> ClusterJobs:
+    return ClusterJobs(settings(**overrides), user, emu.api_client(), sleep=sleeps if sleeps is not None else Sleeps(),
+                       poll_interval=0.2)
+
+
+def follow(jobs: ClusterJobs, name: str, script: Callable[[dict[str, threading.Event]], None],
+           timeout: float = 15) -> tuple[JobStatus | BaseException, list[JobStatus]]:
+    """Watch ``name`` while ``script`` plays the controllers; ``seen[phase]`` is set when the watcher saw it."""
+    seen: dict[str, threading.Event] = {p: threading.Event() for p in ("pending", "running", "succeeded", "failed")}
+    changes: list[JobStatus] = []
+    errors: list[BaseException] = []
+
+    def on_change(status: JobStatus) -> None:
+        changes.append(status)
+        seen[status.phase].set()
+
+    def run_script() -> None:
+        try:
+            script(seen)
+        except BaseException as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    player = threading.Thread(target=run_script, daemon=True)
+    player.start()
+    try:
+        outcome: JobStatus | BaseException = jobs.watch(name, on_change=on_change, timeout=timeout)
+    except BaseException as err:
+        outcome = err
+    player.join(5)
+    assert not errors, errors
+    return outcome, changes
+
+
+def wait(event: threading.Event) -> None:
+    assert event.wait(10), "the watcher never reported the expected phase"
+
+
+# -- submit ----------------------------------------------------------------------------
+def test_submit_creates_the_job_over_http(emulator: Emulator) -> None:
+    jobs = jobs_for(emulator)
+    sub = jobs.submit(IcaParams(n_components=12))
+    assert not sub.attached
+    stored = emulator.run(lambda: dict(emulator.kmock.objects[kmock.resource("batch", "v1", "jobs"), NS, sub.name]))
+    assert stored["metadata"]["labels"][LABEL_OWNER] == "anna"
+    assert stored["metadata"]["labels"][LABEL_RUN_ID] == sub.run_id
+    env = {e["name"]: e["value"] for e in stored["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ICA_COMPONENTS_COUNT"] == "12" and env["LABKIT_RUN_ID"] == sub.run_id and env["BASE_DIR"] == "/userdata"
+    status = jobs.status(sub.name)
+    assert status.phase == "pending" and status.run_id == sub.run_id
+
+
+def test_resubmitting_the_same_set_attaches_unless_forced(emulator: Emulator) -> None:
+    jobs = jobs_for(emulator)
+    first = jobs.submit(IcaParams())
+    again = jobs.submit(IcaParams())
+    assert again.attached and again.name == first.name and again.run_id == first.run_id
+    assert any("already submitted" in w for w in again.warnings)
+    forced = jobs.submit(IcaParams(), force=True)
+    assert not forced.attached and forced.name != first.name and forced.run_id != first.run_id
+    other = jobs.submit(IcaParams(n_components=10))
+    assert other.name != first.name
+    posts = [r for r in emulator.requests() if r.method == "POST" and r.url.path == JOBS_PATH]
+    assert len(posts) == 4  # the attach was a 409 answered by reading, not a second Job
+    assert len(jobs.list()) == 3
+
+
+def test_version_mismatch_is_warned_before_submitting(emulator: Emulator) -> None:
+    jobs = jobs_for(emulator, image="ghcr.io/labkit/labkit:0.0.9")
+    sub = jobs.submit(IcaParams())
+    assert any("0.0.9" in w and "0.1.0" in w for w in sub.warnings)
+
+
+# -- watch -----------------------------------------------------------------------------
+def test_watch_follows_pending_running_succeeded_and_loads_the_result(emulator: Emulator, tmp_path) -> None:
+    jobs = jobs_for(emulator, storage={"nfs_server": "nfs", "local_base_dir": str(tmp_path)})
+    params = IcaParams()
+    sub = jobs.submit(params)
+    ctl = Controllers(emulator.api_client())
+
+    def script(seen: dict[str, threading.Event]) -> None:
+        wait(seen["pending"])
+        pod = ctl.create_pod(sub.name)
+        ctl.pod_status(pod, phase="Pending", conditions=[{"type": "PodScheduled", "status": "True"}])
+        time.sleep(0.3)
+        ctl.pod_spec(pod, nodeName="worker-3")
+        ctl.pod_status(pod, phase="Running", containerStatuses=[{"name": "ica", "ready": True, "restartCount": 0,
+                       "image": "x", "imageID": "", "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}])
+        ctl.job_status(sub.name, active=1, ready=1)
+        wait(seen["running"])
+        # the run writes its result folder on the (here: local) NFS directory
+        folder = RunFolder.create(params.replace(base_dir=str(tmp_path)), sub.run_id)
+        folder.start()
+        (folder.path / METRICS_FILE).write_text(json.dumps({"method": "fastica", "n_components": 30}))
+        (folder.path / ICA_FILE).write_bytes(b"ica")
+        folder.succeed()
+        ctl.pod_status(pod, phase="Succeeded")
+        ctl.job_condition(sub.name, "Complete")
+
+    final, changes = follow(jobs, sub.name, script)
+    assert isinstance(final, JobStatus), final
+    phases = [c.phase for c in changes]
+    assert phases[0] == "pending" and "running" in phases and phases[-1] == "succeeded"
+    assert phases.index("running") < phases.index("succeeded")
+    assert final.node == "worker-3"
+    result = jobs.result(final)
+    assert result.state == "succeeded" and result.run_id == sub.run_id
+    assert result.path == find_run(tmp_path, sub.run_id).path
+
+
+def _terminated(reason: str, code: int) -> dict[str, Any]:
+    return {"phase": "Failed", "containerStatuses": [{"name": "ica", "ready": False, "restartCount": 0, "image": "x",
+            "imageID": "", "state": {"terminated": {"reason": reason, "exitCode": code}}}]}
+
+
+@pytest.mark.parametrize("case", ["oom", "deadline", "cell", "logline"])
+def test_watch_explains_failures(emulator: Emulator, tmp_path, case: str) -> None:
+    jobs = jobs_for(emulator, storage={"nfs_server": "nfs", "local_base_dir": str(tmp_path)})
+    params = IcaParams()
+    sub = jobs.submit(params)
+    ctl = Controllers(emulator.api_client())
+    pod_name = f"{sub.name}-p0001"
+    if case == "logline":
+        emulator.react(lambda k: k[f"get /api/v1/namespaces/{NS}/pods/{pod_name}/log"]
+                       << b"fitting ICA\nlabkit: run failed: Recording not found: eeg/s01.fif\n")
+
+    def script(seen: dict[str, threading.Event]) -> None:
+        wait(seen["pending"])
+        pod = ctl.create_pod(sub.name, phase="Running", node="worker-1")
+        assert pod == pod_name
+        wait(seen["running"])
+        if case == "oom":
+            ctl.pod_status(pod, **_terminated("OOMKilled", 137))
+            ctl.job_condition(sub.name, "Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+        elif case == "deadline":
+            ctl.pod_status(pod, phase="Failed", reason="DeadlineExceeded")
+            ctl.job_condition(sub.name, "Failed", "DeadlineExceeded", "Job was active longer than specified deadline")
+        else:
+            if case == "cell":
+                folder = RunFolder.create(params.replace(base_dir=str(tmp_path)), sub.run_id)
+                folder.start()
+                folder.fail("ValueError in cell 7", cell=7, ename="ValueError", evalue="n_components too large")
+            ctl.pod_status(pod, **_terminated("Error", 4))
+            ctl.job_condition(sub.name, "Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+
+    final, _ = follow(jobs, sub.name, script)
+    assert isinstance(final, JobStatus), final
+    assert final.phase == "failed"
+    if case == "oom":
+        assert final.infrastructure is True and "out of memory" in final.reason and "4Gi" in final.reason
+    elif case == "deadline":
+        assert final.infrastructure is True and "time limit" in final.reason
+    elif case == "cell":
+        assert final.infrastructure is False and "cell 7" in final.reason and "ValueError" in final.reason
+        assert final.cell_error["evalue"] == "n_components too large"
+    else:
+        assert final.infrastructure is False and "Recording not found: eeg/s01.fif" in final.reason
+
+
+@pytest.mark.parametrize("case", ["image", "unschedulable", "volcano"])
+def test_long_pending_is_reported_with_the_schedulers_reason(emulator: Emulator, case: str) -> None:
+    overrides: dict[str, Any] = {"pending_timeout": 0.5}
+    if case == "volcano":
+        overrides["scheduler"] = {"name": "volcano", "queue": "eeg"}
+    jobs = jobs_for(emulator, **overrides)
+    sub = jobs.submit(IcaParams())
+    ctl = Controllers(emulator.api_client())
+    pod = ctl.create_pod(sub.name)
+    if case == "image":
+        ctl.pod_spec(pod, nodeName="worker-2")
+        ctl.pod_status(pod, containerStatuses=[{"name": "ica", "ready": False, "restartCount": 0, "image": "x",
+                       "imageID": "", "state": {"waiting": {"reason": "ImagePullBackOff",
+                                                            "message": "Back-off pulling image"}}}])
+    elif case == "unschedulable":
+        ctl.pod_status(pod, conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                       "message": "0/3 nodes are available: 3 Insufficient memory."}])
+    else:
+        ctl.pod_status(pod, conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                       "message": "pod group is not ready, 1 minAvailable"}])
+        ctl.event("PodGroup", f"podgroup-{sub.name}", "Unschedulable",
+                  "queue resource quota insufficient: queue eeg, insufficient cpu")
+    with pytest.raises(JobPendingTooLong) as info:
+        jobs.watch(sub.name, timeout=10)
+    message = str(info.value)
+    assert "still pending" in message and f"labkit cancel {sub.name}" in message
+    if case == "image":
+        assert "ImagePullBackOff" in message and "ghcr.io/labkit/labkit:0.1.0" in message
+    elif case == "unschedulable":
+        assert "Insufficient memory" in message
+    else:
+        assert "Volcano queue" in message and "insufficient cpu" in message
+        assert info.value.status.events
+
+
+def test_watch_resumes_after_410_gone(emulator: Emulator) -> None:
+    jobs = jobs_for(emulator)
+    sub = jobs.submit(IcaParams())
+    gone = {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410,
+                                         "reason": "Expired", "message": "too old resource version: 1 (2)"}}
+    emulator.react(lambda k: k["get", JOBS_PATH, kmock.params({"watch": "true"})][:1]
+                   << json.dumps(gone).encode() + b"\n")
+    ctl = Controllers(emulator.api_client())
+
+    def script(seen: dict[str, threading.Event]) -> None:
+        wait(seen["pending"])
+        time.sleep(0.5)
+        ctl.create_pod(sub.name, phase="Running", node="n1")
+        wait(seen["running"])
+        ctl.job_condition(sub.name, "Complete")
+
+    final, _ = follow(jobs, sub.name, script)
+    assert isinstance(final, JobStatus) and final.phase == "succeeded", final
+    assert jobs.watch_state.get("relisted", 0) >= 1
+    paths = [(r.method, r.url.path, dict(r.params)) for r in emulator.requests()]
+    watches = [i for i, (m, p, q) in enumerate(paths) if p == JOBS_PATH and q.get("watch") == "true"]
+    relists = [i for i, (m, p, q) in enumerate(paths) if p == JOBS_PATH and "watch" not in q and m == "GET"]
+    assert relists and watches and relists[0] > watches[0]  # listed again after the expired watch
+
+
+def test_watch_renews_timed_out_streams(emulator: Emulator) -> None:
+    jobs = jobs_for(emulator)
+    sub = jobs.submit(IcaParams())
+    ctl = Controllers(emulator.api_client())
+
+    def script(seen: dict[str, threading.Event]) -> None:
+        wait(seen["pending"])
+        time.sleep(1.0)  # several poll intervals: the (never-ending) watch stream times out and is renewed
+        ctl.create_pod(sub.name, phase="Running", node="n1")
+        wait(seen["running"])
+        ctl.job_condition(sub.name, "Complete")
+
+    final, _ = follow(jobs, sub.name, script)
+    assert isinstance(final, JobStatus) and final.phase == "succeeded"
+    assert jobs.watch_state.get("renewed", 0) >= 2
+
+
+# -- retries and errors ------------------------------------------------------------------
+def test_429_with_retry_after_and_500_are_retried(emulator: Emulator) -> None:
+    sleeps = Sleeps()
+    jobs = jobs_for(emulator, sleeps=sleeps)
+    sub = jobs.submit(IcaParams())
+    job_path = f"{JOBS_PATH}/{sub.name}"
+    too_many = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 429, "reason": "TooManyRequests",
+                "message": "rate limited"}
+    emulator.react(lambda k: k["get", job_path][:1] << 429 << kmock.headers({"Retry-After": "2"}) << too_many)
+    emulator.react(lambda k: k["get", job_path][1:2] << 500 << {"kind": "Status", "code": 500, "message": "etcd"})
+    status = jobs.status(sub.name)
+    assert status.phase == "pending" and status.run_id == sub.run_id  # the third attempt answered
+    reads = [r for r in emulator.requests() if r.method == "GET" and r.url.path == job_path]
+    assert len(reads) == 3
+    assert sleeps[0] == 2.0  # honoured Retry-After
+    assert 0 < sleeps[1] <= settings().api_max_backoff
+
+
+def test_a_retried_create_that_went_through_is_not_duplicated(emulator: Emulator) -> None:
+    """A 500 whose create was nevertheless stored: the retry meets 409 and recognises its own Job."""
+    sleeps = Sleeps()
+    jobs = jobs_for(emulator, sleeps=sleeps)
+    emulator.react(lambda k: k["post", JOBS_PATH][:1] << 500 << {"kind": "Status", "code": 500, "message": "timeout"})
+    sub = jobs.submit(IcaParams())
+    assert not sub.attached and len(sleeps) == 1
+    assert [s.name for s in jobs.list()] == [sub.name]
+
+
+def test_retries_are_bounded_and_explained(emulator: Emulator) -> None:
+    sleeps = Sleeps()
+    jobs = jobs_for(emulator, sleeps=sleeps, api_retries=2, api_max_backoff=1)
+    sub = jobs.submit(IcaParams())
+    emulator.react(lambda k: k["get", f"{JOBS_PATH}/{sub.name}"] << 503 << kmock.headers({"Retry-After": "3600"})
+                   << {"kind": "Status", "code": 503, "message": "overloaded"})
+    with pytest.raises(ClusterUnavailable, match="kept answering HTTP 503"):
+        jobs.status(sub.name)
+    assert sleeps == [1, 1]  # Retry-After capped at api_max_backoff; 3 attempts in all
+
+
+def test_403_is_a_clear_permission_error(emulator: Emulator) -> None:
+    jobs = jobs_for(emulator)
+    emulator.react(lambda k: k["post", JOBS_PATH] << 403 << {
+        "kind": "Status", "code": 403, "reason": "Forbidden",
+        "message": 'jobs.batch is forbidden: User "system:serviceaccount:x:y" cannot create resource "jobs"'})
+    with pytest.raises(ClusterForbidden) as info:
+        jobs.submit(IcaParams())
+    assert "rbac.yaml" in str(info.value) and "cannot create resource" in str(info.value)
+
+
+# -- logs, cancel, list, ownership ---------------------------------------------------------
+def test_logs_are_streamed_while_the_pod_runs(emulator: Emulator) -> None:
+    jobs = jobs_for(emulator)
+    sub = jobs.submit(IcaParams())
+    ctl = Controllers(emulator.api_client())
+    pod = ctl.create_pod(sub.name, phase="Running", node="n1")
+    emulator.react(lambda k: k[f"get /api/v1/namespaces/{NS}/pods/{pod}/log"]
+                   << (b"reading recording\n", b"fitting ICA (fastica, 30 components)\n", b"done\n"))
+    lines = list(jobs.logs(sub.name, follow=True))
+    assert lines == ["reading recording", "fitting ICA (fastica, 30 components)", "done"]
+    log_req = [r for r in emulator.requests() if r.url.path.endswith(f"/pods/{pod}/log")][0]
+    assert log_req.params.get("follow") == "true" and log_req.params.get("container") == "ica"
+
+
+def test_cancel_deletes_with_propagation(emulator: Emulator) -> None:
+    jobs = jobs_for(emulator)
+    sub = jobs.submit(IcaParams())
+    jobs.cancel(sub.name, propagation="Foreground")
+    deletes = [r for r in emulator.requests() if r.method == "DELETE"]
+    assert deletes and deletes[0].data.get("propagationPolicy") == "Foreground"
+    assert jobs.list() == []
+
+
+def test_listing_is_by_owner_and_other_users_jobs_are_refused(emulator: Emulator) -> None:
+    anna, bob = jobs_for(emulator, "anna"), jobs_for(emulator, "Bob.Smith")
+    a = anna.submit(IcaParams())
+    b = bob.submit(IcaParams(n_components=8))
+    assert [s.name for s in anna.list()] == [a.name]
+    assert [s.name for s in bob.list()] == [b.name]
+    selectors = [dict(r.params).get("labelSelector", "") for r in emulator.requests()
+                 if r.method == "GET" and r.url.path == JOBS_PATH and "labelSelector" in dict(r.params)]
+    assert any("labkit.io/owner=anna" in s for s in selectors)
+    for action in (lambda: anna.cancel(b.name), lambda: anna.status(b.name), lambda: list(anna.logs(b.name)),
+                   lambda: anna.watch(b.name, timeout=2)):
+        with pytest.raises(NotYourJob, match="belongs to Bob.Smith"):
+            action()
+    assert not [r for r in emulator.requests() if r.method == "DELETE"]
+    assert [s.name for s in bob.list()] == [b.name]  # still there
+
+
+def test_same_name_owned_by_someone_else_is_not_attached(emulator: Emulator) -> None:
+    anna = jobs_for(emulator, "anna")
+    manifest = anna.render(IcaParams())
+    manifest["metadata"]["labels"][LABEL_OWNER] = "mallory"
+    Controllers(emulator.api_client()).batch.create_namespaced_job(NS, manifest)
+    with pytest.raises(NotYourJob):
+        anna.submit(IcaParams())
