@@ -78,11 +78,6 @@ def load(params: IcaParams, *, verbose: bool | str | None = None) -> mne.io.Base
     return raw
 
 
-def picks_for(params: IcaParams) -> dict[str, Any]:
-    """Keyword arguments for ``pick``-style calls of the analysed channel type."""
-    return {"picks": params.channel_type}
-
-
 def preprocess(raw: mne.io.BaseRaw, params: IcaParams, *, verbose: bool | str | None = None) -> mne.io.BaseRaw:
     """Band-pass the analysed channels (and EOG/ECG, so scores compare like with like) in place."""
     types = {params.channel_type, "eog", "ecg"} & set(raw.get_channel_types())
@@ -138,13 +133,11 @@ def score(ica: mne.preprocessing.ICA, raw: mne.io.BaseRaw, *, verbose: bool | st
     return out
 
 
-def plot(ica: mne.preprocessing.ICA, raw: mne.io.BaseRaw, params: IcaParams, out_dir: Path,
-         suspects: list[int]) -> dict[str, Any]:
-    """Topomaps (unless positions are impossible), source time courses and suspect properties, as PNG."""
+def plot(ica: mne.preprocessing.ICA, raw: mne.io.BaseRaw, out_dir: Path, suspects: list[int],
+         no_positions: str | None = None) -> dict[str, Any]:
+    """Topomaps (unless ``no_positions`` says why not), source time courses and suspect properties, as PNG."""
     out: dict[str, Any] = {"figures": []}
-    reason = recording.ensure_positions(raw, params.channel_type)
-    if reason is None:
-        ica.info.set_montage(raw.get_montage(), verbose="error") if ica.info.get_montage() is None else None
+    reason = no_positions
     if reason is None:
         figs = ica.plot_components(show=False, verbose="error")
         figs = figs if isinstance(figs, list) else [figs]
@@ -214,6 +207,7 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
     timings: dict[str, float] = {}
     with step("load", folder, progress) as t:
         raw = load(params, verbose=verbose)
+        no_positions = recording.ensure_positions(raw, params.channel_type)
     timings["load_s"] = t["seconds"]
     with step("filter", folder, progress) as t:
         preprocess(raw, params, verbose=verbose)
@@ -227,7 +221,7 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
     ica.exclude = sorted(set(scores.get("eog_suspects", [])) | set(scores.get("ecg_suspects", [])))
     ica.save(out / results.ICA_FILE, overwrite=True, verbose="error")
     with step("plot", folder, progress) as t:
-        drawn = plot(ica, raw, params, out, ica.exclude)
+        drawn = plot(ica, raw, out, ica.exclude, no_positions)
     timings["plot_s"] = t["seconds"]
     max_iter = ica.max_iter if isinstance(ica.max_iter, int) else None
     metrics: dict[str, Any] = {
