@@ -100,16 +100,17 @@ def cluster_params(params: IcaParams, settings: ClusterSettings) -> IcaParams:
     An absolute ``raw_file_path`` under the local ``base_dir`` becomes relative, so
     ``/home/jovyan/eeg/s01.fif`` (hub) is ``/userdata/eeg/s01.fif`` (pod).
     """
-    raw = PurePosixPath(params.raw_file_path)
+    raw_text = params.raw_file_path  # relative paths are kept verbatim: they are part of the digest
+    raw = PurePosixPath(raw_text)
     if raw.is_absolute():
         try:
-            raw = raw.relative_to(PurePosixPath(params.base_dir))
+            raw_text = str(raw.relative_to(PurePosixPath(params.base_dir)))
         except ValueError:
             raise SettingsError(
                 f"The recording {params.raw_file_path} is not inside base_dir {params.base_dir}, so the cluster "
                 "cannot see it; copy it into your data directory"
             ) from None
-    return params.replace(base_dir=settings.storage.mount_path, raw_file_path=str(raw))
+    return params.replace(base_dir=settings.storage.mount_path, raw_file_path=raw_text)
 
 
 def labels_for(user: str, params: IcaParams, run_id: str, sweep_id: str | None = None) -> dict[str, str]:

@@ -210,7 +210,10 @@ class ClusterSettings:
     def namespace_for(self, user: str) -> str:
         from .manifests import sanitize_name
 
-        return self.namespace.replace("{user}", sanitize_name(user)) if "{user}" in self.namespace else self.namespace
+        if "{user}" not in self.namespace:
+            return self.namespace
+        room = 63 - len(self.namespace.replace("{user}", ""))
+        return self.namespace.replace("{user}", sanitize_name(user, max(room, 8)))
 
 
 def _env_value(text: str) -> Any:
