@@ -76,4 +76,16 @@ def test_a_failing_run_reports_the_prototype_way(tmp_path: Path) -> None:
     proc = subprocess.run(_labkit_command(container["command"]), env=env, cwd=tmp_path, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode != 0
-    assert "labkit:" in proc.stderr
+    assert "labkit: run failed:" in proc.stderr
+
+    # what the watcher makes of it: an analysis error naming the cell, from status.json or from the log
+    from labkit.cluster.jobs import describe
+
+    failed_job = dict(job, status={"conditions": [{"type": "Failed", "status": "True",
+                                                   "reason": "BackoffLimitExceeded"}]})
+    status_json = find_run(tmp_path, "e2e-missing").status
+    from_folder = describe(failed_job, result_status=status_json)
+    assert from_folder.infrastructure is False and "cell" in from_folder.reason
+    assert "raw_file_path" in from_folder.reason
+    from_log = describe(failed_job, log_tail=proc.stderr)
+    assert from_log.infrastructure is False and "raw_file_path" in from_log.reason

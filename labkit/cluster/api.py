@@ -14,6 +14,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import os
 import random
 import time
 from typing import Any, Callable, TypeVar
@@ -41,7 +42,8 @@ def load_api_client() -> k8s.ApiClient:
         config.load_incluster_config()
     except config.ConfigException:
         try:
-            config.load_kube_config()
+            # read $KUBECONFIG now: the client's default was fixed when it was imported
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)
         except (config.ConfigException, OSError, TypeError) as err:
             raise ClusterUnavailable(
                 "No Kubernetes access configured: not inside a cluster pod and no usable kubeconfig "

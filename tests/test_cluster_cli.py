@@ -1,0 +1,132 @@
+"""``labkit submit / jobs / logs / cancel / render`` through click, against the emulator.
+
+The commands find the emulator the way they find a real cluster: through a kubeconfig
+file (``KUBECONFIG``); settings come from ``LABKIT_CLUSTER_*`` variables.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from cluster_fixtures import NS, Controllers, Emulator, emulator  # noqa: F401 (fixture)
+from labkit.cli import main
+from labkit.params import IcaParams
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def cluster_env(emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+        "clusters": [{"name": "emu", "cluster": {"server": emulator.url}}],
+        "users": [{"name": "anna", "user": {}}],
+        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "anna", "namespace": NS}}],
+    }))
+    for key, value in {"KUBECONFIG": str(kubeconfig), "JUPYTERHUB_USER": "anna", "LABKIT_CLUSTER_NAMESPACE": NS,
+                       "LABKIT_CLUSTER_IMAGE": "ghcr.io/labkit/labkit:0.1.0",
+                       "LABKIT_CLUSTER_STORAGE__NFS_SERVER": "nfs.lab.example",
+                       "LABKIT_CLUSTER_WATCH_TIMEOUT": "1", "LABKIT_CLUSTER_API_RETRIES": "1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("LABKIT_CLUSTER_CONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # not inside a pod: use the kubeconfig
+    return emulator
+
+
+def test_render_needs_no_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    runner = CliRunner()
+    result = runner.invoke(main, ["render", "--user", "alice", "--n-components", "20", "--run-id", "r1",
+                                  "--set", "storage.nfs_server=nfs.lab.example", "--set", "scheduler.name=volcano",
+                                  "--set", "scheduler.queue=eeg"])
+    assert result.exit_code == 0, result.output
+    job = yaml.safe_load(result.output)
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ICA_COMPONENTS_COUNT"] == "20" and env["LABKIT_RUN_ID"] == "r1"
+    assert job["spec"]["template"]["spec"]["schedulerName"] == "volcano"
+    assert job["metadata"]["name"] == f"labkit-alice-{IcaParams(n_components=20).digest}"
+
+
+def test_render_without_storage_explains(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("LABKIT_CLUSTER_STORAGE__NFS_SERVER", "LABKIT_CLUSTER_CONFIG"):
+        monkeypatch.delenv(key, raising=False)
+    result = CliRunner().invoke(main, ["render", "--user", "alice"])
+    assert result.exit_code != 0 and "storage.nfs_server" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_submit_jobs_logs_cancel(cluster_env: Emulator) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["submit", "--n-components", "12"])
+    assert result.exit_code == 0, result.output
+    name = f"labkit-anna-{IcaParams(n_components=12).digest}"
+    assert f"submitted {name}" in result.output and "labkit logs -f" in result.output
+
+    again = runner.invoke(main, ["submit", "--n-components", "12"])
+    assert again.exit_code == 0 and f"attached to {name}" in again.output
+
+    listed = runner.invoke(main, ["jobs"])
+    assert listed.exit_code == 0 and name in listed.output and "pending" in listed.output
+
+    ctl = Controllers(cluster_env.api_client())
+    pod = ctl.create_pod(name, phase="Running", node="worker-1")
+    cluster_env.react(lambda k: k[f"get /api/v1/namespaces/{NS}/pods/{pod}/log"] << b"step load\nstep fit\n")
+    logs = runner.invoke(main, ["logs", name])
+    assert logs.exit_code == 0 and "step fit" in logs.output
+
+    cancelled = runner.invoke(main, ["cancel", name])
+    assert cancelled.exit_code == 0 and f"cancelled {name}" in cancelled.output
+    assert "no labkit Jobs" in runner.invoke(main, ["jobs"]).output
+
+
+def test_submit_wait_reports_a_failure_in_words(cluster_env: Emulator) -> None:
+    name = f"labkit-anna-{IcaParams().digest}"
+    ctl = Controllers(cluster_env.api_client())
+
+    def controller() -> None:
+        for _ in range(100):
+            try:
+                ctl.batch.read_namespaced_job(name, NS)
+                break
+            except Exception:
+                time.sleep(0.05)
+        pod = ctl.create_pod(name, phase="Running", node="worker-2")
+        time.sleep(0.3)
+        ctl.pod_status(pod, phase="Failed", containerStatuses=[{"name": "ica", "ready": False, "restartCount": 0,
+                       "image": "x", "imageID": "", "state": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}])
+        ctl.job_condition(name, "Failed", "BackoffLimitExceeded")
+
+    threading.Thread(target=controller, daemon=True).start()
+    result = CliRunner().invoke(main, ["submit", "--wait"])
+    assert result.exit_code == 1, result.output
+    assert "OOMKilled" in result.output and "[cluster problem]" in result.output
+
+
+def test_another_users_job_is_refused_by_the_cli(cluster_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    monkeypatch.setenv("JUPYTERHUB_USER", "bob")
+    assert runner.invoke(main, ["submit"]).exit_code == 0
+    monkeypatch.setenv("JUPYTERHUB_USER", "anna")
+    result = runner.invoke(main, ["cancel", f"labkit-bob-{IcaParams().digest}"])
+    assert result.exit_code != 0 and "belongs to bob" in result.output and "Traceback" not in result.output
+
+
+def test_unreachable_cluster_is_explained(cluster_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kubeconfig = tmp_path / "dead"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "dead",
+        "clusters": [{"name": "dead", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "anna", "user": {}}],
+        "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "anna"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("LABKIT_CLUSTER_API_MAX_BACKOFF", "0.05")
+    result = CliRunner().invoke(main, ["jobs"])
+    assert result.exit_code != 0
+    assert "cannot be reached" in result.output and "2 attempts" in result.output and "Traceback" not in result.output
