@@ -374,3 +374,26 @@ def test_same_name_owned_by_someone_else_is_not_attached(emulator: Emulator) -> 
     Controllers(emulator.api_client()).batch.create_namespaced_job(NS, manifest)
     with pytest.raises(NotYourJob):
         anna.submit(IcaParams())
+
+
+def test_volcano_sweep_is_created_as_one_volcano_job(emulator: Emulator) -> None:
+    emulator.run(lambda: emulator.kmock.resources.__setitem__(
+        "batch.volcano.sh/v1alpha1/jobs", {"kind": "Job", "namespaced": True}))
+    jobs = jobs_for(emulator, scheduler={"name": "volcano", "queue": "eeg"})
+    sweep = [IcaParams(random_state=s) for s in range(3)]
+    manifest = jobs.submit_sweep(sweep, sweep_id="seeds", min_available=1)
+    stored = emulator.run(lambda: dict(emulator.kmock.objects[
+        kmock.resource("batch.volcano.sh", "v1alpha1", "jobs"), NS, manifest["metadata"]["name"]]))
+    assert stored["spec"]["queue"] == "eeg" and len(stored["spec"]["tasks"]) == 3
+    assert stored["metadata"]["labels"][LABEL_OWNER] == "anna"
+
+
+def test_connection_errors_are_retried_then_explained() -> None:
+    from kubernetes import client as k8s
+
+    sleeps = Sleeps()
+    dead = ClusterJobs(settings(api_retries=2), "anna", k8s.ApiClient(k8s.Configuration(host="http://127.0.0.1:9")),
+                       sleep=sleeps)
+    with pytest.raises(ClusterUnavailable, match="cannot be reached"):
+        dead.list()
+    assert len(sleeps) == 2 and sleeps[0] <= sleeps[1] * 2 + 1

@@ -301,3 +301,15 @@ def test_version_mismatch_wording() -> None:
     assert "0.0.1" in version_mismatch("reg:5000/labkit:0.0.1")
     assert "no version tag" in version_mismatch("reg:5000/labkit")
     assert image_version("reg:5000/labkit") is None and image_version("labkit:1.2@sha256:abc") == "1.2"
+
+
+def test_rendered_example_is_current() -> None:
+    """k8s/job-rendered.yaml (shown in the READMEs) is what ``labkit render`` prints today."""
+    shown = yaml.safe_load((K8S_DIR / "job-rendered.yaml").read_text())
+    settings = ClusterSettings.from_dict({"storage": {"nfs_server": "nfs.lab.example"},
+                                         "image": "registry.lab.example/labkit:0.1.0"})
+    now = build_job(IcaParams(n_components=20), settings, "alice", "example-001")
+    for doc in (shown, now):
+        for meta in (doc["metadata"], doc["spec"]["template"]["metadata"]):
+            meta["annotations"].pop("labkit.io/version")
+    assert shown == now, "regenerate k8s/job-rendered.yaml with the command in its header"
