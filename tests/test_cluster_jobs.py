@@ -397,3 +397,17 @@ def test_connection_errors_are_retried_then_explained() -> None:
     with pytest.raises(ClusterUnavailable, match="cannot be reached"):
         dead.list()
     assert len(sleeps) == 2 and sleeps[0] <= sleeps[1] * 2 + 1
+
+
+def test_listing_shows_pod_states(emulator: Emulator) -> None:
+    jobs = jobs_for(emulator)
+    running = jobs.submit(IcaParams())
+    stuck = jobs.submit(IcaParams(n_components=9))
+    ctl = Controllers(emulator.api_client())
+    ctl.create_pod(running.name, phase="Running", node="worker-1")
+    pod = ctl.create_pod(stuck.name, node="worker-2")
+    ctl.pod_status(pod, containerStatuses=[{"name": "ica", "ready": False, "restartCount": 0, "image": "x",
+                   "imageID": "", "state": {"waiting": {"reason": "ErrImagePull"}}}])
+    by_name = {s.name: s for s in jobs.list()}
+    assert by_name[running.name].phase == "running" and by_name[running.name].node == "worker-1"
+    assert by_name[stuck.name].phase == "pending" and "ErrImagePull" in by_name[stuck.name].reason

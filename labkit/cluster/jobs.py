@@ -212,6 +212,9 @@ def describe(job: dict[str, Any], pods: Sequence[dict[str, Any]] = (), events: S
                        reason="running the notebook")
     if pod and (pod.get("status") or {}).get("phase") == "Failed" and jstatus.get("active"):
         return replace(base, phase="running", reason="a pod failed; the Job is retrying (backoff limit not reached)")
+    if not pods and (jstatus.get("ready") or jstatus.get("active")):
+        started = "running" if jstatus.get("ready") else "starting"
+        return replace(base, phase="running", reason=f"a pod is {started}")
     if pod:
         reason, _ = _pod_pending_reason(pod)
         if "scheduler" in reason or "waiting to be scheduled" in reason:
@@ -534,6 +537,7 @@ class ClusterJobs:
     def logs(self, name: str, follow: bool = False, wait: float | None = None) -> Iterator[str]:
         """The run's log lines; with ``follow``, waits for the pod to start and streams until it ends."""
         deadline = time.monotonic() + (wait if wait is not None else self.settings.pending_timeout)
+        state: dict[str, Any] = {}
         while True:
             st = self.status(name, with_events=False)
             if st.pod and st.phase != "pending":
@@ -544,7 +548,7 @@ class ClusterJobs:
                 raise ClusterNotFound(f"{name} has no pod yet ({st.reason}); try: labkit logs -f {name}")
             if time.monotonic() > deadline:
                 raise JobPendingTooLong(self.status(name, with_events=True), wait or self.settings.pending_timeout)
-            self._wait_for_change(name, {})
+            self._wait_for_change(name, state)
         resp = self.call(self.core.read_namespaced_pod_log, st.pod, self.namespace, container=CONTAINER,
                          follow=follow, _preload_content=False, what=f"read the log of pod {st.pod}")
         try:
@@ -573,7 +577,19 @@ class ClusterJobs:
                            what="list your Jobs")
         jobs = [self._dict(j) for j in listed.items]
         mine = [j for j in jobs if _matches((j.get("metadata") or {}).get("labels"), selector)]
-        out = [describe(j) for j in mine]
+        pods_by_job: dict[str, list[dict[str, Any]]] = {}
+        if mine:  # one call for all pods, so the table shows pod states (pull errors, node) too
+            pod_selector = {LABEL_NAME: APP, LABEL_OWNER: self.owner}
+            listed_pods = self.call(self.core.list_namespaced_pod, self.namespace,
+                                    label_selector=_selector(pod_selector), what="list your pods")
+            for pod in (self._dict(p) for p in listed_pods.items):
+                labels = (pod.get("metadata") or {}).get("labels") or {}
+                if not _matches(labels, pod_selector):
+                    continue
+                job = next((labels[k] for k in JOB_NAME_LABELS if labels.get(k)), None)
+                if job:
+                    pods_by_job.setdefault(job, []).append(pod)
+        out = [describe(j, pods_by_job.get(j["metadata"]["name"], [])) for j in mine]
         return sorted(out, key=lambda s: (s.created, s.name), reverse=True)
 
     # -- results ----------------------------------------------------------------
