@@ -19,7 +19,19 @@ from .errors import (ClusterError, ClusterForbidden, ClusterNotFound, ClusterCon
 from .manifests import build_job, build_volcano_job, job_name, sanitize_name
 from .settings import ClusterSettings
 
+_LAZY = {"ClusterJobs", "JobStatus", "Submission", "JobPendingTooLong", "describe"}
+
+
+def __getattr__(name: str):  # the API client is imported only when jobs are used
+    if name in _LAZY:
+        from . import jobs
+
+        return getattr(jobs, name)
+    raise AttributeError(name)
+
+
 __all__ = [
+    "ClusterJobs", "JobStatus", "Submission", "JobPendingTooLong", "describe",
     "ClusterError", "ClusterForbidden", "ClusterNotFound", "ClusterConflict", "ClusterUnavailable", "NotYourJob",
     "ClusterSettings", "build_job", "build_volcano_job", "job_name", "sanitize_name",
 ]
