@@ -130,3 +130,15 @@ def test_unreachable_cluster_is_explained(cluster_env: Emulator, tmp_path: Path,
     result = CliRunner().invoke(main, ["jobs"])
     assert result.exit_code != 0
     assert "cannot be reached" in result.output and "2 attempts" in result.output and "Traceback" not in result.output
+
+
+def test_logs_and_cancel_accept_a_run_id(cluster_env: Emulator) -> None:
+    runner = CliRunner()
+    out = runner.invoke(main, ["submit", "--run-id", "my-run-7"])
+    assert out.exit_code == 0 and "run my-run-7" in out.output
+    name = f"labkit-anna-{IcaParams().digest}"
+    pod = Controllers(cluster_env.api_client()).create_pod(name, phase="Running", node="n1")
+    cluster_env.react(lambda k: k[f"get /api/v1/namespaces/{NS}/pods/{pod}/log"] << b"hello from my-run-7\n")
+    logs = runner.invoke(main, ["logs", "my-run-7"])
+    assert logs.exit_code == 0 and "hello from my-run-7" in logs.output
+    assert f"cancelled {name}" in runner.invoke(main, ["cancel", "my-run-7"]).output

@@ -411,3 +411,47 @@ def test_listing_shows_pod_states(emulator: Emulator) -> None:
     by_name = {s.name: s for s in jobs.list()}
     assert by_name[running.name].phase == "running" and by_name[running.name].node == "worker-1"
     assert by_name[stuck.name].phase == "pending" and "ErrImagePull" in by_name[stuck.name].reason
+
+
+def test_run_returns_the_result_like_a_local_run_or_raises_in_words(emulator: Emulator, tmp_path) -> None:
+    from labkit.errors import RunFailed
+
+    jobs = jobs_for(emulator, storage={"nfs_server": "nfs", "local_base_dir": str(tmp_path)})
+    ctl = Controllers(emulator.api_client())
+    params = IcaParams(n_components=11)
+    name = f"labkit-anna-{params.digest}"
+
+    def controller(succeed: bool) -> None:
+        for _ in range(200):
+            try:
+                job = ctl.batch.read_namespaced_job(name, NS)
+                break
+            except Exception:
+                time.sleep(0.02)
+        run_id = job.metadata.labels[LABEL_RUN_ID]
+        pod = ctl.create_pod(name, phase="Running", node="n1")
+        folder = RunFolder.create(params.replace(base_dir=str(tmp_path)), run_id)
+        folder.start()
+        if succeed:
+            (folder.path / METRICS_FILE).write_text("{}")
+            (folder.path / ICA_FILE).write_bytes(b"ica")
+            folder.succeed()
+            ctl.job_condition(name, "Complete")
+        else:
+            folder.fail("cell 3 raised RuntimeError: boom", cell=3, ename="RuntimeError", evalue="boom")
+            ctl.pod_status(pod, **_terminated("Error", 4))
+            ctl.job_condition(name, "Failed", "BackoffLimitExceeded")
+
+    t = threading.Thread(target=controller, args=(True,), daemon=True)
+    t.start()
+    result = jobs.run(params)
+    t.join(5)
+    assert result.state == "succeeded" and "<h4>ICA run" in result._repr_html_()
+
+    jobs.cancel(name)
+    t = threading.Thread(target=controller, args=(False,), daemon=True)
+    t.start()
+    with pytest.raises(RunFailed, match=r"analysis error.*cell 3.*RuntimeError: boom") as info:
+        jobs.run(params)
+    t.join(5)
+    assert info.value.folder is not None and info.value.folder.name.endswith(".failed")

@@ -593,6 +593,29 @@ class ClusterJobs:
         return sorted(out, key=lambda s: (s.created, s.name), reverse=True)
 
     # -- results ----------------------------------------------------------------
+    def run(self, params: IcaParams, *, force: bool = False,
+            on_change: Callable[[JobStatus], None] | None = None) -> RunResult:
+        """Submit (or attach), follow to the end and return the result folder like a local run.
+
+        For notebooks: ``ClusterJobs().run(params)`` displays inline exactly as
+        ``LocalRunner().run(params)`` does. A failed Job raises :class:`RunFailed` with
+        the reason in words (and the folder, when the analysis itself failed).
+        """
+        from ..errors import RunFailed
+
+        sub = self.submit(params, force=force)
+        final = self.watch(sub.name, on_change=on_change)
+        if final.phase == "succeeded":
+            return self.result(final)
+        folder = None
+        if final.infrastructure is False and self.settings.storage.local_base_dir:
+            try:
+                folder = self.result(final).path
+            except LabkitError:
+                folder = None
+        kind = "cluster problem" if final.infrastructure else "analysis error" if final.infrastructure is False else "failed"
+        raise RunFailed(f"Cluster run {final.run_id} ({final.name}) failed [{kind}]: {final.reason}", folder)
+
     def result(self, name_or_status: str | JobStatus, local_base_dir: str | os.PathLike | None = None) -> RunResult:
         """The finished run's result folder, loaded exactly like a local run's."""
         st = name_or_status if isinstance(name_or_status, JobStatus) else self.status(name_or_status)
