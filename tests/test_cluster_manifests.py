@@ -26,11 +26,14 @@ from labkit.params import IcaParams
 
 K8S_DIR = Path(__file__).resolve().parents[1] / "k8s"
 K8S_VERSION = kubernetes_validate.utils.latest_version()
+#: the prototype's cluster ran Kubernetes 1.26: manifests must stay valid there too
+K8S_VERSIONS = ("1.26.0", K8S_VERSION)
 VOLCANO_KINDS = {("batch.volcano.sh/v1alpha1", "Job"), ("scheduling.volcano.sh/v1beta1", "Queue")}
 
 
 def validate(manifest: dict[str, Any]) -> None:
-    kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(manifest, version, strict=True)
 
 
 BASE = {"namespace": "jupyter-{user}", "image": f"registry.lab.example/labkit:{__version__}",
@@ -313,3 +316,15 @@ def test_rendered_example_is_current() -> None:
         for meta in (doc["metadata"], doc["spec"]["template"]["metadata"]):
             meta["annotations"].pop("labkit.io/version")
     assert shown == now, "regenerate k8s/job-rendered.yaml with the command in its header"
+
+
+def test_the_validator_really_rejects_mistakes() -> None:
+    """Guard against a vacuous check: a typo and a wrong type are both caught."""
+    job = build_job(IcaParams(), settings_variant("defaults"), "alice", "r1")
+    typo = copy.deepcopy(job)
+    typo["spec"]["backofLimit"] = typo["spec"].pop("backoffLimit")
+    wrong_type = copy.deepcopy(job)
+    wrong_type["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] = 3
+    for bad in (typo, wrong_type):
+        with pytest.raises(kubernetes_validate.ValidationError):
+            validate(bad)
