@@ -142,3 +142,36 @@ def test_logs_and_cancel_accept_a_run_id(cluster_env: Emulator) -> None:
     logs = runner.invoke(main, ["logs", "my-run-7"])
     assert logs.exit_code == 0 and "hello from my-run-7" in logs.output
     assert f"cancelled {name}" in runner.invoke(main, ["cancel", "my-run-7"]).output
+
+
+def test_submit_follow_streams_the_log_then_the_outcome(cluster_env: Emulator, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"labkit-anna-{IcaParams().digest}"
+    pod_name = f"{name}-p0001"
+    cluster_env.react(lambda k: k[f"get /api/v1/namespaces/{NS}/pods/{pod_name}/log"]
+                      << (b"step load\n", b"step fit\n", b"step done\n"))
+    ctl = Controllers(cluster_env.api_client())
+
+    def controller() -> None:
+        for _ in range(200):
+            try:
+                ctl.batch.read_namespaced_job(name, NS)
+                break
+            except Exception:
+                time.sleep(0.02)
+        assert ctl.create_pod(name, phase="Running", node="worker-9") == pod_name
+        time.sleep(0.5)
+        ctl.pod_status(pod_name, phase="Succeeded")
+        ctl.job_condition(name, "Complete")
+
+    threading.Thread(target=controller, daemon=True).start()
+    result = CliRunner().invoke(main, ["submit", "-f"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines.index("step load") < lines.index("step done")
+    assert any("succeeded on worker-9" in line for line in lines)
+    listed = CliRunner().invoke(main, ["jobs", "--json"])
+    import json
+
+    data = json.loads(listed.output)
+    assert data[0]["name"] == name and data[0]["phase"] == "succeeded"
