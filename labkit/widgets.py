@@ -520,7 +520,7 @@ class IcaForm(W.VBox):
         self.errors: dict[str, W.HTML] = {name: W.HTML() for name in FIELD_BY_NAME}
         self.rows: dict[str, W.HBox] = {}
         for name, control in self.controls.items():
-            control.description_tooltip = FIELD_BY_NAME[name].help
+            control.tooltip = FIELD_BY_NAME[name].help
             self.rows[name] = W.HBox([control, self.errors[name]])
 
         available, reason = cluster_status()
@@ -636,7 +636,7 @@ class IcaForm(W.VBox):
         count = self.info.count(self.channel_type.value)
         if count >= 2:
             self.n_components.max = count
-        self.n_components.description_tooltip = f"at most the {count} picked {self.channel_type.value} channels"
+        self.n_components.tooltip = f"at most the {count} picked {self.channel_type.value} channels"
 
     # -- values and validation -----------------------------------------------------------------------------------------
     def _on_change(self, change: dict[str, Any]) -> None:
