@@ -174,6 +174,7 @@ def test_watch_explains_failures(emulator: Emulator, tmp_path, case: str) -> Non
         assert pod == pod_name
         wait(seen["running"])
         if case == "oom":
+            ctl.event("Pod", pod, "OOMKilling", "Memory cgroup out of memory: Killed process 42 (python)")
             ctl.pod_status(pod, **_terminated("OOMKilled", 137))
             ctl.job_condition(sub.name, "Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
         elif case == "deadline":
@@ -192,6 +193,7 @@ def test_watch_explains_failures(emulator: Emulator, tmp_path, case: str) -> Non
     assert final.phase == "failed"
     if case == "oom":
         assert final.infrastructure is True and "out of memory" in final.reason and "4Gi" in final.reason
+        assert any("OOMKilling" in e and pod_name in e for e in final.events)  # events on failure
     elif case == "deadline":
         assert final.infrastructure is True and "time limit" in final.reason
     elif case == "cell":
