@@ -328,3 +328,19 @@ def test_the_validator_really_rejects_mistakes() -> None:
     for bad in (typo, wrong_type):
         with pytest.raises(kubernetes_validate.ValidationError):
             validate(bad)
+
+
+def test_dockerfile_keeps_the_contract() -> None:
+    """No daemon needed: the runner image's base, user and entrypoint, and that what it copies exists."""
+    text = (K8S_DIR / "Dockerfile").read_text()
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    assert lines[0] == "FROM python:3.11-slim"
+    user = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert user and user[-1].split(":")[0] not in ("root", "0")
+    assert lines[-1] == 'ENTRYPOINT ["labkit", "entrypoint"]'
+    repo = K8S_DIR.parent
+    for line in lines:
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (repo / source).exists(), source
+    assert any("pip install" in line and " ." in line for line in lines)
