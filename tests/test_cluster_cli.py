@@ -149,7 +149,8 @@ def test_submit_follow_streams_the_log_then_the_outcome(cluster_env: Emulator, t
     name = f"labkit-anna-{IcaParams().digest}"
     pod_name = f"{name}-p0001"
     cluster_env.react(lambda k: k[f"get /api/v1/namespaces/{NS}/pods/{pod_name}/log"]
-                      << (b"step load\n", b"step fit\n", b"step done\n"))
+                      << (b"2026-01-01T00:00:01Z step load\n", b"2026-01-01T00:00:02Z step fit\n",
+                          b"2026-01-01T00:00:03Z step done\n"))
     ctl = Controllers(cluster_env.api_client())
 
     def controller() -> None:

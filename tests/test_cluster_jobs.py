@@ -335,8 +335,12 @@ def test_logs_are_streamed_while_the_pod_runs(emulator: Emulator) -> None:
     sub = jobs.submit(IcaParams())
     ctl = Controllers(emulator.api_client())
     pod = ctl.create_pod(sub.name, phase="Running", node="n1")
-    emulator.react(lambda k: k[f"get /api/v1/namespaces/{NS}/pods/{pod}/log"]
-                   << (b"reading recording\n", b"fitting ICA (fastica, 30 components)\n", b"done\n"))
+    streaming = threading.Event()
+    path = f"get /api/v1/namespaces/{NS}/pods/{pod}/log"
+    emulator.react(lambda k: k[path][:1] >> streaming << (b"2026-01-01T00:00:01Z reading recording\n",
+                   b"2026-01-01T00:00:02Z fitting ICA (fastica, 30 components)\n", b"2026-01-01T00:00:03Z done\n"))
+    emulator.react(lambda k: k[path][1:] << b"")
+    threading.Thread(target=lambda: streaming.wait(10) and ctl.pod_status(pod, phase="Succeeded"), daemon=True).start()
     lines = list(jobs.logs(sub.name, follow=True))
     assert lines == ["reading recording", "fitting ICA (fastica, 30 components)", "done"]
     log_req = [r for r in emulator.requests() if r.url.path.endswith(f"/pods/{pod}/log")][0]
@@ -457,3 +461,27 @@ def test_run_returns_the_result_like_a_local_run_or_raises_in_words(emulator: Em
         jobs.run(params)
     t.join(5)
     assert info.value.folder is not None and info.value.folder.name.endswith(".failed")
+
+
+def test_following_a_log_resumes_after_the_stream_drops(emulator: Emulator) -> None:
+    jobs = jobs_for(emulator)
+    sub = jobs.submit(IcaParams())
+    ctl = Controllers(emulator.api_client())
+    pod = ctl.create_pod(sub.name, phase="Running", node="n1")
+    path = f"get /api/v1/namespaces/{NS}/pods/{pod}/log"
+    second = threading.Event()
+    emulator.react(lambda k: k[path][:1] << b"2026-01-01T00:00:01.000Z load\n2026-01-01T00:00:02.000Z fit 1\n")
+    emulator.react(lambda k: k[path][1:2] >> second
+                   << b"2026-01-01T00:00:02.000Z fit 1\n2026-01-01T00:00:03.000Z fit 2\n2026-01-01T00:00:04.000Z done\n")
+    emulator.react(lambda k: k[path][2:] << b"")
+
+    def kubelet() -> None:
+        assert second.wait(10)
+        ctl.pod_status(pod, phase="Succeeded")
+
+    threading.Thread(target=kubelet, daemon=True).start()
+    lines = list(jobs.logs(sub.name, follow=True))
+    assert lines == ["load", "fit 1", "fit 2", "done"]  # resumed once, nothing repeated or lost
+    requests = [r for r in emulator.requests() if r.url.path.endswith(f"/pods/{pod}/log")]
+    assert int(requests[1].params.get("sinceSeconds")) > 10  # from the last line's time, with overlap
+    assert all(r.params.get("timestamps") == "true" for r in requests)

@@ -210,8 +210,12 @@ def describe(job: dict[str, Any], pods: Sequence[dict[str, Any]] = (), events: S
         p = running[-1]
         return replace(base, phase="running", pod=p["metadata"]["name"], node=(p.get("spec") or {}).get("nodeName", ""),
                        reason="running the notebook")
-    if pod and (pod.get("status") or {}).get("phase") == "Failed" and jstatus.get("active"):
-        return replace(base, phase="running", reason="a pod failed; the Job is retrying (backoff limit not reached)")
+    pod_phase = (pod.get("status") or {}).get("phase") if pod else None
+    if pod_phase == "Failed":
+        return replace(base, phase="running", reason="a pod failed; the Job retries it unless the backoff limit "
+                                                     "is reached")
+    if pod_phase == "Succeeded":
+        return replace(base, phase="running", reason="the run finished; waiting for the Job to record it")
     if not pods and (jstatus.get("ready") or jstatus.get("active")):
         started = "running" if jstatus.get("ready") else "starting"
         return replace(base, phase="running", reason=f"a pod is {started}")
@@ -285,6 +289,18 @@ def _lines(resp: Any) -> Iterator[str]:
         yield buffer.decode("utf-8", "replace")
 
 
+def _seconds_since(timestamp: str) -> int:
+    """Whole seconds from an RFC 3339 timestamp (nanoseconds allowed) until now, at least 1."""
+    import datetime as dt
+
+    text = re.sub(r"(\.\d{1,6})\d*", r"\1", timestamp.replace("Z", "+00:00"))
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return 3600
+    return max(1, int((dt.datetime.now(dt.timezone.utc) - when).total_seconds()) + 1)
+
+
 def _matches(labels: dict[str, str] | None, selector: dict[str, str]) -> bool:
     labels = labels or {}
     return all(labels.get(k) == v for k, v in selector.items())
@@ -314,6 +330,8 @@ class ClusterJobs:
         self.core = k8s.CoreV1Api(self.client)
         self.custom = k8s.CustomObjectsApi(self.client)
         self.sleep = sleep
+        #: diagnostics of the last :meth:`watch`: how often its stream was renewed or re-listed (410)
+        self.watch_state: dict[str, Any] = {}
         #: the longest a watch request is kept open before the state is re-read
         self.poll_interval = poll_interval if poll_interval is not None else min(self.settings.watch_timeout, 10.0)
 
@@ -549,14 +567,57 @@ class ClusterJobs:
             if time.monotonic() > deadline:
                 raise JobPendingTooLong(self.status(name, with_events=True), wait or self.settings.pending_timeout)
             self._wait_for_change(name, state)
-        resp = self.call(self.core.read_namespaced_pod_log, st.pod, self.namespace, container=CONTAINER,
-                         follow=follow, _preload_content=False, what=f"read the log of pod {st.pod}")
-        try:
-            yield from _lines(resp)
-        except api.CONNECTION_ERRORS as err:
-            logger.warning("log stream of %s broke (%s); run labkit logs -f %s again", st.pod, err, name)
-        finally:
-            resp.release_conn()
+        if not follow:
+            resp = self.call(self.core.read_namespaced_pod_log, st.pod, self.namespace, container=CONTAINER,
+                             _preload_content=False, what=f"read the log of pod {st.pod}")
+            try:
+                yield from _lines(resp)
+            finally:
+                resp.release_conn()
+            return
+        yield from self._follow_log(name, st.pod)
+
+    def _follow_log(self, name: str, pod: str, max_resumes: int = 50) -> Iterator[str]:
+        """Stream a running pod's log; if the stream drops while the pod still runs, resume where it broke.
+
+        Lines are requested with timestamps; a resumed request starts at the last
+        timestamp seen and skips the lines already shown.
+        """
+        last_ts = ""
+        shown_at_last = 0
+        for attempt in range(max_resumes + 1):
+            kwargs: dict[str, Any] = {"container": CONTAINER, "follow": True, "timestamps": True,
+                                      "_preload_content": False}
+            if last_ts:  # the client offers since_seconds only: overlap generously, duplicates are skipped
+                kwargs["since_seconds"] = _seconds_since(last_ts) + 10
+            resp = self.call(self.core.read_namespaced_pod_log, pod, self.namespace,
+                             what=f"read the log of pod {pod}", **kwargs)
+            skip = shown_at_last if last_ts else 0
+            try:
+                for raw in _lines(resp):
+                    ts, sep, text = raw.partition(" ")
+                    if not sep or not re.match(r"^\d{4}-\d\d-\d\dT", ts):
+                        ts, text = "", raw
+                    if ts and last_ts and ts < last_ts:
+                        continue
+                    if ts and ts == last_ts and skip > 0:
+                        skip -= 1
+                        continue
+                    if ts and ts == last_ts:
+                        shown_at_last += 1
+                    elif ts:
+                        last_ts, shown_at_last = ts, 1
+                    yield text
+            except api.CONNECTION_ERRORS as err:
+                logger.info("log stream of %s broke (%s)", pod, type(err).__name__)
+            finally:
+                resp.release_conn()
+            st = self.status(name, with_events=False)
+            if st.phase != "running" or st.pod != pod:
+                return
+            logger.info("log stream of %s ended while it runs; resuming (%d)", pod, attempt + 1)
+            self.sleep(min(1.0, 0.1 * (attempt + 1)))
+        logger.warning("gave up following the log of %s; run labkit logs -f %s again", pod, name)
 
     # -- manage ----------------------------------------------------------------
     def cancel(self, name: str, propagation: str = "Background") -> None:
