@@ -343,7 +343,9 @@ def test_logs_are_streamed_while_the_pod_runs(emulator: Emulator) -> None:
     threading.Thread(target=lambda: streaming.wait(10) and ctl.pod_status(pod, phase="Succeeded"), daemon=True).start()
     lines = list(jobs.logs(sub.name, follow=True))
     assert lines == ["reading recording", "fitting ICA (fastica, 30 components)", "done"]
-    log_req = [r for r in emulator.requests() if r.url.path.endswith(f"/pods/{pod}/log")][0]
+    log_reqs = [r for r in emulator.requests() if r.url.path.endswith(f"/pods/{pod}/log")]
+    assert len(log_reqs) <= 3  # stopped following once the pod ended
+    log_req = log_reqs[0]
     assert log_req.params.get("follow") == "true" and log_req.params.get("container") == "ica"
 
 
@@ -484,4 +486,5 @@ def test_following_a_log_resumes_after_the_stream_drops(emulator: Emulator) -> N
     assert lines == ["load", "fit 1", "fit 2", "done"]  # resumed once, nothing repeated or lost
     requests = [r for r in emulator.requests() if r.url.path.endswith(f"/pods/{pod}/log")]
     assert int(requests[1].params.get("sinceSeconds")) > 10  # from the last line's time, with overlap
+    assert len(requests) <= 4  # stopped following once the pod ended
     assert all(r.params.get("timestamps") == "true" for r in requests)

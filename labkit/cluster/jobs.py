@@ -612,9 +612,9 @@ class ClusterJobs:
                 logger.info("log stream of %s broke (%s)", pod, type(err).__name__)
             finally:
                 resp.release_conn()
-            st = self.status(name, with_events=False)
-            if st.phase != "running" or st.pod != pod:
-                return
+            current = [p for p in self.pods(name) if (p.get("metadata") or {}).get("name") == pod]
+            if not current or (current[0].get("status") or {}).get("phase") != "Running":
+                return  # the container ended: the stream ended with it
             logger.info("log stream of %s ended while it runs; resuming (%d)", pod, attempt + 1)
             self.sleep(min(1.0, 0.1 * (attempt + 1)))
         logger.warning("gave up following the log of %s; run labkit logs -f %s again", pod, name)
