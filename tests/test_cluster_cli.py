@@ -176,3 +176,11 @@ def test_submit_follow_streams_the_log_then_the_outcome(cluster_env: Emulator, t
 
     data = json.loads(listed.output)
     assert data[0]["name"] == name and data[0]["phase"] == "succeeded"
+
+
+def test_empty_namespace_means_the_current_one(cluster_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the hub the namespace is the pod's own; here it is the kubeconfig context's (NS)."""
+    monkeypatch.setenv("LABKIT_CLUSTER_NAMESPACE", "")
+    result = CliRunner().invoke(main, ["submit"])
+    assert result.exit_code == 0 and f"namespace {NS}" in result.output, result.output
+    assert Controllers(cluster_env.api_client()).batch.read_namespaced_job(f"labkit-anna-{IcaParams().digest}", NS)

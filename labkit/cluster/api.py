@@ -53,6 +53,30 @@ def load_api_client() -> k8s.ApiClient:
     return own_retries(k8s.ApiClient())
 
 
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def current_namespace() -> str:
+    """This pod's namespace (service account), else the kubeconfig context's, else ``default``."""
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE) as fh:
+            ns = fh.read().strip()
+        if ns:
+            return ns
+    except OSError:
+        pass
+    try:
+        from kubernetes import config
+
+        _, active = config.list_kube_config_contexts(config_file=os.environ.get("KUBECONFIG") or None)
+        ns = ((active or {}).get("context") or {}).get("namespace")
+        if ns:
+            return ns
+    except Exception:  # no kubeconfig: fall through to the default
+        pass
+    return "default"
+
+
 def own_retries(api_client: k8s.ApiClient) -> k8s.ApiClient:
     """Turn off urllib3's own retries on this client, so :func:`call` is the only retry loop.
 

@@ -324,7 +324,7 @@ class ClusterJobs:
         self.settings = settings or ClusterSettings.load()
         self.user = user or default_user()
         self.owner = owner_label(self.user)
-        self.namespace = self.settings.namespace_for(self.user)
+        self.namespace = self.settings.namespace_for(self.user) or api.current_namespace()
         self.client = api.own_retries(api_client or api.load_api_client())
         self.batch = k8s.BatchV1Api(self.client)
         self.core = k8s.CoreV1Api(self.client)
@@ -409,7 +409,9 @@ class ClusterJobs:
     # -- submit ----------------------------------------------------------------
     def render(self, params: IcaParams, *, force: bool = False, run_id: str | None = None,
                sweep_id: str | None = None) -> dict[str, Any]:
-        return build_job(params, self.settings, self.user, run_id or new_run_id(params), sweep_id, rerun=force)
+        manifest = build_job(params, self.settings, self.user, run_id or new_run_id(params), sweep_id, rerun=force)
+        manifest["metadata"]["namespace"] = self.namespace
+        return manifest
 
     def submit(self, params: IcaParams, *, force: bool = False, run_id: str | None = None,
                sweep_id: str | None = None) -> Submission:
@@ -443,6 +445,7 @@ class ClusterJobs:
                      min_available: int = 1) -> dict[str, Any]:
         """A sweep as one Volcano Job (needs Volcano installed)."""
         manifest = build_volcano_job(params_list, self.settings, self.user, sweep_id, min_available=min_available)
+        manifest["metadata"]["namespace"] = self.namespace
         group, version = manifest["apiVersion"].split("/")
         self.call(self.custom.create_namespaced_custom_object, group, version, self.namespace, "jobs", manifest,
                   what=f"create Volcano Job {manifest['metadata']['name']}")

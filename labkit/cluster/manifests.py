@@ -262,7 +262,7 @@ def build_job(params: IcaParams, settings: ClusterSettings, user: str, run_id: s
         "kind": "Job",
         "metadata": {
             "name": job_name(user, params, run_id if rerun else None),
-            "namespace": settings.namespace_for(user),
+            "namespace": settings.namespace_for(user) or "default",
             "labels": labels,
             "annotations": annotations,
         },
@@ -315,7 +315,7 @@ def build_volcano_job(params_list: Sequence[IcaParams], settings: ClusterSetting
     return {
         "apiVersion": VOLCANO_API,
         "kind": "Job",
-        "metadata": {"name": name, "namespace": settings.namespace_for(user), "labels": labels,
+        "metadata": {"name": name, "namespace": settings.namespace_for(user) or "default", "labels": labels,
                      "annotations": {ANN_VERSION: __version__, ANN_USER: user}},
         "spec": spec,
     }

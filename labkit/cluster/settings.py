@@ -102,8 +102,9 @@ class SchedulerSettings:
 class ClusterSettings:
     """Everything labkit needs to turn a parameter set into a Job in a user's namespace."""
 
-    #: namespace the Jobs are created in; ``{user}`` allowed (e.g. ``jupyter-{user}``)
-    namespace: str = "default"
+    #: namespace the Jobs are created in; ``{user}`` allowed (e.g. ``jupyter-{user}``); empty means the
+    #: hub pod's own namespace (its service account), else the kubeconfig context's, else ``default``
+    namespace: str = ""
     #: container image holding labkit (its tag should be labkit's version)
     image: str = dataclasses.field(default_factory=_default_image)
     #: ``IfNotPresent``, ``Always`` or ``Never``
