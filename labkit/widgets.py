@@ -82,32 +82,26 @@ def cluster_status() -> tuple[bool, str]:
     if not os.environ.get("LABKIT_CLUSTER_CONFIG"):
         return False, "No cluster configured (LABKIT_CLUSTER_CONFIG is not set)."
     try:
-        from .cluster import jobs  # noqa: F401
+        from .cluster.jobs import ClusterJobs  # noqa: F401
     except Exception as err:  # missing module or missing kubernetes client
         return False, f"Cluster support unavailable: {type(err).__name__}: {err}"
-    if not hasattr(jobs, "submit"):
-        return False, "Cluster support unavailable: labkit.cluster.jobs has no submit()."
     return True, ""
 
 
-def _cluster_submit(params: IcaParams) -> str:
-    from .cluster import jobs
+def _cluster() -> Any:
+    """The user's :class:`labkit.cluster.jobs.ClusterJobs` (settings from ``LABKIT_CLUSTER_CONFIG``)."""
+    from .cluster.jobs import ClusterJobs
 
-    out = jobs.submit(params)
-    return str(getattr(out, "name", out))
+    return ClusterJobs()
+
+
+def _cluster_submit(params: IcaParams) -> str:
+    sub = _cluster().submit(params)
+    return f"{sub.name} (attached to the identical job already submitted)" if sub.attached else sub.name
 
 
 def _cluster_list() -> list[dict[str, Any]]:
-    from .cluster import jobs
-
-    lister = getattr(jobs, "list_jobs", None) or getattr(jobs, "list", None)
-    if lister is None:
-        return []
-    rows = []
-    for job in lister():
-        rows.append(job if isinstance(job, dict) else {"name": str(getattr(job, "name", job)),
-                                                       "state": str(getattr(job, "state", "?"))})
-    return rows
+    return [{"name": j.name, "state": j.phase, "reason": j.reason, "run_id": j.run_id} for j in _cluster().list()]
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -976,6 +970,7 @@ class JobsView(W.VBox):
                             + "".join(rows) + "</table>") if rows else "<i>No runs yet under this base directory.</i>"
         current = self.select.value
         options = [(f"{r.run_id} [{r.state}]", r.run_id) for r in self.runs]
+        options += [(f"cluster {j['name']} [{j['state']}]", "cluster:" + j["name"]) for j in self.cluster_jobs]
         self.select.options = options
         if current in [v for _, v in options]:
             self.select.value = current
@@ -984,7 +979,29 @@ class JobsView(W.VBox):
         run_id = self.select.value
         return next((r for r in self.runs if r.run_id == run_id), None)
 
+    def _cluster_action(self, action: str) -> bool:
+        """Log tail, cancel or open for a selected cluster job; False when a local run is selected."""
+        value = self.select.value or ""
+        if not value.startswith("cluster:"):
+            return False
+        name = value.split(":", 1)[1]
+        try:
+            jobs = _cluster()
+            if action == "log":
+                self.log_area.value = "\n".join(list(jobs.logs(name))[-20:])
+                self.message.value = f"Log tail of cluster job <code>{html.escape(name)}</code>"
+            elif action == "cancel":
+                jobs.cancel(name)
+                self.message.value = f"Cancelled cluster job <code>{html.escape(name)}</code>"
+            else:
+                self.detail.children = (ResultView(jobs.result(name, local_base_dir=self.base_dir)),)
+        except Exception as err:
+            self.message.value = _error_html(f"{type(err).__name__}: {err}")
+        return True
+
     def _on_log(self, _: Any) -> None:
+        if self._cluster_action("log"):
+            return
         run = self.selected()
         if run is None:
             self.message.value = _error_html("Select a run first")
@@ -995,6 +1012,9 @@ class JobsView(W.VBox):
         self.message.value = f"Log tail of <code>{html.escape(run.run_id)}</code> ({html.escape(fresh.state)})"
 
     def _on_cancel(self, _: Any) -> None:
+        if self._cluster_action("cancel"):
+            self.refresh()
+            return
         with self.output:
             clear_output(wait=True)
             run = self.selected()
@@ -1013,6 +1033,8 @@ class JobsView(W.VBox):
             self.refresh()
 
     def _on_open(self, _: Any) -> None:
+        if self._cluster_action("open"):
+            return
         run = self.selected()
         if run is None:
             self.message.value = _error_html("Select a run first")

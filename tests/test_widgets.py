@@ -281,3 +281,42 @@ def test_jobs_view_without_runs(tmp_path):
     assert "No runs yet" in view.table.value
     view.log_button.click()
     assert "Select a run first" in view.message.value
+
+
+def test_cluster_submit_and_jobs_through_the_cluster_client(demo_dir, monkeypatch):
+    """With a cluster configured, the form submits and the jobs view lists, tails and cancels cluster jobs."""
+    from types import SimpleNamespace
+
+    import labkit.widgets as widgets
+
+    class FakeJobs:
+        submitted: list = []
+        cancelled: list = []
+
+        def submit(self, params):
+            self.submitted.append(params)
+            return SimpleNamespace(name="labkit-job-1", attached=False)
+
+        def list(self):
+            return [SimpleNamespace(name="labkit-job-1", phase="running", reason="", run_id="r1")]
+
+        def logs(self, name):
+            return iter([f"line {i}" for i in range(30)])
+
+        def cancel(self, name):
+            self.cancelled.append(name)
+
+    pytest.importorskip("labkit.cluster.jobs")
+    monkeypatch.setenv("LABKIT_CLUSTER_CONFIG", str(demo_dir / "cluster.yaml"))
+    monkeypatch.setattr(widgets, "_cluster", FakeJobs)
+    form = small_form(demo_dir)
+    assert not form.cluster_button.disabled
+    form.cluster_button.click()
+    assert FakeJobs.submitted == [form.params] and "labkit-job-1" in form.step_label.value
+    jobs = form.jobs
+    assert "cluster:labkit-job-1" in [v for _, v in jobs.select.options] and "cluster" in jobs.table.value
+    jobs.select.value = "cluster:labkit-job-1"
+    jobs.log_button.click()
+    assert jobs.log_area.value.splitlines() == [f"line {i}" for i in range(10, 30)]
+    jobs.cancel_button.click()
+    assert FakeJobs.cancelled == ["labkit-job-1"]
