@@ -122,12 +122,10 @@ def sweep(sets_file: Any, csv_path: str | None) -> None:
         sys.exit(RunFailed.exit_code)
 
 
-def _register_optional() -> None:
-    try:
-        from .cluster.cli import register
-    except ImportError:  # the cluster face is not built yet
-        return
+def _register_cluster() -> None:
+    from .cluster.cli import register
+
     register(main)
 
 
-_register_optional()
+_register_cluster()
