@@ -122,10 +122,19 @@ def _error_html(message: str) -> str:
     return f"<span style='{_ERR_STYLE}'>{html.escape(message)}</span>" if message else ""
 
 
+def _href(path: Path) -> str:
+    """``path`` relative to the kernel's cwd (the notebook's folder).
+
+    JupyterLab resolves it against the notebook's page (``<base>/lab/tree/<folder>/``), so the
+    link opens the report or executed notebook in a JupyterLab tab; elsewhere it is a plain path.
+    """
+    return "/".join(Path(os.path.relpath(path, os.getcwd())).parts)
+
+
 def _link(path: Path, label: str) -> str:
-    """A link a JupyterLab page can follow: relative to the kernel's cwd (the notebook's folder)."""
+    """A link a JupyterLab page can follow (opens in a new tab), with the file's full path."""
     try:
-        href = os.path.relpath(path, os.getcwd())
+        href = _href(path)
     except ValueError:
         href = str(path)
     return (f"<a href='{html.escape(href)}' target='_blank' rel='noopener'>{html.escape(label)}</a> "

@@ -148,6 +148,14 @@ def test_explore_notebook_runs_and_shows_topomaps(lab, tmp_path):
                                    arg=topomap.element_handle())
             topomap.scroll_into_view_if_needed()
             page.screenshot(path=str(tmp_path / "topomaps.png"), full_page=True)
+
+            # the report link opens the run's report (relative to the notebook, which sits in the root)
+            report = page.locator("a", has_text="HTML report").first
+            href = report.evaluate("a => a.href")
+            run_dir = next(Path(lab["root"]).glob("PreExperiment_ICA_*")).name
+            assert href == f"{lab['url']}/lab/tree/{run_dir}/report.html", href
+            response = page.request.get(f"{lab['url']}/files/{run_dir}/report.html?token={lab['token']}")
+            assert response.ok and b"<html" in response.body().lower(), response.status
         finally:
             browser.close()
     assert (tmp_path / "topomaps.png").stat().st_size > 10_000
