@@ -35,7 +35,6 @@ from IPython.display import HTML, clear_output, display
 
 from . import recording, results
 from .errors import LabkitError, ParameterError
-from .ica import STEPS
 from .params import CHANNEL_TYPES, FIELD_BY_NAME, FIELDS, METHODS, IcaParams, _coerce, recording_problems, static_problems
 
 logger = logging.getLogger(__name__)
@@ -47,6 +46,30 @@ EXPORT_FORMATS = ("json", "env", "labkit run", "papermill")
 POLL_S = 0.5
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(IcaParams)}
 _ERR_STYLE = "color:#b00020;font-size:90%"
+
+
+def _ica() -> Any:
+    """``labkit.ica``, imported without leaving the notebook's matplotlib backend switched to Agg.
+
+    ``labkit.ica`` selects Agg at import (right for runs); a researcher's kernel keeps its own
+    (inline) backend so their later plots still show.
+    """
+    import sys
+
+    if "labkit.ica" in sys.modules:
+        return sys.modules["labkit.ica"]
+    import matplotlib
+
+    backend = matplotlib.rcParams["backend"]
+    from . import ica
+
+    if matplotlib.rcParams["backend"] != backend:
+        matplotlib.use(backend)
+    return ica
+
+
+#: the steps of a run, for the progress bar (mirrors labkit.ica.STEPS; checked in tests)
+STEPS = ("load", "filter", "fit", "score", "plot", "report")
 
 
 # -- export -------------------------------------------------------------------------------------------
@@ -390,8 +413,7 @@ class ResultView(W.VBox):
         """The analysed data again (same crop and filter as the fit), read once per view."""
         with self._lock:
             if self._raw is None:
-                from . import ica as ica_mod
-
+                ica_mod = _ica()
                 params = self.result.params
                 if params is None:
                     raise LabkitError(f"Run {self.result.run_id} has no readable params.json")

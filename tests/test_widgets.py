@@ -320,3 +320,9 @@ def test_cluster_submit_and_jobs_through_the_cluster_client(demo_dir, monkeypatc
     assert jobs.log_area.value.splitlines() == [f"line {i}" for i in range(10, 30)]
     jobs.cancel_button.click()
     assert FakeJobs.cancelled == ["labkit-job-1"]
+
+
+def test_progress_steps_mirror_the_analysis_steps():
+    from labkit import ica, widgets
+
+    assert widgets.STEPS == ica.STEPS
