@@ -775,9 +775,28 @@ class IcaForm(W.VBox):
         self.processes[proc.run_id] = proc
         self.cancel_button.disabled = False
         self.step_label.value = f"Run <code>{html.escape(proc.run_id)}</code> started"
+        self._drain(proc)
         self._watcher = threading.Thread(target=self._watch, args=(proc,), daemon=True, name="labkit-watch")
         self._watcher.start()
         return proc
+
+    def _drain(self, proc: Any) -> None:
+        """Read the child's stdout (so a chatty run never blocks on a full pipe); keep its last lines."""
+        import collections
+
+        self.child_output: collections.deque[str] = collections.deque(maxlen=200)
+        stream = getattr(getattr(proc, "process", None), "stdout", None)
+        if stream is None:
+            return
+
+        def read() -> None:
+            try:
+                for line in stream:
+                    self.child_output.append(line.rstrip("\n"))
+            except (OSError, ValueError):
+                pass
+
+        threading.Thread(target=read, daemon=True, name="labkit-drain").start()
 
     def _watch(self, proc: Any) -> None:
         """Background: mirror the child's step and log into the widgets, then show its result."""
@@ -824,7 +843,8 @@ class IcaForm(W.VBox):
             self.progress.bar_style = "danger"
             self.progress.description = result.state.capitalize()
             self.step_label.value = _error_html(f"Run {result.run_id} {result.state}: {result.error or ''}")
-        self.log_area.value = _tail(result.file(results.LOG_FILE), 20) or self.log_area.value
+        self.log_area.value = (_tail(result.file(results.LOG_FILE), 20) or self.log_area.value
+                               or "\n".join(list(getattr(self, "child_output", []))[-20:]))
         self.result_view = ResultView(result)
         self.result_box.children = (self.result_view,)
 
