@@ -494,7 +494,12 @@ class ResultView(W.VBox):
 
 
 # -- the form ---------------------------------------------------------------------------------------------------
-_OPTIONAL_BOOL = [("method default", None), ("true", True), ("false", False)]
+#: optional booleans as text ("" is the method's default): a Dropdown's None would mean "nothing selected"
+_OPTIONAL_BOOL = [("method default", ""), ("true", "true"), ("false", "false")]
+
+
+def _bool_text(value: bool | None) -> str:
+    return "" if value is None else ("true" if value else "false")
 
 
 class IcaForm(W.VBox):
@@ -517,8 +522,8 @@ class IcaForm(W.VBox):
         lay = W.Layout(width="330px")
         self.method = W.Dropdown(options=list(METHODS), value=_DEFAULTS["method"], description="Method",
                                  style=style, layout=lay)
-        self.extended = W.Dropdown(options=_OPTIONAL_BOOL, value=None, description="Extended", style=style, layout=lay)
-        self.ortho = W.Dropdown(options=_OPTIONAL_BOOL, value=None, description="Orthogonal", style=style, layout=lay)
+        self.extended = W.Dropdown(options=_OPTIONAL_BOOL, value="", description="Extended", style=style, layout=lay)
+        self.ortho = W.Dropdown(options=_OPTIONAL_BOOL, value="", description="Orthogonal", style=style, layout=lay)
         self.channel_type = W.Dropdown(options=[], description="Channel type", style=style, layout=lay)
         self.n_components = W.BoundedIntText(value=_DEFAULTS["n_components"], min=2, max=10_000,
                                              description="Components", style=style, layout=lay)
@@ -677,7 +682,7 @@ class IcaForm(W.VBox):
         for name, meaningful in (("extended", method in ("picard", "infomax")), ("ortho", method == "picard")):
             self.rows[name].layout.display = None if meaningful else "none"
             if not meaningful:
-                self.controls[name].value = None
+                self.controls[name].value = ""
 
     def values(self) -> dict[str, Any]:
         """The form's raw values, one per ``IcaParams`` field."""
@@ -737,8 +742,8 @@ class IcaForm(W.VBox):
             self.crop_tmax.value = params.crop_tmax if params.crop_tmax is not None else self.crop_tmax.max
             self.random_state.value = "" if params.random_state is None else str(params.random_state)
             self.max_iter.value = str(params.max_iter)
-            self.extended.value = params.extended
-            self.ortho.value = params.ortho
+            self.extended.value = _bool_text(params.extended)
+            self.ortho.value = _bool_text(params.ortho)
         self.validate()
 
     # -- running -------------------------------------------------------------------------------------------------------

@@ -126,14 +126,15 @@ def test_invalid_combinations_shown_next_to_their_control_in_ica_params_words(de
 def test_method_options_shown_only_when_meaningful(demo_dir):
     form = small_form(demo_dir)
     assert form.rows["extended"].layout.display is None and form.rows["ortho"].layout.display is None
-    form.ortho.value = True
-    form.extended.value = False
+    assert form.extended.label == "method default" and form.params.extended is None
+    form.ortho.value = "true"
+    form.extended.value = "false"
     assert form.params.ortho is True and form.params.extended is False
     form.method.value = "infomax"
-    assert form.rows["ortho"].layout.display == "none" and form.ortho.value is None
+    assert form.rows["ortho"].layout.display == "none" and form.ortho.value == ""
     assert form.rows["extended"].layout.display is None
     form.method.value = "fastica"
-    assert form.rows["extended"].layout.display == "none" and form.extended.value is None
+    assert form.rows["extended"].layout.display == "none" and form.extended.value == ""
     assert form.params.mne_fit_params == {}
 
 
@@ -150,7 +151,7 @@ def test_sweep_and_every_export_format(demo_dir):
     form.sweep_button.click()
     form.random_state.value = "7"
     form.method.value = "infomax"
-    form.extended.value = True
+    form.extended.value = "true"
     form.sweep_button.click()
     assert len(form.sweep) == 2 and len(form.sweep_select.options) == 2
     assert [p.random_state for p in form.sweep] == [97, 7]
@@ -188,6 +189,10 @@ def test_sweep_and_every_export_format(demo_dir):
     assert form.sweep == [second]
     with pytest.raises(ValueError):
         export_text(second, "yaml")
+
+    fresh = IcaForm(base_dir=demo_dir)  # a set loads back into a form unchanged
+    fresh.set_params(second)
+    assert fresh.params == second
 
 
 # -- running ------------------------------------------------------------------------------------------------------------
