@@ -579,6 +579,9 @@ class IcaForm(W.VBox):
 
         self.sweep_select = W.Select(options=[], rows=5, description="Sets", layout=W.Layout(width="95%"))
         self.remove_button = W.Button(description="Remove set", icon="minus")
+        self.sweep_cluster_button = W.Button(description="Submit sweep to cluster", icon="cloud-upload",
+                                             disabled=True, tooltip=reason, layout=W.Layout(width="auto"))
+        self.sweep_message = W.HTML()
         self.export_source = W.ToggleButtons(options=["form", "selected set", "whole sweep"], value="form",
                                              description="Export")
         self.export_format = W.Dropdown(options=list(EXPORT_FORMATS), value="json", description="As")
@@ -595,7 +598,8 @@ class IcaForm(W.VBox):
         ])
         history_box = W.VBox([W.HBox([self.history_select, self.show_button]),
                               W.HBox([self.compare_a, self.compare_b, self.compare_button]), self.compare_box])
-        sweep_box = W.VBox([W.HBox([self.sweep_select, self.remove_button]),
+        sweep_box = W.VBox([W.HBox([self.sweep_select, W.VBox([self.remove_button, self.sweep_cluster_button])]),
+                            self.sweep_message,
                             W.HBox([self.export_source, self.export_format]), self.export_area])
         self.tabs = W.Tab(children=[run_box, history_box, sweep_box, self.jobs])
         for i, title in enumerate(("Run", "History", "Sweep & export", "Jobs")):
@@ -613,6 +617,7 @@ class IcaForm(W.VBox):
         self.cluster_button.on_click(self._on_submit)
         self.sweep_button.on_click(self._on_add_to_sweep)
         self.remove_button.on_click(self._on_remove)
+        self.sweep_cluster_button.on_click(self._on_submit_sweep)
         self.show_button.on_click(self._on_show)
         self.compare_button.on_click(self._on_compare)
         for w in (self.export_source, self.export_format, self.sweep_select):
@@ -931,7 +936,20 @@ class IcaForm(W.VBox):
             del self.sweep[self.sweep_select.value]
             self._update_sweep()
 
+    def _on_submit_sweep(self, _: Any) -> None:
+        """One cluster Job per set of the sweep (identical sets attach to their existing Job)."""
+        names = []
+        try:
+            for params in self.sweep:
+                names.append(_cluster_submit(params))
+            self.sweep_message.value = "Submitted: " + ", ".join(f"<code>{html.escape(n)}</code>" for n in names)
+        except Exception as err:
+            self.sweep_message.value = _error_html(f"Submitted {len(names)} of {len(self.sweep)}: "
+                                                   f"{type(err).__name__}: {err}")
+        self.jobs.refresh()
+
     def _update_sweep(self) -> None:
+        self.sweep_cluster_button.disabled = not (self.sweep and self.cluster_available)
         self.sweep_select.options = [
             (f"{i + 1}. {p.method} n={p.n_components} {p.channel_type} crop {p.crop_tmin:g}-{p.crop_tmax} s "
              f"{p.filter_fmin:g}-{p.filter_fmax:g} Hz seed {p.random_state} ({p.digest})", i)

@@ -143,6 +143,8 @@ def test_cluster_button_disabled_with_a_reason(demo_dir, monkeypatch):
     form = small_form(demo_dir)
     assert form.cluster_button.disabled
     assert "LABKIT_CLUSTER_CONFIG" in form.cluster_reason.value
+    form.sweep_button.click()
+    assert form.sweep_cluster_button.disabled and "LABKIT_CLUSTER_CONFIG" in form.sweep_cluster_button.tooltip
 
 
 # -- sweep and export -------------------------------------------------------------------------------------------------
@@ -318,6 +320,12 @@ def test_cluster_submit_and_jobs_through_the_cluster_client(demo_dir, monkeypatc
     assert not form.cluster_button.disabled
     form.cluster_button.click()
     assert FakeJobs.submitted == [form.params] and "labkit-job-1" in form.step_label.value
+    assert form.sweep_cluster_button.disabled, "nothing in the sweep yet"
+    form.sweep_button.click()
+    form.random_state.value = "5"
+    form.sweep_button.click()
+    form.sweep_cluster_button.click()
+    assert FakeJobs.submitted[1:] == form.sweep and "Submitted" in form.sweep_message.value
     jobs = form.jobs
     assert "cluster:labkit-job-1" in [v for _, v in jobs.select.options] and "cluster" in jobs.table.value
     jobs.select.value = "cluster:labkit-job-1"
