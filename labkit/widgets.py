@@ -633,12 +633,13 @@ class IcaForm(W.VBox):
 
     def load_recording(self, rel_path: str) -> None:
         """Read only the header and bound every control to the recording."""
-        self.errors["raw_file_path"].value = ""
+        self.recording_error = ""
         try:
             info = recording.describe(Path(self.base_dir) / rel_path)
         except LabkitError as err:
             self.info = None
-            self.errors["raw_file_path"].value = _error_html(str(err))
+            self.recording_error = str(err)
+            self.header.value = ""
             self.validate()
             return
         self.info = info
@@ -720,6 +721,8 @@ class IcaForm(W.VBox):
             for err in recording_problems(ns, self.info):  # type: ignore[arg-type]
                 problems.setdefault(err.field, err)
         self.problems = {k: str(v) for k, v in problems.items()}
+        if getattr(self, "recording_error", ""):
+            self.problems["raw_file_path"] = self.recording_error
         for name, label in self.errors.items():
             label.value = _error_html(self.problems.get(name, ""))
         ok = not self.problems and self.info is not None

@@ -339,3 +339,13 @@ def test_progress_steps_mirror_the_analysis_steps():
     from labkit import ica, widgets
 
     assert widgets.STEPS == ica.STEPS
+
+
+def test_unreadable_recording_is_reported_at_the_chooser(demo_dir):
+    (demo_dir / "broken_raw.fif").write_bytes(b"not a fif file")
+    form = small_form(demo_dir)
+    form.browser.choose("broken_raw.fif")
+    assert "Cannot read recording 'broken_raw.fif'" in html.unescape(form.errors["raw_file_path"].value)
+    assert form.info is None and form.run_button.disabled and form.sweep_button.disabled
+    form.browser.choose(DEMO_FILENAME)
+    assert form.errors["raw_file_path"].value == "" and not form.run_button.disabled
