@@ -16,7 +16,6 @@ traits, so the notebook stays responsive.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import html
 import io
@@ -27,7 +26,7 @@ import shlex
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import ipywidgets as W
 import traitlets
