@@ -17,12 +17,14 @@ Every row of ``truth["sources"]`` has unit standard deviation, so a column of
 Sources:
 
 * brain: occipital alpha (~10 Hz), a left mu rhythm, sensorimotor beta bursts,
-  frontal-midline theta and 1/f background, each a dipole projected through an
-  EEG forward model MNE computes on the spot (a spherical head fitted to the
-  electrodes: no MRI, no download);
+  frontal-midline theta and 24 slowly modulated 1/f background dipoles, each
+  projected through an EEG forward model MNE computes on the spot (a spherical
+  head fitted to the electrodes: no MRI, no download). There are more brain
+  sources than a typical ``n_components``, as in real EEG; without them the
+  surplus components are Gaussian sensor noise, on which FastICA often fails to converge;
 * ``blink``: 0.2-0.4 s bumps every few seconds, ~100 uV at Fp1/Fp2, frontal;
 * ``saccade``: step-like horizontal gaze shifts, antisymmetric (F7 vs F8);
-* ``heartbeat``: PQRST complexes at ~1.1 Hz, a few uV on EEG, ~1 mV on ECG;
+* ``heartbeat``: PQRST complexes at ~1.1 Hz, R peak <= 15 uV on EEG, ~1 mV on ECG;
 * ``line``: 50 Hz mains (with a 100 Hz harmonic), impedance-dependent per channel;
 * ``drift``: a slow random walk on one EEG channel (:data:`DRIFT_CHANNEL`).
 
