@@ -20,18 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import matplotlib
+import matplotlib.pyplot as plt
+import mne
+import numpy as np
+from threadpoolctl import threadpool_limits
 
-matplotlib.use("Agg")  # figures go to files; notebooks display the PNGs
-
-import matplotlib.pyplot as plt  # noqa: E402
-import mne  # noqa: E402
-import numpy as np  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
-
-from . import recording, results  # noqa: E402
-from .errors import ParameterError  # noqa: E402
-from .params import IcaParams, recording_problems  # noqa: E402
+from . import recording, results
+from .errors import ParameterError
+from .params import IcaParams, recording_problems
 
 logger = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import resources
 from pathlib import Path
@@ -117,10 +118,14 @@ class LocalProcess:
         self.params = params = params.replace(base_dir=os.path.abspath(params.base_dir))
         self.run_id = run_id or results.new_run_id(params)
         self.folder = results.RunFolder(params.base_dir, self.run_id)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "labkit", "run", "--params", "-", "--run-id", self.run_id],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
+        # the child's own output (papermill, kernel) goes to a file: a pipe nobody reads would block it
+        self.output_path = Path(tempfile.gettempdir()) / f"labkit-run-{self.run_id}.out"
+        with self.output_path.open("w") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "labkit", "run", "--params", "-", "--run-id", self.run_id],
+                stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True,
+                env={**os.environ, "MPLBACKEND": "Agg"},
+            )
         assert self.process.stdin is not None
         self.process.stdin.write(params.to_json())
         self.process.stdin.close()
@@ -146,6 +151,13 @@ class LocalProcess:
         except FileNotFoundError:
             return ""
         return "\n".join(lines[-n:])
+
+    def output_tail(self, n: int = 20) -> str:
+        """The last lines the child printed (useful when it failed before its log existed)."""
+        try:
+            return "\n".join(self.output_path.read_text(errors="replace").splitlines()[-n:])
+        except FileNotFoundError:
+            return ""
 
     def cancel(self) -> None:
         """Ask the run to stop; it marks its folder failed ("cancelled") before exiting."""

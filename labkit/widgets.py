@@ -47,26 +47,6 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(IcaParams)}
 _ERR_STYLE = "color:#b00020;font-size:90%"
 
 
-def _ica() -> Any:
-    """``labkit.ica``, imported without leaving the notebook's matplotlib backend switched to Agg.
-
-    ``labkit.ica`` selects Agg at import (right for runs); a researcher's kernel keeps its own
-    (inline) backend so their later plots still show.
-    """
-    import sys
-
-    if "labkit.ica" in sys.modules:
-        return sys.modules["labkit.ica"]
-    import matplotlib
-
-    backend = matplotlib.rcParams["backend"]
-    from . import ica
-
-    if matplotlib.rcParams["backend"] != backend:
-        matplotlib.use(backend)
-    return ica
-
-
 #: the steps of a run, for the progress bar (mirrors labkit.ica.STEPS; checked in tests)
 STEPS = ("load", "filter", "fit", "score", "plot", "report")
 
@@ -412,7 +392,7 @@ class ResultView(W.VBox):
         """The analysed data again (same crop and filter as the fit), read once per view."""
         with self._lock:
             if self._raw is None:
-                ica_mod = _ica()
+                from . import ica as ica_mod
                 params = self.result.params
                 if params is None:
                     raise LabkitError(f"Run {self.result.run_id} has no readable params.json")
@@ -787,28 +767,9 @@ class IcaForm(W.VBox):
         self.processes[proc.run_id] = proc
         self.cancel_button.disabled = False
         self.step_label.value = f"Run <code>{html.escape(proc.run_id)}</code> started"
-        self._drain(proc)
         self._watcher = threading.Thread(target=self._watch, args=(proc,), daemon=True, name="labkit-watch")
         self._watcher.start()
         return proc
-
-    def _drain(self, proc: Any) -> None:
-        """Read the child's stdout (so a chatty run never blocks on a full pipe); keep its last lines."""
-        import collections
-
-        self.child_output: collections.deque[str] = collections.deque(maxlen=200)
-        stream = getattr(getattr(proc, "process", None), "stdout", None)
-        if stream is None:
-            return
-
-        def read() -> None:
-            try:
-                for line in stream:
-                    self.child_output.append(line.rstrip("\n"))
-            except (OSError, ValueError):
-                pass
-
-        threading.Thread(target=read, daemon=True, name="labkit-drain").start()
 
     def _watch(self, proc: Any) -> None:
         """Background: mirror the child's step and log into the widgets, then show its result."""
@@ -856,7 +817,7 @@ class IcaForm(W.VBox):
             self.progress.description = result.state.capitalize()
             self.step_label.value = _error_html(f"Run {result.run_id} {result.state}: {result.error or ''}")
         self.log_area.value = (_tail(result.file(results.LOG_FILE), 20) or self.log_area.value
-                               or "\n".join(list(getattr(self, "child_output", []))[-20:]))
+                               or proc.output_tail(20))
         self.result_view = ResultView(result)
         self.result_box.children = (self.result_view,)
 
