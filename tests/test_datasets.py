@@ -7,6 +7,7 @@ import warnings
 import mne
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from labkit import datasets
 from labkit.datasets import (
@@ -165,7 +166,8 @@ def test_ica_recovers_blink_and_heartbeat(demo):
     raw, truth = demo
     raw_f = raw.copy().crop(0, 60).filter(1, 30, verbose="error")
     ica = mne.preprocessing.ICA(n_components=20, method="picard", random_state=97, verbose="error")
-    with warnings.catch_warnings(record=True) as caught:
+    # one BLAS thread: ~1 s; on a busy machine threaded BLAS took 6-11 s for the same fit
+    with threadpool_limits(limits=1), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ica.fit(raw_f, picks="eeg", verbose="error")
     assert not [w for w in caught if "converge" in str(w.message)]  # the demo should be easy to unmix
