@@ -226,7 +226,8 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
         "fit_time_s": round(timings["fit_s"], 3),
         "n_iter": int(ica.n_iter_),
         "max_iter": max_iter,
-        "converged": bool(max_iter is None or ica.n_iter_ < max_iter),
+        # MNE's infomax reports n_iter_ == max_iter whether or not it converged: no signal there
+        "converged": None if params.method == "infomax" else bool(max_iter is None or ica.n_iter_ < max_iter),
         "fit_warnings": getattr(ica, "labkit_fit_warnings", []),
         "explained_variance": float(ica.get_explained_variance_ratio(raw, ch_type=_var_type(params))
                                     .get(_var_type(params), float("nan"))),

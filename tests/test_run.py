@@ -22,10 +22,10 @@ from labkit.errors import RecordingError, RunFailed
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
-# Demo blinks are ~100 uV, frontal and sparse: every method isolates them almost perfectly (measured
-# |r| >= 0.95), so 0.9 leaves room for seeds. The heartbeat is small on EEG and shares its band with
-# brain rhythms: measured |r| >= 0.8, so 0.7 still means "one component is the heart" (chance: < 0.1).
-RECOVERY = {"blink": 0.9, "heartbeat": 0.7}
+# Measured on the demo data (labkit.datasets, 5 recording seeds x 3 ICA seeds, 20 components): the
+# blink is recovered at |r| >= 0.993 and the heartbeat at >= 0.849 by every method (0.94 at the
+# default seeds); unrelated components score < 0.1. The thresholds keep a margin below the worst case.
+RECOVERY = {"blink": 0.95, "heartbeat": 0.8}
 
 
 def demo_params(base: Path, **kw) -> IcaParams:
