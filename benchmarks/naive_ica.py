@@ -53,12 +53,12 @@ for fig_or_figs, name in ((ica.plot_components(show=False), "topomaps"),
         fig.savefig(path)
         plt.close(fig)
         images.append(path)
-for idx in ica.exclude:
-    fig = ica.plot_properties(raw, picks=[idx], show=False)[0]
-    path = f"{out_dir}/properties_{idx:03d}.png"
-    fig.savefig(path)
-    plt.close(fig)
-    images.append(path)
+if ica.exclude:  # one call for all flagged components: the idiom in MNE's tutorials
+    for idx, fig in zip(ica.exclude, ica.plot_properties(raw, picks=ica.exclude, show=False)):
+        path = f"{out_dir}/properties_{idx:03d}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        images.append(path)
 t = lap("plot_s", t)
 report = mne.Report(title=f"ICA {method}")
 for path in images:
