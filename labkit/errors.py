@@ -42,10 +42,3 @@ class RunFailed(LabkitError):
     def __init__(self, message: str, folder: Any = None) -> None:
         self.folder = folder
         super().__init__(message if folder is None else f"{message} (log and status in {folder})")
-
-
-class MissingDependency(LabkitError):
-    """An optional dependency is not installed; says how to install it."""
-
-    def __init__(self, package: str, extra: str) -> None:
-        super().__init__(f"{package} is required for this; install it with: pip install 'labkit[{extra}]'")

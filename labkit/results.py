@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import socket
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -165,26 +164,6 @@ class RunFolder:
                 lg.removeHandler(handler)
             handler.close()
 
-    @contextlib.contextmanager
-    def running(self, *, owner: bool) -> Iterator["RunFolder"]:
-        """Mark running; on an exception record it (with traceback) and, if we own the run, fail it."""
-        self.start()
-        try:
-            yield self
-        except BaseException as err:
-            reason = f"{type(err).__name__}: {err}"
-            tb = traceback.format_exc()
-            with contextlib.suppress(OSError):
-                with self.file(LOG_FILE).open("a") as log:
-                    log.write(tb)
-            if owner:
-                self.fail(reason, traceback=tb)
-            else:
-                self.set_status("running", error={"reason": reason, "traceback": tb})
-            raise
-        if owner:
-            self.succeed()
-
 
 class _FollowingFileHandler(logging.Handler):
     """Appends to the folder's ``run.log`` wherever the folder has been renamed to."""
@@ -262,11 +241,6 @@ class RunResult:
         import mne
 
         return mne.preprocessing.read_ica(self.file(ICA_FILE), verbose="error")
-
-    def raise_for_state(self) -> "RunResult":
-        if self.state == "failed":
-            raise RunFailed(f"Run {self.run_id} failed: {self.error}", self.path)
-        return self
 
     def _repr_html_(self) -> str:
         import base64
