@@ -45,6 +45,9 @@ def main() -> None:
 
 
 def _run_and_report(params: IcaParams, run_id: str | None, blas_threads: int) -> None:
+    # papermill -> nbformat -> jsonschema imports the optional rfc3987_syntax URI checker, which
+    # compiles a grammar at import (1.8 s of a run here); nbformat never checks URI formats.
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     from .runners import Cancelled, LocalRunner, terminate_on_signals
 
     terminate_on_signals()

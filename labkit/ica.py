@@ -131,24 +131,30 @@ def score(ica: mne.preprocessing.ICA, raw: mne.io.BaseRaw, *, verbose: bool | st
 
 def plot(ica: mne.preprocessing.ICA, raw: mne.io.BaseRaw, out_dir: Path, suspects: list[int],
          no_positions: str | None = None) -> dict[str, Any]:
-    """Topomaps (unless ``no_positions`` says why not), source time courses and suspect properties, as PNG."""
+    """Topomaps (unless ``no_positions`` says why not), source time courses and suspect properties, as PNG.
+
+    The topomaps are drawn in a forked child on the second core while this process
+    draws the rest: the fit is pinned to one BLAS thread and matplotlib uses one core.
+    """
     out: dict[str, Any] = {"figures": []}
-    reason = no_positions
-    if reason is None:
-        figs = ica.plot_components(show=False, verbose="error")
-        figs = figs if isinstance(figs, list) else [figs]
-        for i, fig in enumerate(figs):
-            name = "topomaps.png" if len(figs) == 1 else f"topomaps_{i + 1:02d}.png"
-            _save(fig, out_dir / name, out)
+    join = None
+    if no_positions is None:
+        join = _in_child(lambda: _draw_topomaps(ica, out_dir))
+        if join is None:
+            _draw_topomaps(ica, out_dir)
     else:
-        out["topomaps_skipped"] = reason
-        logger.warning("topomaps skipped: %s", reason)
+        out["topomaps_skipped"] = no_positions
+        logger.warning("topomaps skipped: %s", no_positions)
     fig = ica.plot_sources(raw, show=False, show_scrollbars=False, start=0, stop=min(10.0, raw.times[-1]))
     _save(fig, out_dir / "sources.png", out)
-    if reason is None:
-        for idx in suspects:
-            figs = ica.plot_properties(raw, picks=[idx], show=False, verbose="error")
-            _save(figs[0], out_dir / f"properties_{idx:03d}.png", out)
+    if no_positions is None and suspects:  # one call: MNE segments the data and computes spectra once
+        figs = ica.plot_properties(raw, picks=suspects, show=False, verbose="error")
+        for idx, fig in zip(suspects, figs):
+            _save(fig, out_dir / f"properties_{idx:03d}.png", out)
+    if join is not None and not join():
+        logger.warning("drawing topomaps in a child process failed; drawing them here")
+        _draw_topomaps(ica, out_dir)
+    out["figures"] = sorted(p.name for p in out_dir.glob(results.TOPOMAP_GLOB)) + out["figures"]
     return out
 
 
@@ -156,6 +162,41 @@ def _save(fig: Any, path: Path, out: dict[str, Any]) -> None:
     fig.savefig(path, dpi=80)
     plt.close(fig)
     out["figures"].append(path.name)
+
+
+def _draw_topomaps(ica: mne.preprocessing.ICA, out_dir: Path) -> None:
+    figs = ica.plot_components(show=False, verbose="error")
+    figs = figs if isinstance(figs, list) else [figs]
+    for i, fig in enumerate(figs):
+        name = "topomaps.png" if len(figs) == 1 else f"topomaps_{i + 1:02d}.png"
+        _save(fig, out_dir / name, {"figures": []})
+
+
+def _in_child(work: Callable[[], None], timeout: float = 300.0) -> Callable[[], bool] | None:
+    """Run ``work`` in a forked child; return a join that says whether it succeeded (None: no fork here)."""
+    if not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
+        return None
+    pid = os.fork()
+    if pid == 0:  # child: draw, then leave without running the parent's exit handlers
+        code = 1
+        try:
+            work()
+            code = 0
+        finally:
+            os._exit(code)
+
+    def join() -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status) == 0
+            time.sleep(0.02)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        return False
+
+    return join
 
 
 def build_report(params: IcaParams, metrics: dict[str, Any], out_dir: Path, figures: list[str]) -> Path:
