@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
+import time
+from pathlib import Path
 from typing import Any, Callable
 
 import kmock
@@ -19,6 +21,7 @@ import pytest
 from kubernetes import client as k8s
 
 NS = "labkit-test"
+VOLCANO = ("batch.volcano.sh", "v1alpha1")
 
 
 class Emulator:
@@ -49,6 +52,7 @@ class Emulator:
             emu.resources["v1/pods"] = {"kind": "Pod", "namespaced": True}
             emu.resources["v1/events"] = {"kind": "Event", "namespaced": True}
             emu.resources["batch/v1/jobs"] = {"kind": "Job", "namespaced": True}
+            emu.resources["batch.volcano.sh/v1alpha1/jobs"] = {"kind": "Job", "namespaced": True}  # Volcano's CRD
             self.url = str(server.url).rstrip("/")
             self._ready.set()
             await self._stop.wait()
@@ -87,24 +91,62 @@ class Controllers:
     def __init__(self, api_client: k8s.ApiClient, namespace: str = NS) -> None:
         self.batch = k8s.BatchV1Api(api_client)
         self.core = k8s.CoreV1Api(api_client)
+        self.custom = k8s.CustomObjectsApi(api_client)
         self.ns = namespace
         self._pods = 0
 
     # Job controller
+    def wait_for_job(self, job: str, timeout: float = 10) -> Any:
+        """The Job once labkit has created it (the controller reacts to what labkit submits)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.batch.read_namespaced_job(job, self.ns)
+            except k8s.ApiException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
     def create_pod(self, job: str, *, phase: str = "Pending", node: str | None = None,
                    status: dict[str, Any] | None = None) -> str:
         self._pods += 1
         name = f"{job}-p{self._pods:04d}"
-        manifest = self.batch.read_namespaced_job(job, self.ns)
-        template = k8s.ApiClient().sanitize_for_serialization(manifest.spec.template)
-        labels = dict(template["metadata"].get("labels") or {})
-        labels.update({"job-name": job, "batch.kubernetes.io/job-name": job})
+        template = k8s.ApiClient().sanitize_for_serialization(self.batch.read_namespaced_job(job, self.ns).spec.template)
+        return self._pod(name, template, {"job-name": job, "batch.kubernetes.io/job-name": job}, phase, node, status)
+
+    def _pod(self, name: str, template: dict[str, Any], extra_labels: dict[str, str], phase: str,
+             node: str | None, status: dict[str, Any] | None) -> str:
+        labels = dict(template["metadata"].get("labels") or {}, **extra_labels)
         pod = {"apiVersion": "v1", "kind": "Pod",
                "metadata": {"name": name, "namespace": self.ns, "labels": labels, "creationTimestamp": now()},
                "spec": dict(template["spec"], **({"nodeName": node} if node else {})),
                "status": dict({"phase": phase}, **(status or {}))}
         self.core.create_namespaced_pod(self.ns, pod)
         return name
+
+    # Volcano's job controller
+    def wait_for_volcano_job(self, name: str, timeout: float = 10) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.custom.get_namespaced_custom_object(*VOLCANO, self.ns, "jobs", name)
+            except k8s.ApiException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def create_volcano_pod(self, vjob: str, task: str, *, phase: str = "Pending", node: str | None = None,
+                           status: dict[str, Any] | None = None) -> str:
+        """The pod Volcano creates for a task (``<job>-<task>-0``, labelled with job and task)."""
+        obj = self.custom.get_namespaced_custom_object(*VOLCANO, self.ns, "jobs", vjob)
+        template = next(t["template"] for t in obj["spec"]["tasks"] if t["name"] == task)
+        labels = {"volcano.sh/job-name": vjob, "volcano.sh/task-spec": task, "volcano.sh/job-namespace": self.ns}
+        return self._pod(f"{vjob}-{task}-0", dict(template, spec=dict(template["spec"], schedulerName="volcano")),
+                         labels, phase, node, status)
+
+    def volcano_status(self, vjob: str, phase: str, **counts: int) -> None:
+        self.custom.patch_namespaced_custom_object_status(*VOLCANO, self.ns, "jobs", vjob,
+                                                          {"status": {"state": {"phase": phase}, **counts}})
 
     def pod_status(self, pod: str, **status: Any) -> None:
         self.core.patch_namespaced_pod_status(pod, self.ns, {"status": status})
@@ -138,3 +180,13 @@ def emulator():
         yield emu
     finally:
         emu.close()
+
+
+@pytest.fixture(autouse=True)
+def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's NFS directory as mounted here (``$BASE_DIR``): empty, never the real home."""
+    path = tmp_path / "home"
+    path.mkdir()
+    monkeypatch.setenv("BASE_DIR", str(path))
+    monkeypatch.delenv("LABKIT_CLUSTER_STORAGE__LOCAL_BASE_DIR", raising=False)
+    return path

@@ -6,6 +6,7 @@ file (``KUBECONFIG``); settings come from ``LABKIT_CLUSTER_*`` variables.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from cluster_fixtures import NS, Controllers, Emulator, emulator  # noqa: F401 (fixture)
+from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir  # noqa: F401 (fixtures)
 from labkit.cli import main
 from labkit.params import IcaParams
 
@@ -91,12 +92,7 @@ def test_submit_wait_reports_a_failure_in_words(cluster_env: Emulator) -> None:
     ctl = Controllers(cluster_env.api_client())
 
     def controller() -> None:
-        for _ in range(100):
-            try:
-                ctl.batch.read_namespaced_job(name, NS)
-                break
-            except Exception:
-                time.sleep(0.05)
+        ctl.wait_for_job(name)
         pod = ctl.create_pod(name, phase="Running", node="worker-2")
         time.sleep(0.3)
         ctl.pod_status(pod, phase="Failed", containerStatuses=[{"name": "ica", "ready": False, "restartCount": 0,
@@ -154,12 +150,7 @@ def test_submit_follow_streams_the_log_then_the_outcome(cluster_env: Emulator, t
     ctl = Controllers(cluster_env.api_client())
 
     def controller() -> None:
-        for _ in range(200):
-            try:
-                ctl.batch.read_namespaced_job(name, NS)
-                break
-            except Exception:
-                time.sleep(0.02)
+        ctl.wait_for_job(name)
         assert ctl.create_pod(name, phase="Running", node="worker-9") == pod_name
         time.sleep(0.5)
         ctl.pod_status(pod_name, phase="Succeeded")
@@ -172,8 +163,6 @@ def test_submit_follow_streams_the_log_then_the_outcome(cluster_env: Emulator, t
     assert lines.index("step load") < lines.index("step done")
     assert any("succeeded on worker-9" in line for line in lines)
     listed = CliRunner().invoke(main, ["jobs", "--json"])
-    import json
-
     data = json.loads(listed.output)
     assert data[0]["name"] == name and data[0]["phase"] == "succeeded"
 
@@ -184,3 +173,85 @@ def test_empty_namespace_means_the_current_one(cluster_env: Emulator, monkeypatc
     result = CliRunner().invoke(main, ["submit"])
     assert result.exit_code == 0 and f"namespace {NS}" in result.output, result.output
     assert Controllers(cluster_env.api_client()).batch.read_namespaced_job(f"labkit-anna-{IcaParams().digest}", NS)
+
+
+def _sets_file(tmp_path: Path, sets: list[IcaParams]) -> Path:
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps([p.to_dict() for p in sets]))
+    return path
+
+
+def test_submit_a_volcano_sweep_list_it_and_watch_it(cluster_env: Emulator, tmp_path: Path) -> None:
+    runner = CliRunner()
+    sets = _sets_file(tmp_path, [IcaParams(random_state=s) for s in range(2)])
+    out = runner.invoke(main, ["submit", "--sweep", str(sets), "--volcano", "--min-available", "2",
+                               "--sweep-id", "seeds", "--n-components", "12"])
+    assert out.exit_code == 0, out.output
+    assert "sweep seeds: 2 runs (one Volcano Job labkit-sweep-anna-" in out.output
+    assert "labkit jobs --sweep seeds --watch" in out.output
+    ctl = Controllers(cluster_env.api_client())
+    vjob = next(line.split()[1] for line in out.output.splitlines() if "submitted" in line).rsplit("-", 2)[0]
+    stored = ctl.wait_for_volcano_job(vjob)
+    assert stored["spec"]["minAvailable"] == 2
+    env = {e["name"]: e["value"] for e in stored["spec"]["tasks"][0]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ICA_COMPONENTS_COUNT"] == "12"  # the flag overrides every set
+
+    listed = runner.invoke(main, ["jobs"])
+    assert listed.exit_code == 0 and vjob in listed.output and "sweep seeds" in listed.output
+
+    tasks = [t["name"] for t in stored["spec"]["tasks"]]
+    pods = [ctl.create_volcano_pod(vjob, t, phase="Running", node="w1") for t in tasks]
+    runs = runner.invoke(main, ["jobs", "--sweep", "seeds"])
+    rows = [line.split() for line in runs.output.splitlines() if line.startswith(vjob + "-")]
+    assert runs.exit_code == 0 and [r[1:2] + r[3:4] for r in rows] == [["running", "w1"]] * 2
+
+    def volcano() -> None:
+        time.sleep(0.3)
+        for pod in pods:
+            ctl.pod_status(pod, phase="Succeeded")
+        ctl.volcano_status(vjob, "Completed", succeeded=2)
+
+    threading.Thread(target=volcano, daemon=True).start()
+    watched = runner.invoke(main, ["jobs", "--sweep", "seeds", "--watch"])
+    assert watched.exit_code == 0, watched.output
+    final = [line.split() for line in watched.output.splitlines()[-2:]]
+    assert "sweep seeds (Volcano Job" in watched.output and [r[1] for r in final] == ["succeeded"] * 2
+
+
+def test_submit_a_sweep_of_jobs_and_wait(cluster_env: Emulator, tmp_path: Path) -> None:
+    sets = _sets_file(tmp_path, [IcaParams(method="picard"), IcaParams(method="infomax")])
+    names = [f"labkit-anna-{IcaParams(method=m).digest}" for m in ("picard", "infomax")]
+    ctl = Controllers(cluster_env.api_client())
+
+    def controller() -> None:
+        for name in names:
+            ctl.wait_for_job(name)
+            ctl.create_pod(name, phase="Running", node="w2")
+        ctl.job_condition(names[0], "Complete")
+        ctl.job_condition(names[1], "Failed", "DeadlineExceeded")
+
+    threading.Thread(target=controller, daemon=True).start()
+    result = CliRunner().invoke(main, ["submit", "--sweep", str(sets), "--wait"])
+    assert result.exit_code == 1, result.output  # one run failed
+    assert "2 runs (2 Jobs" in result.output and "DeadlineExceeded" in result.output
+    sweep_id = result.output.split("sweep ", 1)[1].split(":")[0]
+    listed = CliRunner().invoke(main, ["jobs", "--sweep", sweep_id, "--json"])
+    data = json.loads(listed.output)
+    assert data["kind"] == "jobs" and sorted(r["phase"] for r in data["runs"]) == ["failed", "succeeded"]
+
+
+def test_a_set_that_already_ran_is_reported_with_its_folder(cluster_env: Emulator, user_dir: Path) -> None:
+    from labkit.results import ICA_FILE, METRICS_FILE, RunFolder
+
+    folder = RunFolder.create(IcaParams(base_dir=str(user_dir)), "20260101-000000-000-old")
+    folder.start()
+    (folder.path / METRICS_FILE).write_text("{}")
+    (folder.path / ICA_FILE).write_bytes(b"ica")
+    folder.succeed()
+    runner = CliRunner()
+    result = runner.invoke(main, ["submit"])
+    assert result.exit_code == 0, result.output
+    assert "already ran: run 20260101-000000-000-old" in result.output and str(folder.path) in result.output
+    assert "no labkit Jobs" in runner.invoke(main, ["jobs"]).output
+    forced = runner.invoke(main, ["submit", "--force"])
+    assert forced.exit_code == 0 and "submitted labkit-anna-" in forced.output

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import kmock
 import pytest
 
-from cluster_fixtures import NS, Controllers, Emulator, emulator  # noqa: F401 (fixture)
+from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir  # noqa: F401 (fixtures)
 from labkit.cluster.errors import ClusterForbidden, ClusterUnavailable, NotYourJob
 from labkit.cluster.jobs import ClusterJobs, JobPendingTooLong, JobStatus
 from labkit.cluster.manifests import LABEL_OWNER, LABEL_RUN_ID
@@ -384,16 +385,155 @@ def test_same_name_owned_by_someone_else_is_not_attached(emulator: Emulator) -> 
         anna.submit(IcaParams())
 
 
+VOLCANO_JOBS = kmock.resource("batch.volcano.sh", "v1alpha1", "jobs")
+
+
+def _terminated_pod(reason: str, code: int) -> dict[str, Any]:
+    return {**_terminated(reason, code), "phase": "Failed" if code else "Succeeded"}
+
+
 def test_volcano_sweep_is_created_as_one_volcano_job(emulator: Emulator) -> None:
-    emulator.run(lambda: emulator.kmock.resources.__setitem__(
-        "batch.volcano.sh/v1alpha1/jobs", {"kind": "Job", "namespaced": True}))
     jobs = jobs_for(emulator, scheduler={"name": "volcano", "queue": "eeg"})
-    sweep = [IcaParams(random_state=s) for s in range(3)]
-    manifest = jobs.submit_sweep(sweep, sweep_id="seeds", min_available=1)
-    stored = emulator.run(lambda: dict(emulator.kmock.objects[
-        kmock.resource("batch.volcano.sh", "v1alpha1", "jobs"), NS, manifest["metadata"]["name"]]))
+    sweep = [IcaParams(random_state=s) for s in range(3)] + [IcaParams(random_state=0)]
+    sub = jobs.submit_sweep(sweep, sweep_id="seeds", min_available=2)
+    stored = emulator.run(lambda: dict(emulator.kmock.objects[VOLCANO_JOBS, NS, sub.name]))
+    assert sub.kind == "volcano" and not sub.attached and len(sub.runs) == 3  # the repeated set runs once
+    assert any("repeated" in w for w in sub.warnings)
     assert stored["spec"]["queue"] == "eeg" and len(stored["spec"]["tasks"]) == 3
+    assert stored["spec"]["minAvailable"] == 2
     assert stored["metadata"]["labels"][LABEL_OWNER] == "anna"
+    assert [r.run_id for r in sub.runs] == [t["template"]["metadata"]["labels"][LABEL_RUN_ID]
+                                             for t in stored["spec"]["tasks"]]
+
+    again = jobs.submit_sweep(sweep, sweep_id="seeds")
+    assert again.attached and again.name == sub.name and [r.run_id for r in again.runs] == [r.run_id for r in sub.runs]
+    assert len([r for r in emulator.requests() if r.method == "POST" and "volcano" in r.url.path]) == 2
+
+    listed = jobs.list()
+    assert [(s.kind, s.name, s.phase, s.sweep_id) for s in listed] == [("volcano", sub.name, "pending", "seeds")]
+    assert "3 pending" in listed[0].reason
+    with pytest.raises(NotYourJob):
+        jobs_for(emulator, "bob").get_volcano_job(sub.name)
+    assert jobs_for(emulator, "bob").list() == []
+
+
+def test_volcano_sweep_is_watched_run_by_run(emulator: Emulator) -> None:
+    """The test plays Volcano: one pod per task, then the Volcano Job's phase."""
+    jobs = jobs_for(emulator, scheduler={"name": "volcano", "queue": "eeg"})
+    sub = jobs.submit_sweep([IcaParams(random_state=s) for s in range(3)], sweep_id="seeds")
+    tasks = [r.name[len(sub.name) + 1:] for r in sub.runs]
+    ctl = Controllers(emulator.api_client())
+    changes: list[JobStatus] = []
+    seen_running = threading.Event()
+
+    def on_change(status: JobStatus) -> None:
+        changes.append(status)
+        if status.phase == "running":
+            seen_running.set()
+
+    def volcano() -> None:
+        ctl.volcano_status(sub.name, "Pending", pending=3)
+        pods = [ctl.create_volcano_pod(sub.name, t, phase="Running", node=f"w{i}") for i, t in enumerate(tasks[:2])]
+        ctl.create_volcano_pod(sub.name, tasks[2])  # waits for room in the queue
+        ctl.volcano_status(sub.name, "Running", running=2, pending=1)
+        assert seen_running.wait(10)
+        ctl.pod_status(pods[0], **_terminated_pod("Completed", 0))
+        ctl.pod_status(pods[1], **_terminated_pod("OOMKilled", 137))
+        ctl.pod_status(f"{sub.name}-{tasks[2]}-0", phase="Running")
+        ctl.pod_spec(f"{sub.name}-{tasks[2]}-0", nodeName="w0")
+        time.sleep(0.3)
+        ctl.pod_status(f"{sub.name}-{tasks[2]}-0", **_terminated_pod("Completed", 0))
+        ctl.volcano_status(sub.name, "Completed", succeeded=2, failed=1)
+
+    player = threading.Thread(target=volcano, daemon=True)
+    player.start()
+    final = jobs.watch_sweep("seeds", on_change=on_change, timeout=15)
+    player.join(5)
+    assert final.done and final.phase == "failed" and final.kind == "volcano"
+    by_run = {r.run_id: r for r in final.runs}
+    assert [by_run[r.run_id].phase for r in sub.runs] == ["succeeded", "failed", "succeeded"]
+    oom = by_run[sub.runs[1].run_id]
+    assert "OOMKilled" in oom.reason and oom.infrastructure and oom.node == "w1" and oom.kind == "task"
+    assert final.counts() == {"succeeded": 2, "failed": 1} and "3 runs" in final.summary()
+    # per-run states were reported as they changed, each run from pending or running to its end
+    for run in sub.runs:
+        phases = [c.phase for c in changes if c.run_id == run.run_id]
+        assert phases[-1] == by_run[run.run_id].phase and len(phases) >= 2, phases
+
+
+def test_a_volcano_job_that_ends_early_fails_the_unfinished_runs(emulator: Emulator) -> None:
+    jobs = jobs_for(emulator, scheduler={"name": "volcano"})
+    sub = jobs.submit_sweep([IcaParams(random_state=s) for s in range(2)])
+    ctl = Controllers(emulator.api_client())
+    ctl.create_volcano_pod(sub.name, sub.runs[0].name[len(sub.name) + 1:], phase="Running", node="w1")
+    ctl.volcano_status(sub.name, "Aborted")
+    status = jobs.sweep_status(sub.sweep_id)
+    assert status.phase == "failed" and all(r.phase == "failed" for r in status.runs)
+    assert "Aborted" in status.runs[1].reason
+
+
+def test_a_sweep_of_plain_jobs_is_listed_and_watched_by_its_id(emulator: Emulator) -> None:
+    jobs = jobs_for(emulator)
+    sets = [IcaParams(method=m) for m in ("fastica", "picard")]
+    sub = jobs.submit_sweep(sets)
+    assert sub.kind == "jobs" and len(sub.runs) == 2 and not sub.name
+    assert sorted(s.name for s in jobs.list(sub.sweep_id)) == sorted(r.name for r in sub.runs)
+    assert jobs.submit_sweep(sets).sweep_id == sub.sweep_id  # the same sets are the same sweep
+    ctl = Controllers(emulator.api_client())
+
+    def controller() -> None:
+        for run in sub.runs:
+            ctl.create_pod(run.name, phase="Running", node="w1")
+            ctl.job_status(run.name, active=1, ready=1)
+        time.sleep(0.3)
+        for run in sub.runs:
+            ctl.job_condition(run.name, "Complete")
+
+    player = threading.Thread(target=controller, daemon=True)
+    player.start()
+    final = jobs.watch_sweep(sub.sweep_id, timeout=15)
+    player.join(5)
+    assert final.phase == "succeeded" and [r.phase for r in final.runs] == ["succeeded"] * 2
+
+
+def _completed_run(base: Path, params: IcaParams, run_id: str) -> RunFolder:
+    """A finished result folder in the user's directory, as a cluster (or local) run leaves it."""
+    folder = RunFolder.create(params.replace(base_dir=str(base)), run_id)
+    folder.start()
+    (folder.path / METRICS_FILE).write_text("{}")
+    (folder.path / ICA_FILE).write_bytes(b"ica")
+    folder.succeed()
+    return folder
+
+
+def test_a_set_that_already_ran_is_reported_not_rerun(emulator: Emulator, user_dir: Path) -> None:
+    jobs = jobs_for(emulator)
+    done = IcaParams(n_components=15)
+    folder = _completed_run(user_dir, done, "20260101-000000-000-done")
+    sub = jobs.submit(done)
+    assert sub.existing is not None and sub.existing.path == folder.path and sub.run_id == folder.run_id
+    assert any("already ran" in w for w in sub.warnings)
+    assert not [r for r in emulator.requests() if r.method == "POST"]
+    forced = jobs.submit(done, force=True)
+    assert forced.existing is None and len([r for r in emulator.requests() if r.method == "POST"]) == 1
+    # a failed earlier run is no reason to skip
+    failed = RunFolder.create(IcaParams(n_components=16).replace(base_dir=str(user_dir)), "20260101-000000-000-f")
+    failed.fail("boom")
+    assert jobs.submit(IcaParams(n_components=16)).existing is None
+
+    sweep = jobs.submit_sweep([done, IcaParams(n_components=17)], volcano=True)
+    assert [r.existing is not None for r in sweep.runs] == [True, False]
+    stored = emulator.run(lambda: dict(emulator.kmock.objects[VOLCANO_JOBS, NS, sweep.name]))
+    assert len(stored["spec"]["tasks"]) == 1
+
+
+def test_a_recording_given_by_its_local_path_matches_the_pods_result(emulator: Emulator, user_dir: Path) -> None:
+    """The hub's absolute path and the pod's relative one are the same set (same result)."""
+    jobs = jobs_for(emulator)
+    inside = IcaParams(raw_file_path="eeg/s01_raw.fif")
+    _completed_run(user_dir, inside, "20260101-000000-000-pod")
+    local = IcaParams(base_dir=str(user_dir), raw_file_path=str(user_dir / "eeg" / "s01_raw.fif"))
+    assert jobs.submit(local).existing is not None
 
 
 def test_connection_errors_are_retried_then_explained() -> None:
@@ -427,15 +567,10 @@ def test_run_returns_the_result_like_a_local_run_or_raises_in_words(emulator: Em
     jobs = jobs_for(emulator, storage={"nfs_server": "nfs", "local_base_dir": str(tmp_path)})
     ctl = Controllers(emulator.api_client())
     params = IcaParams(n_components=11)
-    name = f"labkit-anna-{params.digest}"
 
-    def controller(succeed: bool) -> None:
-        for _ in range(200):
-            try:
-                job = ctl.batch.read_namespaced_job(name, NS)
-                break
-            except Exception:
-                time.sleep(0.02)
+    def controller(params: IcaParams, succeed: bool) -> None:
+        name = f"labkit-anna-{params.digest}"
+        job = ctl.wait_for_job(name)
         run_id = job.metadata.labels[LABEL_RUN_ID]
         pod = ctl.create_pod(name, phase="Running", node="n1")
         folder = RunFolder.create(params.replace(base_dir=str(tmp_path)), run_id)
@@ -450,17 +585,22 @@ def test_run_returns_the_result_like_a_local_run_or_raises_in_words(emulator: Em
             ctl.pod_status(pod, **_terminated("Error", 4))
             ctl.job_condition(name, "Failed", "BackoffLimitExceeded")
 
-    t = threading.Thread(target=controller, args=(True,), daemon=True)
+    t = threading.Thread(target=controller, args=(params, True), daemon=True)
     t.start()
     result = jobs.run(params)
     t.join(5)
     assert result.state == "succeeded" and "<h4>ICA run" in result._repr_html_()
 
-    jobs.cancel(name)
-    t = threading.Thread(target=controller, args=(False,), daemon=True)
+    jobs.cancel(f"labkit-anna-{params.digest}")  # the Job is gone (as after its TTL); its result stays
+    posts = len([r for r in emulator.requests() if r.method == "POST"])
+    assert jobs.run(params).path == result.path  # the identical set is not run again
+    assert len([r for r in emulator.requests() if r.method == "POST"]) == posts
+
+    failing = IcaParams(n_components=13)
+    t = threading.Thread(target=controller, args=(failing, False), daemon=True)
     t.start()
     with pytest.raises(RunFailed, match=r"analysis error.*cell 3.*RuntimeError: boom") as info:
-        jobs.run(params)
+        jobs.run(failing)
     t.join(5)
     assert info.value.folder is not None and info.value.folder.name.endswith(".failed")
 

@@ -9,6 +9,7 @@ overrides (``--set storage.nfs_server=nfs.lab.example``).
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from typing import Any, Callable
@@ -72,11 +73,24 @@ def _jobs(user: str | None, settings_file: str | None, overrides: tuple[str, ...
     return ClusterJobs(load_settings(settings_file, overrides), user)
 
 
+def _explained(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Report a labkit error in words (``labkit: ...``, its exit code), never as a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except LabkitError as err:
+            _fail(err)
+
+    return wrapper
+
+
 def _resolve(jobs: Any, name: str) -> str:
     """Accept a Job name or a run id."""
     if name.startswith("labkit-"):
         return name
-    for st in jobs.list():
+    for st in jobs.list(volcano=False):
         if st.run_id == name:
             return st.name
     return name
@@ -92,102 +106,179 @@ def _print_status(status: Any) -> None:
             click.echo(f"  event: {line}")
 
 
+def _table(rows: list[tuple[Any, ...]]) -> None:
+    """Columns padded to their widest cell; the last column is not padded."""
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) + "  " + str(r[-1]))
+
+
+def _print_sweep(sweep: Any) -> None:
+    click.echo(sweep.summary())
+    _table([("RUN", "PHASE", "RUN ID", "NODE", "REASON")]
+           + [(r.name, r.phase, r.run_id, r.node or "-", r.reason) for r in sweep.runs])
+
+
+def _follow_sweep(jobs: Any, sweep_id: str, names: list[str] = ()) -> None:
+    final = jobs.watch_sweep(sweep_id, on_change=_print_status, names=names)
+    _print_sweep(final)
+    if final.phase != "succeeded":
+        sys.exit(EXIT_FAILED)
+
+
+def _submit_sweep(jobs: Any, sweep_file: Any, values: dict[str, Any], *, volcano: bool | None,
+                  sweep_id: str | None, force: bool, min_available: int, wait: bool) -> None:
+    from ..sweeps import load_sets
+
+    given = {k: v for k, v in values.items() if v is not None}
+    try:
+        sets = [p.replace(**given) if given else p for p in load_sets(sweep_file.read())]
+    except ValueError as err:  # not JSON
+        raise LabkitError(f"The sweep file is not a JSON list of parameter sets: {err}") from None
+    sub = jobs.submit_sweep(sets, volcano=volcano, sweep_id=sweep_id, force=force, min_available=min_available)
+    for warning in sub.warnings:
+        click.echo(f"labkit: warning: {warning}", err=True)
+    todo = [r for r in sub.runs if r.existing is None]
+    if sub.kind == "volcano" and sub.name:
+        how = f"one Volcano Job {sub.name}, queue {jobs.settings.scheduler.queue or 'default'}"
+    else:
+        how = f"{len(todo)} Job{'s' if len(todo) != 1 else ''}"
+    click.echo(f"sweep {sub.sweep_id}: {len(sub.runs)} runs ({how}, namespace {jobs.namespace})")
+    for run in sub.runs:
+        if run.existing is not None:
+            click.echo(f"  already ran  run {run.run_id}: {run.existing.path}")
+        else:
+            click.echo(f"  {'attached to' if run.attached else 'submitted'}  {run.name} (run {run.run_id})")
+    if not todo:
+        click.echo("every set already ran; use --force to run them again")
+    elif wait:
+        _follow_sweep(jobs, sub.sweep_id, [r.name for r in todo] if sub.kind == "jobs" else [])
+    else:
+        click.echo(f"follow it with: labkit jobs --sweep {sub.sweep_id} --watch")
+
+
 @click.command("submit")
 @_param_options
 @_settings_options
-@click.option("--force", is_flag=True, help="run again even if this parameter set was already submitted")
+@click.option("--force", is_flag=True, help="run again even if this parameter set already ran or was submitted")
 @click.option("--run-id", default=None, help="name the result folder PreExperiment_ICA_<run-id>")
-@click.option("--wait/--no-wait", default=False, help="follow the Job until it finishes (exit 1 if it fails)")
+@click.option("--sweep", "sweep_file", type=click.File("r"), default=None, metavar="SETS.json",
+              help="submit a sweep: a JSON list of parameter sets (as the notebook form exports); "
+                   "flags override every set")
+@click.option("--volcano/--no-volcano", default=None,
+              help="a sweep as one Volcano Job [default: when scheduler.name is volcano], else one Job per set")
+@click.option("--min-available", type=click.IntRange(1), default=1, show_default=True,
+              help="Volcano minAvailable: how many runs of the sweep must fit at once to start")
+@click.option("--sweep-id", default=None, help="name the sweep [default: a hash of its sets]")
+@click.option("--wait/--no-wait", default=False, help="follow until it finishes (exit 1 if it fails)")
 @click.option("-f", "--follow", is_flag=True, help="stream the run's log while waiting (implies --wait)")
+@_explained
 def submit_cmd(params_file: Any, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
-               force: bool, run_id: str | None, wait: bool, follow: bool, **values: Any) -> None:
-    """Run a parameter set as a Kubernetes Job on your data directory."""
-    try:
-        params = _params(params_file, values)
-        jobs = _jobs(user, settings_file, overrides)
-        sub = jobs.submit(params, force=force, run_id=run_id)
-        for warning in sub.warnings:
-            click.echo(f"labkit: warning: {warning}", err=True)
-        verb = "attached to" if sub.attached else "submitted"
-        click.echo(f"{verb} {sub.name} (run {sub.run_id}, namespace {sub.namespace})")
-        if not (wait or follow):
-            click.echo(f"follow it with: labkit logs -f {sub.name}")
-            return
-        if follow:
-            for line in jobs.logs(sub.name, follow=True):
-                click.echo(line)
-        final = jobs.watch(sub.name, on_change=_print_status if not follow else None)
-        if follow:
-            _print_status(final)
-        if final.phase == "succeeded" and jobs.settings.storage.local_base_dir:
-            try:
-                click.echo(str(jobs.result(final).path))
-            except LabkitError as err:
-                click.echo(f"labkit: {err}", err=True)
-        if final.phase != "succeeded":
-            sys.exit(EXIT_FAILED)
-    except LabkitError as err:
-        _fail(err)
+               force: bool, run_id: str | None, sweep_file: Any, volcano: bool | None, min_available: int,
+               sweep_id: str | None, wait: bool, follow: bool, **values: Any) -> None:
+    """Run a parameter set (or a sweep of them) as Kubernetes Jobs on your data directory.
+
+    A set that already ran (its complete result folder is in your directory) is reported
+    instead of run again, and an identical set still on the cluster is followed, unless --force.
+    """
+    jobs = _jobs(user, settings_file, overrides)
+    if sweep_file is not None:
+        if params_file is not None or run_id:
+            raise click.UsageError("--sweep takes the sets from its file: no --params or --run-id with it")
+        _submit_sweep(jobs, sweep_file, values, volcano=volcano, sweep_id=sweep_id, force=force,
+                      min_available=min_available, wait=wait or follow)
+        return
+    sub = jobs.submit(_params(params_file, values), force=force, run_id=run_id, sweep_id=sweep_id)
+    for warning in sub.warnings:
+        click.echo(f"labkit: warning: {warning}", err=True)
+    if sub.existing is not None:
+        click.echo(f"already ran: run {sub.run_id} ({sub.existing.state}); use --force to run it again")
+        click.echo(str(sub.existing.path))
+        return
+    verb = "attached to" if sub.attached else "submitted"
+    click.echo(f"{verb} {sub.name} (run {sub.run_id}, namespace {sub.namespace})")
+    if not (wait or follow):
+        click.echo(f"follow it with: labkit logs -f {sub.name}")
+        return
+    if follow:
+        for line in jobs.logs(sub.name, follow=True):
+            click.echo(line)
+    final = jobs.watch(sub.name, on_change=_print_status if not follow else None)
+    if follow:
+        _print_status(final)
+    if final.phase == "succeeded":
+        try:
+            click.echo(str(jobs.result(final).path))
+        except LabkitError as err:
+            click.echo(f"labkit: {err}", err=True)
+    else:
+        sys.exit(EXIT_FAILED)
 
 
 @click.command("jobs")
 @_settings_options
-@click.option("--sweep", "sweep_id", default=None, help="only the Jobs of this sweep")
+@click.option("--sweep", "sweep_id", default=None, help="the runs of this sweep, one row each")
+@click.option("--watch", is_flag=True, help="with --sweep: follow until every run is done (exit 1 if one fails)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@_explained
 def jobs_cmd(user: str | None, settings_file: str | None, overrides: tuple[str, ...], sweep_id: str | None,
-             as_json: bool) -> None:
-    """List your labkit Jobs with their state."""
-    try:
-        jobs = _jobs(user, settings_file, overrides)
-        statuses = jobs.list(sweep_id)
-    except LabkitError as err:
-        _fail(err)
-    if as_json:
-        import dataclasses
+             watch: bool, as_json: bool) -> None:
+    """List your labkit Jobs (and Volcano sweeps) with their state."""
+    import dataclasses
 
+    jobs = _jobs(user, settings_file, overrides)
+    if watch and not sweep_id:
+        raise click.UsageError("--watch follows a sweep: give --sweep ID")
+    if sweep_id:
+        if watch:
+            _follow_sweep(jobs, sweep_id)
+            return
+        sweep = jobs.sweep_status(sweep_id)
+        if as_json:
+            click.echo(json.dumps({"sweep_id": sweep.sweep_id, "kind": sweep.kind, "name": sweep.name,
+                                   "phase": sweep.phase, "runs": [dataclasses.asdict(r) for r in sweep.runs]},
+                                  indent=2, default=str))
+        else:
+            _print_sweep(sweep)
+        return
+    statuses = jobs.list()
+    if as_json:
         click.echo(json.dumps([dataclasses.asdict(s) for s in statuses], indent=2, default=str))
-        return
-    if not statuses:
+    elif not statuses:
         click.echo("no labkit Jobs")
-        return
-    rows = [("NAME", "PHASE", "RUN ID", "CREATED", "REASON")]
-    rows += [(s.name, s.phase, s.run_id, s.created, s.reason) for s in statuses]
-    widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
-    for r in rows:
-        click.echo("  ".join(str(r[i]).ljust(widths[i]) for i in range(4)) + "  " + str(r[4]))
+    else:
+        _table([("NAME", "PHASE", "RUN ID", "CREATED", "REASON")]
+               + [(s.name, s.phase, s.run_id or (f"sweep {s.sweep_id}" if s.kind == "volcano" else "-"),
+                   s.created, s.reason) for s in statuses])
 
 
 @click.command("logs")
 @click.argument("name")
 @_settings_options
 @click.option("-f", "--follow", is_flag=True, help="keep streaming until the run ends")
+@_explained
 def logs_cmd(name: str, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
              follow: bool) -> None:
     """Print the log of a Job (by Job name or run id)."""
-    try:
-        jobs = _jobs(user, settings_file, overrides)
-        name = _resolve(jobs, name)
-        for line in jobs.logs(name, follow=follow):
-            click.echo(line)
-        if follow:
-            _print_status(jobs.status(name))
-    except LabkitError as err:
-        _fail(err)
+    jobs = _jobs(user, settings_file, overrides)
+    name = _resolve(jobs, name)
+    for line in jobs.logs(name, follow=follow):
+        click.echo(line)
+    if follow:
+        _print_status(jobs.status(name))
 
 
 @click.command("cancel")
 @click.argument("name")
 @_settings_options
 @click.option("--foreground", is_flag=True, help="wait for the pods to be deleted before the Job disappears")
+@_explained
 def cancel_cmd(name: str, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
                foreground: bool) -> None:
     """Stop and delete one of your Jobs (by Job name or run id)."""
-    try:
-        jobs = _jobs(user, settings_file, overrides)
-        name = _resolve(jobs, name)
-        jobs.cancel(name, "Foreground" if foreground else "Background")
-    except LabkitError as err:
-        _fail(err)
+    jobs = _jobs(user, settings_file, overrides)
+    name = _resolve(jobs, name)
+    jobs.cancel(name, "Foreground" if foreground else "Background")
     click.echo(f"cancelled {name}")
 
 
@@ -196,18 +287,16 @@ def cancel_cmd(name: str, user: str | None, settings_file: str | None, overrides
 @_settings_options
 @click.option("--run-id", default=None, help="run id to put in the manifest [default: a new one]")
 @click.option("--sweep-id", default=None, help="label the Job as part of this sweep")
+@_explained
 def render_cmd(params_file: Any, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
                run_id: str | None, sweep_id: str | None, **values: Any) -> None:
     """Print the Job manifest for a parameter set as YAML (no cluster needed)."""
     from .jobs import default_user
     from .manifests import build_job, to_yaml
 
-    try:
-        params = _params(params_file, values)
-        settings = load_settings(settings_file, overrides)
-        manifest = build_job(params, settings, user or default_user(), run_id, sweep_id)
-    except LabkitError as err:
-        _fail(err)
+    params = _params(params_file, values)
+    settings = load_settings(settings_file, overrides)
+    manifest = build_job(params, settings, user or default_user(), run_id, sweep_id)
     click.echo(to_yaml(manifest), nl=False)
 
 

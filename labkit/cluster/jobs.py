@@ -22,11 +22,13 @@ from kubernetes import client as k8s
 
 from ..errors import LabkitError
 from ..params import IcaParams
-from ..results import RunResult, find_run, new_run_id
+from ..results import RunResult, find_run, list_runs, new_run_id
 from . import api
-from .errors import ClusterConflict, ClusterError, ClusterGone, ClusterNotFound, NotYourJob
+from .errors import (ClusterConflict, ClusterError, ClusterForbidden, ClusterGone, ClusterNotFound, NotYourJob,
+                     SettingsError)
 from .manifests import (ANN_USER, CONTAINER, LABEL_DIGEST, LABEL_NAME, LABEL_OWNER, LABEL_RUN_ID, LABEL_SWEEP, APP,
-                        build_job, build_volcano_job, owner_label, version_mismatch)
+                        VOLCANO_API, build_job, build_volcano_job, cluster_params, default_sweep_id, job_name,
+                        owner_label, sweep_label, version_mismatch)
 from .settings import ClusterSettings
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,12 @@ logger = logging.getLogger(__name__)
 PHASES = ("pending", "running", "succeeded", "failed")
 FAILED_LINE = re.compile(r"labkit: run failed: (.*)")
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+#: labels Volcano puts on the pods of a Volcano Job (older releases: ``volcano.sh/``, newer add ``batch.volcano.sh/``)
+VOLCANO_JOB_LABELS = ("volcano.sh/job-name", "batch.volcano.sh/job-name")
+VOLCANO_TASK_LABELS = ("volcano.sh/task-spec", "batch.volcano.sh/task-spec")
+VOLCANO_GROUP, VOLCANO_VERSION = VOLCANO_API.split("/")
+#: Volcano Job phases after which no task starts any more
+VOLCANO_ENDED = ("Completed", "Failed", "Aborted", "Terminated")
 
 
 class JobPendingTooLong(ClusterError):
@@ -68,6 +76,8 @@ class JobStatus:
     #: warning events seen for the Job and its pods (on failure / long pending)
     events: tuple[str, ...] = ()
     created: str = ""
+    #: ``job`` (a batch/v1 Job), ``volcano`` (a whole Volcano sweep) or ``task`` (one run of a Volcano sweep)
+    kind: str = "job"
 
     @property
     def done(self) -> bool:
@@ -89,6 +99,63 @@ class Submission:
     #: True when an identical parameter set was already submitted and this attached to its Job
     attached: bool
     manifest: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+    #: a completed result folder of the identical set, reported instead of running it again (no Job created)
+    existing: RunResult | None = None
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    """A sweep as a researcher sees it: one :class:`JobStatus` per run."""
+
+    sweep_id: str
+    runs: tuple[JobStatus, ...]
+    #: ``volcano`` (one Volcano Job) or ``jobs`` (one batch/v1 Job per set)
+    kind: str = "jobs"
+    #: the Volcano Job's name (empty for plain Jobs)
+    name: str = ""
+    #: the Volcano Job's own phase (``Pending``, ``Running``, ``Completed``, ...), when there is one
+    volcano_phase: str = ""
+
+    def counts(self) -> dict[str, int]:
+        return {p: sum(r.phase == p for r in self.runs) for p in PHASES if any(r.phase == p for r in self.runs)}
+
+    @property
+    def phase(self) -> str:
+        if self.runs and all(r.done for r in self.runs):
+            return "succeeded" if all(r.phase == "succeeded" for r in self.runs) else "failed"
+        if any(r.phase != "pending" for r in self.runs):
+            return "running"
+        return "pending"
+
+    @property
+    def done(self) -> bool:
+        return self.phase in ("succeeded", "failed")
+
+    @property
+    def reason(self) -> str:
+        counts = ", ".join(f"{n} {p}" for p, n in self.counts().items())
+        return f"{len(self.runs)} run{'s' if len(self.runs) != 1 else ''}: {counts}" if self.runs else "no runs"
+
+    def summary(self) -> str:
+        what = f"Volcano Job {self.name}" if self.name else "Jobs"
+        return f"sweep {self.sweep_id} ({what}): {self.phase} - {self.reason}"
+
+
+@dataclass(frozen=True)
+class SweepSubmission:
+    """What :meth:`ClusterJobs.submit_sweep` did, run by run."""
+
+    sweep_id: str
+    #: ``volcano`` or ``jobs``
+    kind: str
+    #: one per distinct parameter set, in order: submitted, attached, or ``existing`` (already done)
+    runs: tuple[Submission, ...]
+    #: the Volcano Job's name (empty for plain Jobs)
+    name: str = ""
+    #: True when the identical Volcano sweep already existed and this attached to it
+    attached: bool = False
+    manifests: tuple[dict[str, Any], ...] = ()
     warnings: tuple[str, ...] = ()
 
 
@@ -277,6 +344,53 @@ def _describe_failure(base: JobStatus, cond: dict[str, Any], pods: Sequence[dict
     return replace(base, phase="failed", infrastructure=None, reason=f"failed: {message}", events=ev)
 
 
+def _label(obj: dict[str, Any], keys: Sequence[str]) -> str:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return next((labels[k] for k in keys if labels.get(k)), "")
+
+
+def describe_volcano(vjob: dict[str, Any], pods: Sequence[dict[str, Any]] = (),
+                     events: Sequence[dict[str, Any]] = (),
+                     results: dict[str, dict[str, Any]] | None = None) -> SweepStatus:
+    """The researcher's view of a Volcano sweep: one :class:`JobStatus` per task (run). Pure.
+
+    Each task is described by :func:`describe` as if it were a Job: its pods say
+    pending / running / why it failed (OOMKilled, image, scheduling), a succeeded pod
+    is a succeeded run, and once the Volcano Job has ended (``Aborted``, ``Failed``, ...)
+    a run that never finished is failed. ``results`` maps run ids to ``status.json``.
+    """
+    meta = vjob.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    vphase = (((vjob.get("status") or {}).get("state") or {}).get("phase")) or "Pending"
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for pod in pods:
+        by_task.setdefault(_label(pod, VOLCANO_TASK_LABELS), []).append(pod)
+    runs = []
+    for task in (vjob.get("spec") or {}).get("tasks") or []:
+        template_meta = (task.get("template") or {}).get("metadata") or {}
+        tpods = sorted(by_task.get(task.get("name", ""), []),
+                       key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
+        phase = ((tpods[-1].get("status") or {}).get("phase") if tpods else None) or ""
+        condition = None
+        if phase == "Succeeded":
+            condition = {"type": "Complete", "status": "True"}
+        elif phase == "Failed":
+            condition = {"type": "Failed", "status": "True", "reason": "PodFailed", "message": "its pod failed"}
+        elif vphase in VOLCANO_ENDED:
+            condition = {"type": "Failed", "status": "True", "reason": f"Volcano{vphase}",
+                         "message": f"the Volcano Job ended ({vphase}) before this run finished"}
+        pseudo = {"metadata": {"name": f"{meta.get('name', '')}-{task.get('name', '')}",
+                               "namespace": meta.get("namespace", ""), "labels": template_meta.get("labels") or {},
+                               "creationTimestamp": meta.get("creationTimestamp")},
+                  "status": {"conditions": [condition] if condition else []}}
+        run_id = (template_meta.get("labels") or {}).get(LABEL_RUN_ID, "")
+        status = describe(pseudo, tpods, events if phase in ("", "Pending") else (), "",
+                          (results or {}).get(run_id))
+        runs.append(replace(status, kind="task"))
+    return SweepStatus(sweep_id=labels.get(LABEL_SWEEP, ""), runs=tuple(runs), kind="volcano",
+                       name=meta.get("name", ""), volcano_phase=vphase)
+
+
 def _lines(resp: Any) -> Iterator[str]:
     """Lines of a streamed response, including a last line without a newline."""
     buffer = b""
@@ -398,8 +512,8 @@ class ClusterJobs:
 
     def result_status(self, run_id: str) -> dict[str, Any] | None:
         """The result folder's status.json, if the user's directory is visible here."""
-        base = self.settings.storage.local_base_dir
-        if not base or not run_id or not Path(base).is_dir():
+        base = self.settings.storage.local_dir()
+        if not run_id or not base.is_dir():
             return None
         try:
             return find_run(base, run_id).status
@@ -423,6 +537,13 @@ class ClusterJobs:
             warnings.append(mismatch)
         manifest = self.render(params, force=force, run_id=run_id, sweep_id=sweep_id)
         name = manifest["metadata"]["name"]
+        done = None if force else self.completed(params)
+        if done is not None:
+            logger.info("parameter set %s already ran (run %s, %s): not submitting it again",
+                        params.digest, done.run_id, done.path)
+            warnings.append(f"the same parameter set already ran: run {done.run_id}, result {done.path} "
+                            "(use --force to run it again)")
+            return Submission(name, self.namespace, done.run_id, False, manifest, tuple(warnings), done)
         try:
             self.call(self.batch.create_namespaced_job, self.namespace, manifest, what=f"create Job {name}")
         except ClusterConflict:
@@ -441,15 +562,179 @@ class ClusterJobs:
         logger.info("submitted Job %s (run %s) in namespace %s", name, run, self.namespace)
         return Submission(name, self.namespace, run, False, manifest, tuple(warnings))
 
-    def submit_sweep(self, params_list: Sequence[IcaParams], *, sweep_id: str | None = None,
-                     min_available: int = 1) -> dict[str, Any]:
-        """A sweep as one Volcano Job (needs Volcano installed)."""
-        manifest = build_volcano_job(params_list, self.settings, self.user, sweep_id, min_available=min_available)
+    def completed(self, params: IcaParams) -> RunResult | None:
+        """The newest succeeded result folder of this very parameter set in the user's directory, if any.
+
+        Looks in ``storage.local_base_dir`` (else ``$BASE_DIR``, else home): the user's NFS
+        directory as mounted here. A set matches by digest as submitted and as the pod saw
+        it (``base_dir`` is not part of the digest; an absolute recording path becomes relative).
+        """
+        base = self.settings.storage.local_dir()
+        if not base.is_dir():
+            return None
+        digests = {params.digest}
+        try:
+            digests.add(cluster_params(params, self.settings).digest)
+        except SettingsError:
+            pass
+        found = None
+        for run in list_runs(base):  # oldest first: the last match is the newest
+            if run.params is not None and run.params.digest in digests and run.state == "succeeded":
+                found = run
+        return found
+
+    def submit_sweep(self, params_list: Sequence[IcaParams], *, volcano: bool | None = None,
+                     sweep_id: str | None = None, force: bool = False, min_available: int = 1) -> SweepSubmission:
+        """Submit a sweep: one Volcano Job with ``minAvailable`` (``volcano``, default: when the
+        scheduler setting is Volcano), else one batch/v1 Job per set labelled with the sweep id.
+
+        Repeated sets run once; a set whose result is already in the user's directory is
+        reported instead of run again, and an identical sweep attaches to its Jobs, unless ``force``.
+        """
+        volcano = self.settings.scheduler.name == "volcano" if volcano is None else volcano
+        distinct: dict[str, IcaParams] = {}
+        for params in params_list:
+            distinct.setdefault(params.digest, params)
+        if not distinct:
+            raise SettingsError("A sweep needs at least one parameter set")
+        warnings = []
+        if len(distinct) < len(params_list):
+            warnings.append(f"{len(params_list) - len(distinct)} repeated parameter set(s) run only once")
+        sets = list(distinct.values())
+        sweep_id = sweep_label(sweep_id or default_sweep_id(sets))
+        if force:
+            sweep_id = sweep_label(f"{sweep_id}-{os.urandom(3).hex()[:5]}")  # a new sweep, not the earlier one
+        if not volcano:
+            runs = tuple(self.submit(p, force=force, sweep_id=sweep_id) for p in sets)
+            for sub in runs:
+                if sub.attached and (sub.manifest["metadata"].get("labels") or {}).get(LABEL_SWEEP) != sweep_id:
+                    warnings.append(f"{sub.name} was submitted before, outside this sweep: followed here, "
+                                    f"but not listed by: labkit jobs --sweep {sweep_id}")
+            mismatch = version_mismatch(self.settings.image)
+            return SweepSubmission(sweep_id, "jobs", runs, manifests=tuple(r.manifest for r in runs if not r.existing),
+                                   warnings=tuple(warnings + ([mismatch] if mismatch else [])))
+        mismatch = version_mismatch(self.settings.image)
+        if mismatch:
+            warnings.append(mismatch)
+        done = {} if force else {p.digest: self.completed(p) for p in sets}
+        todo = [p for p in sets if done.get(p.digest) is None]
+        existing = tuple(Submission(job_name(self.user, p), self.namespace, r.run_id, False, {}, (), r)
+                         for p in sets if (r := done.get(p.digest)) is not None)
+        if not todo:
+            return SweepSubmission(sweep_id, "volcano", existing, warnings=tuple(warnings))
+        manifest = build_volcano_job(todo, self.settings, self.user, sweep_id, min_available=min_available)
         manifest["metadata"]["namespace"] = self.namespace
-        group, version = manifest["apiVersion"].split("/")
-        self.call(self.custom.create_namespaced_custom_object, group, version, self.namespace, "jobs", manifest,
-                  what=f"create Volcano Job {manifest['metadata']['name']}")
-        return manifest
+        name = manifest["metadata"]["name"]
+        attached = False
+        try:
+            self.call(self.custom.create_namespaced_custom_object, VOLCANO_GROUP, VOLCANO_VERSION, self.namespace,
+                      "jobs", manifest, what=f"create Volcano Job {name}")
+        except ClusterConflict:
+            manifest = self.get_volcano_job(name)  # refuses another user's sweep with the same name
+            attached = True
+            warnings.append(f"this sweep was already submitted as {name}; following it (use --force to run it again)")
+        runs = tuple(Submission(f"{name}-{task['name']}", self.namespace,
+                                task["template"]["metadata"]["labels"].get(LABEL_RUN_ID, ""), attached, task)
+                     for task in manifest["spec"]["tasks"])
+        logger.info("%s Volcano Job %s (sweep %s, %d runs)", "attached to" if attached else "submitted", name,
+                    sweep_id, len(runs))
+        return SweepSubmission(sweep_id, "volcano", existing + runs, name, attached, (manifest,), tuple(warnings))
+
+    # -- Volcano ----------------------------------------------------------------
+    def get_volcano_job(self, name: str) -> dict[str, Any]:
+        """The Volcano Job as a dict, refused if it belongs to someone else."""
+        job = self.call(self.custom.get_namespaced_custom_object, VOLCANO_GROUP, VOLCANO_VERSION, self.namespace,
+                        "jobs", name, what=f"read Volcano Job {name}")
+        return self._check_owner(self._dict(job))
+
+    def volcano_jobs(self, sweep_id: str | None = None) -> list[dict[str, Any]]:
+        """This user's labkit Volcano Jobs; none when Volcano is not installed (or not allowed and not configured)."""
+        selector = {LABEL_NAME: APP, LABEL_OWNER: self.owner}
+        if sweep_id:
+            selector[LABEL_SWEEP] = sweep_label(sweep_id)
+        try:
+            listed = self.call(self.custom.list_namespaced_custom_object, VOLCANO_GROUP, VOLCANO_VERSION,
+                               self.namespace, "jobs", label_selector=_selector(selector),
+                               what="list your Volcano Jobs")
+        except ClusterNotFound:  # no Volcano CRD in this cluster
+            return []
+        except ClusterForbidden:
+            if self.settings.scheduler.name == "volcano":
+                raise
+            return []
+        return [j for j in listed.get("items") or [] if _matches((j.get("metadata") or {}).get("labels"), selector)]
+
+    def volcano_pods(self, name: str) -> list[dict[str, Any]]:
+        listed = self.call(self.core.list_namespaced_pod, self.namespace,
+                           label_selector=_selector({VOLCANO_JOB_LABELS[0]: name}),
+                           what=f"list the pods of Volcano Job {name}")
+        return [p for p in (self._dict(p) for p in listed.items) if _label(p, VOLCANO_JOB_LABELS) == name]
+
+    def _describe_volcano(self, vjob: dict[str, Any]) -> SweepStatus:
+        pods = self.volcano_pods(vjob["metadata"]["name"])
+        quick = describe_volcano(vjob, pods)
+        events = self.events(vjob, pods) if any(r.phase == "pending" for r in quick.runs) else []
+        results = {r.run_id: st for r in quick.runs if r.phase == "failed" and (st := self.result_status(r.run_id))}
+        return describe_volcano(vjob, pods, events, results)
+
+    def sweep_status(self, sweep_id: str, names: Sequence[str] = ()) -> SweepStatus:
+        """Every run of the sweep (its Volcano Job's tasks, or its labelled Jobs plus ``names``)."""
+        vjobs = self.volcano_jobs(sweep_id)
+        if vjobs:
+            parts = [self._describe_volcano(v) for v in vjobs]
+            runs = tuple(r for part in parts for r in part.runs)
+            return SweepStatus(sweep_label(sweep_id), runs, "volcano", parts[0].name, parts[0].volcano_phase)
+        listed = {s.name: s for s in self.list(sweep_id, volcano=False)}
+        for name in names:
+            if name not in listed:
+                listed[name] = self.status(name, with_events=False)
+        if not listed:
+            raise ClusterNotFound(f"No Jobs of sweep {sweep_id} (finished Jobs are removed after "
+                                  "ttl_seconds_after_finished; their results stay in your directory)")
+        runs = tuple(sorted(listed.values(), key=lambda s: s.name))
+        return SweepStatus(sweep_label(sweep_id), runs, "jobs")
+
+    def watch_sweep(self, sweep_id: str, on_change: Callable[[JobStatus], None] | None = None,
+                    timeout: float | None = None, names: Sequence[str] = ()) -> SweepStatus:
+        """Follow every run of a sweep until all are done; ``on_change`` gets each run's new states.
+
+        Raises ClusterError when nothing of the sweep has started after ``pending_timeout``
+        (with the scheduler's reason) or after ``timeout``.
+        """
+        started = time.monotonic()
+        pending_since: float | None = None
+        last: dict[str, JobStatus] = {}
+        state: dict[str, Any] = {}
+        while True:
+            current = self.sweep_status(sweep_id, names)
+            for run in current.runs:
+                if last.get(run.name) != run:
+                    logger.info("%s", run.summary())
+                    if on_change:
+                        on_change(run)
+                    last[run.name] = run
+            if current.done:
+                return current
+            now = time.monotonic()
+            if current.phase == "pending":
+                pending_since = pending_since or now
+                if now - pending_since > self.settings.pending_timeout:
+                    reason = next((r.reason for r in current.runs if r.reason), "no reason given")
+                    raise ClusterError(f"Sweep {sweep_id} is still pending after {now - pending_since:.0f} s: "
+                                       f"{reason}. It stays queued; see: labkit jobs --sweep {sweep_id}")
+            else:
+                pending_since = None
+            if timeout is not None and now - started > timeout:
+                raise ClusterError(f"Stopped following sweep {sweep_id} after {timeout:.0f} s: {current.reason}. "
+                                   f"Follow it again with: labkit jobs --sweep {sweep_id} --watch")
+            if current.kind == "volcano":
+                self._wait(self.custom.list_namespaced_custom_object,
+                           (VOLCANO_GROUP, VOLCANO_VERSION, self.namespace, "jobs"), f"Volcano Job {current.name}",
+                           state, {"field_selector": f"metadata.name={current.name}"}, current.name)
+            else:
+                self._wait(self.batch.list_namespaced_job, (self.namespace,), f"the Jobs of sweep {sweep_id}",
+                           state, {"label_selector": _selector({LABEL_OWNER: self.owner,
+                                                                LABEL_SWEEP: current.sweep_id})})
 
     # -- follow ----------------------------------------------------------------
     def status(self, name: str, *, with_events: bool | None = None) -> JobStatus:
@@ -467,23 +752,28 @@ class ClusterJobs:
         return describe(job, pods, events, tail, result)
 
     def _wait_for_change(self, name: str, state: dict[str, Any]) -> None:
-        """Block until the Job changes, or ``poll_interval`` passes; survives timeouts and 410 Gone.
+        """Block until the Job changes, or ``poll_interval`` passes; survives timeouts and 410 Gone."""
+        self._wait(self.batch.list_namespaced_job, (self.namespace,), f"Job {name}", state,
+                   {"field_selector": f"metadata.name={name}"}, name)
+
+    def _wait(self, list_fn: Callable[..., Any], args: tuple[Any, ...], what: str, state: dict[str, Any],
+              selector: dict[str, str], name: str | None = None) -> None:
+        """Block until an object listed by ``list_fn(*args, **selector)`` changes, or ``poll_interval`` passes.
 
         The watch request itself goes through :meth:`call` (so it is retried like any
         other); its stream is read here: a broken or timed-out stream just ends this
         wait, and an expired resource version (410 Gone) is answered by listing again
-        and resuming from the list's resource version.
+        and resuming from the list's resource version. With ``name``, only that object counts.
         """
-        kwargs: dict[str, Any] = {"field_selector": f"metadata.name={name}", "watch": True,
-                                  "allow_watch_bookmarks": True,
+        kwargs: dict[str, Any] = {**selector, "watch": True, "allow_watch_bookmarks": True,
                                   "timeout_seconds": max(1, int(self.poll_interval)),
                                   "_request_timeout": self.poll_interval, "_preload_content": False}
         if state.get("rv"):
             kwargs["resource_version"] = state["rv"]
         try:
-            resp = self.call(self.batch.list_namespaced_job, self.namespace, what=f"watch Job {name}", **kwargs)
+            resp = self.call(list_fn, *args, what=f"watch {what}", **kwargs)
         except ClusterGone:
-            self._relist(name, state)
+            self._relist(list_fn, args, what, state, selector)
             return
         try:
             for line in _lines(resp):
@@ -493,33 +783,37 @@ class ClusterJobs:
                 obj = event.get("object") or {}
                 if event.get("type") == "ERROR":
                     if obj.get("code") == 410:
-                        self._relist(name, state)
+                        self._relist(list_fn, args, what, state, selector)
                         return
-                    raise ClusterError(f"Cannot watch Job {name}: the cluster answered {obj.get('code')} "
+                    raise ClusterError(f"Cannot watch {what}: the cluster answered {obj.get('code')} "
                                        f"({obj.get('message') or obj.get('reason')})")
                 rv = (obj.get("metadata") or {}).get("resourceVersion")
                 if rv:
                     state["rv"] = rv
-                if event.get("type") == "BOOKMARK" or (obj.get("metadata") or {}).get("name") != name:
+                if event.get("type") == "BOOKMARK" or (name and (obj.get("metadata") or {}).get("name") != name):
                     continue
+                key = (obj.get("metadata") or {}).get("name", "")
                 fingerprint = rv or json.dumps(obj.get("status"), sort_keys=True, default=str)
-                if fingerprint == state.get("seen"):
+                seen = state.setdefault("seen", {})
+                if seen.get(key) == fingerprint:
                     continue  # a replay of what we already know
-                state["seen"] = fingerprint
+                seen[key] = fingerprint
                 return
         except api.CONNECTION_ERRORS as err:
-            logger.debug("watch of %s ended (%s); renewing", name, type(err).__name__)
+            logger.debug("watch of %s ended (%s); renewing", what, type(err).__name__)
             state["renewed"] = state.get("renewed", 0) + 1
         except ValueError as err:  # a garbled line: start over
-            logger.debug("watch of %s sent an unreadable line (%s); renewing", name, err)
+            logger.debug("watch of %s sent an unreadable line (%s); renewing", what, err)
         finally:
             resp.release_conn()
 
-    def _relist(self, name: str, state: dict[str, Any]) -> None:
-        logger.info("watch of %s expired (410 Gone); listing again to resume", name)
-        listed = self.call(self.batch.list_namespaced_job, self.namespace,
-                           field_selector=f"metadata.name={name}", what=f"list Job {name}")
-        state["rv"] = getattr(listed.metadata, "resource_version", None) if listed.metadata else None
+    def _relist(self, list_fn: Callable[..., Any], args: tuple[Any, ...], what: str, state: dict[str, Any],
+                selector: dict[str, str]) -> None:
+        logger.info("watch of %s expired (410 Gone); listing again to resume", what)
+        listed = self.call(list_fn, *args, what=f"list {what}", **selector)
+        meta = listed.get("metadata") if isinstance(listed, dict) else listed.metadata
+        rv = (meta or {}).get("resourceVersion") if isinstance(meta, dict) else getattr(meta, "resource_version", None)
+        state["rv"] = rv
         state["relisted"] = state.get("relisted", 0) + 1
 
     def watch(self, name: str, on_change: Callable[[JobStatus], None] | None = None,
@@ -632,8 +926,11 @@ class ClusterJobs:
         self.call(self.batch.delete_namespaced_job, name, self.namespace, body=body, what=f"cancel Job {name}")
         logger.info("cancelled Job %s (%s deletion)", name, propagation.lower())
 
-    def list(self, sweep_id: str | None = None) -> list[JobStatus]:
-        """This user's labkit Jobs (selected by the owner label, checked again here), newest first."""
+    def list(self, sweep_id: str | None = None, *, volcano: bool = True) -> list[JobStatus]:
+        """This user's labkit Jobs (selected by the owner label, checked again here), newest first.
+
+        With ``volcano`` a Volcano sweep is one row (``kind='volcano'``) counting its runs.
+        """
         selector = {LABEL_NAME: APP, LABEL_OWNER: self.owner}
         if sweep_id:
             selector[LABEL_SWEEP] = sweep_id
@@ -654,6 +951,13 @@ class ClusterJobs:
                 if job:
                     pods_by_job.setdefault(job, []).append(pod)
         out = [describe(j, pods_by_job.get(j["metadata"]["name"], [])) for j in mine]
+        for vjob in self.volcano_jobs(sweep_id) if volcano else []:
+            sweep = describe_volcano(vjob, self.volcano_pods(vjob["metadata"]["name"]))
+            meta = vjob.get("metadata") or {}
+            out.append(JobStatus(name=sweep.name, namespace=meta.get("namespace", ""), phase=sweep.phase,
+                                 reason=f"Volcano {sweep.volcano_phase}; {sweep.reason}", owner=self.owner,
+                                 sweep_id=sweep.sweep_id, created=str(meta.get("creationTimestamp") or ""),
+                                 kind="volcano"))
         return sorted(out, key=lambda s: (s.created, s.name), reverse=True)
 
     # -- results ----------------------------------------------------------------
@@ -668,11 +972,13 @@ class ClusterJobs:
         from ..errors import RunFailed
 
         sub = self.submit(params, force=force)
+        if sub.existing is not None:
+            return sub.existing
         final = self.watch(sub.name, on_change=on_change)
         if final.phase == "succeeded":
             return self.result(final)
         folder = None
-        if final.infrastructure is False and self.settings.storage.local_base_dir:
+        if final.infrastructure is False:
             try:
                 folder = self.result(final).path
             except LabkitError:
@@ -683,8 +989,9 @@ class ClusterJobs:
     def result(self, name_or_status: str | JobStatus, local_base_dir: str | os.PathLike | None = None) -> RunResult:
         """The finished run's result folder, loaded exactly like a local run's."""
         st = name_or_status if isinstance(name_or_status, JobStatus) else self.status(name_or_status)
-        base = local_base_dir or self.settings.storage.local_base_dir
-        if not base:
-            raise ClusterError("Your data directory is not visible here: set storage.local_base_dir "
-                               "(LABKIT_CLUSTER_STORAGE__LOCAL_BASE_DIR) to where it is mounted")
-        return find_run(base, st.run_id)
+        base = local_base_dir or self.settings.storage.local_dir()
+        try:
+            return find_run(base, st.run_id)
+        except LabkitError as err:
+            raise ClusterError(f"{err}; if your data directory is mounted elsewhere here, set "
+                               "storage.local_base_dir (LABKIT_CLUSTER_STORAGE__LOCAL_BASE_DIR)") from None

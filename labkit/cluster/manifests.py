@@ -94,6 +94,16 @@ def sweep_name(user: str, params_list: Sequence[IcaParams], sweep_id: str | None
     return f"labkit-sweep-{sanitize_name(user, room)}-{tail}"
 
 
+def default_sweep_id(params_list: Sequence[IcaParams]) -> str:
+    """A sweep's id when none is given: a hash of its sets, so the same sweep gets the same id."""
+    return _short_hash(",".join(sorted(p.digest for p in params_list)), 10)
+
+
+def sweep_label(sweep_id: str) -> str:
+    """The ``labkit.io/sweep-id`` label value for a sweep id (the same on Jobs, Volcano Jobs and pods)."""
+    return sweep_id if is_label_value(sweep_id) else sanitize_name(sweep_id)
+
+
 def cluster_params(params: IcaParams, settings: ClusterSettings) -> IcaParams:
     """The same analysis seen from inside the pod: ``base_dir`` is the mount path.
 
@@ -123,7 +133,7 @@ def labels_for(user: str, params: IcaParams, run_id: str, sweep_id: str | None =
         LABEL_DIGEST: params.digest,
     }
     if sweep_id:
-        labels[LABEL_SWEEP] = sweep_id if is_label_value(sweep_id) else sanitize_name(sweep_id)
+        labels[LABEL_SWEEP] = sweep_label(sweep_id)
     return labels
 
 
@@ -297,7 +307,7 @@ def build_volcano_job(params_list: Sequence[IcaParams], settings: ClusterSetting
         template["spec"].pop("schedulerName", None)  # set once at the Volcano Job level
         tasks.append({"name": f"r{i}-{params.digest}", "replicas": 1, "template": template})
     labels = {LABEL_NAME: APP, LABEL_COMPONENT: "ica-sweep", LABEL_MANAGED_BY: APP,
-              LABEL_OWNER: owner_label(user), LABEL_SWEEP: sanitize_name(sweep_id)}
+              LABEL_OWNER: owner_label(user), LABEL_SWEEP: sweep_label(sweep_id)}
     from .. import __version__
 
     spec: dict[str, Any] = {

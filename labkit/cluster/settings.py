@@ -52,8 +52,14 @@ class StorageSettings:
     mount_path: str = "/userdata"
     #: mount read-only (the run writes its result folder, so normally False)
     read_only: bool = False
-    #: where the same directory is visible here (e.g. the hub's ``/home/jovyan``), to read results
+    #: where the same directory is visible here (e.g. the hub's ``/home/jovyan``), to read results and
+    #: to find completed runs of a parameter set; empty means ``$BASE_DIR``, else the home directory
     local_base_dir: str = ""
+
+    def local_dir(self, environ: Mapping[str, str] | None = None) -> Path:
+        """The user's directory as mounted here: ``local_base_dir``, else ``$BASE_DIR``, else home."""
+        environ = os.environ if environ is None else environ
+        return Path(self.local_base_dir or environ.get("BASE_DIR") or Path.home()).expanduser()
 
 
 @dataclass(frozen=True)
