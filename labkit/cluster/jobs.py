@@ -701,40 +701,37 @@ class ClusterJobs:
         Raises ClusterError when nothing of the sweep has started after ``pending_timeout``
         (with the scheduler's reason) or after ``timeout``.
         """
-        started = time.monotonic()
-        pending_since: float | None = None
         last: dict[str, JobStatus] = {}
-        state: dict[str, Any] = {}
-        while True:
-            current = self.sweep_status(sweep_id, names)
+
+        def report(current: SweepStatus) -> None:
             for run in current.runs:
                 if last.get(run.name) != run:
                     logger.info("%s", run.summary())
                     if on_change:
                         on_change(run)
                     last[run.name] = run
-            if current.done:
-                return current
-            now = time.monotonic()
-            if current.phase == "pending":
-                pending_since = pending_since or now
-                if now - pending_since > self.settings.pending_timeout:
-                    reason = next((r.reason for r in current.runs if r.reason), "no reason given")
-                    raise ClusterError(f"Sweep {sweep_id} is still pending after {now - pending_since:.0f} s: "
-                                       f"{reason}. It stays queued; see: labkit jobs --sweep {sweep_id}")
-            else:
-                pending_since = None
-            if timeout is not None and now - started > timeout:
-                raise ClusterError(f"Stopped following sweep {sweep_id} after {timeout:.0f} s: {current.reason}. "
-                                   f"Follow it again with: labkit jobs --sweep {sweep_id} --watch")
+
+        def too_long(current: SweepStatus, waited: float) -> ClusterError:
+            reason = next((r.reason for r in current.runs if r.reason), "no reason given")
+            return ClusterError(f"Sweep {sweep_id} is still pending after {waited:.0f} s: {reason}. "
+                                f"It stays queued; see: labkit jobs --sweep {sweep_id}")
+
+        def timed_out(current: SweepStatus) -> ClusterError:
+            return ClusterError(f"Stopped following sweep {sweep_id} after {timeout:.0f} s: {current.reason}. "
+                                f"Follow it again with: labkit jobs --sweep {sweep_id} --watch")
+
+        def wait(current: SweepStatus, state: dict[str, Any]) -> None:
             if current.kind == "volcano":
                 self._wait(self.custom.list_namespaced_custom_object,
                            (VOLCANO_GROUP, VOLCANO_VERSION, self.namespace, "jobs"), f"Volcano Job {current.name}",
                            state, {"field_selector": f"metadata.name={current.name}"}, current.name)
             else:
+                selector = _selector({LABEL_OWNER: self.owner, LABEL_SWEEP: current.sweep_id})
                 self._wait(self.batch.list_namespaced_job, (self.namespace,), f"the Jobs of sweep {sweep_id}",
-                           state, {"label_selector": _selector({LABEL_OWNER: self.owner,
-                                                                LABEL_SWEEP: current.sweep_id})})
+                           state, {"label_selector": selector})
+
+        return self._follow(lambda: self.sweep_status(sweep_id, names), report, wait, timeout, too_long, timed_out,
+                            {})
 
     # -- follow ----------------------------------------------------------------
     def status(self, name: str, *, with_events: bool | None = None) -> JobStatus:
@@ -823,31 +820,52 @@ class ClusterJobs:
         Raises :class:`JobPendingTooLong` (with the scheduler's reason) when it stays
         pending longer than ``settings.pending_timeout``, and ClusterError on ``timeout``.
         """
-        started = time.monotonic()
-        pending_since: float | None = None
-        last: JobStatus | None = None
-        state: dict[str, Any] = {}
-        self.watch_state = state
-        while True:
-            current = self.status(name)
-            if current != last:
+        last: list[JobStatus | None] = [None]
+
+        def report(current: JobStatus) -> None:
+            if current != last[0]:
                 logger.info("%s", current.summary())
                 if on_change:
                     on_change(current)
-                last = current
+                last[0] = current
+
+        def too_long(current: JobStatus, waited: float) -> ClusterError:
+            return JobPendingTooLong(self.status(name, with_events=True), waited)
+
+        def timed_out(current: JobStatus) -> ClusterError:
+            return ClusterError(f"Stopped following {name} after {timeout:.0f} s; it is {current.phase} "
+                                f"({current.reason}). Follow it again with: labkit logs -f {name}")
+
+        self.watch_state = {}
+        return self._follow(lambda: self.status(name), report, lambda _, state: self._wait_for_change(name, state),
+                            timeout, too_long, timed_out, self.watch_state)
+
+    def _follow(self, read: Callable[[], Any], report: Callable[[Any], None],
+                wait: Callable[[Any, dict[str, Any]], None], timeout: float | None,
+                too_long: Callable[[Any, float], ClusterError], timed_out: Callable[[Any], ClusterError],
+                state: dict[str, Any]) -> Any:
+        """Read, report and wait for a change until ``read()`` is done (a JobStatus or a SweepStatus).
+
+        Raises ``too_long(current, waited)`` once it has been pending longer than
+        ``settings.pending_timeout``, and ``timed_out(current)`` after ``timeout`` seconds.
+        """
+        started = time.monotonic()
+        pending_since: float | None = None
+        while True:
+            current = read()
+            report(current)
             if current.done:
                 return current
             now = time.monotonic()
             if current.phase == "pending":
                 pending_since = pending_since or now
                 if now - pending_since > self.settings.pending_timeout:
-                    raise JobPendingTooLong(self.status(name, with_events=True), now - pending_since)
+                    raise too_long(current, now - pending_since)
             else:
                 pending_since = None
             if timeout is not None and now - started > timeout:
-                raise ClusterError(f"Stopped following {name} after {timeout:.0f} s; it is {current.phase} "
-                                   f"({current.reason}). Follow it again with: labkit logs -f {name}")
-            self._wait_for_change(name, state)
+                raise timed_out(current)
+            wait(current, state)
 
     def logs(self, name: str, follow: bool = False, wait: float | None = None) -> Iterator[str]:
         """The run's log lines; with ``follow``, waits for the pod to start and streams until it ends."""
