@@ -255,3 +255,18 @@ def test_a_set_that_already_ran_is_reported_with_its_folder(cluster_env: Emulato
     assert "no labkit Jobs" in runner.invoke(main, ["jobs"]).output
     forced = runner.invoke(main, ["submit", "--force"])
     assert forced.exit_code == 0 and "submitted labkit-anna-" in forced.output
+
+
+def test_cancel_a_sweep(cluster_env: Emulator, tmp_path: Path) -> None:
+    runner = CliRunner()
+    sets = _sets_file(tmp_path, [IcaParams(random_state=s) for s in range(2)])
+    for extra in (["--volcano", "--sweep-id", "v"], ["--no-volcano", "--sweep-id", "p"]):
+        assert runner.invoke(main, ["submit", "--sweep", str(sets), *extra]).exit_code == 0
+    volcano = runner.invoke(main, ["cancel", "--sweep", "v"])
+    assert volcano.exit_code == 0 and volcano.output.count("cancelled labkit-sweep-anna-") == 1
+    plain = runner.invoke(main, ["cancel", "--sweep", "p"])
+    assert plain.exit_code == 0 and plain.output.count("cancelled labkit-anna-") == 2
+    assert "no labkit Jobs" in runner.invoke(main, ["jobs"]).output
+    again = runner.invoke(main, ["cancel", "--sweep", "p"])
+    assert again.exit_code != 0 and "No Jobs of sweep p" in again.output
+    assert runner.invoke(main, ["cancel"]).exit_code == 2

@@ -8,8 +8,9 @@ Modules, by concern:
   manifests: :func:`build_job` (``batch/v1`` Job), :func:`build_volcano_job` (a sweep);
 * :mod:`~labkit.cluster.api` - the one function every Kubernetes call goes through
   (retries, ``Retry-After``, typed errors);
-* :mod:`~labkit.cluster.jobs` - submit, watch, logs, cancel, list, status;
-* :mod:`~labkit.cluster.cli` - ``labkit submit / jobs / logs / cancel / render``.
+* :mod:`~labkit.cluster.jobs` - submit, watch, logs, cancel, list, status; sweeps (one Volcano
+  Job, or one Job per set) with :meth:`ClusterJobs.submit_sweep` / ``sweep_status`` / ``watch_sweep``;
+* :mod:`~labkit.cluster.cli` - ``labkit submit [--sweep] / jobs [--sweep] / logs / cancel / render``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from .errors import (ClusterError, ClusterForbidden, ClusterNotFound, ClusterCon
 from .manifests import build_job, build_volcano_job, job_name, sanitize_name
 from .settings import ClusterSettings
 
-_LAZY = {"ClusterJobs", "JobStatus", "Submission", "JobPendingTooLong", "describe"}
+_LAZY = {"ClusterJobs", "JobStatus", "Submission", "JobPendingTooLong", "describe", "SweepStatus", "SweepSubmission",
+         "describe_volcano"}
 
 
 def __getattr__(name: str):  # the API client is imported only when jobs are used
@@ -31,7 +33,8 @@ def __getattr__(name: str):  # the API client is imported only when jobs are use
 
 
 __all__ = [
-    "ClusterJobs", "JobStatus", "Submission", "JobPendingTooLong", "describe",
+    "ClusterJobs", "JobStatus", "Submission", "JobPendingTooLong", "describe", "SweepStatus", "SweepSubmission",
+    "describe_volcano",
     "ClusterError", "ClusterForbidden", "ClusterNotFound", "ClusterConflict", "ClusterUnavailable", "NotYourJob",
     "ClusterSettings", "build_job", "build_volcano_job", "job_name", "sanitize_name",
 ]

@@ -269,16 +269,24 @@ def logs_cmd(name: str, user: str | None, settings_file: str | None, overrides: 
 
 
 @click.command("cancel")
-@click.argument("name")
+@click.argument("name", required=False)
 @_settings_options
+@click.option("--sweep", "sweep_id", default=None, help="cancel every run of this sweep instead")
 @click.option("--foreground", is_flag=True, help="wait for the pods to be deleted before the Job disappears")
 @_explained
-def cancel_cmd(name: str, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
-               foreground: bool) -> None:
-    """Stop and delete one of your Jobs (by Job name or run id)."""
+def cancel_cmd(name: str | None, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
+               sweep_id: str | None, foreground: bool) -> None:
+    """Stop and delete one of your Jobs (by Job name or run id), or a whole sweep (--sweep ID)."""
+    if bool(name) == bool(sweep_id):
+        raise click.UsageError("give a Job name (or run id), or --sweep ID")
     jobs = _jobs(user, settings_file, overrides)
+    propagation = "Foreground" if foreground else "Background"
+    if sweep_id:
+        for cancelled in jobs.cancel_sweep(sweep_id, propagation):
+            click.echo(f"cancelled {cancelled}")
+        return
     name = _resolve(jobs, name)
-    jobs.cancel(name, "Foreground" if foreground else "Background")
+    jobs.cancel(name, propagation)
     click.echo(f"cancelled {name}")
 
 

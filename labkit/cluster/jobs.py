@@ -944,6 +944,26 @@ class ClusterJobs:
         self.call(self.batch.delete_namespaced_job, name, self.namespace, body=body, what=f"cancel Job {name}")
         logger.info("cancelled Job %s (%s deletion)", name, propagation.lower())
 
+    def cancel_sweep(self, sweep_id: str, propagation: str = "Background") -> list[str]:
+        """Delete every Job of the sweep (its Volcano Job, or its labelled Jobs); returns their names."""
+        if propagation not in ("Background", "Foreground", "Orphan"):
+            raise ClusterError(f"propagation must be Background, Foreground or Orphan, not {propagation!r}")
+        body = k8s.V1DeleteOptions(propagation_policy=propagation)
+        names = []
+        for vjob in self.volcano_jobs(sweep_id):
+            name = vjob["metadata"]["name"]
+            self.call(self.custom.delete_namespaced_custom_object, VOLCANO_GROUP, VOLCANO_VERSION, self.namespace,
+                      "jobs", name, body=body, what=f"cancel Volcano Job {name}")
+            names.append(name)
+        for st in self.list(sweep_id, volcano=False):
+            self.call(self.batch.delete_namespaced_job, st.name, self.namespace, body=body,
+                      what=f"cancel Job {st.name}")
+            names.append(st.name)
+        if not names:
+            raise ClusterNotFound(f"No Jobs of sweep {sweep_id} to cancel (see: labkit jobs)")
+        logger.info("cancelled sweep %s: %s", sweep_id, ", ".join(names))
+        return names
+
     def list(self, sweep_id: str | None = None, *, volcano: bool = True) -> list[JobStatus]:
         """This user's labkit Jobs (selected by the owner label, checked again here), newest first.
 
