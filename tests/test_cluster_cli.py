@@ -270,3 +270,20 @@ def test_cancel_a_sweep(cluster_env: Emulator, tmp_path: Path) -> None:
     again = runner.invoke(main, ["cancel", "--sweep", "p"])
     assert again.exit_code != 0 and "No Jobs of sweep p" in again.output
     assert runner.invoke(main, ["cancel"]).exit_code == 2
+
+
+def test_logs_of_a_run_of_a_volcano_sweep(cluster_env: Emulator, tmp_path: Path) -> None:
+    runner = CliRunner()
+    sets = _sets_file(tmp_path, [IcaParams(random_state=s) for s in range(2)])
+    out = runner.invoke(main, ["submit", "--sweep", str(sets), "--volcano"])
+    run_name, run_id = next((line.split()[1], line.split()[3].rstrip(")"))
+                            for line in out.output.splitlines() if "submitted" in line)
+    vjob, task = run_name.rsplit("-", 2)[0], "-".join(run_name.rsplit("-", 2)[1:])
+    ctl = Controllers(cluster_env.api_client())
+    pod = ctl.create_volcano_pod(vjob, task, phase="Running", node="w1")
+    cluster_env.react(lambda k: k[f"get /api/v1/namespaces/{NS}/pods/{pod}/log"] << b"step fit of the first run\n")
+    for ref in (run_name, run_id):
+        logs = runner.invoke(main, ["logs", ref])
+        assert logs.exit_code == 0 and "step fit of the first run" in logs.output, logs.output
+    missing = runner.invoke(main, ["logs", f"{vjob}-r9-0000000000"])
+    assert missing.exit_code != 0 and "has no run r9-0000000000" in missing.output

@@ -19,6 +19,7 @@ import yaml
 
 from ..errors import LabkitError
 from ..params import FIELDS, IcaParams
+from .manifests import LABEL_RUN_ID
 from .settings import ClusterSettings
 
 EXIT_FAILED = 1
@@ -93,6 +94,10 @@ def _resolve(jobs: Any, name: str) -> str:
     for st in jobs.list(volcano=False):
         if st.run_id == name:
             return st.name
+    for vjob in jobs.volcano_jobs():
+        for task in vjob["spec"]["tasks"]:
+            if task["template"]["metadata"]["labels"].get(LABEL_RUN_ID) == name:
+                return f"{vjob['metadata']['name']}-{task['name']}"
     return name
 
 
@@ -259,7 +264,7 @@ def jobs_cmd(user: str | None, settings_file: str | None, overrides: tuple[str, 
 @_explained
 def logs_cmd(name: str, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
              follow: bool) -> None:
-    """Print the log of a Job (by Job name or run id)."""
+    """Print the log of a run (by Job name, run name of a Volcano sweep, or run id)."""
     jobs = _jobs(user, settings_file, overrides)
     name = _resolve(jobs, name)
     for line in jobs.logs(name, follow=follow):

@@ -641,6 +641,42 @@ class ClusterJobs:
         return SweepSubmission(sweep_id, "volcano", existing + runs, name, attached, (manifest,), tuple(warnings))
 
     # -- Volcano ----------------------------------------------------------------
+    @staticmethod
+    def volcano_task(name: str) -> tuple[str, str] | None:
+        """(Volcano Job, task) for the name of a run of a Volcano sweep (``<Volcano Job>-r<i>-<digest>``)."""
+        parts = name.rsplit("-", 2)
+        if name.startswith("labkit-sweep-") and len(parts) == 3 and re.fullmatch(r"r\d+", parts[1]):
+            return parts[0], f"{parts[1]}-{parts[2]}"
+        return None
+
+    def run_status(self, name: str, *, with_events: bool | None = None) -> JobStatus:
+        """:meth:`status` of a Job, or of one run of a Volcano sweep."""
+        task = self.volcano_task(name)
+        if task is None:
+            return self.status(name, with_events=with_events)
+        for run in self._describe_volcano(self.get_volcano_job(task[0])).runs:
+            if run.name == name:
+                return run
+        raise ClusterNotFound(f"The Volcano Job {task[0]} has no run {task[1]}")
+
+    def run_pods(self, name: str) -> list[dict[str, Any]]:
+        """The pods of a Job, or of one run of a Volcano sweep."""
+        task = self.volcano_task(name)
+        if task is None:
+            return self.pods(name)
+        return [p for p in self.volcano_pods(task[0]) if _label(p, VOLCANO_TASK_LABELS) == task[1]]
+
+    def _wait_for_run(self, name: str, state: dict[str, Any]) -> None:
+        task = self.volcano_task(name)
+        if task is None:
+            self._wait_for_change(name, state)
+        else:
+            self._wait_for_volcano(task[0], state)
+
+    def _wait_for_volcano(self, name: str, state: dict[str, Any]) -> None:
+        self._wait(self.custom.list_namespaced_custom_object, (VOLCANO_GROUP, VOLCANO_VERSION, self.namespace, "jobs"),
+                   f"Volcano Job {name}", state, {"field_selector": f"metadata.name={name}"}, name)
+
     def get_volcano_job(self, name: str) -> dict[str, Any]:
         """The Volcano Job as a dict, refused if it belongs to someone else."""
         job = self.call(self.custom.get_namespaced_custom_object, VOLCANO_GROUP, VOLCANO_VERSION, self.namespace,
@@ -722,9 +758,7 @@ class ClusterJobs:
 
         def wait(current: SweepStatus, state: dict[str, Any]) -> None:
             if current.kind == "volcano":
-                self._wait(self.custom.list_namespaced_custom_object,
-                           (VOLCANO_GROUP, VOLCANO_VERSION, self.namespace, "jobs"), f"Volcano Job {current.name}",
-                           state, {"field_selector": f"metadata.name={current.name}"}, current.name)
+                self._wait_for_volcano(current.name, state)
             else:
                 selector = _selector({LABEL_OWNER: self.owner, LABEL_SWEEP: current.sweep_id})
                 self._wait(self.batch.list_namespaced_job, (self.namespace,), f"the Jobs of sweep {sweep_id}",
@@ -872,7 +906,7 @@ class ClusterJobs:
         deadline = time.monotonic() + (wait if wait is not None else self.settings.pending_timeout)
         state: dict[str, Any] = {}
         while True:
-            st = self.status(name, with_events=False)
+            st = self.run_status(name, with_events=False)
             if st.pod and st.phase != "pending":
                 break
             if not follow:
@@ -880,8 +914,8 @@ class ClusterJobs:
                     break
                 raise ClusterNotFound(f"{name} has no pod yet ({st.reason}); try: labkit logs -f {name}")
             if time.monotonic() > deadline:
-                raise JobPendingTooLong(self.status(name, with_events=True), wait or self.settings.pending_timeout)
-            self._wait_for_change(name, state)
+                raise JobPendingTooLong(self.run_status(name, with_events=True), wait or self.settings.pending_timeout)
+            self._wait_for_run(name, state)
         if not follow:
             resp = self.call(self.core.read_namespaced_pod_log, st.pod, self.namespace, container=CONTAINER,
                              _preload_content=False, what=f"read the log of pod {st.pod}")
@@ -927,7 +961,7 @@ class ClusterJobs:
                 logger.info("log stream of %s broke (%s)", pod, type(err).__name__)
             finally:
                 resp.release_conn()
-            current = [p for p in self.pods(name) if (p.get("metadata") or {}).get("name") == pod]
+            current = [p for p in self.run_pods(name) if (p.get("metadata") or {}).get("name") == pod]
             if not current or (current[0].get("status") or {}).get("phase") != "Running":
                 return  # the container ended: the stream ended with it
             logger.info("log stream of %s ended while it runs; resuming (%d)", pod, attempt + 1)
