@@ -529,7 +529,13 @@ class ClusterJobs:
 
     def submit(self, params: IcaParams, *, force: bool = False, run_id: str | None = None,
                sweep_id: str | None = None) -> Submission:
-        """Create the Job; an identical parameter set attaches to its existing Job unless ``force``."""
+        """Create the Job, unless ``force``: a set that already ran reports its result folder
+        (:attr:`Submission.existing`), and an identical set still on the cluster attaches to its Job."""
+        return self._submit(params, None if force else self.completed(params), force=force, run_id=run_id,
+                            sweep_id=sweep_id)
+
+    def _submit(self, params: IcaParams, done: RunResult | None, *, force: bool, run_id: str | None,
+                sweep_id: str | None) -> Submission:
         warnings = []
         mismatch = version_mismatch(self.settings.image)
         if mismatch:
@@ -537,7 +543,6 @@ class ClusterJobs:
             warnings.append(mismatch)
         manifest = self.render(params, force=force, run_id=run_id, sweep_id=sweep_id)
         name = manifest["metadata"]["name"]
-        done = None if force else self.completed(params)
         if done is not None:
             logger.info("parameter set %s already ran (run %s, %s): not submitting it again",
                         params.digest, done.run_id, done.path)
@@ -569,19 +574,25 @@ class ClusterJobs:
         directory as mounted here. A set matches by digest as submitted and as the pod saw
         it (``base_dir`` is not part of the digest; an absolute recording path becomes relative).
         """
+        return self._completed([params])[params.digest]
+
+    def _completed(self, sets: Sequence[IcaParams]) -> dict[str, RunResult | None]:
+        """:meth:`completed` for many sets, reading the user's directory once."""
         base = self.settings.storage.local_dir()
-        if not base.is_dir():
-            return None
-        digests = {params.digest}
-        try:
-            digests.add(cluster_params(params, self.settings).digest)
-        except SettingsError:
-            pass
-        found = None
-        for run in list_runs(base):  # oldest first: the last match is the newest
-            if run.params is not None and run.params.digest in digests and run.state == "succeeded":
-                found = run
-        return found
+        newest: dict[str, RunResult] = {}
+        for run in list_runs(base) if base.is_dir() else []:  # oldest first: the newest wins
+            if run.params is not None and run.state == "succeeded":
+                newest[run.params.digest] = run
+        out: dict[str, RunResult | None] = {}
+        for params in sets:
+            digests = [params.digest]
+            try:
+                digests.append(cluster_params(params, self.settings).digest)
+            except SettingsError:
+                pass
+            found = [newest[d] for d in digests if d in newest]
+            out[params.digest] = max(found, key=lambda r: r.path.name) if found else None
+        return out
 
     def submit_sweep(self, params_list: Sequence[IcaParams], *, volcano: bool | None = None,
                      sweep_id: str | None = None, force: bool = False, min_available: int = 1) -> SweepSubmission:
@@ -605,7 +616,9 @@ class ClusterJobs:
         if force:
             sweep_id = sweep_label(f"{sweep_id}-{os.urandom(3).hex()[:5]}")  # a new sweep, not the earlier one
         if not volcano:
-            runs = tuple(self.submit(p, force=force, sweep_id=sweep_id) for p in sets)
+            done = {} if force else self._completed(sets)
+            runs = tuple(self._submit(p, done.get(p.digest), force=force, run_id=None, sweep_id=sweep_id)
+                         for p in sets)
             for sub in runs:
                 if sub.attached and (sub.manifest["metadata"].get("labels") or {}).get(LABEL_SWEEP) != sweep_id:
                     warnings.append(f"{sub.name} was submitted before, outside this sweep: followed here, "
@@ -616,7 +629,7 @@ class ClusterJobs:
         mismatch = version_mismatch(self.settings.image)
         if mismatch:
             warnings.append(mismatch)
-        done = {} if force else {p.digest: self.completed(p) for p in sets}
+        done = {} if force else self._completed(sets)
         todo = [p for p in sets if done.get(p.digest) is None]
         existing = tuple(Submission(job_name(self.user, p), self.namespace, r.run_id, False, {}, (), r)
                          for p in sets if (r := done.get(p.digest)) is not None)
