@@ -17,7 +17,7 @@ import kmock
 import pytest
 
 from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir  # noqa: F401 (fixtures)
-from labkit.cluster.errors import ClusterForbidden, ClusterUnavailable, NotYourJob
+from labkit.cluster.errors import ClusterError, ClusterForbidden, ClusterUnavailable, NotYourJob
 from labkit.cluster.jobs import ClusterJobs, JobPendingTooLong, JobStatus
 from labkit.cluster.manifests import LABEL_OWNER, LABEL_RUN_ID
 from labkit.cluster.settings import ClusterSettings
@@ -628,3 +628,33 @@ def test_following_a_log_resumes_after_the_stream_drops(emulator: Emulator) -> N
     assert int(requests[1].params.get("sinceSeconds")) > 10  # from the last line's time, with overlap
     assert len(requests) <= 4  # stopped following once the pod ended
     assert all(r.params.get("timestamps") == "true" for r in requests)
+
+
+def test_a_queued_volcano_sweep_is_reported_with_the_queues_reason(emulator: Emulator) -> None:
+    jobs = jobs_for(emulator, scheduler={"name": "volcano", "queue": "eeg"}, pending_timeout=0.3)
+    sub = jobs.submit_sweep([IcaParams(random_state=s) for s in range(2)])
+    ctl = Controllers(emulator.api_client())
+    ctl.volcano_status(sub.name, "Pending", pending=2)
+    ctl.event("PodGroup", f"{sub.name}-0f1e", "Unschedulable",
+              "queue resource quota insufficient: insufficient cpu in queue eeg")
+    with pytest.raises(ClusterError, match=r"still pending.*Volcano queue has no room.*insufficient cpu"):
+        jobs.watch_sweep(sub.sweep_id, timeout=10)
+
+
+def test_following_the_log_of_a_volcano_run(emulator: Emulator) -> None:
+    jobs = jobs_for(emulator, scheduler={"name": "volcano"})
+    sub = jobs.submit_sweep([IcaParams(random_state=s) for s in range(2)])
+    run = sub.runs[1]
+    ctl = Controllers(emulator.api_client())
+    pod = ctl.create_volcano_pod(sub.name, run.name[len(sub.name) + 1:], phase="Running", node="w3")
+    streamed = threading.Event()
+    emulator.react(lambda k: k[f"get /api/v1/namespaces/{NS}/pods/{pod}/log"] >> streamed
+                   << b"2026-01-01T00:00:01Z load\n2026-01-01T00:00:02Z done\n")
+
+    def kubelet() -> None:
+        assert streamed.wait(10)
+        ctl.pod_status(pod, phase="Succeeded")
+
+    threading.Thread(target=kubelet, daemon=True).start()
+    assert list(jobs.logs(run.name, follow=True)) == ["load", "done"]
+    assert jobs.run_status(run.name).node == "w3"
