@@ -472,7 +472,9 @@ def test_a_volcano_job_that_ends_early_fails_the_unfinished_runs(emulator: Emula
     assert "Aborted" in status.runs[1].reason
 
 
-def test_a_sweep_of_plain_jobs_is_listed_and_watched_by_its_id(emulator: Emulator) -> None:
+def test_a_sweep_of_plain_jobs_is_listed_and_watched_by_its_id(emulator: Emulator, user_dir: Path) -> None:
+    from labkit import sweeps
+
     jobs = jobs_for(emulator)
     sets = [IcaParams(method=m) for m in ("fastica", "picard")]
     sub = jobs.submit_sweep(sets)
@@ -486,7 +488,8 @@ def test_a_sweep_of_plain_jobs_is_listed_and_watched_by_its_id(emulator: Emulato
             ctl.create_pod(run.name, phase="Running", node="w1")
             ctl.job_status(run.name, active=1, ready=1)
         time.sleep(0.3)
-        for run in sub.runs:
+        for run, params in zip(sub.runs, sets):
+            _completed_run(user_dir, params, run.run_id)  # the pod writes its result folder on NFS
             ctl.job_condition(run.name, "Complete")
 
     player = threading.Thread(target=controller, daemon=True)
@@ -494,6 +497,9 @@ def test_a_sweep_of_plain_jobs_is_listed_and_watched_by_its_id(emulator: Emulato
     final = jobs.watch_sweep(sub.sweep_id, timeout=15)
     player.join(5)
     assert final.phase == "succeeded" and [r.phase for r in final.runs] == ["succeeded"] * 2
+    results = jobs.sweep_results(final)
+    assert sorted(r.run_id for r in results) == sorted(r.run_id for r in sub.runs)
+    assert sorted(sweeps.table(results)["method"]) == ["fastica", "picard"]  # compared like a local sweep
 
 
 def _completed_run(base: Path, params: IcaParams, run_id: str) -> RunFolder:

@@ -127,6 +127,13 @@ def _print_sweep(sweep: Any) -> None:
 def _follow_sweep(jobs: Any, sweep_id: str, names: list[str] = ()) -> None:
     final = jobs.watch_sweep(sweep_id, on_change=_print_status, names=names)
     _print_sweep(final)
+    results = jobs.sweep_results(final)
+    for found in results:
+        click.echo(f"result {found.run_id} ({found.state}): {found.path}")
+    missing = sum(r.done for r in final.runs) - len(results)
+    if missing:
+        click.echo(f"labkit: {missing} result folder(s) not found under {jobs.settings.storage.local_dir()}; "
+                   "set storage.local_base_dir to where your data directory is mounted here", err=True)
     if final.phase != "succeeded":
         sys.exit(EXIT_FAILED)
 

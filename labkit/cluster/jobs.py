@@ -1071,6 +1071,22 @@ class ClusterJobs:
         kind = "cluster problem" if final.infrastructure else "analysis error" if final.infrastructure is False else "failed"
         raise RunFailed(f"Cluster run {final.run_id} ({final.name}) failed [{kind}]: {final.reason}", folder)
 
+    def sweep_results(self, sweep: str | SweepStatus) -> list[RunResult]:
+        """The result folders of a sweep's finished runs that are in the user's directory (any state).
+
+        ``labkit.sweeps.table(jobs.sweep_results(sweep_id))`` compares them like a local sweep.
+        """
+        status = sweep if isinstance(sweep, SweepStatus) else self.sweep_status(sweep)
+        base = self.settings.storage.local_dir()
+        found = []
+        for run in status.runs:
+            if run.done and run.run_id:
+                try:
+                    found.append(find_run(base, run.run_id))
+                except LabkitError:
+                    logger.info("no result folder for run %s under %s", run.run_id, base)
+        return found
+
     def result(self, name_or_status: str | JobStatus, local_base_dir: str | os.PathLike | None = None) -> RunResult:
         """The finished run's result folder, loaded exactly like a local run's."""
         st = name_or_status if isinstance(name_or_status, JobStatus) else self.status(name_or_status)
