@@ -214,8 +214,9 @@ def test_submit_a_volcano_sweep_list_it_and_watch_it(cluster_env: Emulator, tmp_
     threading.Thread(target=volcano, daemon=True).start()
     watched = runner.invoke(main, ["jobs", "--sweep", "seeds", "--watch"])
     assert watched.exit_code == 0, watched.output
-    final = [line.split() for line in watched.output.splitlines()[-2:]]
-    assert "sweep seeds (Volcano Job" in watched.output and [r[1] for r in final] == ["succeeded"] * 2
+    table = watched.output.split("RUN ")[-1].splitlines()[1:3]  # the final table
+    assert "sweep seeds (Volcano Job" in watched.output and [r.split()[1] for r in table] == ["succeeded"] * 2
+    assert "2 result folder(s) not found" in watched.output  # the test wrote none
 
 
 def test_submit_a_sweep_of_jobs_and_wait(cluster_env: Emulator, tmp_path: Path) -> None:
