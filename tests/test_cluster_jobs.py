@@ -664,3 +664,13 @@ def test_following_the_log_of_a_volcano_run(emulator: Emulator) -> None:
     threading.Thread(target=kubelet, daemon=True).start()
     assert list(jobs.logs(run.name, follow=True)) == ["load", "done"]
     assert jobs.run_status(run.name).node == "w3"
+
+
+def test_a_retried_volcano_create_that_went_through_is_not_an_attach(emulator: Emulator) -> None:
+    sleeps = Sleeps()
+    jobs = jobs_for(emulator, sleeps=sleeps, scheduler={"name": "volcano"})
+    path = f"/apis/batch.volcano.sh/v1alpha1/namespaces/{NS}/jobs"
+    emulator.react(lambda k: k["post", path][:1] << 500 << {"kind": "Status", "code": 500, "message": "timeout"})
+    sub = jobs.submit_sweep([IcaParams(random_state=s) for s in range(2)])
+    assert not sub.attached and not sub.warnings and len(sleeps) == 1
+    assert [s.name for s in jobs.list()] == [sub.name]

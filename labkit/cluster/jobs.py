@@ -344,6 +344,11 @@ def _describe_failure(base: JobStatus, cond: dict[str, Any], pods: Sequence[dict
     return replace(base, phase="failed", infrastructure=None, reason=f"failed: {message}", events=ev)
 
 
+def _task_run_ids(vjob: dict[str, Any]) -> list[str]:
+    return [((t.get("template") or {}).get("metadata") or {}).get("labels", {}).get(LABEL_RUN_ID, "")
+            for t in (vjob.get("spec") or {}).get("tasks") or []]
+
+
 def _label(obj: dict[str, Any], keys: Sequence[str]) -> str:
     labels = (obj.get("metadata") or {}).get("labels") or {}
     return next((labels[k] for k in keys if labels.get(k)), "")
@@ -608,7 +613,8 @@ class ClusterJobs:
             distinct.setdefault(params.digest, params)
         if not distinct:
             raise SettingsError("A sweep needs at least one parameter set")
-        warnings = []
+        mismatch = version_mismatch(self.settings.image)
+        warnings = [mismatch] if mismatch else []
         if len(distinct) < len(params_list):
             warnings.append(f"{len(params_list) - len(distinct)} repeated parameter set(s) run only once")
         sets = list(distinct.values())
@@ -623,12 +629,8 @@ class ClusterJobs:
                 if sub.attached and (sub.manifest["metadata"].get("labels") or {}).get(LABEL_SWEEP) != sweep_id:
                     warnings.append(f"{sub.name} was submitted before, outside this sweep: followed here, "
                                     f"but not listed by: labkit jobs --sweep {sweep_id}")
-            mismatch = version_mismatch(self.settings.image)
             return SweepSubmission(sweep_id, "jobs", runs, manifests=tuple(r.manifest for r in runs if not r.existing),
-                                   warnings=tuple(warnings + ([mismatch] if mismatch else [])))
-        mismatch = version_mismatch(self.settings.image)
-        if mismatch:
-            warnings.append(mismatch)
+                                   warnings=tuple(warnings))
         done = {} if force else self._completed(sets)
         todo = [p for p in sets if done.get(p.digest) is None]
         existing = tuple(Submission(job_name(self.user, p), self.namespace, r.run_id, False, {}, (), r)
@@ -643,12 +645,14 @@ class ClusterJobs:
             self.call(self.custom.create_namespaced_custom_object, VOLCANO_GROUP, VOLCANO_VERSION, self.namespace,
                       "jobs", manifest, what=f"create Volcano Job {name}")
         except ClusterConflict:
+            ours = _task_run_ids(manifest)
             manifest = self.get_volcano_job(name)  # refuses another user's sweep with the same name
-            attached = True
-            warnings.append(f"this sweep was already submitted as {name}; following it (use --force to run it again)")
-        runs = tuple(Submission(f"{name}-{task['name']}", self.namespace,
-                                task["template"]["metadata"]["labels"].get(LABEL_RUN_ID, ""), attached, task)
-                     for task in manifest["spec"]["tasks"])
+            attached = _task_run_ids(manifest) != ours  # else a retried create of ours had gone through
+            if attached:
+                warnings.append(f"this sweep was already submitted as {name}; following it "
+                                "(use --force to run it again)")
+        runs = tuple(Submission(f"{name}-{task['name']}", self.namespace, run_id, attached, task)
+                     for task, run_id in zip(manifest["spec"]["tasks"], _task_run_ids(manifest)))
         logger.info("%s Volcano Job %s (sweep %s, %d runs)", "attached to" if attached else "submitted", name,
                     sweep_id, len(runs))
         return SweepSubmission(sweep_id, "volcano", existing + runs, name, attached, (manifest,), tuple(warnings))
