@@ -97,9 +97,20 @@ def _cluster() -> Any:
     return ClusterJobs()
 
 
-def _cluster_submit(params: IcaParams) -> str:
-    sub = _cluster().submit(params)
+def _describe_submission(sub: Any) -> str:
+    """One line per run: a new Job, an identical Job attached to, or a finished result reused."""
+    if getattr(sub, "existing", None) is not None:
+        return f"{sub.run_id} (already done: {sub.existing.path.name})"
     return f"{sub.name} (attached to the identical job already submitted)" if sub.attached else sub.name
+
+
+def _cluster_submit(params: IcaParams) -> str:
+    return _describe_submission(_cluster().submit(params))
+
+
+def _cluster_submit_sweep(sets: list[IcaParams]) -> list[str]:
+    """The whole sweep at once: a Volcano Job when the scheduler is Volcano, else one Job per set."""
+    return [_describe_submission(sub) for sub in _cluster().submit_sweep(sets).runs]
 
 
 def _cluster_list() -> list[dict[str, Any]]:
@@ -900,15 +911,12 @@ class IcaForm(W.VBox):
             self._update_sweep()
 
     def _on_submit_sweep(self, _: Any) -> None:
-        """One cluster Job per set of the sweep (identical sets attach to their existing Job)."""
-        names = []
+        """The sweep as one submission (identical sets attach, finished ones are reused)."""
         try:
-            for params in self.sweep:
-                names.append(_cluster_submit(params))
+            names = _cluster_submit_sweep(list(self.sweep))
             self.sweep_message.value = "Submitted: " + ", ".join(f"<code>{html.escape(n)}</code>" for n in names)
         except Exception as err:
-            self.sweep_message.value = _error_html(f"Submitted {len(names)} of {len(self.sweep)}: "
-                                                   f"{type(err).__name__}: {err}")
+            self.sweep_message.value = _error_html(f"Sweep not submitted: {type(err).__name__}: {err}")
         self.jobs.refresh()
 
     def _update_sweep(self) -> None:

@@ -304,6 +304,9 @@ def test_cluster_submit_and_jobs_through_the_cluster_client(demo_dir, monkeypatc
             self.submitted.append(params)
             return SimpleNamespace(name="labkit-job-1", attached=False)
 
+        def submit_sweep(self, sets):
+            return SimpleNamespace(runs=[self.submit(p) for p in sets])
+
         def list(self):
             return [SimpleNamespace(name="labkit-job-1", phase="running", reason="", run_id="r1")]
 
