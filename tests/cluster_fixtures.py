@@ -190,3 +190,40 @@ def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("BASE_DIR", str(path))
     monkeypatch.delenv("LABKIT_CLUSTER_STORAGE__LOCAL_BASE_DIR", raising=False)
     return path
+
+
+@pytest.fixture
+def cluster_config(emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    """The emulator configured the way a notebook finds a cluster: a settings file named by
+    ``LABKIT_CLUSTER_CONFIG`` and a kubeconfig (``KUBECONFIG``) pointing at the emulator, as user anna.
+
+    Code that builds ``ClusterJobs()`` with no arguments (the notebook widgets) talks to the emulator.
+    """
+    import os
+
+    import yaml
+
+    from labkit import __version__
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+        "clusters": [{"name": "emu", "cluster": {"server": emulator.url}}],
+        "users": [{"name": "anna", "user": {}}],
+        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "anna", "namespace": NS}}],
+    }))
+    home = tmp_path / "cluster-home"  # the user's NFS directory as mounted here: empty, never the real home
+    home.mkdir(exist_ok=True)
+    settings_file = tmp_path / "cluster.yaml"
+    settings_file.write_text(yaml.safe_dump({"cluster": {
+        "namespace": NS, "image": f"ghcr.io/labkit/labkit:{__version__}",
+        "storage": {"nfs_server": "nfs.lab.example", "local_base_dir": str(home)},
+        "watch_timeout": 1, "api_retries": 1,
+    }}))
+    for key in [k for k in os.environ if k.startswith("LABKIT_CLUSTER_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("LABKIT_CLUSTER_CONFIG", str(settings_file))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("JUPYTERHUB_USER", "anna")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # not inside a pod: use the kubeconfig
+    return emulator

@@ -12,6 +12,7 @@ import ipywidgets as W
 import mne
 import pytest
 
+from cluster_fixtures import NS, Controllers, cluster_config, emulator  # noqa: F401 (fixtures)
 from labkit import IcaParams, ParameterError, results
 from labkit.datasets import DEMO_FILENAME
 from labkit.widgets import (CLEANED_FILE, IcaForm, JobsView, RecordingBrowser, ResultView, export_sweep,
@@ -290,52 +291,70 @@ def test_jobs_view_without_runs(tmp_path):
     assert "Select a run first" in view.message.value
 
 
-def test_cluster_submit_and_jobs_through_the_cluster_client(demo_dir, monkeypatch):
-    """With a cluster configured, the form submits and the jobs view lists, tails and cancels cluster jobs."""
-    from types import SimpleNamespace
+@pytest.mark.timeout(30)
+def test_cluster_submit_and_jobs_through_the_cluster_client(demo_dir, cluster_config, monkeypatch):
+    """With a cluster configured, the form submits and the jobs view lists, tails and cancels cluster jobs.
 
-    import labkit.widgets as widgets
+    The widgets build their own ``ClusterJobs()`` from ``LABKIT_CLUSTER_CONFIG`` and ``KUBECONFIG``
+    (the ``cluster_config`` fixture), which talk over HTTP to kmock's KubernetesEmulator; the test plays
+    the cluster's controllers and reads what was created back with the official client.
+    """
+    from kubernetes import client as k8s
 
-    class FakeJobs:
-        submitted: list = []
-        cancelled: list = []
+    from labkit.cluster.manifests import LABEL_OWNER, LABEL_RUN_ID, LABEL_SWEEP
 
-        def submit(self, params):
-            self.submitted.append(params)
-            return SimpleNamespace(name="labkit-job-1", attached=False)
+    emu = cluster_config
+    monkeypatch.setenv("LABKIT_CLUSTER_STORAGE__LOCAL_BASE_DIR", str(demo_dir))  # the form's directory, no results
+    ctl = Controllers(emu.api_client())
 
-        def submit_sweep(self, sets):
-            return SimpleNamespace(runs=[self.submit(p) for p in sets])
-
-        def list(self):
-            return [SimpleNamespace(name="labkit-job-1", phase="running", reason="", run_id="r1")]
-
-        def logs(self, name):
-            return iter([f"line {i}" for i in range(30)])
-
-        def cancel(self, name):
-            self.cancelled.append(name)
-
-    pytest.importorskip("labkit.cluster.jobs")
-    monkeypatch.setenv("LABKIT_CLUSTER_CONFIG", str(demo_dir / "cluster.yaml"))
-    monkeypatch.setattr(widgets, "_cluster", FakeJobs)
     form = small_form(demo_dir)
-    assert not form.cluster_button.disabled
+    assert not form.cluster_button.disabled and "LABKIT_CLUSTER_CONFIG" not in form.cluster_reason.value
     form.cluster_button.click()
-    assert FakeJobs.submitted == [form.params] and "labkit-job-1" in form.step_label.value
+    name = f"labkit-anna-{form.params.digest}"
+    assert f"<code>{name}</code>" in form.step_label.value, form.step_label.value
+    job = ctl.batch.read_namespaced_job(name, NS)  # the Job as the cluster holds it
+    assert job.metadata.labels[LABEL_OWNER] == "anna"
+    env = {e.name: e.value for e in job.spec.template.spec.containers[0].env}
+    assert env["ICA_COMPONENTS_COUNT"] == "15" and env["LABKIT_RUN_ID"] == job.metadata.labels[LABEL_RUN_ID]
+
     assert form.sweep_cluster_button.disabled, "nothing in the sweep yet"
-    form.sweep_button.click()
+    form.sweep_button.click()  # the set already submitted ...
     form.random_state.value = "5"
-    form.sweep_button.click()
+    form.sweep_button.click()  # ... and a new one
     form.sweep_cluster_button.click()
-    assert FakeJobs.submitted[1:] == form.sweep and "Submitted" in form.sweep_message.value
+    first, second = form.sweep
+    second_name = f"labkit-anna-{second.digest}"
+    message = html.unescape(form.sweep_message.value)
+    assert message.startswith("Submitted:"), message
+    assert f"{name} (attached to the identical job already submitted)" in message and second_name in message
+    created = ctl.batch.read_namespaced_job(second_name, NS)
+    assert created.metadata.labels.get(LABEL_SWEEP), "a sweep's Job carries its sweep id"
+    env = {e.name: e.value for e in created.spec.template.spec.containers[0].env}
+    assert IcaParams.from_env(env).random_state == 5
+    assert sorted(j.metadata.name for j in ctl.batch.list_namespaced_job(NS).items) == sorted([name, second_name])
+
     jobs = form.jobs
-    assert "cluster:labkit-job-1" in [v for _, v in jobs.select.options] and "cluster" in jobs.table.value
-    jobs.select.value = "cluster:labkit-job-1"
+    values = [v for _, v in jobs.select.options]
+    assert f"cluster:{name}" in values and f"cluster:{second_name}" in values
+    assert "cluster" in jobs.table.value and name in jobs.table.value and "pending" in jobs.table.value
+
+    pod = ctl.create_pod(name, phase="Running", node="worker-1")  # scheduler and kubelet start it
+    emu.react(lambda k: k[f"get /api/v1/namespaces/{NS}/pods/{pod}/log"]
+              << "".join(f"line {i}\n" for i in range(30)).encode())
+    jobs.refresh()
+    assert f"cluster {name} [running]" in [label for label, _ in jobs.select.options]
+    jobs.select.value = f"cluster:{name}"
     jobs.log_button.click()
-    assert jobs.log_area.value.splitlines() == [f"line {i}" for i in range(10, 30)]
+    assert jobs.log_area.value.splitlines() == [f"line {i}" for i in range(10, 30)], jobs.message.value
+    assert "Log tail" in jobs.message.value
+
     jobs.cancel_button.click()
-    assert FakeJobs.cancelled == ["labkit-job-1"]
+    assert f"Cancelled cluster job <code>{name}</code>" in jobs.message.value, jobs.message.value
+    with pytest.raises(k8s.ApiException) as gone:
+        ctl.batch.read_namespaced_job(name, NS)
+    assert gone.value.status == 404
+    values = [v for _, v in jobs.select.options]
+    assert f"cluster:{name}" not in values and f"cluster:{second_name}" in values
 
 
 def test_progress_steps_mirror_the_analysis_steps():
