@@ -192,6 +192,20 @@ def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+def write_kubeconfig(emulator: Emulator, directory: Path) -> Path:
+    """A kubeconfig whose current context is the emulator, as user anna in the test namespace."""
+    import yaml
+
+    kubeconfig = directory / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+        "clusters": [{"name": "emu", "cluster": {"server": emulator.url}}],
+        "users": [{"name": "anna", "user": {}}],
+        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "anna", "namespace": NS}}],
+    }))
+    return kubeconfig
+
+
 @pytest.fixture
 def cluster_config(emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Emulator:
     """The emulator configured the way a notebook finds a cluster: a settings file named by
@@ -205,13 +219,7 @@ def cluster_config(emulator: Emulator, tmp_path: Path, monkeypatch: pytest.Monke
 
     from labkit import __version__
 
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
-        "clusters": [{"name": "emu", "cluster": {"server": emulator.url}}],
-        "users": [{"name": "anna", "user": {}}],
-        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "anna", "namespace": NS}}],
-    }))
+    kubeconfig = write_kubeconfig(emulator, tmp_path)
     home = tmp_path / "cluster-home"  # the user's NFS directory as mounted here: empty, never the real home
     home.mkdir(exist_ok=True)
     settings_file = tmp_path / "cluster.yaml"

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir  # noqa: F401 (fixtures)
+from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir, write_kubeconfig  # noqa: F401
 from labkit.cli import main
 from labkit.params import IcaParams
 
@@ -24,13 +24,7 @@ pytestmark = pytest.mark.timeout(30)
 
 @pytest.fixture
 def cluster_env(emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Emulator:
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
-        "clusters": [{"name": "emu", "cluster": {"server": emulator.url}}],
-        "users": [{"name": "anna", "user": {}}],
-        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "anna", "namespace": NS}}],
-    }))
+    kubeconfig = write_kubeconfig(emulator, tmp_path)
     for key, value in {"KUBECONFIG": str(kubeconfig), "JUPYTERHUB_USER": "anna", "LABKIT_CLUSTER_NAMESPACE": NS,
                        "LABKIT_CLUSTER_IMAGE": "ghcr.io/labkit/labkit:0.1.0",
                        "LABKIT_CLUSTER_STORAGE__NFS_SERVER": "nfs.lab.example",
