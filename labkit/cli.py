@@ -10,32 +10,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
 from . import __version__
 from .errors import LabkitError, RunFailed
-from .params import FIELDS, IcaParams
-
-
-def param_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """One ``--flag`` per parameter field, generated from :data:`labkit.params.FIELDS`."""
-    for field in reversed(FIELDS):
-        command = click.option(field.flag, field.name, default=None, help=f"{field.help} [env {field.env}]")(command)
-    return click.option("--params", "params_file", type=click.File("r"), default=None,
-                        help="JSON parameter set ('-' for stdin); flags override it")(command)
-
-
-def params_from_cli(params_file: Any, values: dict[str, Any]) -> IcaParams:
-    base = IcaParams.from_json(params_file.read()) if params_file is not None else None
-    given = {k: v for k, v in values.items() if v is not None}
-    return base.replace(**given) if base is not None else IcaParams(**given)
-
-
-def _fail(err: LabkitError) -> None:
-    click.echo(f"labkit: {err}", err=True)
-    sys.exit(err.exit_code)
+from .options import fail as _fail
+from .options import param_options, params_from_cli
+from .params import IcaParams
 
 
 @click.group()
@@ -54,8 +37,7 @@ def _run_and_report(params: IcaParams, run_id: str | None, blas_threads: int) ->
     try:
         result = LocalRunner(blas_threads=blas_threads).run(params, run_id=run_id)
     except RunFailed as err:
-        click.echo(f"labkit: {err}", err=True)
-        sys.exit(err.exit_code)
+        _fail(err)
     except Cancelled:  # pragma: no cover - signal arrived outside the run
         sys.exit(130)
     click.echo(str(result.path))

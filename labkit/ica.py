@@ -13,7 +13,6 @@ import logging
 import os
 import platform
 import socket
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field

@@ -828,7 +828,7 @@ class IcaForm(W.VBox):
             self.progress.description = result.state.capitalize()
             self.step_label.value = _error_html(f"Run {result.run_id} {result.state}: {result.error or ''}")
         self.log_area.value = (_tail(result.file(results.LOG_FILE), 20) or self.log_area.value
-                               or proc.output_tail(20))
+                               or (self.process.output_tail(20) if self.process is not None else ""))
         self.result_view = ResultView(result)
         self.result_box.children = (self.result_view,)
 

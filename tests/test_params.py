@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from labkit import IcaParams, ParameterError
-from labkit.cli import param_options, params_from_cli
+from labkit.options import param_options, params_from_cli
 from labkit.params import FIELDS, recording_problems
 from labkit.recording import RecordingInfo
 

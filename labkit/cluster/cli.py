@@ -18,23 +18,12 @@ import click
 import yaml
 
 from ..errors import LabkitError
-from ..params import FIELDS, IcaParams
+from ..options import fail as _fail
+from ..options import param_options, params_from_cli
 from .manifests import LABEL_RUN_ID
 from .settings import ClusterSettings
 
 EXIT_FAILED = 1
-
-
-def _fail(err: LabkitError) -> None:
-    click.echo(f"labkit: {err}", err=True)
-    sys.exit(getattr(err, "exit_code", 1))
-
-
-def _param_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    for field in reversed(FIELDS):
-        command = click.option(field.flag, field.name, default=None, help=f"{field.help} [env {field.env}]")(command)
-    return click.option("--params", "params_file", type=click.File("r"), default=None,
-                        help="JSON parameter set ('-' for stdin); flags override it")(command)
 
 
 def _settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -43,12 +32,6 @@ def _settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option("--settings", "settings_file", type=click.Path(dir_okay=False), default=None,
                            help="cluster settings YAML/JSON [default: $LABKIT_CLUSTER_CONFIG, LABKIT_CLUSTER_*]")(command)
     return click.option("--user", default=None, help="whose Jobs [default: $JUPYTERHUB_USER]")(command)
-
-
-def _params(params_file: Any, values: dict[str, Any]) -> IcaParams:
-    base = IcaParams.from_json(params_file.read()) if params_file is not None else None
-    given = {k: v for k, v in values.items() if v is not None}
-    return base.replace(**given) if base is not None else IcaParams(**given)
 
 
 def load_settings(settings_file: str | None, overrides: tuple[str, ...] = ()) -> ClusterSettings:
@@ -170,7 +153,7 @@ def _submit_sweep(jobs: Any, sweep_file: Any, values: dict[str, Any], *, volcano
 
 
 @click.command("submit")
-@_param_options
+@param_options
 @_settings_options
 @click.option("--force", is_flag=True, help="run again even if this parameter set already ran or was submitted")
 @click.option("--run-id", default=None, help="name the result folder PreExperiment_ICA_<run-id>")
@@ -200,7 +183,7 @@ def submit_cmd(params_file: Any, user: str | None, settings_file: str | None, ov
         _submit_sweep(jobs, sweep_file, values, volcano=volcano, sweep_id=sweep_id, force=force,
                       min_available=min_available, wait=wait or follow)
         return
-    sub = jobs.submit(_params(params_file, values), force=force, run_id=run_id, sweep_id=sweep_id)
+    sub = jobs.submit(params_from_cli(params_file, values), force=force, run_id=run_id, sweep_id=sweep_id)
     for warning in sub.warnings:
         click.echo(f"labkit: warning: {warning}", err=True)
     if sub.existing is not None:
@@ -303,7 +286,7 @@ def cancel_cmd(name: str | None, user: str | None, settings_file: str | None, ov
 
 
 @click.command("render")
-@_param_options
+@param_options
 @_settings_options
 @click.option("--run-id", default=None, help="run id to put in the manifest [default: a new one]")
 @click.option("--sweep-id", default=None, help="label the Job as part of this sweep")
@@ -314,7 +297,7 @@ def render_cmd(params_file: Any, user: str | None, settings_file: str | None, ov
     from .jobs import default_user
     from .manifests import build_job, to_yaml
 
-    params = _params(params_file, values)
+    params = params_from_cli(params_file, values)
     settings = load_settings(settings_file, overrides)
     manifest = build_job(params, settings, user or default_user(), run_id, sweep_id)
     click.echo(to_yaml(manifest), nl=False)

@@ -15,7 +15,6 @@ import os
 import re
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from kubernetes import client as k8s
