@@ -31,7 +31,7 @@ TEMPLATE = Path(str(resources.files("labkit") / "notebooks" / "ica_run.ipynb"))
 
 
 class Cancelled(BaseException):
-    """Raised in the runner when it is told to stop (SIGTERM/SIGINT)."""
+    """Raised in the runner when it is told to stop (SIGTERM, see :func:`terminate_on_signals`)."""
 
 
 class Runner(abc.ABC):
@@ -48,8 +48,9 @@ class Runner(abc.ABC):
             folder.fail(f"cancelled: {err}")
             raise RunFailed(f"run cancelled: {err}", folder.path) from None
         except BaseException as err:
-            folder.fail(**describe_failure(err))
-            raise RunFailed(f"run failed: {describe_failure(err)['reason']}", folder.path) from err
+            failure = describe_failure(err)
+            folder.fail(**failure)
+            raise RunFailed(f"run failed: {failure['reason']}", folder.path) from err
         folder.succeed()
         return results.load_run(folder.path)
 
