@@ -75,6 +75,14 @@ def test_local_runner_writes_a_complete_folder(demo_dir):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert any("image/png" in o.get("data", {}) for o in outputs), "topomaps are shown inline"
     assert all(o.get("output_type") != "error" for o in outputs)
+    assert_kernel_gone(found)
+
+
+def assert_kernel_gone(found: results.RunResult) -> None:
+    """The runner starts the kernel itself, so it must also stop it (and keep its sockets elsewhere)."""
+    with pytest.raises(ProcessLookupError):
+        os.kill(found.status["pid"], 0)  # the pid the kernel recorded when it started the run
+    assert not list(found.path.glob("kernel-*")), "socket files stay out of the result folder"
 
 
 def test_entrypoint_reads_the_prototype_env_vars(demo_dir):
@@ -113,6 +121,7 @@ def test_corrupt_file_fails_with_reason_and_log(tmp_path):
     assert found.state == "failed" and "RecordingError" in found.error
     assert found.status["error"]["kind"] == "notebook" and found.status["error"]["cell"] >= 1
     assert "Cannot read recording" in found.log
+    assert_kernel_gone(found)
 
 
 def test_impossible_parameters_fail_naming_the_field(demo_dir):
