@@ -245,10 +245,6 @@ class RunResult:
     def _repr_html_(self) -> str:
         import base64
 
-        rows = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td>{html.escape(_short(v))}</td></tr>"
-            for k, v in self.summary().items()
-        )
         imgs = "".join(
             f"<img alt='{html.escape(p.name)}' style='max-width:100%' "
             f"src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'/>"
@@ -256,7 +252,15 @@ class RunResult:
         )
         state = html.escape(self.state)
         err = f"<p style='color:#b00'>{html.escape(self.error or '')}</p>" if self.error else ""
-        return f"<div><h4>ICA run {html.escape(self.run_id)}: {state}</h4>{err}<table>{rows}</table>{imgs}</div>"
+        return f"<div><h4>ICA run {html.escape(self.run_id)}: {state}</h4>{err}{self.summary_html()}{imgs}</div>"
+
+    def summary_html(self) -> str:
+        """:meth:`summary` as an HTML table: cheap to show inline (no pandas import in the kernel)."""
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td>{html.escape(_short(v))}</td></tr>"
+            for k, v in self.summary().items()
+        )
+        return f"<table>{rows}</table>"
 
     def summary(self) -> dict[str, Any]:
         """The few numbers a researcher looks at first."""

@@ -63,16 +63,14 @@ class TemplateRun:
 
     def show(self) -> None:
         """Inline: the topomaps, the key metrics and the log."""
-        from IPython.display import Image, Markdown, display
+        from IPython.display import HTML, Image, Markdown, display
 
         found = results.load_run(self.folder.path)
         for png in found.topomaps:
             display(Image(filename=str(png)))
         if "topomaps_skipped" in found.metrics:
             display(Markdown(f"**Topomaps skipped:** {found.metrics['topomaps_skipped']}"))
-        import pandas as pd
-
-        display(pd.Series(found.summary(), name="value").to_frame())
+        display(HTML(found.summary_html()))
         print(found.log)
 
     def finish(self) -> Path:

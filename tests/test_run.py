@@ -74,6 +74,8 @@ def test_local_runner_writes_a_complete_folder(demo_dir):
     nb = nbformat.read(found.file(results.NOTEBOOK_FILE), as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert any("image/png" in o.get("data", {}) for o in outputs), "topomaps are shown inline"
+    shown = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    assert "explained_variance" in shown and "n_iter" in shown, "key metrics are shown inline"
     assert all(o.get("output_type") != "error" for o in outputs)
     assert_kernel_gone(found)
 
