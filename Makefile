@@ -17,6 +17,7 @@ demo: install
 	labkit run --base-dir $(DEMO_DIR) --raw-file-path labkit-demo/demo_raw.fif --n-components 20 --method picard
 
 test: install-test
+	$(PYTHON) -m ruff check labkit tests benchmarks
 	$(PYTHON) -m pytest
 
 bench: install

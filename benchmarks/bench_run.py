@@ -195,11 +195,12 @@ def main() -> None:
     work = base / "bench-out"
     work.mkdir(exist_ok=True)
     res = {m: {"a": [], "b": [], "c": []} for m in args.methods}
+    contenders = {"a": lambda m: run_naive(raw, m, work), "b": lambda m: run_cli(base, m),
+                  "c": lambda m: run_api(base, m, work)}
     for rnd in range(1, args.repeats + 1):
         for m in args.methods:
-            for k, fn in (("a", lambda: run_naive(raw, m, work)), ("b", lambda: run_cli(base, m)),
-                          ("c", lambda: run_api(base, m, work))):
-                r = fn()
+            for k, fn in contenders.items():
+                r = fn(m)
                 res[m][k].append(r)
                 print(f"round {rnd} {m} {k}: {r['wall_s']:.2f} s  steps {json.dumps(r['steps_s'])} "
                       f"n_iter {r['n_iter']}/{r['max_iter']}", flush=True)

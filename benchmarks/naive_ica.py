@@ -54,7 +54,7 @@ for fig_or_figs, name in ((ica.plot_components(show=False), "topomaps"),
         plt.close(fig)
         images.append(path)
 if ica.exclude:  # one call for all flagged components: the idiom in MNE's tutorials
-    for idx, fig in zip(ica.exclude, ica.plot_properties(raw, picks=ica.exclude, show=False)):
+    for idx, fig in zip(ica.exclude, ica.plot_properties(raw, picks=ica.exclude, show=False), strict=True):
         path = f"{out_dir}/properties_{idx:03d}.png"
         fig.savefig(path)
         plt.close(fig)

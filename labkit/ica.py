@@ -148,7 +148,7 @@ def plot(ica: mne.preprocessing.ICA, raw: mne.io.BaseRaw, out_dir: Path, suspect
     _save(fig, out_dir / "sources.png", out)
     if no_positions is None and suspects:  # one call: MNE segments the data and computes spectra once
         figs = ica.plot_properties(raw, picks=suspects, show=False, verbose="error")
-        for idx, fig in zip(suspects, figs):
+        for idx, fig in zip(suspects, figs, strict=True):
             _save(fig, out_dir / f"properties_{idx:03d}.png", out)
     if join is not None and not join():
         logger.warning("drawing topomaps in a child process failed; drawing them here")

@@ -34,7 +34,16 @@ from IPython.display import HTML, clear_output, display
 
 from . import recording, results
 from .errors import LabkitError, ParameterError
-from .params import CHANNEL_TYPES, FIELD_BY_NAME, FIELDS, METHODS, IcaParams, _coerce, recording_problems, static_problems
+from .params import (
+    CHANNEL_TYPES,
+    FIELD_BY_NAME,
+    FIELDS,
+    METHODS,
+    IcaParams,
+    _coerce,
+    recording_problems,
+    static_problems,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir, write_kubeconfig  # noqa: F401
+
 from labkit.cli import main
 from labkit.params import IcaParams
 

@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import kmock
 import pytest
-
 from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir  # noqa: F401 (fixtures)
+
 from labkit.cluster.errors import ClusterError, ClusterForbidden, ClusterUnavailable, NotYourJob
 from labkit.cluster.jobs import ClusterJobs, JobPendingTooLong, JobStatus
 from labkit.cluster.manifests import LABEL_OWNER, LABEL_RUN_ID
@@ -488,7 +488,7 @@ def test_a_sweep_of_plain_jobs_is_listed_and_watched_by_its_id(emulator: Emulato
             ctl.create_pod(run.name, phase="Running", node="w1")
             ctl.job_status(run.name, active=1, ready=1)
         time.sleep(0.3)
-        for run, params in zip(sub.runs, sets):
+        for run, params in zip(sub.runs, sets, strict=True):
             _completed_run(user_dir, params, run.run_id)  # the pod writes its result folder on NFS
             ctl.job_condition(run.name, "Complete")
 

@@ -215,7 +215,7 @@ def test_volcano_sweep_job(variant: str) -> None:
     assert {"event": "PodEvicted", "action": "RestartTask"} in spec["policies"]
     assert not any(p["action"] == "CompleteJob" for p in spec["policies"])  # would end the sweep at the 1st run
     run_ids = set()
-    for task, params in zip(spec["tasks"], sweep):
+    for task, params in zip(spec["tasks"], sweep, strict=True):
         env = {e["name"]: e["value"] for e in task["template"]["spec"]["containers"][0]["env"]}
         assert IcaParams.from_env(env).digest == params.digest
         run_ids.add(env["LABKIT_RUN_ID"])

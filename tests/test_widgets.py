@@ -11,12 +11,20 @@ from pathlib import Path
 import ipywidgets as W
 import mne
 import pytest
-
 from cluster_fixtures import NS, Controllers, cluster_config, emulator  # noqa: F401 (fixtures)
+
 from labkit import IcaParams, ParameterError, results
 from labkit.datasets import DEMO_FILENAME
-from labkit.widgets import (CLEANED_FILE, IcaForm, JobsView, RecordingBrowser, ResultView, export_sweep,
-                            export_text, read_components_tsv)
+from labkit.widgets import (
+    CLEANED_FILE,
+    IcaForm,
+    JobsView,
+    RecordingBrowser,
+    ResultView,
+    export_sweep,
+    export_text,
+    read_components_tsv,
+)
 
 
 def small_form(base: Path, **values) -> IcaForm:
@@ -173,7 +181,7 @@ def test_sweep_and_every_export_format(demo_dir):
     form.export_format.value = "papermill"
     argv = shlex.split(form.export_area.value)
     assert argv[:3] == ["papermill", "notebooks/ica_run.ipynb", f"ica_run_{second.digest}.ipynb"]
-    pairs = dict(zip(argv[4::3], argv[5::3]))
+    pairs = dict(zip(argv[4::3], argv[5::3], strict=True))
     assert argv[3::3] == ["-p"] * len(pairs)
     assert pairs["method"] == "infomax" and pairs["extended"] == "True" and pairs["ortho"] == "None"
     assert pairs["random_state"] == "7" and pairs["n_components"] == "15"

@@ -15,8 +15,7 @@ Modules, by concern:
 
 from __future__ import annotations
 
-from .errors import (ClusterError, ClusterForbidden, ClusterNotFound, ClusterConflict, ClusterUnavailable,
-                     NotYourJob)
+from .errors import ClusterConflict, ClusterError, ClusterForbidden, ClusterNotFound, ClusterUnavailable, NotYourJob
 from .manifests import build_job, build_volcano_job, job_name, sanitize_name
 from .settings import ClusterSettings
 

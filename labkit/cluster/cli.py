@@ -98,7 +98,8 @@ def _table(rows: list[tuple[Any, ...]]) -> None:
     """Columns padded to their widest cell; the last column is not padded."""
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) + "  " + str(r[-1]))
+        # the last column is left unpadded: zip stops at the widths
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + str(r[-1]))
 
 
 def _print_sweep(sweep: Any) -> None:

@@ -23,11 +23,34 @@ from ..errors import LabkitError
 from ..params import IcaParams
 from ..results import RunResult, find_run, list_runs, new_run_id
 from . import api
-from .errors import (ClusterConflict, ClusterError, ClusterForbidden, ClusterGone, ClusterNotFound, NotYourJob,
-                     SettingsError)
-from .manifests import (ANN_USER, CONTAINER, LABEL_DIGEST, LABEL_NAME, LABEL_OWNER, LABEL_RUN_ID, LABEL_SWEEP, APP,
-                        VOLCANO_API, build_job, build_volcano_job, cluster_params, default_sweep_id, job_name,
-                        owner_label, sweep_label, version_mismatch)
+from .errors import (
+    ClusterConflict,
+    ClusterError,
+    ClusterForbidden,
+    ClusterGone,
+    ClusterNotFound,
+    NotYourJob,
+    SettingsError,
+)
+from .manifests import (
+    ANN_USER,
+    APP,
+    CONTAINER,
+    LABEL_DIGEST,
+    LABEL_NAME,
+    LABEL_OWNER,
+    LABEL_RUN_ID,
+    LABEL_SWEEP,
+    VOLCANO_API,
+    build_job,
+    build_volcano_job,
+    cluster_params,
+    default_sweep_id,
+    job_name,
+    owner_label,
+    sweep_label,
+    version_mismatch,
+)
 from .settings import ClusterSettings
 
 logger = logging.getLogger(__name__)
@@ -651,7 +674,7 @@ class ClusterJobs:
                 warnings.append(f"this sweep was already submitted as {name}; following it "
                                 "(use --force to run it again)")
         runs = tuple(Submission(f"{name}-{task['name']}", self.namespace, run_id, attached, task)
-                     for task, run_id in zip(manifest["spec"]["tasks"], _task_run_ids(manifest)))
+                     for task, run_id in zip(manifest["spec"]["tasks"], _task_run_ids(manifest), strict=True))
         logger.info("%s Volcano Job %s (sweep %s, %d runs)", "attached to" if attached else "submitted", name,
                     sweep_id, len(runs))
         return SweepSubmission(sweep_id, "volcano", existing + runs, name, attached, (manifest,), tuple(warnings))
