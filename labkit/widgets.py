@@ -26,7 +26,7 @@ import shlex
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import ipywidgets as W
 import traitlets
@@ -755,10 +755,14 @@ class IcaForm(W.VBox):
 
     # -- running -------------------------------------------------------------------------------------------------------
     def _on_run(self, _: Any) -> None:
+        self._button_action(self.run_here)
+
+    def _button_action(self, action: Callable[[], Any]) -> None:
+        """A button's action, in a cleared output area; any error is shown, not raised into the event loop."""
         with self.output:
             clear_output(wait=True)
             try:
-                self.run_here()
+                action()
             except Exception as err:
                 self._show_error(err)
 
@@ -848,12 +852,7 @@ class IcaForm(W.VBox):
         return self.history[-1] if self.history else None
 
     def _on_cancel(self, _: Any) -> None:
-        with self.output:
-            clear_output(wait=True)
-            try:
-                self.cancel()
-            except Exception as err:
-                self._show_error(err)
+        self._button_action(self.cancel)
 
     def cancel(self) -> None:
         if self.process is None or self.process.done():
@@ -863,17 +862,17 @@ class IcaForm(W.VBox):
         self.process.cancel()
 
     def _on_submit(self, _: Any) -> None:
-        with self.output:
-            clear_output(wait=True)
-            try:
-                params = self.params
-                if params is None:
-                    raise LabkitError("The form has invalid values")
-                name = _cluster_submit(params)
-                self.step_label.value = f"Submitted to the cluster as <code>{html.escape(name)}</code>"
-                self.jobs.refresh()
-            except Exception as err:
-                self._show_error(err)
+        self._button_action(self.submit_to_cluster)
+
+    def submit_to_cluster(self) -> str:
+        """Submit the form's parameter set as a cluster Job; return the Job's name."""
+        params = self.params
+        if params is None:
+            raise LabkitError("The form has invalid values")
+        name = _cluster_submit(params)
+        self.step_label.value = f"Submitted to the cluster as <code>{html.escape(name)}</code>"
+        self.jobs.refresh()
+        return name
 
     # -- history and comparison ----------------------------------------------------------------------------------------
     def _label(self, res: results.RunResult) -> str:
