@@ -98,8 +98,7 @@ class LocalRunner(Runner):
                     kernel_name=self.kernel_name,
                     progress_bar=self.progress_bar,
                     request_save_on_cell_execute=False,  # one save at the end: ~30 ms less per cell
-                    cwd=str(folder.path),
-                )
+                )  # no cwd=: papermill would only chdir this process; the kernel already runs in the folder
             finally:
                 km.shutdown_kernel(now=True)  # every file is closed by the last cell; don't wait for a goodbye
 
