@@ -5,7 +5,9 @@ components, eeg), for each ICA method:
 
 (a) ``benchmarks/naive_ica.py`` as a fresh ``python`` process, library defaults
     (no thread pinning: OMP/OPENBLAS/MKL thread variables removed from its env);
-(b) ``labkit run ... --n-components 20 --method M`` as a subprocess (papermill, all outputs);
+(b) ``labkit run ... --n-components 20 --method M`` as a subprocess (papermill, all outputs), the
+    console script installed beside this interpreter (as (a) runs ``python`` itself: a version
+    manager's shim on PATH, such as pyenv's, would add its own ~0.15 s bash start to (b) only);
 (c) ``labkit.ica.run(params, out_dir)`` inside this process (after one warm-up import).
 
 Each is repeated ``--repeats`` times (interleaved: a, b, c per method per round);
@@ -60,8 +62,14 @@ def run_naive(raw: Path, method: str, work: Path) -> dict:
     return {"wall_s": wall, **info}
 
 
+def labkit_command() -> list[str]:
+    """The ``labkit`` console script of this interpreter's environment (``python -m labkit`` if absent)."""
+    script = Path(sys.executable).with_name("labkit")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "labkit"]
+
+
 def run_cli(base: Path, method: str) -> dict:
-    cmd = ["labkit", "run", "--base-dir", str(base), "--raw-file-path", RAW_REL,
+    cmd = [*labkit_command(), "run", "--base-dir", str(base), "--raw-file-path", RAW_REL,
            "--n-components", str(N_COMPONENTS), "--method", method]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=clean_env())

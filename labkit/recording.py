@@ -1,8 +1,9 @@
 """Reading recordings: any MNE-readable raw file, its header summary, and electrode positions.
 
 Forms and validation need only the header (:func:`describe`); the analysis needs
-the data (:func:`read_raw`). Both go through :func:`mne.io.read_raw`, so every
-format MNE reads (FIF, EDF/BDF, EEGLAB ``.set``, BrainVision ``.vhdr``, ...) works.
+the data (:func:`read_raw`). Both go through :func:`mne.io.read_raw` (FIF files straight
+to :func:`mne.io.read_raw_fif`), so every format MNE reads (FIF, EDF/BDF, EEGLAB ``.set``,
+BrainVision ``.vhdr``, ...) works.
 """
 
 from __future__ import annotations
@@ -57,8 +58,10 @@ class RecordingInfo:
 def read_raw(path: str | os.PathLike, *, preload: bool = False, verbose: bool | str | None = None) -> mne.io.BaseRaw:
     """Open a recording with MNE; unreadable files become a :class:`RecordingError`."""
     path = Path(path)
+    # FIF (MNE's own format) straight to its reader: the generic read_raw first imports every reader (0.1 s)
+    reader = mne.io.read_raw_fif if path.name.lower().endswith((".fif", ".fif.gz")) else mne.io.read_raw
     try:
-        return mne.io.read_raw(path, preload=preload, verbose=verbose)
+        return reader(path, preload=preload, verbose=verbose)
     except Exception as err:  # MNE raises many types for corrupt files
         raise RecordingError(f"Cannot read recording {path.name!r}: {type(err).__name__}: {err}") from err
 

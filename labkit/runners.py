@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import results
+from . import kernel, results
 from .errors import LabkitError, RunFailed
 from .params import IcaParams
 
@@ -86,7 +86,7 @@ class LocalRunner(Runner):
 
     def _execute(self, params: IcaParams, folder: results.RunFolder) -> None:
         with tempfile.TemporaryDirectory(prefix="labkit-kernel-") as sockets:
-            km = self._start_kernel(folder.path, sockets)  # boots on the second core while papermill imports
+            km = kernel.start(self.kernel_name, cwd=folder.path, sockets=sockets)  # boots while papermill imports
             try:
                 import papermill
 
@@ -101,25 +101,6 @@ class LocalRunner(Runner):
                 )  # no cwd=: papermill would only chdir this process; the kernel already runs in the folder
             finally:
                 km.shutdown_kernel(now=True)  # every file is closed by the last cell; don't wait for a goodbye
-
-    def _start_kernel(self, cwd: Path, sockets: str) -> Any:
-        """Start the notebook's kernel before papermill is even imported (nbclient then attaches to it).
-
-        Unix sockets in a private directory rather than localhost TCP ports: no other user on a
-        shared hub host can reach them. History stays in memory, as nbclient does for its kernels.
-        """
-        from jupyter_client.kernelspec import KernelSpecManager
-        from jupyter_client.manager import KernelManager
-        from jupyter_core.paths import jupyter_path
-
-        # Jupyter's kernel directories only: also searching the legacy ~/.ipython/kernels imports
-        # IPython (0.4 s) before the kernel could start; papermill imports it meanwhile anyway.
-        specs = KernelSpecManager(kernel_dirs=jupyter_path("kernels"))
-        km = KernelManager(kernel_name=self.kernel_name, kernel_spec_manager=specs,
-                           transport="ipc", ip=os.path.join(sockets, "kernel"),
-                           client_class="jupyter_client.asynchronous.AsyncKernelClient")  # nbclient awaits it
-        km.start_kernel(cwd=str(cwd), extra_arguments=["--HistoryManager.hist_file=:memory:"])
-        return km
 
 
 def run(params: IcaParams, **kwargs: Any) -> results.RunResult:

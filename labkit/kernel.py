@@ -1,0 +1,98 @@
+"""The Jupyter kernel a local run executes in: started by labkit, handed to papermill.
+
+:class:`~labkit.runners.LocalRunner` starts the kernel before it imports papermill, so
+the kernel boots on the second core meanwhile, and passes it to papermill as ``km``.
+Two waits of jupyter_client's that every papermill run pays are cut here: the quiet
+period that ends ``wait_for_ready`` (0.2 s) and the 0.1 s poll that reaps a killed kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
+from jupyter_core.paths import jupyter_path
+
+
+def start(kernel_name: str, *, cwd: Path, sockets: str) -> KernelManager:
+    """Start kernel ``kernel_name`` in ``cwd``, listening on Unix sockets in the private dir ``sockets``.
+
+    Unix sockets rather than localhost TCP ports: no other user on a shared hub host can
+    reach them. History stays in memory, as nbclient does for its own kernels.
+    """
+    # Jupyter's kernel directories only: also searching the legacy ~/.ipython/kernels imports
+    # IPython (0.4 s) before the kernel could start; papermill imports it meanwhile anyway.
+    specs = KernelSpecManager(kernel_dirs=jupyter_path("kernels"))
+    km = RunKernelManager(kernel_name=kernel_name, kernel_spec_manager=specs, transport="ipc",
+                          ip=os.path.join(sockets, "kernel"), client_class=f"{__name__}.ReadyClient")
+    km.start_kernel(cwd=str(cwd), extra_arguments=["--HistoryManager.hist_file=:memory:"])
+    return km
+
+
+class RunKernelManager(KernelManager):
+    """A kernel manager that reaps a killed kernel as soon as it is gone.
+
+    ``shutdown_kernel(now=True)`` sends SIGKILL and then polls for the process every
+    0.1 s, so even a kernel that dies at once costs a run 0.1 s; a 5 ms poll does not.
+    """
+
+    async def _async_wait(self, pollinterval: float = 0.005) -> None:
+        await super()._async_wait(pollinterval=pollinterval)
+
+
+class ReadyClient(AsyncKernelClient):
+    """An async kernel client whose ``wait_for_ready`` returns when the kernel is ready.
+
+    jupyter_client's version, after the kernel's ``kernel_info_reply``, drains IOPub
+    until 0.2 s pass without a message: every papermill run waits those 0.2 s. But the
+    kernel closes each request with an ``idle`` status on IOPub, and IOPub is ordered,
+    so once the ``idle`` of our own ``kernel_info_request`` arrives, the shell and IOPub
+    channels both work and nothing older is still in flight.
+    """
+
+    #: how long to wait for IOPub before asking again (a fresh subscription can miss messages)
+    iopub_patience = 0.2
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:  # type: ignore[override]
+        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        while True:
+            request = self.kernel_info()
+            reply = await self._reply_to(request, timeout=1.0)
+            if reply is not None and await self._idle_after(request):
+                self._handle_kernel_info_reply(reply)
+                return
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+
+    async def _reply_to(self, msg_id: str, timeout: float) -> dict[str, Any] | None:
+        """The shell reply to ``msg_id`` (older replies to earlier attempts are skipped), or None."""
+        end = time.monotonic() + timeout
+        while (left := end - time.monotonic()) > 0:
+            try:
+                msg = await self.get_shell_msg(timeout=left)
+            except Empty:
+                return None
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return msg
+        return None
+
+    async def _idle_after(self, msg_id: str) -> bool:
+        """Whether IOPub delivers the ``idle`` status that closes request ``msg_id`` in time."""
+        end = time.monotonic() + self.iopub_patience
+        while (left := end - time.monotonic()) > 0:
+            try:
+                msg = await self.get_iopub_msg(timeout=left)
+            except Empty:
+                return False
+            if (msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle"
+                    and msg["parent_header"].get("msg_id") == msg_id):
+                return True
+        return False

@@ -1,0 +1,80 @@
+"""The kernel a local run executes in: a real ipykernel over Unix sockets, readiness, and reaping."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from labkit import kernel
+
+
+def _start(name: str, tmp_path: Path):
+    sockets = tmp_path / "sockets"
+    sockets.mkdir()
+    return kernel.start(name, cwd=tmp_path, sockets=str(sockets))
+
+
+async def _iopub_until_idle(kc, msg_id: str) -> list[dict]:
+    seen = []
+    while True:
+        msg = await kc.get_iopub_msg(timeout=30)
+        seen.append(msg)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle" \
+                and msg["parent_header"].get("msg_id") == msg_id:
+            return seen
+
+
+def test_ready_kernel_runs_code_and_leaves_no_stale_iopub(tmp_path):
+    km = _start("python3", tmp_path)
+    try:
+        kc = km.client()
+        assert isinstance(kc, kernel.ReadyClient)
+        kc.start_channels()
+
+        async def scenario() -> list[dict]:
+            await kc.wait_for_ready(timeout=60)
+            msg_id = kc.execute("import os; print(os.getcwd())")
+            return await _iopub_until_idle(kc, msg_id)
+
+        seen = asyncio.run(scenario())
+        # readiness consumed everything the kernel_info handshake published: the first IOPub
+        # message after it belongs to our own request
+        assert {m["parent_header"].get("msg_id") for m in seen} == {seen[-1]["parent_header"]["msg_id"]}
+        out = "".join(m["content"]["text"] for m in seen if m["msg_type"] == "stream")
+        assert out.strip() == str(tmp_path), "the kernel runs in the folder it was given"
+        kc.stop_channels()
+    finally:
+        km.shutdown_kernel(now=True)
+    assert not km.is_alive()
+    assert not list(tmp_path.glob("sockets/kernel-*")), "shutdown removes the kernel's sockets"
+
+
+@pytest.fixture
+def fake_kernels(tmp_path, monkeypatch) -> Path:
+    """Kernelspecs for kernels that misbehave: one exits at once, one never answers."""
+    root = tmp_path / "jupyter"
+    for name, code in (("dies", "import sys; sys.exit(3)"), ("mute", "import time; time.sleep(60)")):
+        spec = root / "kernels" / name
+        spec.mkdir(parents=True)
+        argv = [sys.executable, "-c", code, "{connection_file}"]
+        (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": name, "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(root))
+    return root
+
+
+@pytest.mark.parametrize(("name", "message"), [("dies", "died before replying"), ("mute", "didn't respond in 2")])
+def test_readiness_fails_clearly_when_the_kernel_cannot_answer(tmp_path, fake_kernels, name, message):
+    km = _start(name, tmp_path)
+    try:
+        kc = km.client()
+        kc.start_channels()
+        with pytest.raises(RuntimeError, match=message):
+            asyncio.run(kc.wait_for_ready(timeout=2))
+        kc.stop_channels()
+    finally:
+        km.shutdown_kernel(now=True)
+    assert not km.is_alive()
