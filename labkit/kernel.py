@@ -2,22 +2,51 @@
 
 :class:`~labkit.runners.LocalRunner` starts the kernel before it imports papermill, so
 the kernel boots on the second core meanwhile, and passes it to papermill as ``km``.
-Two waits of jupyter_client's that every papermill run pays are cut here: the quiet
-period that ends ``wait_for_ready`` (0.2 s) and the 0.1 s poll that reaps a killed kernel.
+By default that kernel is :data:`HEADLESS`: ipykernel on this very interpreter (so it
+can import labkit), without the debugger and tab completion a run nobody attaches a
+frontend to never uses. Two waits of jupyter_client's that every papermill run pays are
+cut too: the quiet period that ends ``wait_for_ready`` (0.2 s) and the 0.1 s poll that
+reaps a killed kernel.
+
+``python -m labkit.kernel -f CONNECTION_FILE`` is the headless kernel itself.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from queue import Empty
 from typing import Any
 
 from jupyter_client.asynchronous import AsyncKernelClient
-from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import KernelManager
 from jupyter_core.paths import jupyter_path
+
+#: the name of labkit's headless kernel; any other name is looked up among the installed kernelspecs
+HEADLESS = "labkit-headless"
+#: modules a headless kernel never needs and would import at start (0.1 s): the debugger, tab completion.
+#: ipykernel and IPython both carry on without them, as when they are not installed.
+HEADLESS_SKIPS = ("debugpy", "jedi")
+
+
+class KernelSpecs(KernelSpecManager):
+    """Jupyter's kernelspecs plus :data:`HEADLESS`.
+
+    Only Jupyter's kernel directories: also searching the legacy ``~/.ipython/kernels``
+    imports IPython (0.4 s) before the kernel could start.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(kernel_dirs=jupyter_path("kernels"), **kwargs)
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        if kernel_name == HEADLESS:
+            return KernelSpec(argv=[sys.executable, "-m", __name__, "-f", "{connection_file}"],
+                              display_name="Python 3 (labkit, headless)", language="python")
+        return super().get_kernel_spec(kernel_name)
 
 
 def start(kernel_name: str, *, cwd: Path, sockets: str) -> KernelManager:
@@ -26,10 +55,7 @@ def start(kernel_name: str, *, cwd: Path, sockets: str) -> KernelManager:
     Unix sockets rather than localhost TCP ports: no other user on a shared hub host can
     reach them. History stays in memory, as nbclient does for its own kernels.
     """
-    # Jupyter's kernel directories only: also searching the legacy ~/.ipython/kernels imports
-    # IPython (0.4 s) before the kernel could start; papermill imports it meanwhile anyway.
-    specs = KernelSpecManager(kernel_dirs=jupyter_path("kernels"))
-    km = RunKernelManager(kernel_name=kernel_name, kernel_spec_manager=specs, transport="ipc",
+    km = RunKernelManager(kernel_name=kernel_name, kernel_spec_manager=KernelSpecs(), transport="ipc",
                           ip=os.path.join(sockets, "kernel"), client_class=f"{__name__}.ReadyClient")
     km.start_kernel(cwd=str(cwd), extra_arguments=["--HistoryManager.hist_file=:memory:"])
     return km
@@ -96,3 +122,16 @@ class ReadyClient(AsyncKernelClient):
                     and msg["parent_header"].get("msg_id") == msg_id):
                 return True
         return False
+
+
+def main() -> None:
+    """Run the headless kernel (``python -m labkit.kernel -f CONNECTION_FILE``)."""
+    for name in HEADLESS_SKIPS:
+        sys.modules.setdefault(name, None)  # type: ignore[assignment]  # "import x" now raises ImportError
+    from ipykernel.kernelapp import launch_new_instance
+
+    launch_new_instance()
+
+
+if __name__ == "__main__":
+    main()

@@ -77,7 +77,7 @@ def describe_failure(err: BaseException) -> dict[str, Any]:
 class LocalRunner(Runner):
     """Executes the template with papermill on this machine (the embedded default)."""
 
-    def __init__(self, *, blas_threads: int = 1, kernel_name: str = "python3", progress_bar: bool = False,
+    def __init__(self, *, blas_threads: int = 1, kernel_name: str = kernel.HEADLESS, progress_bar: bool = False,
                  template: Path = TEMPLATE) -> None:
         self.blas_threads = blas_threads
         self.kernel_name = kernel_name
@@ -94,8 +94,7 @@ class LocalRunner(Runner):
                     str(self.template), str(folder.file(results.NOTEBOOK_FILE)),
                     parameters={**params.to_papermill(), "run_dir": str(folder.path),
                                 "blas_threads": self.blas_threads},
-                    km=km,
-                    kernel_name=self.kernel_name,
+                    km=km,  # the notebook keeps its own kernelspec (python3) for whoever opens it later
                     progress_bar=self.progress_bar,
                     request_save_on_cell_execute=False,  # one save at the end: ~30 ms less per cell
                 )  # no cwd=: papermill would only chdir this process; the kernel already runs in the folder

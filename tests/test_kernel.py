@@ -28,8 +28,9 @@ async def _iopub_until_idle(kc, msg_id: str) -> list[dict]:
             return seen
 
 
-def test_ready_kernel_runs_code_and_leaves_no_stale_iopub(tmp_path):
-    km = _start("python3", tmp_path)
+@pytest.mark.parametrize("name", [kernel.HEADLESS, "python3"])
+def test_ready_kernel_runs_code_and_leaves_no_stale_iopub(tmp_path, name):
+    km = _start(name, tmp_path)
     try:
         kc = km.client()
         assert isinstance(kc, kernel.ReadyClient)
@@ -37,15 +38,17 @@ def test_ready_kernel_runs_code_and_leaves_no_stale_iopub(tmp_path):
 
         async def scenario() -> list[dict]:
             await kc.wait_for_ready(timeout=60)
-            msg_id = kc.execute("import os; print(os.getcwd())")
+            msg_id = kc.execute("import os, sys; print(os.getcwd()); print(sys.executable)")
             return await _iopub_until_idle(kc, msg_id)
 
         seen = asyncio.run(scenario())
         # readiness consumed everything the kernel_info handshake published: the first IOPub
         # message after it belongs to our own request
         assert {m["parent_header"].get("msg_id") for m in seen} == {seen[-1]["parent_header"]["msg_id"]}
-        out = "".join(m["content"]["text"] for m in seen if m["msg_type"] == "stream")
-        assert out.strip() == str(tmp_path), "the kernel runs in the folder it was given"
+        out = "".join(m["content"]["text"] for m in seen if m["msg_type"] == "stream").split()
+        assert out[0] == str(tmp_path), "the kernel runs in the folder it was given"
+        if name == kernel.HEADLESS:
+            assert out[1] == sys.executable, "the headless kernel runs labkit's own interpreter"
         kc.stop_channels()
     finally:
         km.shutdown_kernel(now=True)
@@ -78,3 +81,27 @@ def test_readiness_fails_clearly_when_the_kernel_cannot_answer(tmp_path, fake_ke
     finally:
         km.shutdown_kernel(now=True)
     assert not km.is_alive()
+
+
+def test_headless_kernel_skips_only_the_debugger_and_completion(tmp_path):
+    """What the headless kernel leaves out is what a frontend would use; the analysis' imports still work."""
+    km = _start(kernel.HEADLESS, tmp_path)
+    try:
+        kc = km.client()
+        kc.start_channels()
+        code = ("import sys, IPython.core.completer as c, ipykernel.debugger as d\n"
+                "print(c.JEDI_INSTALLED, d._is_debugpy_available, 'labkit.template' in sys.modules)\n"
+                "from labkit import template\n"
+                "print(template.__name__)")
+
+        async def scenario() -> str:
+            await kc.wait_for_ready(timeout=60)
+            seen = await _iopub_until_idle(kc, kc.execute(code))
+            errors = [m["content"] for m in seen if m["msg_type"] == "error"]
+            assert not errors, errors
+            return "".join(m["content"]["text"] for m in seen if m["msg_type"] == "stream")
+
+        assert asyncio.run(scenario()).split() == ["False", "False", "False", "labkit.template"]
+        kc.stop_channels()
+    finally:
+        km.shutdown_kernel(now=True)
