@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 from click.testing import CliRunner
 
@@ -43,3 +44,16 @@ def test_runs_lists_runs_with_state(tmp_path):
     folder.fail("boom")
     out = CliRunner().invoke(main, ["runs", "--base-dir", str(tmp_path)])
     assert out.exit_code == 0 and "r1" in out.output and "failed" in out.output and "boom" in out.output
+
+
+def test_cluster_commands_are_offered_but_imported_only_when_used():
+    from labkit.cli import _Commands
+    from labkit.cluster.cli import COMMANDS
+
+    assert set(_Commands.cluster) == {c.name for c in COMMANDS}
+    listed = CliRunner().invoke(main, ["--help"]).output
+    assert all(f"  {name} " in listed for name in _Commands.cluster)
+    assert CliRunner().invoke(main, ["render", "--help"]).exit_code == 0
+    code = "import sys, labkit.cli; print(sorted(m for m in sys.modules if m.startswith('labkit.cluster')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", "labkit run must not pay for importing the cluster commands"

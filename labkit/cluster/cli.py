@@ -1,6 +1,6 @@
 """``labkit submit / jobs / logs / cancel / render``: the cluster face of the ``labkit`` command.
 
-:func:`register` adds the commands to the main click group. Parameter flags are
+The main click group (``labkit.cli``) offers :data:`COMMANDS`. Parameter flags are
 generated from :data:`labkit.params.FIELDS` (one ``--flag`` per field) plus
 ``--params FILE.json``; cluster settings come from ``--settings FILE``,
 ``$LABKIT_CLUSTER_CONFIG`` and ``LABKIT_CLUSTER_*`` variables, with ``--set key=value``
@@ -304,18 +304,5 @@ def render_cmd(params_file: Any, user: str | None, settings_file: str | None, ov
     click.echo(to_yaml(manifest), nl=False)
 
 
+#: the commands the main ``labkit`` group offers from this module (imported when one is used)
 COMMANDS = (submit_cmd, jobs_cmd, logs_cmd, cancel_cmd, render_cmd)
-
-
-def register(group: click.Group) -> None:
-    """Add ``submit``, ``jobs``, ``logs``, ``cancel`` and ``render`` to the ``labkit`` group."""
-    for command in COMMANDS:
-        group.add_command(command)
-
-
-@click.group()
-def cluster() -> None:
-    """labkit cluster commands (also registered on the main ``labkit`` command)."""
-
-
-register(cluster)
