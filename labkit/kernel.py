@@ -4,7 +4,7 @@
 the kernel boots on the second core meanwhile, and passes it to papermill as ``km``.
 By default that kernel is :data:`HEADLESS`: ipykernel on this very interpreter (so it
 can import labkit), without the debugger and tab completion a run nobody attaches a
-frontend to never uses. Two waits of jupyter_client's that every papermill run pays are
+frontend to never uses, and with garbage collection tuned for one short batch run. Two waits of jupyter_client's that every papermill run pays are
 cut too: the quiet period that ends ``wait_for_ready`` (0.2 s) and the 0.1 s poll that
 reaps a killed kernel.
 
@@ -13,6 +13,7 @@ reaps a killed kernel.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -30,6 +31,8 @@ HEADLESS = "labkit-headless"
 #: modules a headless kernel never needs and would import at start (0.1 s): the debugger, tab completion.
 #: ipykernel and IPython both carry on without them, as when they are not installed.
 HEADLESS_SKIPS = ("debugpy", "jedi")
+#: the headless kernel's garbage-collection thresholds (Python's: 700, 10, 10); measured 0.3 s off a run
+GC_THRESHOLDS = (50_000, 20, 20)
 
 
 class KernelSpecs(KernelSpecManager):
@@ -128,9 +131,16 @@ def main() -> None:
     """Run the headless kernel (``python -m labkit.kernel -f CONNECTION_FILE``)."""
     for name in HEADLESS_SKIPS:
         sys.modules.setdefault(name, None)  # type: ignore[assignment]  # "import x" now raises ImportError
-    from ipykernel.kernelapp import launch_new_instance
+    from ipykernel.kernelapp import IPKernelApp
 
-    launch_new_instance()
+    app = IPKernelApp.instance()
+    app.initialize()
+    # A run imports about 2 s of modules (mne, matplotlib, scipy, sklearn), and every garbage
+    # collection walks the live objects: leave the kernel's own, which live as long as it does,
+    # out of those walks, and collect less often in a process that ends with its one run.
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    app.start()
 
 
 if __name__ == "__main__":

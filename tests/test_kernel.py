@@ -84,15 +84,19 @@ def test_readiness_fails_clearly_when_the_kernel_cannot_answer(tmp_path, fake_ke
 
 
 def test_headless_kernel_skips_only_the_debugger_and_completion(tmp_path):
-    """What the headless kernel leaves out is what a frontend would use; the analysis' imports still work."""
+    """What the headless kernel leaves out is what a frontend would use; the analysis' imports still work.
+
+    Its start-up objects are frozen out of garbage collection, which runs less often.
+    """
     km = _start(kernel.HEADLESS, tmp_path)
     try:
         kc = km.client()
         kc.start_channels()
-        code = ("import sys, IPython.core.completer as c, ipykernel.debugger as d\n"
+        code = ("import gc, sys, IPython.core.completer as c, ipykernel.debugger as d\n"
                 "print(c.JEDI_INSTALLED, d._is_debugpy_available, 'labkit.template' in sys.modules)\n"
+                "print(gc.get_threshold() == kernel_thresholds, gc.get_freeze_count() > 1000)\n"
                 "from labkit import template\n"
-                "print(template.__name__)")
+                "print(template.__name__)").replace("kernel_thresholds", repr(kernel.GC_THRESHOLDS))
 
         async def scenario() -> str:
             await kc.wait_for_ready(timeout=60)
@@ -101,7 +105,7 @@ def test_headless_kernel_skips_only_the_debugger_and_completion(tmp_path):
             assert not errors, errors
             return "".join(m["content"]["text"] for m in seen if m["msg_type"] == "stream")
 
-        assert asyncio.run(scenario()).split() == ["False", "False", "False", "labkit.template"]
+        assert asyncio.run(scenario()).split() == ["False", "False", "False", "True", "True", "labkit.template"]
         kc.stop_channels()
     finally:
         km.shutdown_kernel(now=True)
