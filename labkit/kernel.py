@@ -3,10 +3,10 @@
 :class:`~labkit.runners.LocalRunner` starts the kernel before it imports papermill, so
 the kernel boots on the second core meanwhile, and passes it to papermill as ``km``.
 By default that kernel is :data:`HEADLESS`: ipykernel on this very interpreter (so it
-can import labkit), without the debugger and tab completion a run nobody attaches a
-frontend to never uses, and with garbage collection tuned for one short batch run. Two waits of jupyter_client's that every papermill run pays are
-cut too: the quiet period that ends ``wait_for_ready`` (0.2 s) and the 0.1 s poll that
-reaps a killed kernel.
+can import labkit), without the debugger and tab completion that a run nobody attaches
+a frontend to never uses, and with garbage collection tuned for one short batch run.
+Two waits of jupyter_client's that every papermill run pays are cut too: the quiet
+period that ends ``wait_for_ready`` (0.2 s) and the 0.1 s poll that reaps a killed kernel.
 
 ``python -m labkit.kernel -f CONNECTION_FILE`` is the headless kernel itself.
 """
