@@ -82,7 +82,9 @@ class ReadyClient(AsyncKernelClient):
     until 0.2 s pass without a message: every papermill run waits those 0.2 s. But the
     kernel closes each request with an ``idle`` status on IOPub, and IOPub is ordered,
     so once the ``idle`` of our own ``kernel_info_request`` arrives, the shell and IOPub
-    channels both work and nothing older is still in flight.
+    channels both work and nothing older is still in flight. That is the handshake
+    Jupyter Enhancement Proposal 65 describes frontends using (ask again until both the
+    reply and that ``idle`` arrive; a fresh IOPub subscription can miss the first ones).
     """
 
     #: how long to wait for IOPub before asking again (a fresh subscription can miss messages)
