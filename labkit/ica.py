@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import socket
 import time
 import warnings
@@ -146,11 +147,11 @@ def plot(ica: mne.preprocessing.ICA, raw: mne.io.BaseRaw, out_dir: Path, suspect
         out["topomaps_skipped"] = no_positions
         logger.warning("topomaps skipped: %s", no_positions)
     fig = ica.plot_sources(raw, show=False, show_scrollbars=False, start=0, stop=min(10.0, raw.times[-1]))
-    _save(fig, out_dir / "sources.png", out)
+    out["figures"].append(_save(fig, out_dir / "sources.png"))
     if no_positions is None and suspects:  # one call: MNE segments the data and computes spectra once
         figs = ica.plot_properties(raw, picks=suspects, show=False, verbose="error")
         for idx, fig in zip(suspects, figs, strict=True):
-            _save(fig, out_dir / f"properties_{idx:03d}.png", out)
+            out["figures"].append(_save(fig, out_dir / f"properties_{idx:03d}.png"))
     if join is not None:
         t1 = time.perf_counter()
         if not join():
@@ -162,10 +163,10 @@ def plot(ica: mne.preprocessing.ICA, raw: mne.io.BaseRaw, out_dir: Path, suspect
     return out
 
 
-def _save(fig: Any, path: Path, out: dict[str, Any]) -> None:
+def _save(fig: Any, path: Path) -> str:
     fig.savefig(path, dpi=80)
     plt.close(fig)
-    out["figures"].append(path.name)
+    return path.name
 
 
 def _draw_topomaps(ica: mne.preprocessing.ICA, out_dir: Path) -> None:
@@ -173,7 +174,7 @@ def _draw_topomaps(ica: mne.preprocessing.ICA, out_dir: Path) -> None:
     figs = figs if isinstance(figs, list) else [figs]
     for i, fig in enumerate(figs):
         name = "topomaps.png" if len(figs) == 1 else f"topomaps_{i + 1:02d}.png"
-        _save(fig, out_dir / name, {"figures": []})
+        _save(fig, out_dir / name)
 
 
 def _in_child(work: Callable[[], None], timeout: float = 300.0) -> Callable[[], bool] | None:
@@ -196,7 +197,7 @@ def _in_child(work: Callable[[], None], timeout: float = 300.0) -> Callable[[], 
             if done:
                 return os.waitstatus_to_exitcode(status) == 0
             time.sleep(0.02)
-        os.kill(pid, 9)
+        os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         return False
 

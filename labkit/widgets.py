@@ -108,7 +108,7 @@ def _cluster() -> Any:
 
 def _describe_submission(sub: Any) -> str:
     """One line per run: a new Job, an identical Job attached to, or a finished result reused."""
-    if getattr(sub, "existing", None) is not None:
+    if sub.existing is not None:
         return f"{sub.run_id} (already done: {sub.existing.path.name})"
     return f"{sub.name} (attached to the identical job already submitted)" if sub.attached else sub.name
 

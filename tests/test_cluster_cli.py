@@ -282,3 +282,7 @@ def test_logs_of_a_run_of_a_volcano_sweep(cluster_env: Emulator, tmp_path: Path)
         assert logs.exit_code == 0 and "step fit of the first run" in logs.output, logs.output
     missing = runner.invoke(main, ["logs", f"{vjob}-r9-0000000000"])
     assert missing.exit_code != 0 and "has no run r9-0000000000" in missing.output
+    ctl.pod_status(pod, phase="Succeeded")
+    followed = runner.invoke(main, ["logs", "-f", run_name])
+    assert followed.exit_code == 0, followed.output
+    assert "step fit of the first run" in followed.output and "succeeded" in followed.output

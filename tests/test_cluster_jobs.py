@@ -674,3 +674,12 @@ def test_a_retried_volcano_create_that_went_through_is_not_an_attach(emulator: E
     sub = jobs.submit_sweep([IcaParams(random_state=s) for s in range(2)])
     assert not sub.attached and not sub.warnings and len(sleeps) == 1
     assert [s.name for s in jobs.list()] == [sub.name]
+
+
+def test_cancel_refuses_an_unknown_propagation_before_calling_the_cluster(emulator: Emulator) -> None:
+    jobs = jobs_for(emulator)
+    before = len(emulator.requests())
+    for cancel in (lambda: jobs.cancel("labkit-anna-x", "Sideways"), lambda: jobs.cancel_sweep("s", "Sideways")):
+        with pytest.raises(ClusterError, match="propagation must be Background, Foreground or Orphan, not 'Sideways'"):
+            cancel()
+    assert len(emulator.requests()) == before

@@ -20,7 +20,6 @@ import yaml
 from ..errors import LabkitError
 from ..options import fail as _fail
 from ..options import param_options, params_from_cli
-from .manifests import LABEL_RUN_ID
 from .settings import ClusterSettings
 
 EXIT_FAILED = 1
@@ -77,9 +76,11 @@ def _resolve(jobs: Any, name: str) -> str:
     for st in jobs.list(volcano=False):
         if st.run_id == name:
             return st.name
+    from .jobs import task_run_ids
+
     for vjob in jobs.volcano_jobs():
-        for task in vjob["spec"]["tasks"]:
-            if task["template"]["metadata"]["labels"].get(LABEL_RUN_ID) == name:
+        for task, run_id in zip(vjob["spec"]["tasks"], task_run_ids(vjob), strict=True):
+            if run_id == name:
                 return f"{vjob['metadata']['name']}-{task['name']}"
     return name
 
@@ -261,7 +262,7 @@ def logs_cmd(name: str, user: str | None, settings_file: str | None, overrides: 
     for line in jobs.logs(name, follow=follow):
         click.echo(line)
     if follow:
-        _print_status(jobs.status(name))
+        _print_status(jobs.run_status(name))
 
 
 @click.command("cancel")

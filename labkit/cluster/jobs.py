@@ -366,7 +366,8 @@ def _describe_failure(base: JobStatus, cond: dict[str, Any], pods: Sequence[dict
     return replace(base, phase="failed", infrastructure=None, reason=f"failed: {message}", events=ev)
 
 
-def _task_run_ids(vjob: dict[str, Any]) -> list[str]:
+def task_run_ids(vjob: dict[str, Any]) -> list[str]:
+    """The run id of each task of a Volcano Job, in task order."""
     return [((t.get("template") or {}).get("metadata") or {}).get("labels", {}).get(LABEL_RUN_ID, "")
             for t in (vjob.get("spec") or {}).get("tasks") or []]
 
@@ -416,6 +417,13 @@ def describe_volcano(vjob: dict[str, Any], pods: Sequence[dict[str, Any]] = (),
         runs.append(replace(status, kind="task"))
     return SweepStatus(sweep_id=labels.get(LABEL_SWEEP, ""), runs=tuple(runs), kind="volcano",
                        name=meta.get("name", ""), volcano_phase=vphase)
+
+
+def _delete_options(propagation: str) -> k8s.V1DeleteOptions:
+    """How a cancel deletes: ``Background``/``Foreground`` also delete the pods, ``Orphan`` leaves them."""
+    if propagation not in ("Background", "Foreground", "Orphan"):
+        raise ClusterError(f"propagation must be Background, Foreground or Orphan, not {propagation!r}")
+    return k8s.V1DeleteOptions(propagation_policy=propagation)
 
 
 def _lines(resp: Any) -> Iterator[str]:
@@ -667,14 +675,14 @@ class ClusterJobs:
             self.call(self.custom.create_namespaced_custom_object, VOLCANO_GROUP, VOLCANO_VERSION, self.namespace,
                       "jobs", manifest, what=f"create Volcano Job {name}")
         except ClusterConflict:
-            ours = _task_run_ids(manifest)
+            ours = task_run_ids(manifest)
             manifest = self.get_volcano_job(name)  # refuses another user's sweep with the same name
-            attached = _task_run_ids(manifest) != ours  # else a retried create of ours had gone through
+            attached = task_run_ids(manifest) != ours  # else a retried create of ours had gone through
             if attached:
                 warnings.append(f"this sweep was already submitted as {name}; following it "
                                 "(use --force to run it again)")
         runs = tuple(Submission(f"{name}-{task['name']}", self.namespace, run_id, attached, task)
-                     for task, run_id in zip(manifest["spec"]["tasks"], _task_run_ids(manifest), strict=True))
+                     for task, run_id in zip(manifest["spec"]["tasks"], task_run_ids(manifest), strict=True))
         logger.info("%s Volcano Job %s (sweep %s, %d runs)", "attached to" if attached else "submitted", name,
                     sweep_id, len(runs))
         return SweepSubmission(sweep_id, "volcano", existing + runs, name, attached, (manifest,), tuple(warnings))
@@ -1010,18 +1018,14 @@ class ClusterJobs:
     # -- manage ----------------------------------------------------------------
     def cancel(self, name: str, propagation: str = "Background") -> None:
         """Delete the Job and (Background/Foreground propagation) its pods."""
-        if propagation not in ("Background", "Foreground", "Orphan"):
-            raise ClusterError(f"propagation must be Background, Foreground or Orphan, not {propagation!r}")
+        body = _delete_options(propagation)
         self.get_job(name)
-        body = k8s.V1DeleteOptions(propagation_policy=propagation)
         self.call(self.batch.delete_namespaced_job, name, self.namespace, body=body, what=f"cancel Job {name}")
         logger.info("cancelled Job %s (%s deletion)", name, propagation.lower())
 
     def cancel_sweep(self, sweep_id: str, propagation: str = "Background") -> list[str]:
         """Delete every Job of the sweep (its Volcano Job, or its labelled Jobs); returns their names."""
-        if propagation not in ("Background", "Foreground", "Orphan"):
-            raise ClusterError(f"propagation must be Background, Foreground or Orphan, not {propagation!r}")
-        body = k8s.V1DeleteOptions(propagation_policy=propagation)
+        body = _delete_options(propagation)
         names = []
         for vjob in self.volcano_jobs(sweep_id):
             name = vjob["metadata"]["name"]
