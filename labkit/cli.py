@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,10 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import LabkitError, RunFailed
+from .errors import LabkitError, ParameterError, RunFailed
 from .options import fail as _fail
-from .options import param_options, params_from_cli
-from .params import IcaParams
+from .options import param_options, params_from_cli, read_params_file, run_id_option
+from .params import IcaParams, check_run_id
 
 
 class _Commands(click.Group):
@@ -40,6 +41,13 @@ class _Commands(click.Group):
             return {command.name: command for command in COMMANDS}[cmd_name]
         return super().get_command(ctx, cmd_name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Any labkit error a command lets through ends as its message and exit code, never a traceback."""
+        try:
+            return super().invoke(ctx)
+        except LabkitError as err:
+            _fail(err)
+
 
 @click.group(cls=_Commands)
 @click.version_option(__version__, prog_name="labkit")
@@ -53,6 +61,7 @@ def _run_and_report(params: IcaParams, run_id: str | None, blas_threads: int) ->
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     from .runners import Cancelled, LocalRunner, terminate_on_signals
 
+    params.raw_path()  # base directory and recording exist, inside base_dir: checked before any folder is made
     terminate_on_signals()
     try:
         result = LocalRunner(blas_threads=blas_threads).run(params, run_id=run_id)
@@ -66,26 +75,30 @@ def _run_and_report(params: IcaParams, run_id: str | None, blas_threads: int) ->
 
 @main.command()
 @param_options
-@click.option("--run-id", default=None, help="name the result folder PreExperiment_ICA_<run-id>")
+@run_id_option("name the result folder PreExperiment_ICA_<run-id>")
 @click.option("--blas-threads", default=1, show_default=True, help="BLAS threads for the ICA fit")
 def run(params_file: Any, run_id: str | None, blas_threads: int, **values: Any) -> None:
     """Run one parameter set here (papermill) and print its result folder."""
-    try:
-        params = params_from_cli(params_file, values)
-    except LabkitError as err:
-        _fail(err)
-    _run_and_report(params, run_id, blas_threads)
+    _run_and_report(params_from_cli(params_file, values), run_id, blas_threads)
 
 
 @main.command()
 def entrypoint() -> None:
     """Run from the prototype's environment variables (BASE_DIR, ICA_METHOD, ...); the image's command."""
-    try:
-        params = IcaParams.from_env()
-    except LabkitError as err:
-        _fail(err)
-    _run_and_report(params, os.environ.get("LABKIT_RUN_ID") or None,
-                    int(os.environ.get("LABKIT_BLAS_THREADS", "1")))
+    params = IcaParams.from_env()
+    run_id = os.environ.get("LABKIT_RUN_ID") or None
+    _run_and_report(params, check_run_id(run_id, "LABKIT_RUN_ID") if run_id else None,
+                    _env_count("LABKIT_BLAS_THREADS", 1))
+
+
+def _env_count(name: str, default: int) -> int:
+    """A positive whole number from the environment (empty means ``default``)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not re.fullmatch(r"[0-9]{1,4}", text) or not 1 <= int(text) <= 1024:
+        raise ParameterError(name, text, "a whole number from 1 to 1024")
+    return int(text)
 
 
 @main.command("demo-data")
@@ -110,16 +123,13 @@ def runs(base_dir: str) -> None:
 
 
 @main.command()
-@click.argument("sets_file", type=click.File("r"))
+@click.argument("sets_file", type=click.File("rb"))
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="also write the table as CSV")
 def sweep(sets_file: Any, csv_path: str | None) -> None:
     """Run every parameter set of a JSON list here, one after another, and print the comparison table."""
     from .sweeps import load_sets, run_sweep
 
-    try:
-        sets = load_sets(sets_file.read())
-    except LabkitError as err:
-        _fail(err)
+    sets = load_sets(read_params_file(sets_file, "sets"))
     frame = run_sweep(sets)
     if csv_path:
         frame.to_csv(csv_path)

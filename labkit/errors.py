@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any, Iterable
 
 
@@ -24,8 +25,23 @@ class ParameterError(LabkitError, ValueError):
         self.value = value
         self.allowed = allowed
         super().__init__(
-            f"Invalid value for the {field!r} parameter: got {value!r}; allowed: {allowed}."
+            f"Invalid value for the {field!r} parameter: got {_shown(value)}; allowed: {allowed}."
         )
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxlong, _REPR.maxother = 3, 80, 60, 80
+
+
+def _shown(value: Any, limit: int = 100) -> str:
+    """The value's repr, bounded (a 400-digit number, a 300-character id, a huge nested YAML document)."""
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # a repr that raises (an int too long to print) must not hide the message
+        text = f"<{type(value).__name__}>"
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}...{text[-(limit // 2 - 10):]} ({len(text)} characters)"
 
 
 class RecordingError(LabkitError):

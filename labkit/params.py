@@ -11,7 +11,9 @@ import dataclasses
 import hashlib
 import json
 import math
+import numbers
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Union
@@ -27,6 +29,19 @@ CHANNEL_TYPES = ("eeg", "meg", "mag", "grad", "eog", "ecg", "emg", "seeg", "ecog
 SAMPLE_DATA_PATH = "./MNE-sample-data/MEG/sample/sample_audvis_filt-0-40_raw.fif"
 
 MaxIter = Union[int, Literal["auto"]]
+
+#: a run id: letters, digits, '.', '_', '-', starting and ending alphanumeric, at most 63 characters,
+#: so it is a safe folder name suffix and a valid Kubernetes label value (``new_run_id`` makes 26)
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+RUN_ID_ALLOWED = ("1 to 63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit "
+                  "(e.g. 20260101-120000-000-abc123)")
+
+
+def check_run_id(run_id: Any, field: str = "run_id") -> str:
+    """The one run-id check (CLI, result folders, cluster, hub): a full match, never a path or a label breaker."""
+    if not isinstance(run_id, str) or RUN_ID_PATTERN.fullmatch(run_id) is None:
+        raise ParameterError(field, run_id, RUN_ID_ALLOWED)
+    return run_id
 
 
 @dataclass(frozen=True)
@@ -62,32 +77,65 @@ FIELD_BY_NAME = {f.name: f for f in FIELDS}
 ANALYSIS_FIELDS = tuple(f.name for f in FIELDS if f.name != "base_dir")
 
 
-def _as_float(field: str, value: Any) -> float:
-    try:
+#: the longest text a numeric field is read from (a 400-digit number is a mistake, not a value)
+_MAX_NUMBER_TEXT = 40
+
+
+def _number(field: str, value: Any, allowed: str) -> float | int:
+    """A number from an int, a float or a short text; anything else names the field."""
+    number: Any = value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        number = int(value)  # numpy integers too (np.arange seeds in a sweep)
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
         number = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(field, value, "a number") from None
-    if not math.isfinite(number):
-        raise ParameterError(field, value, "a finite number")
+    elif isinstance(value, str) and len(value) <= _MAX_NUMBER_TEXT and value.isascii():
+        text = value.strip()
+        try:
+            number = int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                pass
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise ParameterError(field, value, allowed)
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ParameterError(field, value, allowed.replace("a ", "a finite ", 1))
     return number
 
 
+def _as_float(field: str, value: Any) -> float:
+    return float(_number(field, value, "a number"))
+
+
 def _as_int(field: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise ParameterError(field, value, "a whole number")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(field, value, "a whole number") from None
-    if not number.is_integer():
-        raise ParameterError(field, value, "a whole number")
-    return int(number)
+    number = _number(field, value, "a whole number")
+    if isinstance(number, float):
+        if not number.is_integer():
+            raise ParameterError(field, value, "a whole number")
+        number = int(number)
+    if abs(number) >= 2**63:
+        raise ParameterError(field, value, "a whole number below 2**63")
+    return number
+
+
+def _as_text(field: str, value: Any, allowed: str | Iterable[Any]) -> str:
+    """Text fields take text (or a path); a list, number or None is named, not stringified."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or "\x00" in value or len(value) > 4096:
+        raise ParameterError(field, value, allowed)
+    return value
 
 
 def _as_optional_bool(field: str, value: Any) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if not isinstance(value, str):
+        raise ParameterError(field, value, "true, false or empty for the method's default")
+    text = value.strip().lower()
     if text in ("", "none", "default"):
         return None
     if text in ("1", "true", "yes", "on"):
@@ -154,9 +202,20 @@ class IcaParams:
         return dataclasses.replace(self, **changes)
 
     # -- paths ------------------------------------------------------------
-    def raw_path(self) -> Path:
-        """The recording's real path, refused if it (or a symlink on the way) leaves base_dir."""
+    def base_path(self) -> Path:
+        """The base directory, resolved; it must exist: labkit never creates a user's data directory."""
         base = Path(self.base_dir).resolve()
+        if not base.is_dir():
+            raise ParameterError("base_dir", self.base_dir, "an existing directory (labkit does not create it)")
+        if not os.access(base, os.R_OK | os.W_OK | os.X_OK):
+            raise ParameterError("base_dir", self.base_dir, "a directory this user can read and write")
+        return base
+
+    def raw_path(self) -> Path:
+        """The recording's real path, refused if it (or a symlink on the way) leaves base_dir.
+
+        Checked before any folder is made or kernel started (see also :func:`recording_problems`)."""
+        base = self.base_path()
         candidate = Path(self.raw_file_path)
         full = (candidate if candidate.is_absolute() else base / candidate).resolve()
         try:
@@ -182,20 +241,30 @@ class IcaParams:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "IcaParams":
-        """Build from a mapping; unknown keys are an error so typos are not silently dropped."""
-        unknown = sorted(set(values) - set(FIELD_BY_NAME))
+    def from_dict(cls, values: Any, source: str = "params") -> "IcaParams":
+        """Build from a mapping (any JSON value is checked: API bodies, files); unknown keys are an
+        error so typos are not silently dropped. ``source`` names the whole document in errors."""
+        if not isinstance(values, Mapping):
+            raise ParameterError(source, values, "a mapping of parameter names to values")
+        unknown = sorted((k for k in values if k not in FIELD_BY_NAME), key=str)
         if unknown:
-            raise ParameterError(unknown[0], values[unknown[0]], "one of " + ", ".join(FIELD_BY_NAME))
+            raise ParameterError(str(unknown[0]), values[unknown[0]], "one of " + ", ".join(FIELD_BY_NAME))
         return cls(**values)
+
+    @classmethod
+    def from_document(cls, data: Any, source: str = "params") -> "IcaParams":
+        """A parsed file: the set's fields, or ``{"params": {...}}`` as ``params.json`` holds them."""
+        if isinstance(data, Mapping) and isinstance(data.get("params"), Mapping):
+            data = data["params"]
+        return cls.from_dict(data, source)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "IcaParams":
-        data = json.loads(text)
-        return cls.from_dict(data.get("params", data) if isinstance(data, dict) else data)
+    def from_json(cls, text: str, source: str = "params") -> "IcaParams":
+        """JSON (or YAML) text of one set, as ``--params`` reads it."""
+        return cls.from_document(read_document(text, source), source)
 
     def to_papermill(self) -> dict[str, Any]:
         """Papermill parameters: one per field, JSON-native values."""
@@ -225,6 +294,52 @@ class IcaParams:
         return args
 
 
+def read_document(text: str | bytes, source: str = "params") -> Any:
+    """Parse a parameter file: JSON, else YAML (JSON is tried first: it is what labkit writes).
+
+    Whatever is wrong (broken syntax, binary, nesting too deep) is a :class:`ParameterError` naming ``source``.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ParameterError(source, text[:40], "UTF-8 text (JSON or YAML)") from None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as err:
+        json_error = err
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError, RecursionError):
+        data = None
+        yaml_ok = False
+    else:
+        yaml_ok = isinstance(data, (dict, list))  # plain words parse as YAML text: not a parameter file
+    if not yaml_ok:
+        where = f" ({json_error})" if isinstance(json_error, json.JSONDecodeError) else ""
+        raise ParameterError(source, text, f"JSON or YAML text of parameter fields{where}")
+    return data
+
+
+def sets_from_text(text: str | bytes, source: str = "sets") -> list[IcaParams]:
+    """A JSON (or YAML) list of parameter sets, or one set; errors name the item (``sets[3]``) and field."""
+    data = read_document(text, source)
+    items = data if isinstance(data, list) else [data]
+    if not items:
+        raise ParameterError(source, data, "a list of at least one parameter set")
+    sets = []
+    for i, item in enumerate(items):
+        try:
+            sets.append(IcaParams.from_document(item, f"{source}[{i}]"))
+        except ParameterError as err:
+            if isinstance(data, list) and not err.field.startswith(source):
+                err.args = (f"{source}[{i}]: {err}",)
+            raise
+    return sets
+
+
 def _env_text(value: Any) -> str:
     if value is None:
         return "none"  # explicit: an empty variable means "the default", which may not be None
@@ -233,23 +348,31 @@ def _env_text(value: Any) -> str:
     return str(value)
 
 
+def _is_blank(value: Any) -> bool:
+    """None, empty text or 'none': the field's "no value" (crop to the end, a random seed)."""
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "none"))
+
+
 def _coerce(values: dict[str, Any]) -> dict[str, Any]:
     """Turn strings and numbers into each field's type; type errors name the field."""
     out = dict(values)
-    out["base_dir"] = str(values["base_dir"])
-    out["raw_file_path"] = str(values["raw_file_path"])
-    out["method"] = str(values["method"]).strip().lower()
-    out["channel_type"] = str(values["channel_type"]).strip().lower()
+    out["base_dir"] = _as_text("base_dir", values["base_dir"], "a directory path")
+    if not out["base_dir"].strip():
+        raise ParameterError("base_dir", values["base_dir"], "a directory path (not empty)")
+    out["raw_file_path"] = _as_text("raw_file_path", values["raw_file_path"], "a path inside base_dir")
+    out["method"] = _as_text("method", values["method"], METHODS).strip().lower()
+    out["channel_type"] = _as_text("channel_type", values["channel_type"], CHANNEL_TYPES).strip().lower()
     out["n_components"] = _as_int("n_components", values["n_components"])
     out["crop_tmin"] = _as_float("crop_tmin", values["crop_tmin"])
     tmax = values["crop_tmax"]
-    out["crop_tmax"] = None if tmax in (None, "", "none", "None") else _as_float("crop_tmax", tmax)
+    out["crop_tmax"] = None if _is_blank(tmax) else _as_float("crop_tmax", tmax)
     out["filter_fmin"] = _as_float("filter_fmin", values["filter_fmin"])
     out["filter_fmax"] = _as_float("filter_fmax", values["filter_fmax"])
     seed = values["random_state"]
-    out["random_state"] = None if seed in (None, "", "none", "None") else _as_int("random_state", seed)
+    out["random_state"] = None if _is_blank(seed) else _as_int("random_state", seed)
     max_iter = values["max_iter"]
-    out["max_iter"] = "auto" if str(max_iter).strip().lower() == "auto" else _as_int("max_iter", max_iter)
+    auto = isinstance(max_iter, str) and max_iter.strip().lower() == "auto"
+    out["max_iter"] = "auto" if auto else _as_int("max_iter", max_iter)
     out["extended"] = _as_optional_bool("extended", values["extended"])
     out["ortho"] = _as_optional_bool("ortho", values["ortho"])
     return out

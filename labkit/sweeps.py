@@ -7,7 +7,6 @@ group ran the same seeds (paired), Kruskal-Wallis otherwise.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Any, Iterable, Sequence
@@ -17,7 +16,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .errors import RunFailed
-from .params import IcaParams
+from .params import IcaParams, sets_from_text
 from .results import RunResult, list_runs
 
 logger = logging.getLogger(__name__)
@@ -31,12 +30,9 @@ def expand(base: IcaParams, **grid: Sequence[Any]) -> list[IcaParams]:
     return sets
 
 
-def load_sets(text: str) -> list[IcaParams]:
-    """A JSON list of parameter sets (what the notebook form exports as a sweep)."""
-    data = json.loads(text)
-    if not isinstance(data, list):
-        data = [data]
-    return [IcaParams.from_dict(d.get("params", d)) for d in data]
+def load_sets(text: str | bytes) -> list[IcaParams]:
+    """A JSON list of parameter sets (what the notebook form exports as a sweep); see :func:`params.sets_from_text`."""
+    return sets_from_text(text)
 
 
 def run_sweep(sets: Iterable[IcaParams], runner: Any = None, *, progress: bool = True) -> pd.DataFrame:

@@ -21,13 +21,16 @@ def test_entrypoint_with_bad_env_exits_2(tmp_path):
     assert out.exit_code == 2 and "'n_components' parameter: got 'many'" in out.output
 
 
-def test_missing_recording_fails_with_exit_4_and_a_failed_folder(tmp_path):
+def test_missing_recording_or_base_dir_exits_2_and_writes_nothing(tmp_path):
     proc = subprocess.run(["labkit", "run", "--base-dir", str(tmp_path), "--raw-file-path", "nope_raw.fif"],
                           capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 4
+    assert proc.returncode == 2
     assert "'raw_file_path' parameter: got 'nope_raw.fif'; allowed: an existing file" in proc.stderr
-    (failed,) = tmp_path.glob("PreExperiment_ICA_*.failed")
-    assert "FAILED" in (failed / "run.log").read_text()
+    assert list(tmp_path.iterdir()) == []
+    missing = tmp_path / "userdata"
+    out = CliRunner().invoke(main, ["run", "--base-dir", str(missing), "--raw-file-path", "x_raw.fif"])
+    assert out.exit_code == 2 and "'base_dir' parameter" in out.output and "an existing directory" in out.output
+    assert not missing.exists()
 
 
 def test_demo_data_prints_the_relative_path(tmp_path):
@@ -57,3 +60,15 @@ def test_cluster_commands_are_offered_but_imported_only_when_used():
     code = "import sys, labkit.cli; print(sorted(m for m in sys.modules if m.startswith('labkit.cluster')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", "labkit run must not pay for importing the cluster commands"
+
+
+def test_bad_run_id_exits_2_before_any_folder(tmp_path):
+    for run_id in ("../x", "x" * 300):
+        out = CliRunner().invoke(main, ["run", "--base-dir", str(tmp_path), "--run-id", run_id])
+        assert out.exit_code == 2, out.output
+        assert "Invalid value for the 'run_id' parameter" in out.output and "Traceback" not in out.output
+    out = CliRunner().invoke(main, ["entrypoint"], env={"BASE_DIR": str(tmp_path), "LABKIT_RUN_ID": "../x"})
+    assert out.exit_code == 2 and "'LABKIT_RUN_ID' parameter: got '../x'" in out.output
+    out = CliRunner().invoke(main, ["entrypoint"], env={"BASE_DIR": str(tmp_path), "LABKIT_BLAS_THREADS": "two"})
+    assert out.exit_code == 2 and "'LABKIT_BLAS_THREADS' parameter: got 'two'" in out.output
+    assert list(tmp_path.iterdir()) == [] and not (tmp_path.parent / "x").exists()

@@ -140,3 +140,21 @@ def test_recording_rules():
         problems = recording_problems(ok.replace(**change), rec)
         assert [p.field for p in problems] == [field]
         assert re.search(match, str(problems[0])), str(problems[0])
+
+
+@pytest.mark.parametrize("run_id", ["20260101-120000-000-abc123", "r1", "a", "my-run_7.b", "x" * 63,
+                                    "20260101-120000-000-abc123-12"])
+def test_run_id_check_accepts_plain_names(run_id):
+    from labkit.params import check_run_id
+
+    assert check_run_id(run_id) == run_id
+
+
+@pytest.mark.parametrize("run_id", ["", "../x", "a/b", ".hidden", "x.", "-x", "x" * 64, "x" * 300, "a b",
+                                    "x\n", "x\x00", "é", None, 12, "ok\nok"])
+def test_run_id_check_refuses_paths_long_and_odd_names(run_id):
+    from labkit.params import check_run_id
+
+    with pytest.raises(ParameterError, match=r"'run_id' parameter: got .*; allowed: 1 to 63 letters") as info:
+        check_run_id(run_id)
+    assert info.value.field == "run_id" and len(str(info.value)) < 300

@@ -19,7 +19,7 @@ import yaml
 
 from ..errors import LabkitError
 from ..options import fail as _fail
-from ..options import param_options, params_from_cli
+from ..options import param_options, params_from_cli, read_params_file
 from .settings import ClusterSettings
 
 EXIT_FAILED = 1
@@ -128,10 +128,7 @@ def _submit_sweep(jobs: Any, sweep_file: Any, values: dict[str, Any], *, volcano
     from ..sweeps import load_sets
 
     given = {k: v for k, v in values.items() if v is not None}
-    try:
-        sets = [p.replace(**given) if given else p for p in load_sets(sweep_file.read())]
-    except ValueError as err:  # not JSON
-        raise LabkitError(f"The sweep file is not a JSON list of parameter sets: {err}") from None
+    sets = [p.replace(**given) if given else p for p in load_sets(read_params_file(sweep_file, "sweep"))]
     sub = jobs.submit_sweep(sets, volcano=volcano, sweep_id=sweep_id, force=force, min_available=min_available)
     for warning in sub.warnings:
         click.echo(f"labkit: warning: {warning}", err=True)
@@ -159,7 +156,7 @@ def _submit_sweep(jobs: Any, sweep_file: Any, values: dict[str, Any], *, volcano
 @_settings_options
 @click.option("--force", is_flag=True, help="run again even if this parameter set already ran or was submitted")
 @click.option("--run-id", default=None, help="name the result folder PreExperiment_ICA_<run-id>")
-@click.option("--sweep", "sweep_file", type=click.File("r"), default=None, metavar="SETS.json",
+@click.option("--sweep", "sweep_file", type=click.File("rb"), default=None, metavar="SETS.json",
               help="submit a sweep: a JSON list of parameter sets (as the notebook form exports); "
                    "flags override every set")
 @click.option("--volcano/--no-volcano", default=None,
