@@ -1,8 +1,8 @@
-"""Sweeps: many parameter sets run one after another, then compared with tables, plots and statistics.
+"""Sweeps: many parameter sets run one after another, then tabulated.
 
-Stochastic methods should be run with many seeds (about 30) and compared with rank
-tests: Wilcoxon-Mann-Whitney for two groups, Friedman for more than two when every
-group ran the same seeds (paired), Kruskal-Wallis otherwise.
+Stochastic methods should be run with many seeds (about 30); the statistics and
+figures that compare the runs live in :mod:`labkit.compare` (``compare`` and
+``plot`` are re-exported here).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .compare import compare, plot  # noqa: F401 - re-exported: their home is labkit.compare
 from .errors import RunFailed
 from .params import IcaParams, sets_from_text
 from .results import RunResult, list_runs
@@ -78,46 +79,3 @@ def table(found: Iterable[RunResult]) -> pd.DataFrame:
 def runs_table(base_dir: str | os.PathLike) -> pd.DataFrame:
     """Every run under ``base_dir``, indexed by run id."""
     return table(list_runs(base_dir))
-
-
-def compare(frame: pd.DataFrame, metric: str, by: str = "method", *, pair_on: str = "random_state") -> dict[str, Any]:
-    """Test whether ``metric`` differs between the groups of ``by`` (succeeded runs only)."""
-    from scipy import stats
-
-    ok = frame[frame["state"] == "succeeded"].dropna(subset=[metric])
-    groups = {name: g for name, g in ok.groupby(by)}
-    if len(groups) < 2:
-        raise ValueError(f"compare needs at least two values of {by!r}; found {sorted(groups)}")
-    summary = ok.groupby(by)[metric].describe()[["count", "mean", "50%", "std"]].rename(columns={"50%": "median"})
-    if len(groups) == 2:
-        a, b = (g[metric].to_numpy(float) for g in groups.values())
-        res = stats.mannwhitneyu(a, b, alternative="two-sided")
-        return {"test": "Wilcoxon-Mann-Whitney", "statistic": float(res.statistic), "pvalue": float(res.pvalue),
-                "summary": summary}
-    wide = ok.pivot_table(index=pair_on, columns=by, values=metric) if pair_on in ok else pd.DataFrame()
-    wide = wide.dropna()
-    if len(wide) >= 2 and wide.shape[1] == len(groups):
-        res = stats.friedmanchisquare(*(wide[c].to_numpy(float) for c in wide.columns))
-        return {"test": "Friedman", "statistic": float(res.statistic), "pvalue": float(res.pvalue),
-                "summary": summary}
-    res = stats.kruskal(*(g[metric].to_numpy(float) for g in groups.values()))
-    return {"test": "Kruskal-Wallis", "statistic": float(res.statistic), "pvalue": float(res.pvalue),
-            "summary": summary}
-
-
-def plot(frame: pd.DataFrame, metric: str, by: str = "method"):
-    """A box plot with every run as a dot: how ``metric`` spreads per group."""
-    import matplotlib.pyplot as plt
-
-    ok = frame[frame["state"] == "succeeded"]
-    names = sorted(ok[by].unique())
-    fig, ax = plt.subplots(figsize=(1.8 * len(names) + 2, 3.5))
-    data = [ok[ok[by] == n][metric].astype(float).to_numpy() for n in names]
-    ax.boxplot(data)
-    ax.set_xticks(range(1, len(names) + 1), [str(n) for n in names])
-    for i, values in enumerate(data, start=1):
-        ax.plot(np.full(len(values), i) + np.linspace(-0.08, 0.08, len(values)), values, "o", alpha=0.6)
-    ax.set_xlabel(by)
-    ax.set_ylabel(metric)
-    fig.tight_layout()
-    return fig

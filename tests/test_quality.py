@@ -1,0 +1,138 @@
+"""Separation quality against the demo's ground truth: the Amari index, best-match correlation, on real fits."""
+
+from __future__ import annotations
+
+import mne
+import numpy as np
+import pytest
+
+from labkit import compare
+from labkit.datasets import DEMO_FILENAME, load_truth
+from labkit.quality import amari_index, best_match, quality_table, run_quality, unmixing
+from labkit.results import list_runs
+
+
+def _perfect(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """W = P D A^-1: any permutation and any (signed) scaling of the true inverse."""
+    n = a.shape[0]
+    p = np.eye(n)[rng.permutation(n)]
+    d = np.diag(rng.uniform(0.1, 10, n) * rng.choice([-1, 1], n))
+    return p @ d @ np.linalg.inv(a)
+
+
+def test_amari_index_is_zero_for_a_perfect_unmixing_and_positive_otherwise():
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(6, 6))
+    w = _perfect(a, rng)
+    assert amari_index(w @ a) == pytest.approx(0.0, abs=1e-12)
+    worse = [amari_index((w + eps * rng.normal(size=w.shape)) @ a) for eps in (0.01, 0.1, 1.0)]
+    assert 0 < worse[0] < worse[1] < worse[2] <= 1
+    assert amari_index(np.ones((4, 4))) == pytest.approx(1.0)  # every component is every source: the worst
+
+
+def test_amari_index_of_a_rectangular_system():
+    # 2 components of 3 sources, each component exactly one source, the third source lost (a trace t in both):
+    # the rows cost ~t, the lost source's column 1 / (2 n (m - 1)) = 1/6
+    t = 1e-9
+    g = np.array([[5.0, 0.0, 5 * t], [0.0, -2.0, 2 * t]])
+    assert amari_index(g) == pytest.approx(1 / 6, rel=1e-6)
+    with pytest.raises(ValueError, match="at least 2 x 2"):
+        amari_index(np.ones((1, 3)))
+
+
+def test_best_match_finds_the_source_whatever_its_sign_and_scale():
+    rng = np.random.default_rng(0)
+    true = rng.normal(size=500)
+    estimated = rng.normal(size=(4, 500))
+    estimated[2] = -3 * true + 0.1 * rng.normal(size=500)
+    r, idx = best_match(estimated, true)
+    assert idx == 2 and r > 0.99
+
+
+def test_unmixing_reproduces_mne_sources_on_a_real_fit(fitted_runs):
+    run = next(r for r in list_runs(fitted_runs) if r.state == "succeeded")
+    ica = run.read_ica()
+    raw = mne.io.read_raw_fif(fitted_runs / DEMO_FILENAME, preload=True, verbose="error").crop(0, 5)
+    sources = ica.get_sources(raw).get_data()
+    mine = unmixing(ica) @ raw.get_data(picks=ica.ch_names)
+    centred = mine - mine.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(centred, sources - sources.mean(axis=1, keepdims=True), atol=1e-8 * np.abs(sources).max())
+
+
+def test_real_fits_recover_blink_and_heartbeat(fitted_runs):
+    """Measured on the demo, 20 components over 20 s: blink r ~0.99, heartbeat ~0.94, Amari ~0.11 for all three."""
+    q = quality_table([r for r in list_runs(fitted_runs) if r.params.raw_file_path == DEMO_FILENAME])
+    succeeded = q.dropna(subset=["amari_index"])
+    assert len(succeeded) == 6 and (succeeded["quality_note"] == "").all()
+    assert (succeeded["blink_match_r"] > 0.95).all()
+    assert (succeeded["heartbeat_match_r"] > 0.85).all()
+    assert (succeeded["amari_index"] < 0.2).all()
+    # the same measure on a random unmixing of the same data scores far worse
+    run = next(r for r in list_runs(fitted_runs) if r.run_id == succeeded.index[0])
+    truth = load_truth(fitted_runs / DEMO_FILENAME)
+    rows = [list(truth["ch_names"]).index(c) for c in run.read_ica().ch_names]
+    random_w = np.random.default_rng(0).normal(size=unmixing(run.read_ica()).shape)
+    assert amari_index(random_w @ truth["mixing"][rows]) > 2 * succeeded["amari_index"].max()
+
+
+def test_runs_without_ground_truth_or_without_a_fit_get_nan_and_the_reason(fitted_runs):
+    by_path = {r.params.raw_file_path + ":" + r.state: r for r in list_runs(fitted_runs)}
+    no_truth = run_quality(by_path["no_truth_raw.fif:succeeded"])
+    assert np.isnan(no_truth["amari_index"]) and np.isnan(no_truth["blink_match_r"])
+    assert "no ground truth" in no_truth["quality_note"] and "no_truth_raw_truth.npz" in no_truth["quality_note"]
+    failed = run_quality(by_path[DEMO_FILENAME + ":failed"])
+    assert np.isnan(failed["heartbeat_match_r"]) and failed["quality_note"] == "run failed: no fitted ICA"
+
+
+def test_table_has_parameters_metrics_provenance_and_quality(fitted_runs):
+    frame = compare.table(fitted_runs)
+    assert len(frame) == 8
+    for column in ("method", "random_state", "raw_file_path", "state", "n_iter", "eog_best_score", "digest",
+                   "mne_version", "labkit_version", "picard_version", "host", "finished", "blink_match_r",
+                   "heartbeat_match_r", "amari_index", "quality_note"):
+        assert column in frame.columns, column
+    ok = frame[(frame.state == "succeeded") & (frame.raw_file_path == DEMO_FILENAME)]
+    assert (ok["mne_version"] == mne.__version__).all() and ok["digest"].str.len().min() >= 10
+    assert frame.loc[frame.state == "failed", "quality_note"].str.contains("failed").all()
+    # a sweep's table (with its path column) is enriched the same way
+    assert compare.table(frame[["path"]]).index.tolist() == frame.index.tolist()
+    assert compare.table(fitted_runs, quality=False).columns.intersection(["amari_index"]).empty
+
+
+def test_topomap_grid_matches_components_across_methods(fitted_runs):
+    frame = compare.table(fitted_runs, quality=False)
+    demo = frame[frame.raw_file_path == DEMO_FILENAME]
+    fig = compare.topomap_grid(demo, by="method")
+    fig.savefig(fitted_runs / "grid.png")
+    titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titled[:2] == ["blink", "heartbeat"]
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert {"ground truth", "fastica", "infomax", "picard"} <= set(texts)
+    labels = [ax.get_xlabel() for ax in fig.axes if ax.get_xlabel().startswith("IC")]
+    assert len(labels) == 6 and all(float(lab.split("r=")[1]) > 0.9 for lab in labels)  # 3 methods x 2 sources
+    # without ground truth: matched by MNE's EOG/ECG scores, no truth row
+    fig = compare.topomap_grid(frame[frame.raw_file_path == "no_truth_raw.fif"])
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "ground truth" not in texts
+    assert any("EOG score" in ax.get_xlabel() for ax in fig.axes)
+    fig.savefig(fitted_runs / "grid_no_truth.png")
+
+
+def test_readme_comparison_snippet_runs(fitted_runs):
+    """The README's "Comparing runs" block, on real fits, with the base directory swapped in."""
+    import re
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "compare.table(" in b)
+    scope: dict = {}
+    exec(block.replace('"/userdata"', repr(str(fitted_runs))), scope)  # noqa: S102 - our own README
+    result = scope["result"]
+    assert result.design == "paired" and result.blocks == ("raw_file_path", "random_state")
+    assert result.tests["test"].eq("Friedman").all() and len(result.tests) == 4
+    assert result.tests["n"].eq(2).all()  # two complete demo blocks; the no-truth and failed runs' blocks dropped
+    assert {"run", "no value"} & set(" ".join(result.dropped["reason"]).split())
+    assert len(plt.get_fignums()) >= 3
+    plt.close("all")
