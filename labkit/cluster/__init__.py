@@ -3,13 +3,16 @@
 Modules, by concern:
 
 * :mod:`~labkit.cluster.settings` - :class:`ClusterSettings`, configured once by an admin
-  (YAML/JSON file, ``LABKIT_CLUSTER_*`` environment variables);
+  (YAML file, ``LABKIT_CLUSTER_*`` environment variables);
+* :mod:`~labkit.cluster.names` - Kubernetes names, labels and user directories (full-string checks);
 * :mod:`~labkit.cluster.manifests` - pure functions from (params, settings, user) to
   manifests: :func:`build_job` (``batch/v1`` Job), :func:`build_volcano_job` (a sweep);
 * :mod:`~labkit.cluster.api` - the one function every Kubernetes call goes through
   (retries, ``Retry-After``, typed errors);
-* :mod:`~labkit.cluster.jobs` - submit, watch, logs, cancel, list, status; sweeps (one Volcano
-  Job, or one Job per set) with :meth:`ClusterJobs.submit_sweep` / ``sweep_status`` / ``watch_sweep``;
+* :mod:`~labkit.cluster.status` - what a Job is doing, in words (pure: :func:`describe`);
+* :mod:`~labkit.cluster.follow` - watches and log streams that survive cuts, 410 and 5xx;
+* :mod:`~labkit.cluster.jobs` - :class:`ClusterJobs`: submit, read, list, cancel, results; sweeps
+  (one Volcano Job, or one Job per set);
 * :mod:`~labkit.cluster.cli` - ``labkit submit [--sweep] / jobs [--sweep] / logs / cancel / render``.
 """
 

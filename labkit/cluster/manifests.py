@@ -12,7 +12,6 @@ A forced rerun appends a short hash of its run id.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import PurePosixPath
@@ -21,6 +20,7 @@ from typing import Any, Sequence
 from ..params import IcaParams
 from ..results import new_run_id
 from .errors import SettingsError
+from .names import is_dns_label, is_label_value, sanitize_name, short_hash, user_dir  # noqa: F401 (re-exported)
 from .settings import ClusterSettings
 
 APP = "labkit"
@@ -42,39 +42,6 @@ ANN_VOLCANO_QUEUE = "scheduling.volcano.sh/queue-name"
 
 VOLCANO_API = "batch.volcano.sh/v1alpha1"
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-
-
-def _short_hash(text: str, n: int = 6) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:n]
-
-
-def sanitize_name(text: str, max_len: int = 63) -> str:
-    """A DNS-1123 label from any text: lowercase ``[a-z0-9-]``, at most ``max_len``.
-
-    If anything had to change (case, characters, length) a short hash of the original
-    is appended, so ``Anna.B`` and ``anna-b`` never collide.
-    """
-    lowered = text.lower()
-    clean = re.sub(r"[^a-z0-9-]+", "-", lowered)
-    clean = re.sub(r"-+", "-", clean).strip("-")
-    if clean == text and 0 < len(clean) <= max_len:
-        return clean
-    suffix = _short_hash(text)
-    room = max_len - len(suffix) - 1
-    base = clean[:room].strip("-") or "x"
-    return f"{base}-{suffix}"
-
-
-def is_dns_label(name: str) -> bool:
-    return len(name) <= 63 and bool(_DNS_LABEL.match(name))
-
-
-def is_label_value(value: str) -> bool:
-    return len(value) <= 63 and bool(_LABEL_VALUE.match(value))
-
-
 def owner_label(user: str) -> str:
     """The ``labkit.io/owner`` value for a user (sanitized; compare with this, not the raw name)."""
     return sanitize_name(user, 63)
@@ -82,21 +49,21 @@ def owner_label(user: str) -> str:
 
 def job_name(user: str, params: IcaParams, rerun: str | None = None) -> str:
     """``labkit-<user>-<digest>[-<rerun hash>]``: deterministic, DNS-1123, at most 63 characters."""
-    tail = params.digest + (f"-{_short_hash(rerun, 5)}" if rerun else "")
+    tail = params.digest + (f"-{short_hash(rerun, 5)}" if rerun else "")
     room = 63 - len("labkit-") - len(tail) - 1
     return f"labkit-{sanitize_name(user, room)}-{tail}"
 
 
 def sweep_name(user: str, params_list: Sequence[IcaParams], sweep_id: str | None = None) -> str:
     key = sweep_id or ",".join(sorted(p.digest for p in params_list))
-    tail = _short_hash(key, 10)
+    tail = short_hash(key, 10)
     room = 63 - len("labkit-sweep-") - len(tail) - 1
     return f"labkit-sweep-{sanitize_name(user, room)}-{tail}"
 
 
 def default_sweep_id(params_list: Sequence[IcaParams]) -> str:
     """A sweep's id when none is given: a hash of its sets, so the same sweep gets the same id."""
-    return _short_hash(",".join(sorted(p.digest for p in params_list)), 10)
+    return short_hash(",".join(sorted(p.digest for p in params_list)), 10)
 
 
 def sweep_label(sweep_id: str) -> str:
@@ -137,17 +104,6 @@ def labels_for(user: str, params: IcaParams, run_id: str, sweep_id: str | None =
     return labels
 
 
-_USER_DIR = re.compile(r"^[A-Za-z0-9_@][-A-Za-z0-9_.@]*$")
-
-
-def _user_dir(user: str) -> str:
-    """The user's name as a directory component; refuses anything that could leave the export."""
-    if not _USER_DIR.match(user) or ".." in user:
-        raise SettingsError(f"The user name {user!r} cannot name a directory on the NFS server "
-                            "(letters, digits, '.', '_', '@' and '-' only)")
-    return user
-
-
 def _volume(settings: ClusterSettings, user: str) -> tuple[dict[str, Any], dict[str, Any]]:
     st = settings.storage
     mount: dict[str, Any] = {"name": VOLUME, "mountPath": st.mount_path}
@@ -156,9 +112,9 @@ def _volume(settings: ClusterSettings, user: str) -> tuple[dict[str, Any], dict[
     if st.pvc:
         volume: dict[str, Any] = {"name": VOLUME, "persistentVolumeClaim": {"claimName": st.pvc.replace("{user}", sanitize_name(user))}}
         if st.pvc_sub_path:
-            mount["subPath"] = st.pvc_sub_path.replace("{user}", _user_dir(user))
+            mount["subPath"] = st.pvc_sub_path.replace("{user}", user_dir(user))
     elif st.nfs_server:
-        volume = {"name": VOLUME, "nfs": {"server": st.nfs_server, "path": st.nfs_path.replace("{user}", _user_dir(user))}}
+        volume = {"name": VOLUME, "nfs": {"server": st.nfs_server, "path": st.nfs_path.replace("{user}", user_dir(user))}}
     else:
         raise SettingsError(
             "No storage configured for cluster runs: set storage.nfs_server (and nfs_path) or storage.pvc "

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import yaml
 
 from .errors import SettingsError
+from .names import sanitize_name
 
 ENV_PREFIX = "LABKIT_CLUSTER_"
 CONFIG_ENV = "LABKIT_CLUSTER_CONFIG"
@@ -215,8 +216,6 @@ class ClusterSettings:
 
     # -- per-user values ------------------------------------------------------
     def namespace_for(self, user: str) -> str:
-        from .manifests import sanitize_name
-
         if "{user}" not in self.namespace:
             return self.namespace
         room = 63 - len(self.namespace.replace("{user}", ""))
