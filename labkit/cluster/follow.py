@@ -11,10 +11,12 @@ import json
 import logging
 import re
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import urllib3
 
 from . import api
-from .errors import ClusterError, ClusterGone, ClusterNotFound
+from .errors import ClusterError, ClusterGone, ClusterNotFound, ClusterUnavailable
 from .manifests import CONTAINER, LABEL_OWNER, LABEL_SWEEP
 from .status import VOLCANO_GROUP, VOLCANO_VERSION, JobPendingTooLong, JobStatus, SweepStatus
 
@@ -43,6 +45,21 @@ def _seconds_since(timestamp: str) -> int:
     except ValueError:
         return 3600
     return max(1, int((dt.datetime.now(dt.timezone.utc) - when).total_seconds()) + 1)
+
+
+def watch_events(lines: Iterable[str], what: str) -> Iterator[dict[str, Any]]:
+    """The events of a watch stream; a line that is not a JSON object with an ``object`` is skipped, with a warning."""
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
+            logger.warning("watch of %s sent a line that is not an event; skipped: %.80r", what, line)
+            continue
+        yield event
 
 
 def _selector(selector: dict[str, str]) -> str:
@@ -125,17 +142,15 @@ class Following:
             self._relist(list_fn, args, what, state, selector)
             return
         try:
-            for line in _lines(resp):
-                if not line:
-                    continue
-                event = json.loads(line)
-                obj = event.get("object") or {}
+            for event in watch_events(_lines(resp), what):
+                obj = event["object"]
                 if event.get("type") == "ERROR":
                     if obj.get("code") == 410:
                         self._relist(list_fn, args, what, state, selector)
                         return
-                    raise ClusterError(f"Cannot watch {what}: the cluster answered {obj.get('code')} "
-                                       f"({obj.get('message') or obj.get('reason')})")
+                    self._watch_error(what, obj, state)
+                    return
+                state["errors"] = 0
                 rv = (obj.get("metadata") or {}).get("resourceVersion")
                 if rv:
                     state["rv"] = rv
@@ -151,10 +166,24 @@ class Following:
         except api.CONNECTION_ERRORS as err:
             logger.debug("watch of %s ended (%s); renewing", what, type(err).__name__)
             state["renewed"] = state.get("renewed", 0) + 1
-        except ValueError as err:  # a garbled line: start over
-            logger.debug("watch of %s sent an unreadable line (%s); renewing", what, err)
         finally:
             resp.release_conn()
+
+    def _watch_error(self, what: str, status: dict[str, Any], state: dict[str, Any]) -> None:
+        """An ERROR event other than 410: wait and watch again (bounded backoff) if it is transient, else raise."""
+        code = status.get("code")
+        problem = f"{code} ({status.get('message') or status.get('reason') or 'no details'})"
+        if code not in api.RETRY_STATUSES:
+            raise ClusterError(f"Cannot watch {what}: the cluster answered {problem}")
+        errors = state["errors"] = state.get("errors", 0) + 1
+        if errors > self.settings.api_retries:
+            raise ClusterUnavailable(f"Cannot watch {what}: the cluster kept answering {problem} "
+                                     f"{errors} times; try again later")
+        delay = min(self.settings.api_max_backoff, 0.5 * 2 ** (errors - 1))
+        logger.warning("watch of %s: the cluster answered %s (%d/%d); watching again in %.1f s",
+                       what, problem, errors, self.settings.api_retries, delay)
+        state["retried"] = state.get("retried", 0) + 1
+        self.sleep(delay)
 
     def _relist(self, list_fn: Callable[..., Any], args: tuple[Any, ...], what: str, state: dict[str, Any],
                 selector: dict[str, str]) -> None:
@@ -252,18 +281,21 @@ class Following:
         """
         last_ts = ""
         shown_at_last = 0
-        for attempt in range(max_resumes + 1):
+        read_timeout = max(1.0, self.poll_interval)
+        breaks = 0
+        while breaks <= max_resumes:
             kwargs: dict[str, Any] = {"container": CONTAINER, "follow": True, "timestamps": True,
-                                      "_preload_content": False}
+                                      "_preload_content": False, "_request_timeout": (10.0, read_timeout)}
             if last_ts:  # the client offers since_seconds only: overlap generously, duplicates are skipped
                 kwargs["since_seconds"] = _seconds_since(last_ts) + 10
             resp = self.call(self.core.read_namespaced_pod_log, pod, self.namespace,
                              what=f"read the log of pod {pod}", **kwargs)
             skip = shown_at_last if last_ts else 0
+            quiet = False
             try:
                 for raw in _lines(resp):
                     ts, sep, text = raw.partition(" ")
-                    if not sep or not re.match(r"^\d{4}-\d\d-\d\dT", ts):
+                    if not sep or not re.match(r"\d{4}-\d\d-\d\dT", ts):
                         ts, text = "", raw
                     if ts and last_ts and ts < last_ts:
                         continue
@@ -276,12 +308,16 @@ class Following:
                         last_ts, shown_at_last = ts, 1
                     yield text
             except api.CONNECTION_ERRORS as err:
-                logger.info("log stream of %s broke (%s)", pod, type(err).__name__)
+                # a read timeout is a quiet stream: maybe a long fit, maybe a stream left open after the pod ended
+                quiet = isinstance(err, urllib3.exceptions.ReadTimeoutError) or "timed out" in str(err)
+                logger.info("log stream of %s %s (%s)", pod, "went quiet" if quiet else "broke", type(err).__name__)
             finally:
                 resp.release_conn()
             current = [p for p in self.run_pods(name) if (p.get("metadata") or {}).get("name") == pod]
             if not current or (current[0].get("status") or {}).get("phase") != "Running":
-                return  # the container ended: the stream ended with it
-            logger.info("log stream of %s ended while it runs; resuming (%d)", pod, attempt + 1)
-            self.sleep(min(1.0, 0.1 * (attempt + 1)))
+                return  # the container ended: the stream ended with it (or was left open by mistake)
+            if not quiet:
+                breaks += 1
+                logger.info("log stream of %s ended while it runs; resuming (%d)", pod, breaks)
+                self.sleep(min(1.0, 0.1 * breaks))
         logger.warning("gave up following the log of %s; run labkit logs -f %s again", pod, name)

@@ -1,0 +1,97 @@
+"""Following under faults (issue 9): watch ERROR 500, garbage lines in a watch, a log stream left open.
+
+The faults are scripted with kmock's request-matching DSL on the emulator; the client is the
+official one over HTTP, unpatched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+
+import kmock
+import pytest
+from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir  # noqa: F401 (fixtures)
+from test_cluster_jobs import JOBS_PATH, Sleeps, follow, jobs_for, wait
+
+from labkit.cluster.errors import ClusterUnavailable
+from labkit.cluster.jobs import JobStatus
+from labkit.params import IcaParams
+
+pytestmark = pytest.mark.timeout(30)
+
+WATCH = kmock.params({"watch": "true"})
+
+
+def error_event(code: int, message: str) -> bytes:
+    return json.dumps({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                                   "code": code, "message": message}}).encode() + b"\n"
+
+
+def test_a_watch_error_500_is_retried_with_backoff(emulator: Emulator) -> None:
+    sleeps = Sleeps()
+    jobs = jobs_for(emulator, sleeps=sleeps)
+    sub = jobs.submit(IcaParams())
+    emulator.react(lambda k: k["get", JOBS_PATH, WATCH][:2] << error_event(500, "etcdserver: leader changed"))
+    ctl = Controllers(emulator.api_client())
+
+    def script(seen: dict[str, threading.Event]) -> None:
+        wait(seen["pending"])
+        time.sleep(0.3)
+        ctl.create_pod(sub.name, phase="Running", node="n1")
+        wait(seen["running"])
+        ctl.job_condition(sub.name, "Complete")
+
+    final, _ = follow(jobs, sub.name, script)
+    assert isinstance(final, JobStatus) and final.phase == "succeeded", final
+    assert jobs.watch_state.get("retried") == 2
+    assert sleeps[:2] == [0.5, 1.0]  # bounded exponential backoff between the two errors
+
+
+def test_a_watch_that_keeps_answering_500_gives_up_with_a_clear_error(emulator: Emulator) -> None:
+    jobs = jobs_for(emulator)
+    sub = jobs.submit(IcaParams())
+    emulator.react(lambda k: k["get", JOBS_PATH, WATCH] << error_event(500, "etcd down"))
+    with pytest.raises(ClusterUnavailable, match=r"kept answering 500 \(etcd down\)"):
+        jobs.watch(sub.name, timeout=10)
+
+
+def test_lines_that_are_not_events_are_skipped_with_a_warning(emulator: Emulator,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    jobs = jobs_for(emulator)
+    sub = jobs.submit(IcaParams())
+    emulator.react(lambda k: k["get", JOBS_PATH, WATCH][:1] << b'42\n"hello"\n[1, 2]\nnot json\n{"type": "ADDED"}\n')
+    ctl = Controllers(emulator.api_client())
+
+    def script(seen: dict[str, threading.Event]) -> None:
+        wait(seen["pending"])
+        ctl.create_pod(sub.name, phase="Running", node="n1")
+        wait(seen["running"])
+        ctl.job_condition(sub.name, "Complete")
+
+    with caplog.at_level(logging.WARNING, logger="labkit.cluster.follow"):
+        final, _ = follow(jobs, sub.name, script)
+    assert isinstance(final, JobStatus) and final.phase == "succeeded", final
+    skipped = [r.getMessage() for r in caplog.records if "not an event" in r.getMessage()]
+    assert len(skipped) == 5 and "'42'" in skipped[0]
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback
+
+
+def test_a_log_stream_left_open_after_the_pod_ended_returns(emulator: Emulator) -> None:
+    jobs = jobs_for(emulator)
+    sub = jobs.submit(IcaParams())
+    ctl = Controllers(emulator.api_client())
+    pod = ctl.create_pod(sub.name, phase="Running", node="n1")
+    sent = threading.Event()
+    path = f"get /api/v1/namespaces/{NS}/pods/{pod}/log"
+    # the kubelet sends the last line and then never closes the stream
+    emulator.react(lambda k: k[path] >> sent << (b"2026-01-01T00:00:01Z load\n2026-01-01T00:00:02Z done\n",
+                                                 lambda: asyncio.sleep(60)))
+    threading.Thread(target=lambda: sent.wait(10) and ctl.pod_status(pod, phase="Succeeded"), daemon=True).start()
+    started = time.monotonic()
+    lines = list(jobs.logs(sub.name, follow=True))
+    assert lines == ["load", "done"]
+    assert time.monotonic() - started < 10  # bounded by the read timeout, not the open stream
