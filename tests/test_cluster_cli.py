@@ -49,6 +49,18 @@ def test_render_needs_no_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     assert job["metadata"]["name"] == f"labkit-alice-{IcaParams(n_components=20).digest}"
 
 
+def test_set_values_are_parsed_by_the_settings_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABKIT_CLUSTER_STORAGE__NFS_SERVER", "nfs.lab.example")
+    result = CliRunner().invoke(main, ["render", "--user", "alice", "--set", "scheduler.name=volcano",
+                                       "--set", "scheduler.queue=on", "--set", "backoff_limit=2"])
+    assert result.exit_code == 0, result.output
+    job = yaml.safe_load(result.output)
+    assert job["spec"]["template"]["metadata"]["annotations"]["scheduling.volcano.sh/queue-name"] == "on"
+    result = CliRunner().invoke(main, ["render", "--user", "alice", "--set", "backoff_limit=many"])
+    assert result.exit_code != 0 and "backoff_limit" in result.output and "'many'" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_render_without_storage_explains(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in ("LABKIT_CLUSTER_STORAGE__NFS_SERVER", "LABKIT_CLUSTER_CONFIG"):
         monkeypatch.delenv(key, raising=False)

@@ -46,8 +46,20 @@ def load_settings(settings_file: str | None, overrides: tuple[str, ...] = ()) ->
         parts = key.strip().split(".")
         for part in parts[:-1]:
             target = target.setdefault(part, {})
-        target[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
+        target[parts[-1]] = _setting_value(value)
     return ClusterSettings.from_dict(data)
+
+
+def _setting_value(text: str) -> Any:
+    """A ``--set`` value: JSON/YAML for lists and mappings, ``null`` for none, else the text itself,
+    parsed by the setting's own type (so ``--set scheduler.queue=on`` is the queue ``on``)."""
+    stripped = text.strip()
+    if stripped[:1] in ("[", "{"):
+        try:
+            return yaml.safe_load(stripped)
+        except yaml.YAMLError:
+            return text
+    return None if stripped.lower() in ("null", "none", "~") else text
 
 
 def _jobs(user: str | None, settings_file: str | None, overrides: tuple[str, ...]) -> Any:

@@ -213,7 +213,8 @@ class ClusterJobs(Following):
     # -- submit ----------------------------------------------------------------
     def render(self, params: IcaParams, *, force: bool = False, run_id: str | None = None,
                sweep_id: str | None = None) -> dict[str, Any]:
-        manifest = build_job(params, self.settings, self.user, run_id or new_run_id(params), sweep_id, rerun=force)
+        manifest = build_job(params, self.settings, self.user, new_run_id(params) if run_id is None else run_id, sweep_id,
+                             rerun=force)
         manifest["metadata"]["namespace"] = self.namespace
         return manifest
 
@@ -239,23 +240,48 @@ class ClusterJobs(Following):
             warnings.append(f"the same parameter set already ran: run {done.run_id}, result {done.path} "
                             "(use --force to run it again)")
             return Submission(name, self.namespace, done.run_id, False, manifest, tuple(warnings), done)
-        try:
-            self.call(self.batch.create_namespaced_job, self.namespace, manifest, what=f"create Job {name}")
-        except ClusterConflict:
-            existing = self.get_job(name)  # refuses another user's Job with the same name
-            labels = existing["metadata"].get("labels") or {}
-            old_run = labels.get(LABEL_RUN_ID, "")
-            if old_run == manifest["metadata"]["labels"][LABEL_RUN_ID]:
-                # an earlier attempt of this very call went through before its answer was lost
-                logger.info("submitted Job %s (run %s; created by a retried attempt)", name, old_run)
-                return Submission(name, self.namespace, old_run, False, existing, tuple(warnings))
-            logger.info("Job %s already exists (run %s): attaching instead of duplicating", name, old_run)
-            warnings.append(f"the same parameter set was already submitted as {name} (run {old_run}); "
-                            "following it (use --force to run it again)")
-            return Submission(name, self.namespace, old_run, True, existing, tuple(warnings))
+        for _ in range(3):
+            try:
+                self.call(self.batch.create_namespaced_job, self.namespace, manifest, what=f"create Job {name}")
+                break
+            except ClusterConflict:
+                existing = self.get_job(name)  # refuses another user's Job with the same name
+                labels = existing["metadata"].get("labels") or {}
+                old_run = labels.get(LABEL_RUN_ID, "")
+                if old_run == manifest["metadata"]["labels"][LABEL_RUN_ID]:
+                    # an earlier attempt of this very call went through before its answer was lost
+                    logger.info("submitted Job %s (run %s; created by a retried attempt)", name, old_run)
+                    return Submission(name, self.namespace, old_run, False, existing, tuple(warnings))
+                old = describe(existing)
+                if old.phase != "failed":
+                    logger.info("Job %s already exists (run %s): attaching instead of duplicating", name, old_run)
+                    warnings.append(f"the same parameter set was already submitted as {name} (run {old_run}); "
+                                    "following it (use --force to run it again)")
+                    return Submission(name, self.namespace, old_run, True, existing, tuple(warnings))
+                self._replace_failed(name, old_run)
+                warnings.append(f"replaced the failed Job {name} (run {old_run}: {old.reason})")
+        else:
+            raise ClusterConflict(f"Cannot create Job {name}: the failed Job of the same name is still being deleted; "
+                                  "try again in a moment")
         run = manifest["metadata"]["labels"][LABEL_RUN_ID]
         logger.info("submitted Job %s (run %s) in namespace %s", name, run, self.namespace)
         return Submission(name, self.namespace, run, False, manifest, tuple(warnings))
+
+    def _replace_failed(self, name: str, run_id: str, wait: float = 10.0) -> None:
+        """Delete a failed Job (its pods in the background) and wait until its name is free."""
+        logger.info("Job %s (run %s) failed: deleting it to run the set again", name, run_id)
+        try:
+            self.call(self.batch.delete_namespaced_job, name, self.namespace, body=_delete_options("Background"),
+                      what=f"delete the failed Job {name}")
+        except ClusterNotFound:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                self.call(self.batch.read_namespaced_job, name, self.namespace, what=f"read Job {name}")
+            except ClusterNotFound:
+                return
+            self.sleep(0.2)
 
     def completed(self, params: IcaParams) -> RunResult | None:
         """The newest succeeded result folder of this very parameter set in the user's directory, if any.

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from ..params import IcaParams
 from ..results import new_run_id
 from .errors import SettingsError
-from .names import is_dns_label, is_label_value, sanitize_name, short_hash, user_dir  # noqa: F401 (re-exported)
+from .names import check_run_id, is_dns_label, is_label_value, sanitize_name, short_hash, user_dir  # noqa: F401 (re-exported)
 from .settings import ClusterSettings
 
 APP = "labkit"
@@ -96,7 +96,7 @@ def labels_for(user: str, params: IcaParams, run_id: str, sweep_id: str | None =
         LABEL_COMPONENT: "ica-run",
         LABEL_MANAGED_BY: APP,
         LABEL_OWNER: owner_label(user),
-        LABEL_RUN_ID: run_id if is_label_value(run_id) else sanitize_name(run_id),
+        LABEL_RUN_ID: run_id,
         LABEL_DIGEST: params.digest,
     }
     if sweep_id:
@@ -112,9 +112,9 @@ def _volume(settings: ClusterSettings, user: str) -> tuple[dict[str, Any], dict[
     if st.pvc:
         volume: dict[str, Any] = {"name": VOLUME, "persistentVolumeClaim": {"claimName": st.pvc.replace("{user}", sanitize_name(user))}}
         if st.pvc_sub_path:
-            mount["subPath"] = st.pvc_sub_path.replace("{user}", user_dir(user))
+            mount["subPath"] = st.user_path(st.pvc_sub_path, user)
     elif st.nfs_server:
-        volume = {"name": VOLUME, "nfs": {"server": st.nfs_server, "path": st.nfs_path.replace("{user}", user_dir(user))}}
+        volume = {"name": VOLUME, "nfs": {"server": st.nfs_server, "path": st.user_path(st.nfs_path, user)}}
     else:
         raise SettingsError(
             "No storage configured for cluster runs: set storage.nfs_server (and nfs_path) or storage.pvc "
@@ -196,6 +196,22 @@ def _annotations(user: str, params: IcaParams, settings: ClusterSettings) -> dic
     return ann
 
 
+#: labkit's own exit codes: a retry would fail the same way (labkit.errors)
+LABKIT_EXIT_CODES = {2: "bad parameters", 3: "the recording cannot be read", 4: "the notebook failed"}
+
+
+def pod_failure_policy() -> dict[str, Any]:
+    """Fail the Job at once on labkit's own exit codes; a disrupted pod (eviction, preemption,
+    node drain) is retried without counting against ``backoffLimit``. Everything else (OOM,
+    node failure) is retried up to ``backoffLimit``."""
+    return {"rules": [
+        # the empty onPodConditions: the 1.26-1.28 OpenAPI schemas wrongly mark it required (fixed in 1.29)
+        {"action": "FailJob", "onPodConditions": [],
+         "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": sorted(LABKIT_EXIT_CODES)}},
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+    ]}
+
+
 def build_job(params: IcaParams, settings: ClusterSettings, user: str, run_id: str | None = None,
               sweep_id: str | None = None, *, rerun: bool = False) -> dict[str, Any]:
     """The ``batch/v1`` Job running ``labkit entrypoint`` for ``params`` on ``user``'s directory.
@@ -207,11 +223,12 @@ def build_job(params: IcaParams, settings: ClusterSettings, user: str, run_id: s
     if not user:
         raise SettingsError("A user name is needed to build a cluster Job (set $JUPYTERHUB_USER or --user)")
     inner = cluster_params(params, settings)
-    run_id = run_id or new_run_id(params)
+    run_id = check_run_id(run_id) if run_id is not None else new_run_id(params)
     labels = labels_for(user, params, run_id, sweep_id)
     annotations = _annotations(user, inner, settings)
     job_spec: dict[str, Any] = {
         "backoffLimit": settings.backoff_limit,
+        "podFailurePolicy": pod_failure_policy(),
         "completions": 1,
         "parallelism": 1,
         "template": {

@@ -1,10 +1,13 @@
 """Cluster settings: one typed object, configured once by the cluster or JupyterHub admin.
 
-Sources, later wins: the defaults below, a YAML/JSON file (``LABKIT_CLUSTER_CONFIG`` or an
-explicit path), then ``LABKIT_CLUSTER_*`` environment variables. Nested fields use ``__``
-in variable names, e.g. ``LABKIT_CLUSTER_STORAGE__NFS_SERVER=nfs.lab.example`` or
-``LABKIT_CLUSTER_SCHEDULER__QUEUE=eeg``; list and mapping values are given as JSON or
-YAML (``LABKIT_CLUSTER_NODE_SELECTOR='{"disk": "ssd"}'``).
+Loaded with pydantic-settings. Sources, later wins: the defaults below, a YAML file
+(``LABKIT_CLUSTER_CONFIG`` or an explicit path; its ``cluster:`` section, or the whole file),
+then ``LABKIT_CLUSTER_*`` environment variables. Nested fields use ``__`` in variable names,
+e.g. ``LABKIT_CLUSTER_STORAGE__NFS_SERVER=nfs.lab.example`` or
+``LABKIT_CLUSTER_SCHEDULER__QUEUE=eeg``; list and mapping values are JSON
+(``LABKIT_CLUSTER_NODE_SELECTOR='{"disk": "ssd"}'``). Each value is parsed by its field's
+type (``LABKIT_CLUSTER_SCHEDULER__QUEUE=on`` is the queue ``on``, not ``True``) and every
+error names its location (``scheduler.queue``).
 
 Settings never hold credentials: registry secrets are referenced by name
 (``image_pull_secrets``) and the API credentials come from the service account token
@@ -13,22 +16,25 @@ Settings never hold credentials: registry secrets are referenced by name
 
 from __future__ import annotations
 
-import dataclasses
+import contextvars
 import json
 import os
-import typing
-from dataclasses import dataclass, field
+import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, Optional
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
 from .errors import SettingsError
-from .names import sanitize_name
+from .names import is_dns_label, kubespawner_slug, sanitize_name, user_dir
 
 ENV_PREFIX = "LABKIT_CLUSTER_"
 CONFIG_ENV = "LABKIT_CLUSTER_CONFIG"
 DEFAULT_IMAGE_REPO = "ghcr.io/labkit/labkit"
+_CREDENTIAL_WORDS = ("TOKEN", "PASSWORD", "SECRET", "KEY")
 
 
 def _default_image() -> str:
@@ -37,17 +43,27 @@ def _default_image() -> str:
     return f"{DEFAULT_IMAGE_REPO}:{__version__}"
 
 
-@dataclass(frozen=True)
-class StorageSettings:
-    """Where the user's directory comes from and where the container sees it."""
+class _Group(BaseModel):
+    """A group of settings: immutable, unknown keys refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StorageSettings(_Group):
+    """Where the user's directory comes from and where the container sees it.
+
+    In paths, ``{username}`` is KubeSpawner's escaping of the hub user name (what
+    zero-to-jupyterhub mounts: ``alice.b@lab.org`` is ``alice-b-lab-org---00e968cd``) and
+    ``{user}`` the raw name (letters, digits, ``._@-`` only).
+    """
 
     #: NFS server host name or address (used when ``pvc`` is empty)
     nfs_server: str = ""
-    #: exported path on the NFS server; ``{user}`` is replaced by the user name
-    nfs_path: str = "/userdata/{user}"
-    #: name of an existing PersistentVolumeClaim to mount instead of NFS (``{user}`` allowed)
+    #: exported path on the NFS server
+    nfs_path: str = "/userdata/{username}"
+    #: name of an existing PersistentVolumeClaim to mount instead of NFS (``{user}`` is sanitized to a DNS label)
     pvc: str = ""
-    #: subdirectory of the PVC to mount (``{user}`` allowed); empty mounts the whole claim
+    #: subdirectory of the PVC to mount; empty mounts the whole claim
     pvc_sub_path: str = ""
     #: where the directory is mounted in the container; becomes ``BASE_DIR``
     mount_path: str = "/userdata"
@@ -57,14 +73,25 @@ class StorageSettings:
     #: to find completed runs of a parameter set; empty means ``$BASE_DIR``, else the home directory
     local_base_dir: str = ""
 
+    @field_validator("mount_path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path")
+        return value
+
     def local_dir(self, environ: Mapping[str, str] | None = None) -> Path:
         """The user's directory as mounted here: ``local_base_dir``, else ``$BASE_DIR``, else home."""
         environ = os.environ if environ is None else environ
         return Path(self.local_base_dir or environ.get("BASE_DIR") or Path.home()).expanduser()
 
+    def user_path(self, template: str, user: str) -> str:
+        """``template`` with ``{username}`` (KubeSpawner's escaping) and ``{user}`` (raw, checked) filled in."""
+        out = template.replace("{username}", kubespawner_slug(user))
+        return out.replace("{user}", user_dir(user)) if "{user}" in out else out
 
-@dataclass(frozen=True)
-class ResourceSettings:
+
+class ResourceSettings(_Group):
     """CPU and memory for the container (Kubernetes quantities, e.g. ``"2"``, ``"4Gi"``)."""
 
     #: guaranteed CPU cores
@@ -76,143 +103,191 @@ class ResourceSettings:
     #: memory cap; exceeding it kills the run (OOMKilled)
     memory_limit: str = "4Gi"
 
+    @field_validator("cpu_request", "memory_request", "cpu_limit", "memory_limit")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        if value and re.fullmatch(r"[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?", value) is None:
+            raise ValueError("must be a Kubernetes quantity such as 2, 500m or 4Gi")
+        return value
 
-@dataclass(frozen=True)
-class SecuritySettings:
+
+class SecuritySettings(_Group):
     """Pod security: run as the user's uid/gid so NFS permissions hold; never root."""
 
     #: uid the container runs as (the user's uid on the NFS server); None leaves the image's user
-    run_as_user: int | None = 1000
+    run_as_user: Optional[int] = Field(1000, ge=0)
     #: gid the container runs as
-    run_as_group: int | None = 100
+    run_as_group: Optional[int] = Field(100, ge=0)
     #: supplementary group owning the mounted volume (ignored by NFS, honoured by most PVCs)
-    fs_group: int | None = 100
+    fs_group: Optional[int] = Field(100, ge=0)
     #: refuse to start a container that would run as root
     run_as_non_root: bool = True
-    #: seccomp profile type (``RuntimeDefault`` or ``Unconfined``)
-    seccomp_profile: str = "RuntimeDefault"
+    #: seccomp profile type
+    seccomp_profile: Literal["RuntimeDefault", "Unconfined", ""] = "RuntimeDefault"
+
+    @model_validator(mode="after")
+    def _not_root(self) -> "SecuritySettings":
+        if self.run_as_non_root and self.run_as_user == 0:
+            raise ValueError("run_as_user is 0 (root) while run_as_non_root is true")
+        return self
 
 
-@dataclass(frozen=True)
-class SchedulerSettings:
+class SchedulerSettings(_Group):
     """Which scheduler places the pods: Kubernetes' default or Volcano (with a queue)."""
 
     #: ``default`` or ``volcano``
-    name: str = "default"
+    name: Literal["default", "volcano"] = "default"
     #: Volcano queue (``scheduling.volcano.sh/queue-name``); empty means Volcano's ``default``
     queue: str = ""
     #: Volcano PriorityClass name for the pods (empty for none)
     priority_class: str = ""
 
+    @field_validator("queue", "priority_class")
+    @classmethod
+    def _dns(cls, value: str) -> str:
+        if value and not is_dns_label(value):
+            raise ValueError("must be a DNS label (lowercase letters, digits, '-'; at most 63)")
+        return value
 
-@dataclass(frozen=True)
-class ClusterSettings:
+
+class Profile(_Group):
+    """An admin-defined choice users may pick by name (e.g. ``large-memory``, ``edge``)."""
+
+    #: what users see when they choose
+    description: str = ""
+    #: resources instead of the defaults (None keeps the defaults)
+    resources: Optional[ResourceSettings] = None
+    #: node labels added to the pod's nodeSelector
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    #: tolerations added to the pod's
+    tolerations: tuple[dict[str, Any], ...] = ()
+
+
+class ClusterSettings(BaseSettings):
     """Everything labkit needs to turn a parameter set into a Job in a user's namespace."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
+                                      frozen=True)
 
     #: namespace the Jobs are created in; ``{user}`` allowed (e.g. ``jupyter-{user}``); empty means the
     #: hub pod's own namespace (its service account), else the kubeconfig context's, else ``default``
     namespace: str = ""
     #: container image holding labkit (its tag should be labkit's version)
-    image: str = dataclasses.field(default_factory=_default_image)
+    image: str = Field(default_factory=_default_image)
     #: ``IfNotPresent``, ``Always`` or ``Never``
-    image_pull_policy: str = "IfNotPresent"
+    image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
     #: names of registry Secrets for private images (referenced, never embedded)
     image_pull_secrets: tuple[str, ...] = ()
     #: service account the pod runs as (empty: the namespace's default)
     service_account: str = ""
     #: the user's storage
-    storage: StorageSettings = field(default_factory=StorageSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
     #: CPU and memory
-    resources: ResourceSettings = field(default_factory=ResourceSettings)
+    resources: ResourceSettings = Field(default_factory=ResourceSettings)
     #: node labels the pod must land on
-    node_selector: Mapping[str, str] = field(default_factory=dict)
+    node_selector: dict[str, str] = Field(default_factory=dict)
     #: tolerations, as Kubernetes dicts (``key``, ``operator``, ``value``, ``effect``)
-    tolerations: tuple[Mapping[str, Any], ...] = ()
-    #: pod retries before the Job fails (the prototype's 4)
-    backoff_limit: int = 4
+    tolerations: tuple[dict[str, Any], ...] = ()
+    #: admin-defined profiles users may choose by name
+    profiles: dict[str, Profile] = Field(default_factory=dict)
+    #: pod retries before the Job fails, for infrastructure failures (labkit's own failures are not retried)
+    backoff_limit: int = Field(4, ge=0)
     #: wall-clock cap for the whole Job, seconds (None: no cap)
-    active_deadline_seconds: int | None = 6 * 3600
+    active_deadline_seconds: Optional[int] = Field(6 * 3600, gt=0)
     #: finished Jobs are deleted this long after finishing, seconds (None: kept)
-    ttl_seconds_after_finished: int | None = 7 * 24 * 3600
+    ttl_seconds_after_finished: Optional[int] = Field(7 * 24 * 3600, ge=0)
     #: pod security
-    security: SecuritySettings = field(default_factory=SecuritySettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
     #: scheduler and queue
-    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     #: a Job still pending after this many seconds is reported with the scheduler's reason
-    pending_timeout: float = 600.0
+    pending_timeout: float = Field(600.0, gt=0)
     #: how long one watch request lasts before it is renewed, seconds
-    watch_timeout: float = 60.0
+    watch_timeout: float = Field(60.0, gt=0)
     #: retries of one API call (connection errors, 5xx, 429) before giving up
-    api_retries: int = 5
+    api_retries: int = Field(5, ge=0)
     #: cap on the wait between retries, seconds
-    api_max_backoff: float = 30.0
+    api_max_backoff: float = Field(30.0, ge=0)
     #: extra environment for the container (non-secret values only, e.g. ``LABKIT_BLAS_THREADS``)
-    extra_env: Mapping[str, str] = field(default_factory=dict)
+    extra_env: dict[str, str] = Field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        problems = self.problems()
-        if problems:
-            raise SettingsError("Invalid cluster settings: " + "; ".join(problems))
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if value and not is_dns_label(value.replace("{user}", "u")):
+            raise ValueError("must be a DNS label ({user} allowed)")
+        return value
 
-    def problems(self) -> list[str]:
-        out = []
-        if self.scheduler.name not in ("default", "volcano"):
-            out.append(f"scheduler.name must be 'default' or 'volcano', got {self.scheduler.name!r}")
-        if self.image_pull_policy not in ("IfNotPresent", "Always", "Never"):
-            out.append(f"image_pull_policy must be IfNotPresent, Always or Never, got {self.image_pull_policy!r}")
-        if self.backoff_limit < 0:
-            out.append("backoff_limit must be 0 or more")
-        if not self.storage.mount_path.startswith("/"):
-            out.append(f"storage.mount_path must be absolute, got {self.storage.mount_path!r}")
-        if self.security.run_as_non_root and self.security.run_as_user == 0:
-            out.append("security.run_as_user is 0 (root) while run_as_non_root is true")
-        for key in self.extra_env:
-            if any(word in key.upper() for word in ("TOKEN", "PASSWORD", "SECRET", "KEY")):
-                out.append(f"extra_env must not carry credentials ({key}); use a Secret the admin mounts")
-        return out
+    @field_validator("image_pull_secrets", "service_account")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        for name in (value,) if isinstance(value, str) else value:
+            if name and not is_dns_label(name):
+                raise ValueError(f"must name Kubernetes objects (DNS labels): {name!r}")
+        return value
+
+    @field_validator("profiles")
+    @classmethod
+    def _profile_names(cls, value: dict[str, Profile]) -> dict[str, Profile]:
+        for name in value:
+            if not is_dns_label(name):
+                raise ValueError(f"profile names must be DNS labels (e.g. large-memory): {name!r}")
+        return value
+
+    @field_validator("extra_env")
+    @classmethod
+    def _no_credentials(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if any(word in key.upper() for word in _CREDENTIAL_WORDS):
+                raise ValueError(f"must not carry credentials ({key}); use a Secret the admin mounts")
+        return value
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        path, environ = _SOURCES.get()
+        return init_settings, EnvironmentVariables(settings_cls, environ), _YamlFile(settings_cls, path)
 
     # -- construction -------------------------------------------------------
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ClusterSettings":
-        """Build from nested plain data (as in the YAML file); unknown keys are an error."""
-        return _build(cls, data, "")
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    def replace(self, **changes: Any) -> "ClusterSettings":
-        return dataclasses.replace(self, **changes)
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "ClusterSettings":
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except OSError as err:
-            raise SettingsError(f"Cannot read the cluster settings file {path}: {err.strerror}") from None
-        except yaml.YAMLError as err:
-            raise SettingsError(f"The cluster settings file {path} is not valid YAML/JSON: {err}") from None
-        if not isinstance(data, dict):
-            raise SettingsError(f"The cluster settings file {path} must hold a mapping")
-        return cls.from_dict(data.get("cluster", data))
-
     @classmethod
     def load(cls, path: str | os.PathLike | None = None,
              environ: Mapping[str, str] | None = None) -> "ClusterSettings":
         """Defaults, then the file (``path`` or ``$LABKIT_CLUSTER_CONFIG``), then ``LABKIT_CLUSTER_*``."""
-        environ = os.environ if environ is None else environ
+        environ = dict(os.environ if environ is None else environ)
         path = path or environ.get(CONFIG_ENV) or None
-        data: dict[str, Any] = cls.from_file(path).to_dict() if path else {}
-        for key, text in environ.items():
-            if not key.startswith(ENV_PREFIX) or key == CONFIG_ENV:
-                continue
-            parts = key[len(ENV_PREFIX):].lower().split("__")
-            target = data
-            for part in parts[:-1]:
-                target = target.setdefault(part, {})
-                if not isinstance(target, dict):
-                    raise SettingsError(f"{key}: {part} is not a group of settings")
-            target[parts[-1]] = _env_value(text)
-        return cls.from_dict(data)
+        if path is not None:
+            _read_file(path)  # a clear error for a missing or broken file
+        _check_env_names(environ)
+        token = _SOURCES.set((path, environ))
+        try:
+            return _explained(cls)
+        finally:
+            _SOURCES.reset(token)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ClusterSettings":
+        """Exactly these settings (nested plain data, as in the YAML file); unknown keys are an error."""
+        if not isinstance(data, Mapping):
+            raise SettingsError(f"Cluster settings must be a mapping, got {data!r}")
+        token = _SOURCES.set((None, {}))  # no environment variables: exactly ``data``
+        try:
+            return _explained(lambda: cls.model_validate(dict(data)))
+        finally:
+            _SOURCES.reset(token)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "ClusterSettings":
+        return cls.from_dict(_read_file(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())
+
+    def replace(self, **changes: Any) -> "ClusterSettings":
+        """A copy with some top-level settings changed (validated again)."""
+        data = self.to_dict()
+        data.update({k: v.model_dump(mode="json") if isinstance(v, BaseModel) else v for k, v in changes.items()})
+        return self.from_dict(data)
 
     # -- per-user values ------------------------------------------------------
     def namespace_for(self, user: str) -> str:
@@ -221,74 +296,108 @@ class ClusterSettings:
         room = 63 - len(self.namespace.replace("{user}", ""))
         return self.namespace.replace("{user}", sanitize_name(user, max(room, 8)))
 
+    def with_profile(self, name: str | None) -> "ClusterSettings":
+        """These settings with the admin's profile ``name`` applied (None or empty: unchanged)."""
+        if not name:
+            return self
+        profile = self.profiles.get(name)
+        if profile is None:
+            known = ", ".join(sorted(self.profiles)) or "none defined"
+            raise SettingsError(f"Unknown profile {name!r}; the admin allows: {known}")
+        changes: dict[str, Any] = {"node_selector": {**self.node_selector, **profile.node_selector},
+                                   "tolerations": [*self.tolerations, *profile.tolerations]}
+        if profile.resources is not None:
+            changes["resources"] = profile.resources
+        return self.replace(**changes)
 
-def _env_value(text: str) -> Any:
-    """Environment values: JSON/YAML scalars, lists and mappings; anything else stays a string."""
+
+# -- sources ---------------------------------------------------------------------------------
+_SOURCES: contextvars.ContextVar[tuple[Any, Mapping[str, str] | None]] = contextvars.ContextVar(
+    "labkit_cluster_settings_sources", default=(None, None))
+
+
+class EnvironmentVariables(EnvSettingsSource):
+    """``LABKIT_CLUSTER_*`` from a given mapping (``load(environ=...)``), else from ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        source = os.environ if self._environ is None else self._environ
+        return parse_env_vars(source, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+class _YamlFile(PydanticBaseSettingsSource):
+    """The settings file's ``cluster:`` section (or the whole file)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Any) -> None:
+        super().__init__(settings_cls)
+        self._data = _read_file(path) if path else {}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _read_file(path: str | os.PathLike) -> dict[str, Any]:
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as err:
+        raise SettingsError(f"Cannot read the cluster settings file {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise SettingsError(f"The cluster settings file {path} is not valid YAML/JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"The cluster settings file {path} must hold a mapping")
+    section = data.get("cluster", data)
+    if not isinstance(section, dict):
+        raise SettingsError(f"The cluster settings file {path}: 'cluster' must be a mapping")
+    return section
 
 
-def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise SettingsError(f"Cluster setting {where.rstrip('.') or 'root'} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise SettingsError(f"Unknown cluster setting {where}{unknown[0]!r}; known: {', '.join(sorted(names))}")
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        hint = hints[name]
-        kwargs[name] = _convert(hint, value, f"{where}{name}")
+def _field_names(model: type[BaseModel]) -> dict[str, Any]:
+    return dict(model.model_fields)
+
+
+def _check_env_names(environ: Mapping[str, str]) -> None:
+    """``LABKIT_CLUSTER_*`` variables must name settings (pydantic-settings would ignore a typo)."""
+    for key in environ:
+        if not key.upper().startswith(ENV_PREFIX) or key.upper() == CONFIG_ENV:
+            continue
+        parts = key[len(ENV_PREFIX):].lower().split("__")
+        model: Any = ClusterSettings
+        for i, part in enumerate(parts):
+            fields = _field_names(model)
+            if part not in fields:
+                where = ".".join(parts[:i + 1])
+                raise SettingsError(f"Unknown cluster setting {where!r} (from {key}); known here: "
+                                    f"{', '.join(sorted(fields))}")
+            annotation = fields[part].annotation
+            inner = [a for a in getattr(annotation, "__args__", ()) if isinstance(a, type)] or [annotation]
+            model = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
+            if model is None:
+                if i < len(parts) - 1:
+                    raise SettingsError(f"{key}: {'.'.join(parts[:i + 1])} is not a group of settings")
+                break
+
+
+def _explained(build: Any) -> "ClusterSettings":
+    """Run ``build``; a validation error becomes one SettingsError naming every location and value."""
     try:
-        return cls(**kwargs)
-    except TypeError as err:  # pragma: no cover - defensive
-        raise SettingsError(f"Invalid cluster settings {where}: {err}") from None
-
-
-def _convert(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value or {}, where + ".")
-    if origin is tuple:
-        if value is None:
-            return ()
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise SettingsError(f"Cluster setting {where} must be a list, got {value!r}")
-        return tuple(dict(v) if isinstance(v, Mapping) else v for v in value)
-    if hint is Mapping[str, str] or origin in (Mapping, dict) or str(hint).startswith("typing.Mapping"):
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            raise SettingsError(f"Cluster setting {where} must be a mapping, got {value!r}")
-        return {str(k): str(v) for k, v in value.items()}
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
-            if type(None) in args:
-                return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, where)
-    try:
-        if hint is bool:
-            if isinstance(value, str):
-                low = value.strip().lower()
-                if low not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                return low in ("true", "1", "yes")
-            return bool(value)
-        if hint is int:
-            if isinstance(value, bool) or float(value) != int(float(value)):
-                raise ValueError(value)
-            return int(float(value))
-        if hint is float:
-            return float(value)
-        if hint is str:
-            return "" if value is None else str(value)
-    except (TypeError, ValueError):
-        raise SettingsError(f"Cluster setting {where} must be {getattr(hint, '__name__', hint)}, got {value!r}") from None
-    return value
+        return build()
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            where = ".".join(str(p) for p in e["loc"]) or "settings"
+            message = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                problems.append(f"unknown cluster setting {where!r}")
+            else:
+                problems.append(f"{where}: {message} (got {e.get('input')!r})")
+        raise SettingsError("Invalid cluster settings: " + "; ".join(problems)) from None
+    except SettingsError:
+        raise
+    except ValueError as err:  # pydantic-settings' own parse errors (e.g. a JSON value that is not JSON)
+        raise SettingsError(f"Invalid cluster settings: {err}") from None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 from .errors import ClusterError
-from .manifests import CONTAINER, LABEL_DIGEST, LABEL_OWNER, LABEL_RUN_ID, LABEL_SWEEP, VOLCANO_API
+from .manifests import CONTAINER, LABEL_DIGEST, LABEL_OWNER, LABEL_RUN_ID, LABEL_SWEEP, LABKIT_EXIT_CODES, VOLCANO_API
 
 PHASES = ("pending", "running", "succeeded", "failed")
 FAILED_LINE = re.compile(r"labkit: run failed: (.*)")
@@ -279,6 +279,13 @@ def _describe_failure(base: JobStatus, cond: dict[str, Any], pods: Sequence[dict
     if match:
         return replace(base, phase="failed", infrastructure=False, events=ev,
                        reason=f"the analysis failed: {match.group(1).strip()}")
+    if job_reason == "PodFailurePolicy":
+        code = re.search(r"exit code (\d+)", cond.get("message") or "")
+        what = LABKIT_EXIT_CODES.get(int(code.group(1))) if code else None
+        if what:
+            return replace(base, phase="failed", infrastructure=False, events=ev,
+                           reason=f"the analysis failed ({what}, exit code {code.group(1)}); not retried, "
+                                  f"see: labkit logs {base.name}")
     if job_reason == "BackoffLimitExceeded":
         return replace(base, phase="failed", infrastructure=None, events=ev,
                        reason="the run failed on every retry (BackoffLimitExceeded); see: labkit logs " + base.name)
