@@ -66,26 +66,26 @@ def test_generated_job_runs_locally_and_leaves_a_complete_result(tmp_path: Path)
 
 
 def test_a_failing_run_reports_the_prototype_way(tmp_path: Path) -> None:
-    """A missing recording: non-zero exit and the ``labkit: run failed:`` / error line labkit's watcher reads."""
+    """A missing recording: exit 2 (bad parameters, refused before any folder), which the Job's
+    podFailurePolicy turns into a failed Job at once; the watcher says why from the log line."""
     settings = ClusterSettings.from_dict({"storage": {"nfs_server": "nfs.lab.example"}})
     job = build_job(IcaParams(raw_file_path="nope/missing_raw.fif"), settings, "alice", "e2e-missing")
     container = job["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}
     env.update(BASE_DIR=str(tmp_path), HOME=str(tmp_path), MPLCONFIGDIR=str(tmp_path / ".mpl"),
-               PATH=os.environ.get("PATH", ""))
+               PATH=os.environ.get("PATH", ""), PYTHONPATH=os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run(_labkit_command(container["command"]), env=env, cwd=tmp_path, capture_output=True,
                           text=True, timeout=300)
-    assert proc.returncode != 0
-    assert "labkit: run failed:" in proc.stderr
+    assert proc.returncode == 2 and "raw_file_path" in proc.stderr
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert proc.returncode in rules[0]["onExitCodes"]["values"] and rules[0]["action"] == "FailJob"
 
-    # what the watcher makes of it: an analysis error naming the cell, from status.json or from the log
-    from labkit.cluster.jobs import describe
+    # what the watcher makes of it: the Job failed by the policy, the reason from the log's last line
+    from labkit.cluster.status import describe
 
-    failed_job = dict(job, status={"conditions": [{"type": "Failed", "status": "True",
-                                                   "reason": "BackoffLimitExceeded"}]})
-    status_json = find_run(tmp_path, "e2e-missing").status
-    from_folder = describe(failed_job, result_status=status_json)
-    assert from_folder.infrastructure is False and "cell" in from_folder.reason
-    assert "raw_file_path" in from_folder.reason
+    failed_job = dict(job, status={"conditions": [{
+        "type": "Failed", "status": "True", "reason": "PodFailurePolicy",
+        "message": f"Container ica for pod x failed with exit code {proc.returncode} matching FailJob rule at index 0"}]})
     from_log = describe(failed_job, log_tail=proc.stderr)
-    assert from_log.infrastructure is False and "raw_file_path" in from_log.reason
+    assert from_log.infrastructure is False and "bad parameters" in from_log.reason
+    assert "raw_file_path" in from_log.reason and "not retried" in from_log.reason

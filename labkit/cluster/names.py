@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from ..errors import ParameterError
+from ..params import check_run_id  # noqa: F401 (the one run-id check, re-exported)
 from .errors import SettingsError
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -74,13 +74,3 @@ def kubespawner_slug(name: str) -> str:
         stem = "x-" + stem[:room - 2]
     return f"{stem or 'x'}---{digest}"
 
-
-def check_run_id(run_id: str) -> str:
-    """A run id that can be a label value and a folder name (``PreExperiment_ICA_<id>``); refused otherwise.
-
-    Checked before anything is created, so a Job never carries a mangled id.
-    """
-    if not isinstance(run_id, str) or not run_id or not is_label_value(run_id):
-        raise ParameterError("run_id", run_id, "1-63 letters, digits, '-', '_' or '.', starting and ending "
-                             "with a letter or digit (it becomes a Kubernetes label)")
-    return run_id

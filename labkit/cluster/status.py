@@ -283,9 +283,10 @@ def _describe_failure(base: JobStatus, cond: dict[str, Any], pods: Sequence[dict
         code = re.search(r"exit code (\d+)", cond.get("message") or "")
         what = LABKIT_EXIT_CODES.get(int(code.group(1))) if code else None
         if what:
+            said = [line.strip() for line in log_tail.splitlines() if line.startswith("labkit: ")]
+            detail = f": {said[-1][len('labkit: '):]}" if said else f"; see: labkit logs {base.name}"
             return replace(base, phase="failed", infrastructure=False, events=ev,
-                           reason=f"the analysis failed ({what}, exit code {code.group(1)}); not retried, "
-                                  f"see: labkit logs {base.name}")
+                           reason=f"the analysis failed ({what}, exit code {code.group(1)}; not retried){detail}")
     if job_reason == "BackoffLimitExceeded":
         return replace(base, phase="failed", infrastructure=None, events=ev,
                        reason="the run failed on every retry (BackoffLimitExceeded); see: labkit logs " + base.name)
