@@ -257,7 +257,7 @@ asyncio.run(main())
     assert "access:services!service=labkit" in got["server"]  # the token `labkit submit` sends from a server
     assert not any(s.startswith("access:services") and "labkit" not in s for s in got["alice"])
     assert got["service_roles"] == ["labkit-service"] and got["service_url"] == "http://labkit:8765"
-    assert not any(s.startswith(("admin", "tokens", "servers")) for s in got["service"])
+    assert got["service"] == []  # the service's own token holds no JupyterHub rights
 
 
 def test_a_wrong_scope_would_stop_the_hub(tmp_path: Path) -> None:
@@ -472,3 +472,13 @@ def test_the_guides_policy_check_is_refused_as_it_says() -> None:
     assert messages[0] == f"only the labkit hub service ({SERVICE_ACCOUNT}) may create labkit Jobs, not kubernetes-admin"
     shown = readme_text()
     assert f"only the labkit hub service ({SERVICE_ACCOUNT}) may create labkit Jobs, not <you>" in shown
+
+
+def test_the_image_carries_the_hub_service() -> None:
+    """The Deployment runs `labkit hub-service` from the runner image: the Dockerfile installs the [hub] extra."""
+    import tomllib
+
+    extras = tomllib.loads((K8S_DIR.parent / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(dep.startswith("jupyterhub") for dep in extras["hub"])
+    assert any(line.startswith("RUN pip install") and " .[hub]" in line
+               for line in (K8S_DIR / "Dockerfile").read_text().splitlines())
