@@ -292,6 +292,21 @@ def test_the_shipped_settings_render_jobs_the_policy_admits() -> None:
         assert admit(job) == []
 
 
+@pytest.mark.parametrize("profile", ["large-memory", "edge"])
+def test_admin_profiles_render_jobs_the_policy_admits(profile: str) -> None:
+    """What a user may choose (a profile) changes resources and placement, never what the policy guards."""
+    settings = shipped_settings().with_profile(profile)
+    job = alice_job(settings)
+    validate(job)
+    assert admit(job) == []
+    assert restricted_violations(job["spec"]["template"]["spec"]) == []
+    pod = job["spec"]["template"]["spec"]
+    chosen = shipped_settings().profiles[profile]
+    assert chosen.node_selector.items() <= pod["nodeSelector"].items()
+    if chosen.resources is not None:
+        assert pod["containers"][0]["resources"]["limits"]["memory"] == chosen.resources.memory_limit
+
+
 def test_an_nfs_job_for_its_owner_is_admitted_with_nfs_params() -> None:
     job = alice_job(shipped_settings(storage=dict(nfs_server="nfs.lab.example", nfs_path="/userdata/{user}")))
     assert admit(job, params=nfs_params()) == []
