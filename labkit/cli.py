@@ -55,7 +55,7 @@ def main() -> None:
     """labkit: EEG/MEG ICA runs from a parameter set to a result folder."""
 
 
-def _run_and_report(params: IcaParams, run_id: str | None, blas_threads: int) -> None:
+def _run_and_report(params: IcaParams, run_id: str | None, blas_threads: int, resume: bool = False) -> None:
     # papermill -> nbformat -> jsonschema imports the optional rfc3987_syntax URI checker, which
     # compiles a grammar at import (1.8 s of a run here); nbformat never checks URI formats.
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
@@ -64,8 +64,8 @@ def _run_and_report(params: IcaParams, run_id: str | None, blas_threads: int) ->
     params.raw_path()  # base directory and recording exist, inside base_dir: checked before any folder is made
     terminate_on_signals()
     try:
-        result = LocalRunner(blas_threads=blas_threads).run(params, run_id=run_id)
-    except RunFailed as err:
+        result = LocalRunner(blas_threads=blas_threads).run(params, run_id=run_id, resume=resume)
+    except LabkitError as err:  # a failed run, a taken run id, a folder that cannot be made
         _fail(err)
     except Cancelled:  # pragma: no cover - signal arrived outside the run
         sys.exit(130)
@@ -87,8 +87,9 @@ def entrypoint() -> None:
     """Run from the prototype's environment variables (BASE_DIR, ICA_METHOD, ...); the image's command."""
     params = IcaParams.from_env()
     run_id = os.environ.get("LABKIT_RUN_ID") or None
+    # a Job's retried pod has the same LABKIT_RUN_ID: it restarts its own folder, never a complete one
     _run_and_report(params, check_run_id(run_id, "LABKIT_RUN_ID") if run_id else None,
-                    _env_count("LABKIT_BLAS_THREADS", 1))
+                    _env_count("LABKIT_BLAS_THREADS", 1), resume=run_id is not None)
 
 
 def _env_count(name: str, default: int) -> int:

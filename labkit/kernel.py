@@ -52,7 +52,7 @@ class KernelSpecs(KernelSpecManager):
         return super().get_kernel_spec(kernel_name)
 
 
-def start(kernel_name: str, *, cwd: Path, sockets: str) -> KernelManager:
+def start(kernel_name: str, *, cwd: Path, sockets: str) -> RunKernelManager:
     """Start kernel ``kernel_name`` in ``cwd``, listening on Unix sockets in the private dir ``sockets``.
 
     Unix sockets rather than localhost TCP ports: no other user on a shared hub host can
@@ -65,14 +65,44 @@ def start(kernel_name: str, *, cwd: Path, sockets: str) -> KernelManager:
 
 
 class RunKernelManager(KernelManager):
-    """A kernel manager that reaps a killed kernel as soon as it is gone.
+    """A kernel manager for one run that reaps its kernel at once and leaves nothing open behind.
 
     ``shutdown_kernel(now=True)`` sends SIGKILL and then polls for the process every
     0.1 s, so even a kernel that dies at once costs a run 0.1 s; a 5 ms poll does not.
+
+    nbclient never stops the client it makes from a kernel manager it was handed (``km=``),
+    and that client's heartbeat thread keeps its sockets and zmq context alive: about 12
+    file descriptors and a thread per run, which a long sweep runs out of. :meth:`close`
+    releases every client this manager made, then the manager's own context.
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._run_clients: list[Any] = []
 
     async def _async_wait(self, pollinterval: float = 0.005) -> None:
         await super()._async_wait(pollinterval=pollinterval)
+
+    def client(self, **kwargs: Any) -> Any:
+        kc = super().client(**kwargs)
+        self._run_clients.append(kc)
+        return kc
+
+    def close(self) -> None:
+        """Kill the kernel (every file is closed by the run's last cell) and release its channels,
+        sockets and zmq contexts."""
+        try:
+            if self.has_kernel:
+                self.shutdown_kernel(now=True)
+        finally:
+            for kc in self._run_clients:
+                kc.stop_channels()
+                if not kc.context.closed:
+                    kc.context.destroy(linger=0)
+            self._run_clients.clear()
+            self.cleanup_resources()
+            if not self.context.closed:
+                self.context.destroy(linger=0)
 
 
 class ReadyClient(AsyncKernelClient):

@@ -15,16 +15,21 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import html
+import itertools
 import json
 import logging
 import os
+import shutil
+import signal
 import socket
-from dataclasses import dataclass
+import tempfile
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import LabkitError, RunFailed
-from .params import IcaParams
+from .errors import LabkitError, ParameterError, RunFailed
+from .params import IcaParams, check_run_id
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +37,13 @@ FOLDER_PREFIX = "PreExperiment_ICA_"
 PARTIAL = ".partial"
 FAILED = ".failed"
 STATES = ("queued", "running", "succeeded", "failed")
+#: what a reader reports for a folder whose files cannot be read (never written as a state)
+DAMAGED = "damaged"
+#: where run ids are claimed (one directory per id, made exclusively, never removed)
+CLAIMS_DIR = ".labkit/run-ids"
+RESERVE_FILE = ".reserve"
+RESERVE_BYTES = 64 * 1024
+TMP_SUFFIX = ".tmp"
 
 LOG_FILE = "run.log"
 PARAMS_FILE = "params.json"
@@ -54,27 +66,122 @@ def new_run_id(params: IcaParams) -> str:
     return f"{stamp}-{params.digest[:6]}"
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+def run_id_of(folder_name: str) -> str:
+    """The run id in a folder name (``PreExperiment_ICA_{run_id}`` plus ``.partial``/``.failed``)."""
+    name = folder_name[len(FOLDER_PREFIX):]
+    for suffix in (PARTIAL, FAILED):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _setting(name: str, default: float) -> float:
+    """A positive number of seconds from the environment (``LABKIT_HEARTBEAT_S``, ...); else ``default``."""
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if 0 < value < 1e6 else default
+
+
+def heartbeat_interval() -> float:
+    """Seconds between a working run's heartbeats (``LABKIT_HEARTBEAT_S``, default 5)."""
+    return _setting("LABKIT_HEARTBEAT_S", 5.0)
+
+
+def stale_after() -> float:
+    """Seconds without a heartbeat after which a run on another host reads as dead
+    (``LABKIT_STALE_S``, default 60; never less than three of the run's own heartbeat intervals)."""
+    return _setting("LABKIT_STALE_S", 60.0)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Replace ``path`` atomically: a private temporary file in the same folder, fsync, rename.
+
+    A reader sees the old content or the new one, never a mix or an empty file; on any
+    failure (a full disk) the temporary file is removed and the old content stays.
+    """
+    text = json.dumps(data, indent=2, sort_keys=True, default=str)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would make it (mkstemp makes 0600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class Damaged(Exception):
+    """A file of a run folder cannot be read as what it should be; the message says why."""
 
 
 def _read_json(path: Path) -> Any:
+    """The JSON in ``path``; None if it does not exist; :class:`Damaged` if it cannot be read."""
     try:
-        return json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as err:
+        raise Damaged(f"{path.name} cannot be read ({err})") from None
+    if not text.strip():
+        raise Damaged(f"{path.name} is empty (its write was cut short)")
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise Damaged(f"{path.name} is not valid JSON (truncated?): {err}") from None
+
+
+class RunIdTaken(LabkitError):
+    """The run id already names a run: run ids are never reused."""
+
+
+def _claim(path: Path) -> bool:
+    """Create ``path`` as a directory, exclusively: True for the one caller that made it.
+
+    ``mkdir`` is atomic on local filesystems and on NFS (the server decides), unlike
+    check-then-create; the claim stays, so an id names at most one run ever.
+    """
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _current(bare: Path) -> Path:
+    """Where the run folder ``bare`` is now: complete, failed or partial (partial if none exists yet)."""
+    for suffix in ("", FAILED, PARTIAL):
+        candidate = bare.with_name(bare.name + suffix)
+        if candidate.is_dir():
+            return candidate
+    return bare.with_name(bare.name + PARTIAL)
 
 
 class RunFolder:
     """A run's folder on disk and the one place its status changes."""
 
     def __init__(self, base_dir: str | os.PathLike, run_id: str) -> None:
-        if not run_id or "/" in run_id or run_id.startswith(".") or "\x00" in run_id:
-            raise LabkitError(f"Invalid run id {run_id!r}: expected a plain name such as 20260101-120000-000-abc123")
+        check_run_id(run_id)
+        if run_id.endswith((PARTIAL, FAILED)):  # would name another run's partial or failed folder
+            raise ParameterError("run_id", run_id, f"a name not ending in {PARTIAL!r} or {FAILED!r}")
         self.base_dir = Path(base_dir)
         self.run_id = run_id
+        self._lock = threading.Lock()  # one status update at a time in this process (steps, heartbeats)
+        self._heart: threading.Event | None = None
 
     # -- where ------------------------------------------------------------
     @property
@@ -84,62 +191,218 @@ class RunFolder:
     @property
     def path(self) -> Path:
         """The folder as it is now: complete, failed or partial (partial if none exists yet)."""
-        for suffix in ("", FAILED, PARTIAL):
-            candidate = self.base_dir / (self.name + suffix)
-            if candidate.is_dir():
-                return candidate
-        return self.base_dir / (self.name + PARTIAL)
+        return _current(self.base_dir / self.name)
+
+    @property
+    def complete(self) -> bool:
+        return (self.base_dir / self.name).is_dir()
 
     def file(self, name: str) -> Path:
         return self.path / name
 
     # -- lifecycle ----------------------------------------------------------
     @classmethod
-    def create(cls, params: IcaParams, run_id: str | None = None) -> "RunFolder":
-        """Make the partial folder with ``params.json`` and a queued status."""
-        folder = cls(params.base_dir, run_id or new_run_id(params))
-        folder.path.mkdir(parents=True, exist_ok=True)
-        _write_json(folder.file(PARAMS_FILE), {"params": params.to_dict(), "digest": params.digest,
-                                               "run_id": folder.run_id})
-        if folder.status.get("state") is None:
-            folder.set_status("queued", created=now())
+    def create(cls, params: IcaParams, run_id: str | None = None, *, resume: bool = False) -> "RunFolder":
+        """Claim a run id and make its partial folder with ``params.json`` and a queued status.
+
+        Without ``run_id`` a fresh id is made (another one if it is taken). A given id that
+        already names a run is refused (:class:`RunIdTaken`), unless ``resume``: a retried
+        Job pod with the same ``LABKIT_RUN_ID`` restarts its own partial or failed folder
+        (when no live process owns it), and finds a complete one as it is, untouched.
+        """
+        base = Path(params.base_dir)
+        claims = base / CLAIMS_DIR
+        try:
+            claims.mkdir(parents=True, exist_ok=True)
+            if run_id is None:
+                run_id = new_run_id(params)
+                for n in itertools.count(2):
+                    if _claim(claims / run_id):
+                        break
+                    run_id = f"{new_run_id(params)}-{n}"
+                folder = cls(base, run_id)
+            else:
+                folder = cls(base, run_id)
+                if not _claim(claims / run_id) or folder._exists():
+                    if not resume:
+                        raise RunIdTaken(folder._taken_message())
+                    folder._take_over(params)
+                    return folder
+            folder._begin(params, attempt=1)
+        except OSError as err:
+            raise LabkitError(f"Cannot create the result folder for run {run_id} under {base}: "
+                              f"{err.strerror or err}") from None
         return folder
+
+    def _exists(self) -> bool:
+        return any((self.base_dir / (self.name + s)).is_dir() for s in ("", FAILED, PARTIAL))
+
+    def _taken_message(self) -> str:
+        where = self.path if self._exists() else "a claim in " + str(self.base_dir / CLAIMS_DIR)
+        state = load_run(self.path).state if self.path.is_dir() else "claimed"
+        return (f"Run id {self.run_id!r} is already taken ({state}: {where}); a run id names one run only. "
+                "Leave --run-id out for a fresh one, or choose another.")
+
+    def _begin(self, params: IcaParams, attempt: int) -> None:
+        os.mkdir(self.base_dir / (self.name + PARTIAL))
+        self._reserve()
+        write_json(self.file(PARAMS_FILE), {"params": params.to_dict(), "digest": params.digest,
+                                            "run_id": self.run_id})
+        self.set_status("queued", created=now(), attempt=attempt, **owner())
+
+    def _take_over(self, params: IcaParams) -> None:
+        """A retry of the same run (a Job's next pod): restart the folder, never touch a complete one."""
+        found = load_run(self.path) if self._exists() else None
+        if found is not None and found.params is not None and found.params.digest != params.digest:
+            raise RunIdTaken(f"Run id {self.run_id!r} already names a run of another parameter set "
+                             f"({found.path}); not touching it.")
+        if found is not None and found.state == "succeeded":
+            return  # done already: the caller reports it as it is
+        if found is not None and found.state in ("queued", "running"):
+            raise RunIdTaken(f"Run {self.run_id!r} is still {found.state} in another process "
+                             f"({found.owner_text()}); not starting it twice.")
+        attempt = int((found.status.get("attempt") if found else None) or 1) + 1
+        if not _claim(self.base_dir / CLAIMS_DIR / self.run_id / f"attempt-{attempt}"):
+            raise RunIdTaken(f"Run {self.run_id!r}: another process is already retrying it (attempt {attempt}).")
+        if found is None:
+            self._begin(params, attempt)
+            return
+        partial = self.base_dir / (self.name + PARTIAL)
+        if found.path != partial:
+            os.replace(found.path, partial)
+        for child in partial.iterdir():  # the last attempt's figures must not mix with this one's metrics
+            if child.name != LOG_FILE:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        self._append_log(f"RETRY: attempt {attempt} restarts run {self.run_id} "
+                         f"(the last attempt: {found.state}, {found.error or 'no reason recorded'})")
+        self._reserve()
+        write_json(partial / PARAMS_FILE, {"params": params.to_dict(), "digest": params.digest,
+                                           "run_id": self.run_id})
+        self._write_status({"state": "queued", "created": now(), "attempt": attempt, **owner()})
+
+    def _append_log(self, line: str) -> None:
+        """One line for ``run.log``, if the disk takes it (never an empty log left behind)."""
+        path = self.file(LOG_FILE)
+        try:
+            with path.open("a") as log:
+                log.write(f"{now()} {line}\n")
+        except OSError:
+            with contextlib.suppress(OSError):
+                if path.stat().st_size == 0:
+                    path.unlink()
+
+    def _reserve(self) -> None:
+        """Set aside a little space, freed to record the outcome should the disk fill up."""
+        with (self.path / RESERVE_FILE).open("wb") as fh:
+            fh.truncate(0)
+            fh.write(b"\0" * RESERVE_BYTES)
+
+    def _release_reserve(self) -> None:
+        with contextlib.suppress(OSError):
+            self.file(RESERVE_FILE).unlink()
 
     @property
     def status(self) -> dict[str, Any]:
-        return _read_json(self.file(STATUS_FILE)) or {}
+        try:
+            status = _read_json(self.file(STATUS_FILE))
+        except Damaged:
+            return {}
+        return status if isinstance(status, dict) else {}
 
     def set_status(self, state: str, **info: Any) -> None:
         if state not in STATES:
             raise ValueError(f"state must be one of {STATES}, got {state!r}")
-        status = {**self.status, **info, "state": state, "run_id": self.run_id, "updated": now()}
-        _write_json(self.file(STATUS_FILE), status)
+        with self._lock:
+            self._write_status({**self.status, **info, "state": state})
+
+    def _write_status(self, status: dict[str, Any]) -> None:
+        stamp = now()
+        write_json(self.file(STATUS_FILE), {**status, "run_id": self.run_id, "updated": stamp, "heartbeat": stamp})
 
     def start(self) -> None:
-        self.set_status("running", started=now(), pid=os.getpid(), host=socket.gethostname(), step="start")
+        """The process doing the work takes the run over: its pid, host and heartbeats."""
+        checkpoint("start")
+        self.set_status("running", started=now(), step="start", **owner())
+        self._start_heartbeat()
 
     def step(self, name: str) -> None:
         """Record the step in progress, so watchers (widgets, cluster logs) can show it."""
         self.set_status(self.status.get("state", "running"), step=name)
+        checkpoint(name)
+
+    def beat(self) -> None:
+        """Refresh the heartbeat: the run's owner still works on it."""
+        with self._lock:
+            status = self.status
+            if status.get("state") in ("queued", "running"):
+                self._write_status(status)
+
+    def _start_heartbeat(self) -> None:
+        if self._heart is not None:
+            return
+        stop = self._heart = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(heartbeat_interval()):
+                try:
+                    self.beat()
+                except OSError:  # a full disk or a vanished folder: try again next time
+                    if not self.path.is_dir():
+                        return
+
+        threading.Thread(target=beat, name=f"labkit-heartbeat-{self.run_id}", daemon=True).start()
+
+    def stop_heartbeat(self) -> None:
+        """Stop refreshing the heartbeat (the work is over; the owner records the outcome)."""
+        if self._heart is not None:
+            self._heart.set()
+            self._heart = None
+        with self._lock:  # wait for a heartbeat being written
+            pass
 
     def fail(self, reason: str, **details: Any) -> None:
-        """Mark failed with a reason a researcher can act on and move to the ``.failed`` name."""
+        """Mark failed with a reason a researcher can act on and move to the ``.failed`` name.
+
+        On a full disk the reserve is given up to record the reason; if even that fails
+        the folder still takes the ``.failed`` name and :class:`OutcomeNotRecorded` says why.
+        """
+        self.stop_heartbeat()
         if self.status.get("state") in ("failed", "succeeded") and not self.path.name.endswith(PARTIAL):
             return
-        self.set_status("failed", finished=now(), error={"reason": reason, **details})
-        logger.error("Run %s failed: %s", self.run_id, reason)
-        with contextlib.suppress(OSError), self.file(LOG_FILE).open("a") as log:
-            log.write(f"{now()} FAILED: {reason}\n")
+        logger.info("Run %s failed: %s", self.run_id, reason)  # the caller tells the user; run.log gets a line
+        problem: OSError | None = None
+        for _ in range(2):
+            try:
+                self.set_status("failed", finished=now(), error={"reason": reason, **details})
+                problem = None
+                break
+            except OSError as err:
+                problem = err
+                self._release_reserve()
+        self._append_log(f"FAILED: {reason}")
+        self._tidy()
         self._rename(FAILED)
+        if problem is not None:
+            raise OutcomeNotRecorded(f"{reason}; and its status could not be written ({problem.strerror or problem})",
+                                     self.path)
 
     def succeed(self) -> None:
         """Mark succeeded and take the final name; only call when every file is written."""
+        self.stop_heartbeat()
         missing = [f for f in (PARAMS_FILE, METRICS_FILE, ICA_FILE) if not self.file(f).exists()]
         if missing:
             self.fail("the run ended without writing " + ", ".join(missing))
             raise RunFailed("Run ended incomplete: missing " + ", ".join(missing), self.path)
+        self._tidy()
         self.set_status("succeeded", finished=now(), step="done")
         self._rename("")
+
+    def _tidy(self) -> None:
+        """Remove the reserve and temporary files a killed writer left behind."""
+        self._release_reserve()
+        for tmp in self.path.glob(".*" + TMP_SUFFIX):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     def _rename(self, suffix: str) -> None:
         current = self.path
@@ -165,6 +428,22 @@ class RunFolder:
             handler.close()
 
 
+class OutcomeNotRecorded(RunFailed):
+    """A run failed and its status could not be written either (a full disk); the folder is ``.failed``."""
+
+
+def owner() -> dict[str, Any]:
+    """Who works on a run: pid and host (checked on the same host) and the heartbeat interval."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat_s": heartbeat_interval()}
+
+
+def checkpoint(name: str) -> None:
+    """Fault injection for tests: ``LABKIT_PAUSE_AT=<name>`` stops this process (SIGSTOP) at that point,
+    so a test can kill it there (before the kernel starts, in any step, before the outcome is recorded)."""
+    if os.environ.get("LABKIT_PAUSE_AT") == name:
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+
 class _FollowingFileHandler(logging.Handler):
     """Appends to the folder's ``run.log`` wherever the folder has been renamed to."""
 
@@ -177,18 +456,33 @@ class _FollowingFileHandler(logging.Handler):
         try:
             with self.folder.file(LOG_FILE).open("a") as fh:
                 fh.write(self.format(record) + "\n")
+        except OSError:  # a full disk or a vanished folder: the run goes on, its outcome says why
+            pass
         except Exception:  # pragma: no cover - logging must never break a run
             self.handleError(record)
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` lives on this host (a zombie, killed but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): the signal check is all there is
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def _parse_time(text: Any) -> dt.datetime | None:
+    try:
+        stamp = dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.timezone.utc)
 
 
 @dataclass
@@ -199,29 +493,73 @@ class RunResult:
     status: dict[str, Any]
     params: IcaParams | None
     metrics: dict[str, Any]
+    #: why files of this folder cannot be read (empty when all is well)
+    damage: list[str] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
-        return self.path.name[len(FOLDER_PREFIX):].split(".")[0]
+        return run_id_of(self.path.name)
 
     @property
     def state(self) -> str:
-        """The trustworthy state: complete only under the final name; a dead 'running' run is failed."""
-        state = self.status.get("state", "queued")
-        if self.path.name.endswith(PARTIAL) and state == "succeeded":
-            return "running"
-        if state == "running" and self.status.get("host") == socket.gethostname():
-            pid = self.status.get("pid")
-            if isinstance(pid, int) and not _pid_alive(pid):
-                return "failed"
-        return state
+        """The trustworthy state: complete only under the final name; queued or running only while
+        its owner lives; ``damaged`` when its files cannot be read."""
+        return self._judge()[0]
 
     @property
     def error(self) -> str | None:
-        if self.state != "failed":
-            return None
-        err = self.status.get("error") or {}
-        return err.get("reason") or "the process running it disappeared (killed?) before finishing"
+        """Why the run failed or is damaged (None otherwise)."""
+        return self._judge()[1]
+
+    def _judge(self) -> tuple[str, str | None]:
+        if self.damage:
+            return DAMAGED, "; ".join(self.damage)
+        state = str(self.status.get("state") or "queued")
+        name = self.path.name
+        if state == "failed":
+            err = self.status.get("error") or {}
+            return "failed", str(err.get("reason") or "no reason recorded")
+        if name.endswith(FAILED):  # failed, but its status could not say so (a full disk)
+            return "failed", (f"the run failed while {state} (step {self.status.get('step', 'start')}) and "
+                              "could not record why: its status could not be written (disk full?); see run.log")
+        if state == "succeeded":
+            if name.endswith(PARTIAL):  # about to be renamed, or killed just before
+                dead = self._dead()
+                return ("failed", f"the run was killed after its last step, before it was marked complete "
+                                  f"({dead})") if dead else ("running", None)
+            return "succeeded", None
+        if not name.endswith(PARTIAL):
+            return DAMAGED, f"complete folder with status {state!r}: its status.json is not a finished one"
+        dead = self._dead()
+        if dead:
+            step = self.status.get("step")
+            where = ("before its kernel took the run over" if state == "queued"
+                     else f"during step {step!r}" if step else "while running")
+            return "failed", f"{dead} {where}, before it could record an outcome"
+        return state, None
+
+    def _dead(self) -> str | None:
+        """Why the owner of a queued/running run is known dead, or None while it may live.
+
+        Same host: its pid. Any host (a cluster pod read on the hub): its heartbeat.
+        """
+        status = self.status
+        pid, host = status.get("pid"), status.get("host")
+        if host == socket.gethostname() and isinstance(pid, int):
+            return None if _pid_alive(pid) else f"its process (pid {pid} on {host}) disappeared (killed?)"
+        beat = _parse_time(status.get("heartbeat") or status.get("updated"))
+        if beat is None:
+            return None if pid is None and host is None else "it never reported a heartbeat"
+        interval = status.get("heartbeat_s")
+        limit = max(stale_after(), 3 * interval if isinstance(interval, (int, float)) else 0)
+        if (dt.datetime.now(dt.timezone.utc) - beat).total_seconds() > limit:
+            return (f"the run stopped reporting at {beat.isoformat(timespec='seconds')}; "
+                    f"its process or pod died (host {host})")
+        return None
+
+    def owner_text(self) -> str:
+        return (f"pid {self.status.get('pid')} on {self.status.get('host')}, "
+                f"heartbeat {self.status.get('heartbeat') or self.status.get('updated')}")
 
     @property
     def topomaps(self) -> list[Path]:
@@ -279,17 +617,36 @@ def _short(value: Any) -> str:
 
 
 def load_run(path: str | os.PathLike) -> RunResult:
-    """Load a result folder (complete, failed or partial) with the same code for local and cluster runs."""
+    """Load a result folder (complete, failed or partial) with the same code for local and cluster runs.
+
+    Never raises for what is inside: an unreadable file makes the run ``damaged``, with why.
+    """
     path = Path(path)
     if not path.is_dir() or not path.name.startswith(FOLDER_PREFIX):
         raise LabkitError(f"{path} is not a labkit result folder ({FOLDER_PREFIX}...)")
-    params_doc = _read_json(path / PARAMS_FILE) or {}
-    try:
-        params = IcaParams.from_dict(params_doc["params"]) if "params" in params_doc else None
-    except LabkitError:
-        params = None
-    return RunResult(path=path, status=_read_json(path / STATUS_FILE) or {}, params=params,
-                     metrics=_read_json(path / METRICS_FILE) or {})
+    damage: list[str] = []
+
+    def read(name: str) -> dict[str, Any]:
+        try:
+            doc = _read_json(path / name)
+        except Damaged as err:
+            damage.append(str(err))
+            return {}
+        if doc is not None and not isinstance(doc, dict):
+            damage.append(f"{name} holds {type(doc).__name__}, not an object")
+            return {}
+        return doc or {}
+
+    status, params_doc, metrics = read(STATUS_FILE), read(PARAMS_FILE), read(METRICS_FILE)
+    params = None
+    if "params" in params_doc:
+        try:
+            params = IcaParams.from_dict(params_doc["params"])
+        except Exception as err:  # noqa: BLE001 - any unreadable set is damage, reported below
+            damage.append(f"{PARAMS_FILE} holds no valid parameter set ({err})")
+    if not path.name.endswith((PARTIAL, FAILED)) and status.get("state") == "succeeded":
+        damage += [f"{name} is missing" for name in (PARAMS_FILE, METRICS_FILE) if not (path / name).is_file()]
+    return RunResult(path=path, status=status, params=params, metrics=metrics, damage=damage)
 
 
 def find_run(base_dir: str | os.PathLike, run_id: str) -> RunResult:
@@ -301,6 +658,10 @@ def find_run(base_dir: str | os.PathLike, run_id: str) -> RunResult:
 
 
 def list_runs(base_dir: str | os.PathLike) -> list[RunResult]:
-    """Every run folder under ``base_dir``, oldest first."""
+    """Every run folder under ``base_dir``, oldest first (a folder renamed meanwhile is read under its new name)."""
     base = Path(base_dir)
-    return [load_run(p) for p in sorted(base.glob(FOLDER_PREFIX + "*")) if p.is_dir()]
+    found = []
+    for run_id in sorted({run_id_of(p.name) for p in base.glob(FOLDER_PREFIX + "*")}):
+        with contextlib.suppress(LabkitError):  # gone between the listing and the read
+            found.append(load_run(_current(base / (FOLDER_PREFIX + run_id))))
+    return found

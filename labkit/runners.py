@@ -11,14 +11,16 @@ from __future__ import annotations
 import abc
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import kernel, results
 from .errors import LabkitError, RunFailed
@@ -37,21 +39,31 @@ class Cancelled(BaseException):
 class Runner(abc.ABC):
     """Owns start, status, failure and completion; subclasses only execute."""
 
-    def run(self, params: IcaParams, *, run_id: str | None = None) -> results.RunResult:
-        """Run to completion and return the loaded result (failed runs raise :class:`RunFailed`)."""
+    def run(self, params: IcaParams, *, run_id: str | None = None, resume: bool = False) -> results.RunResult:
+        """Run to completion and return the loaded result (failed runs raise :class:`RunFailed`).
+
+        A given ``run_id`` that already names a run is refused (:class:`results.RunIdTaken`),
+        unless ``resume`` (a retried Job pod): then its partial or failed folder restarts, and
+        a complete one is returned as it is.
+        """
         params = params.replace(base_dir=os.path.abspath(params.base_dir))  # executors may change cwd
-        folder = results.RunFolder.create(params, run_id)
+        folder = results.RunFolder.create(params, run_id, resume=resume)
+        if folder.complete:
+            logger.info("run %s is already complete (%s): not running it again", folder.run_id, folder.path)
+            return results.load_run(folder.path)
         logger.info("run %s: %s", folder.run_id, folder.path)
+        results.checkpoint("queued")
         try:
             self._execute(params, folder)
+            results.checkpoint("executed")
         except Cancelled as err:
-            folder.fail(f"cancelled: {err}")
-            raise RunFailed(f"run cancelled: {err}", folder.path) from None
+            _record_failure(folder, {"reason": f"cancelled: {err}", "kind": "cancelled"}, None)
         except BaseException as err:
-            failure = describe_failure(err)
-            folder.fail(**failure)
-            raise RunFailed(f"run failed: {failure['reason']}", folder.path) from err
-        folder.succeed()
+            _record_failure(folder, describe_failure(err, folder), err)
+        try:
+            folder.succeed()
+        except OSError as err:
+            _record_failure(folder, describe_failure(err, folder), err)
         return results.load_run(folder.path)
 
     @abc.abstractmethod
@@ -59,8 +71,14 @@ class Runner(abc.ABC):
         """Fill ``folder`` (partial) with the run's outputs; raise on failure."""
 
 
-def describe_failure(err: BaseException) -> dict[str, Any]:
-    """A reason a researcher can act on, plus the notebook cell when a cell raised."""
+def _record_failure(folder: results.RunFolder, failure: dict[str, Any], err: BaseException | None) -> NoReturn:
+    """Mark the folder failed and raise :class:`RunFailed` (saying so if even that could not be written)."""
+    folder.fail(**failure)  # raises OutcomeNotRecorded (a RunFailed) when the disk is full
+    raise RunFailed(f"run failed: {failure['reason']}", folder.path) from err
+
+
+def describe_failure(err: BaseException, folder: results.RunFolder | None = None) -> dict[str, Any]:
+    """A reason a researcher can act on, plus the notebook cell when a cell raised or the kernel died in one."""
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(err, PapermillExecutionError):
@@ -68,10 +86,36 @@ def describe_failure(err: BaseException) -> dict[str, Any]:
                 "cell": err.exec_count, "ename": err.ename, "evalue": err.evalue, "kind": "notebook"}
     name = type(err).__name__
     if name == "DeadKernelError":
-        return {"reason": "the notebook's kernel died (killed, or out of memory)", "kind": "infrastructure"}
+        cell = _running_cell(folder)
+        where = (f" in notebook cell {cell['cell']} ({cell['source']})"
+                 + (f", step {cell['step']!r}" if "step" in cell else "")) if cell else ""
+        return {"reason": f"the notebook's kernel died{where} (killed, or out of memory)",
+                "kind": "infrastructure", **(cell or {})}
     if isinstance(err, KeyboardInterrupt):
         return {"reason": "interrupted", "kind": "cancelled"}
+    if isinstance(err, OSError) and err.strerror:
+        return {"reason": f"{name}: {err.strerror}" + (f": {err.filename}" if err.filename else ""), "kind": "labkit"}
     return {"reason": f"{name}: {err}", "kind": "labkit"}
+
+
+def _running_cell(folder: results.RunFolder | None) -> dict[str, Any] | None:
+    """The cell a kernel died in: the last one started in the saved, partially executed notebook."""
+    if folder is None:
+        return None
+    try:
+        import nbformat
+
+        nb = nbformat.read(folder.file(results.NOTEBOOK_FILE), as_version=4)
+    except Exception:  # noqa: BLE001 - no notebook saved: the reason stays without the cell
+        return None
+    started = [c for c in nb.cells if c.cell_type == "code" and c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    if not started:
+        return None
+    cell = started[-1]
+    first = next((line for line in cell.source.splitlines() if line.strip()), "")
+    step = folder.status.get("step")
+    return {"cell": cell.get("execution_count") or nb.cells.index(cell), "source": first[:80],
+            **({"step": step} if step else {})}
 
 
 class LocalRunner(Runner):
@@ -97,9 +141,29 @@ class LocalRunner(Runner):
                     km=km,  # the notebook keeps its own kernelspec (python3) for whoever opens it later
                     progress_bar=self.progress_bar,
                     request_save_on_cell_execute=False,  # one save at the end: ~30 ms less per cell
+                    engine_name=_keeping_engine(), keep_at=str(folder.file(results.NOTEBOOK_FILE)),
                 )  # no cwd=: papermill would only chdir this process; the kernel already runs in the folder
             finally:
-                km.shutdown_kernel(now=True)  # every file is closed by the last cell; don't wait for a goodbye
+                km.close()  # every file is closed by the last cell: kill it, don't wait for a goodbye
+
+
+def _keeping_engine() -> str:
+    """papermill's nbclient engine, but a notebook cut short (kernel died, cancelled) is saved as far as
+    it ran: with ``request_save_on_cell_execute=False`` papermill saves only a notebook that ends."""
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class KeepingEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, keep_at: str = "", **kwargs: Any) -> Any:
+            try:
+                return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+            except BaseException:
+                nb_man.output_path = keep_at or nb_man.output_path  # papermill's cleanup then saves it
+                raise
+
+    if "labkit" not in papermill_engines._engines:
+        papermill_engines.register("labkit", KeepingEngine)
+    return "labkit"
 
 
 def run(params: IcaParams, **kwargs: Any) -> results.RunResult:
@@ -123,9 +187,12 @@ class LocalProcess:
         self.params = params = params.replace(base_dir=os.path.abspath(params.base_dir))
         self.run_id = run_id or results.new_run_id(params)
         self.folder = results.RunFolder(params.base_dir, self.run_id)
-        # the child's own output (papermill, kernel) goes to a file: a pipe nobody reads would block it
-        self.output_path = Path(tempfile.gettempdir()) / f"labkit-run-{self.run_id}.out"
-        with self.output_path.open("w") as out:
+        # the child's own output (papermill, kernel) goes to a file (a pipe nobody reads would block it)
+        # in a private directory (0700, unpredictable name): no other user can read it or plant a symlink
+        self._private = tempfile.mkdtemp(prefix="labkit-run-")
+        self.output_path = Path(self._private) / "output.txt"
+        weakref.finalize(self, shutil.rmtree, self._private, ignore_errors=True)
+        with self.output_path.open("x") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "labkit", "run", "--params", "-", "--run-id", self.run_id],
                 stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True,

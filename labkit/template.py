@@ -7,6 +7,7 @@ widgets, a cluster Job) passes ``run_dir`` and owns the run's lifecycle; plain
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -53,11 +54,13 @@ class TemplateRun:
         except BaseException as err:
             reason = f"{type(err).__name__}: {err}"
             logger.exception("analysis failed: %s", reason)
+            self.folder.stop_heartbeat()
             if self.owner:
-                self.folder.fail(reason)
                 self._close_log()
+                self.folder.fail(reason)
             else:
-                self.folder.set_status("running", error={"reason": reason})
+                with contextlib.suppress(OSError):  # a full disk: the runner records the outcome
+                    self.folder.set_status("running", error={"reason": reason})
             raise
         return self.result
 
@@ -76,6 +79,7 @@ class TemplateRun:
     def finish(self) -> Path:
         """If this notebook owns the run, mark it complete (rename); return the folder."""
         self._close_log()
+        self.folder.stop_heartbeat()
         if self.owner:
             self.folder.succeed()
         return self.folder.path
@@ -95,8 +99,7 @@ def start(namespace: Mapping[str, Any]) -> TemplateRun:
     run_dir = values.get("run_dir")
     if run_dir:
         path = Path(run_dir)
-        run_id = path.name[len(results.FOLDER_PREFIX):].split(".")[0]
-        folder, owner = results.RunFolder(path.parent, run_id), False
+        folder, owner = results.RunFolder(path.parent, results.run_id_of(path.name)), False
     else:
         folder, owner = results.RunFolder.create(params), True
     run = TemplateRun(params, folder, owner, blas_threads=int(values.get("blas_threads") or 1))

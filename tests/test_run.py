@@ -180,8 +180,11 @@ def test_killed_kernel_is_marked_failed(demo_dir):
     _wait_for(lambda: proc.step() == "fit")
     os.kill(proc.folder.status["pid"], signal.SIGKILL)  # the kernel, as the OOM killer would
     found = proc.wait(timeout=60)
-    assert found.state == "failed" and "kernel died" in found.error
+    assert found.state == "failed" and "kernel died in notebook cell 4 (result = run.analyse" in found.error
+    assert "step 'fit'" in found.error and found.status["error"]["cell"] == 4
     assert found.path.name.endswith(results.FAILED)
+    nb = nbformat.read(found.file(results.NOTEBOOK_FILE), as_version=4)  # kept as far as it ran
+    assert nb.cells[3].metadata.papermill.start_time and not nb.cells[5].metadata.papermill.start_time
 
 
 def test_a_vanished_process_is_not_mistaken_for_running(demo_dir):

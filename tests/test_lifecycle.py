@@ -1,0 +1,298 @@
+"""The result folder's lifecycle without running ICA: run-id claims, retries, atomic writes,
+damaged files, owner liveness (pid and heartbeat) and a full disk (a real tmpfs)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from labkit import IcaParams, results
+from labkit.cli import main
+from labkit.errors import RunFailed
+from labkit.results import RunFolder, RunIdTaken
+
+
+def params_in(base: Path, **kw) -> IcaParams:
+    return IcaParams(base_dir=str(base), raw_file_path="rec_raw.fif", n_components=5, **kw)
+
+
+def complete(folder: RunFolder) -> None:
+    """What a finished run leaves (the files ``succeed`` insists on), then its completion."""
+    folder.start()
+    (folder.path / results.METRICS_FILE).write_text(json.dumps({"n_iter": 7}))
+    (folder.path / results.ICA_FILE).write_bytes(b"ica")
+    (folder.path / "topomaps.png").write_bytes(b"first run's figure")
+    folder.succeed()
+
+
+def snapshot(path: Path) -> dict[str, tuple[bytes, int]]:
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(path.iterdir())}
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+# -- a run id names one run ever ---------------------------------------------------------------
+@pytest.mark.parametrize("first_outcome", ["partial", "failed", "complete", "deleted"])
+def test_a_given_run_id_is_refused_once_taken(tmp_path, first_outcome):
+    folder = RunFolder.create(params_in(tmp_path), "exp-1")
+    if first_outcome == "failed":
+        folder.fail("boom")
+    elif first_outcome in ("complete", "deleted"):
+        complete(folder)
+    before = snapshot(folder.path)
+    if first_outcome == "deleted":  # the claim outlives the folder: the id is never reused
+        shutil.rmtree(folder.path)
+    with pytest.raises(RunIdTaken, match="Run id 'exp-1' is already taken"):
+        RunFolder.create(params_in(tmp_path, method="picard"), "exp-1")
+    if first_outcome != "deleted":
+        assert snapshot(folder.path) == before, "the first run's folder is untouched"
+    assert len(list(tmp_path.glob(results.FOLDER_PREFIX + "*"))) == (0 if first_outcome == "deleted" else 1)
+
+
+def _create_at_once(base: str, run_id: str | None, barrier, out) -> None:
+    barrier.wait()
+    try:
+        out.put(RunFolder.create(params_in(Path(base)), run_id).run_id)
+    except RunIdTaken as err:
+        out.put(f"refused: {err}")
+
+
+def _race(base: Path, run_id: str | None, n: int = 8) -> list[str]:
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_create_at_once, args=(str(base), run_id, barrier, out)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    got = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(10)
+    return got
+
+
+def test_processes_claiming_one_id_at_the_same_instant_get_one_folder(tmp_path):
+    got = _race(tmp_path, "same-id")
+    assert got.count("same-id") == 1, got
+    assert all(g.startswith("refused: Run id 'same-id' is already taken") for g in got if g != "same-id")
+    (only,) = tmp_path.glob(results.FOLDER_PREFIX + "*")
+    found = results.load_run(only)  # its creator has exited since: no one will ever run it
+    assert found.state == "failed" and "before its kernel took the run over" in found.error
+
+
+def test_generated_ids_never_collide_even_in_the_same_millisecond(tmp_path):
+    got = _race(tmp_path, None)
+    assert len(set(got)) == len(got) and not any(g.startswith("refused") for g in got)
+    assert len(list(tmp_path.glob(results.FOLDER_PREFIX + "*"))) == len(got)
+
+
+@pytest.mark.parametrize("run_id", ["a.partial", "x.failed", "../x", ".hidden", "a/b", "x" * 300])
+def test_run_ids_that_could_alias_another_folder_are_refused(tmp_path, run_id):
+    with pytest.raises(Exception, match="run id|run_id"):
+        RunFolder.create(params_in(tmp_path), run_id)
+    assert not list(tmp_path.rglob(results.FOLDER_PREFIX + "*")) and not (tmp_path.parent / "x").exists()
+
+
+def test_dotted_run_ids_keep_their_name(tmp_path):
+    folder = RunFolder.create(params_in(tmp_path), "v1.2-run")
+    complete(folder)
+    (found,) = results.list_runs(tmp_path)
+    assert found.run_id == "v1.2-run" and found.state == "succeeded"
+
+
+# -- a retried pod (same LABKIT_RUN_ID) ----------------------------------------------------------
+def test_a_retry_restarts_its_own_dead_partial_folder_without_stale_files(tmp_path):
+    params = params_in(tmp_path)
+    first = RunFolder.create(params, "job-1")
+    first.set_status("running", pid=dead_pid(), step="plot")
+    (first.path / "topomaps.png").write_bytes(b"stale")
+    (first.path / results.METRICS_FILE).write_text("{}")
+    retry = RunFolder.create(params, "job-1", resume=True)
+    assert retry.path == first.path and retry.status["state"] == "queued" and retry.status["attempt"] == 2
+    assert sorted(p.name for p in retry.path.iterdir()) == [".reserve", results.PARAMS_FILE, results.LOG_FILE,
+                                                          results.STATUS_FILE]
+    with pytest.raises(RunIdTaken, match="still queued"):  # the retry itself now owns it (this process lives)
+        RunFolder.create(params, "job-1", resume=True)
+
+
+def test_a_retry_restarts_a_failed_folder_under_the_partial_name(tmp_path):
+    params = params_in(tmp_path)
+    first = RunFolder.create(params, "job-2")
+    first.fail("the kernel died")
+    retry = RunFolder.create(params, "job-2", resume=True)
+    assert retry.path.name.endswith(results.PARTIAL) and not first.path.name.endswith(results.FAILED)
+    assert "RETRY: attempt 2" in (retry.path / results.LOG_FILE).read_text()
+    assert "FAILED: the kernel died" in (retry.path / results.LOG_FILE).read_text(), "the last attempt's log stays"
+
+
+def test_a_retry_never_touches_a_complete_result(tmp_path):
+    params = params_in(tmp_path)
+    first = RunFolder.create(params, "job-3")
+    complete(first)
+    before = snapshot(first.path)
+    again = RunFolder.create(params, "job-3", resume=True)
+    assert again.complete and again.path == first.path
+    with pytest.raises(RunIdTaken, match="another parameter set"):
+        RunFolder.create(params_in(tmp_path, filter_fmax=200.0), "job-3", resume=True)
+    assert snapshot(first.path) == before
+    assert results.load_run(first.path).state == "succeeded"
+
+
+def test_a_retry_while_the_first_attempt_lives_is_refused(tmp_path):
+    params = params_in(tmp_path)
+    first = RunFolder.create(params, "job-4")
+    first.start()  # this (living) process works on it
+    try:
+        with pytest.raises(RunIdTaken, match="still running"):
+            RunFolder.create(params, "job-4", resume=True)
+    finally:
+        first.stop_heartbeat()
+
+
+# -- atomic writes, damaged files -------------------------------------------------------------
+DAMAGE = {"empty": b"", "truncated": b'{"state": "succ', "a list": b"[1, 2]", "binary": b"\xff\xfe\x00garbage"}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+@pytest.mark.parametrize("name", [results.STATUS_FILE, results.METRICS_FILE, results.PARAMS_FILE])
+def test_a_damaged_file_reads_as_a_damaged_run_everywhere(tmp_path, name, damage):
+    good = RunFolder.create(params_in(tmp_path, method="picard"), "good")
+    complete(good)
+    bad = RunFolder.create(params_in(tmp_path), "bad")
+    complete(bad)
+    (bad.path / name).write_bytes(DAMAGE[damage])
+    found = results.load_run(bad.path)
+    assert found.state == "damaged" and name in found.error
+    assert [r.state for r in results.list_runs(tmp_path)] == ["damaged", "succeeded"]
+    listing = CliRunner().invoke(main, ["runs", "--base-dir", str(tmp_path)])
+    assert listing.exit_code == 0 and "Traceback" not in listing.output, listing.output
+    assert "damaged" in listing.output and name in listing.output
+
+
+def test_status_is_replaced_atomically_and_keeps_the_files_mode(tmp_path):
+    folder = RunFolder.create(params_in(tmp_path), "atomic")
+    for i in range(50):
+        folder.set_status("running", step=f"s{i}")
+    assert folder.status["step"] == "s49"
+    assert not list(folder.path.glob("*.tmp")) and not list(folder.path.glob(".*.tmp"))
+    assert (folder.path / results.STATUS_FILE).stat().st_mode & 0o777 == 0o666 & ~results._UMASK
+
+
+# -- owner liveness: pid on this host, heartbeat anywhere -------------------------------------------
+def ago(seconds: float) -> str:
+    return (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")
+
+
+def test_a_queued_run_whose_process_died_reads_failed(tmp_path):
+    folder = RunFolder.create(params_in(tmp_path), "q")
+    assert results.load_run(folder.path).state == "queued"  # its owner (this process) lives
+    folder.set_status("queued", pid=dead_pid())
+    found = results.load_run(folder.path)
+    assert found.state == "failed" and "before its kernel took the run over" in found.error
+
+
+def test_a_run_on_another_host_reads_failed_once_its_heartbeat_is_stale(tmp_path):
+    folder = RunFolder.create(params_in(tmp_path), "pod")
+    status = {**folder.status, "state": "running", "step": "fit", "host": "labkit-anna-1a2b-x7k", "pid": 7}
+    results.write_json(folder.path / results.STATUS_FILE, {**status, "heartbeat": ago(5)})
+    assert results.load_run(folder.path).state == "running"  # a pod on another node, reporting
+    results.write_json(folder.path / results.STATUS_FILE, {**status, "heartbeat": ago(600)})
+    found = results.load_run(folder.path)
+    assert found.state == "failed" and "stopped reporting at" in found.error and "pod died" in found.error
+
+
+def test_the_heartbeat_is_refreshed_while_the_run_works(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_HEARTBEAT_S", "0.1")
+    folder = RunFolder.create(params_in(tmp_path), "beats")
+    folder.start()
+    first = folder.status["heartbeat"]
+    deadline = time.monotonic() + 5
+    while folder.status["heartbeat"] == first:
+        assert time.monotonic() < deadline, "no heartbeat within 5 s"
+        time.sleep(0.05)
+    assert folder.status["state"] == "running" and folder.status["heartbeat_s"] == 0.1
+    folder.fail("stop")
+    stopped = folder.status["heartbeat"]
+    time.sleep(1.2)
+    assert folder.status["heartbeat"] == stopped and folder.status["state"] == "failed"
+
+
+# -- a full disk (a real tmpfs) ---------------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs, mounted for the test (needs root; skipped, saying why, where mounting is impossible)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(disk: Path) -> None:
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        while True:
+            os.write(fd, b"x" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def no_leftovers(path: Path) -> None:
+    assert not [p for p in path.rglob("*") if p.is_file() and p.name.endswith(".tmp")]
+    assert not [p.name for p in path.rglob("*") if p.is_file() and p.stat().st_size == 0]
+
+
+def test_a_full_disk_still_records_the_failure_and_loses_nothing(small_disk):
+    folder = RunFolder.create(params_in(small_disk), "full")
+    folder.start()
+    folder.stop_heartbeat()
+    (folder.path / results.LOG_FILE).write_text("load: done\n")
+    params_before = (folder.path / results.PARAMS_FILE).read_bytes()
+    fill(small_disk)
+    with pytest.raises(OSError):
+        results.write_json(folder.path / results.METRICS_FILE, {"big": "x" * 100_000})
+    folder.fail("OSError: No space left on device")  # the reserve makes room for the reason
+    found = results.load_run(folder.path)
+    assert found.state == "failed" and "No space left on device" in found.error
+    assert (found.path / results.PARAMS_FILE).read_bytes() == params_before and "load: done" in found.log
+    no_leftovers(found.path)
+
+
+def test_a_failure_that_cannot_be_recorded_still_names_the_folder_failed(small_disk):
+    folder = RunFolder.create(params_in(small_disk), "fuller")
+    folder.start()
+    folder.stop_heartbeat()
+    (folder.path / results.RESERVE_FILE).unlink()  # someone else took the reserve's room too
+    fill(small_disk)
+    with pytest.raises(RunFailed, match="its status could not be written"):
+        folder.fail("OSError: No space left on device")
+    found = results.load_run(folder.path)
+    assert found.path.name.endswith(results.FAILED)
+    assert found.state == "failed" and "could not record why" in found.error
+    no_leftovers(found.path)
+    listing = CliRunner().invoke(main, ["runs", "--base-dir", str(small_disk)])
+    assert listing.exit_code == 0 and "could not record why" in listing.output
+
+
+def test_a_folder_that_cannot_be_made_is_a_clear_error(small_disk):
+    fill(small_disk)
+    with pytest.raises(Exception, match="Cannot create the result folder for run nospace .*No space left"):
+        RunFolder.create(params_in(small_disk), "nospace")
