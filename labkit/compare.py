@@ -23,16 +23,24 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from .errors import LabkitError, ParameterError
 from .results import RunResult, list_runs, load_run
 
 #: the blocking factor: recording first, then seed
 BLOCKS: tuple[str, ...] = ("raw_file_path", "random_state")
+#: what ``labkit compare`` tests when no metric is named (those with values)
+DEFAULT_METRICS = ("fit_time_s", "blink_match_r", "heartbeat_match_r", "amari_index")
 POSTHOC = ("nemenyi", "conover")
+
+
+class ComparisonError(LabkitError, ValueError):
+    """The runs cannot be compared as asked (too few groups, no values, an ambiguous block); says what to do."""
 
 
 # --------------------------------------------------------------------------- the table
@@ -78,7 +86,7 @@ def _runs(runs: Any) -> list[RunResult]:
         return list_runs(runs)
     if isinstance(runs, pd.DataFrame):
         if "path" not in runs:
-            raise ValueError("a table of runs needs its 'path' column to find the result folders")
+            raise ComparisonError("a table of runs needs its 'path' column to find the result folders")
         return [load_run(p) for p in runs["path"]]
     return list(runs)
 
@@ -128,11 +136,16 @@ def compare(frame: pd.DataFrame, metrics: str | Sequence[str], by: str = "method
     two groups, an unknown column, or a block holding two runs of one group.
     """
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-    for name in [by, *metrics]:
+    columns = "a column of the table: " + ", ".join(map(str, frame.columns))
+    for arg, name in [("by", by), *(("metrics", m) for m in metrics)]:
         if name not in frame.columns:
-            raise ValueError(f"no column {name!r} in the table; columns: {', '.join(map(str, frame.columns))}")
+            raise ParameterError(arg, name, columns)
     if posthoc not in POSTHOC:
-        raise ValueError(f"posthoc must be one of {POSTHOC}, got {posthoc!r}")
+        raise ParameterError("posthoc", posthoc, POSTHOC)
+    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
+        raise ParameterError("alpha", alpha, "a number between 0 and 1")
+    if blocks and by in blocks:
+        raise ParameterError("by", by, f"a column other than the blocking columns {tuple(blocks)}")
     dropped: list[dict[str, Any]] = []
     ok = frame
     if "state" in frame.columns:
@@ -140,16 +153,19 @@ def compare(frame: pd.DataFrame, metrics: str | Sequence[str], by: str = "method
         for idx, r in frame[frame["state"] != "succeeded"].iterrows():
             dropped.append({"metric": "*", "block": _block_label(r, blocks), "group": r[by],
                             "reason": f"run {idx} {r['state']}"})
-    names = sorted(ok[by].dropna().unique(), key=str)
+    for idx, r in ok[ok[by].isna()].iterrows():
+        dropped.append({"metric": "*", "block": _block_label(r, blocks), "group": None, "reason": f"run {idx}: no {by}"})
+    ok = ok.dropna(subset=[by])
+    names = sorted(ok[by].unique(), key=str)
     if len(names) < 2:
-        raise ValueError(f"compare needs at least two values of {by!r} among succeeded runs; found {names}")
+        raise ComparisonError(f"compare needs at least two values of {by!r} among succeeded runs; found {names}")
     design, notes = _design(ok, by, blocks)
     block_cols = tuple(blocks) if design == "paired" and blocks else None
     tests, post, groups = [], [], []
     for metric in metrics:
         values = pd.to_numeric(ok[metric], errors="coerce")
         if values.notna().sum() == 0:
-            raise ValueError(f"metric {metric!r} has no numeric values among succeeded runs")
+            raise ComparisonError(f"metric {metric!r} has no numeric values among succeeded runs")
         data = ok.assign(**{metric: values})
         if block_cols:
             rec, pairs, grp, gone = _paired(data, metric, by, block_cols, names, posthoc)
@@ -198,7 +214,7 @@ def _design(ok: pd.DataFrame, by: str, blocks: Sequence[str] | None) -> tuple[st
     counts = keyed.groupby([*blocks, by], dropna=False).size()
     if (counts > 1).any():
         (*block, group), n = next((k, v) for k, v in counts.items() if v > 1)
-        raise ValueError(
+        raise ComparisonError(
             f"block {dict(zip(blocks, block, strict=True))} holds {n} succeeded runs of {by}={group!r}; a block must "
             f"hold one run per group: filter the table, or add the parameter that differs to blocks=")
     shared = keyed.groupby(list(blocks))[by].nunique()
@@ -451,7 +467,7 @@ def cd_diagram(result: Comparison, metric: str | None = None):
     metric = metric or result.tests["metric"].iloc[0]
     rec = result.tests.set_index("metric").loc[metric]
     if result.design != "paired" or rec["n_groups"] < 3 or not np.isfinite(rec["pvalue"]):
-        raise ValueError(f"a critical-difference diagram needs a tested paired comparison of 3 or more groups; "
+        raise ComparisonError(f"a critical-difference diagram needs a tested paired comparison of 3 or more groups; "
                          f"{metric!r} was {rec['test']} ({result.design}, {rec['n_groups']} groups)")
     ranks = result.groups[result.groups["metric"] == metric].set_index("group")["mean_rank"]
     pairs = result.posthoc[result.posthoc["metric"] == metric]
@@ -481,10 +497,10 @@ def topomap_grid(runs: pd.DataFrame | Iterable[RunResult], by: str = "method", s
     sources = list(sources or quality.MATCHED_SOURCES)
     unknown = [s for s in sources if s not in quality.MATCHED_SOURCES]
     if unknown:
-        raise ValueError(f"sources must be among {quality.MATCHED_SOURCES}, got {unknown}")
+        raise ParameterError("sources", unknown, quality.MATCHED_SOURCES)
     found = _one_run_per_group(runs, by) if isinstance(runs, pd.DataFrame) else [(r.run_id, r) for r in runs]
     if not found:
-        raise ValueError("no succeeded runs to draw")
+        raise ComparisonError("no succeeded runs to draw")
     rows: list[tuple[str, Any, list[tuple[np.ndarray | None, str]]]] = []
     reference: list[np.ndarray | None] = [None] * len(sources)
     memo: dict[Any, Any] = {}  # recordings read and filtered once for every run
@@ -526,6 +542,28 @@ def topomap_grid(runs: pd.DataFrame | Iterable[RunResult], by: str = "method", s
                 ax.text(-0.15, 0.5, label, rotation=90, ha="right", va="center", transform=ax.transAxes)
     fig.tight_layout()
     return fig
+
+
+def save_figures(frame: pd.DataFrame, result: Comparison, out_dir: str | os.PathLike) -> list[Path]:
+    """Every figure for a comparison as PNG in ``out_dir``: a box plot per metric, a critical-difference
+    diagram per metric that has one, and the topomap grid; returns the paths written."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {f"box_{m}.png": lambda m=m: plot(frame, m, result.by) for m in result.tests["metric"]}
+    for rec in result.tests.to_dict("records"):
+        if result.design == "paired" and rec["n_groups"] >= 3 and np.isfinite(rec["pvalue"]):
+            figures[f"cd_{rec['metric']}.png"] = lambda m=rec["metric"]: cd_diagram(result, m)
+    if "path" in frame.columns:
+        figures["topomaps.png"] = lambda: topomap_grid(frame, result.by)
+    written = []
+    for name, draw in figures.items():
+        fig = draw()
+        fig.savefig(out / name, dpi=100)
+        plt.close(fig)
+        written.append(out / name)
+    return written
 
 
 def _one_run_per_group(frame: pd.DataFrame, by: str) -> list[tuple[Any, RunResult]]:
@@ -574,5 +612,5 @@ def _matched_components(run: RunResult, sources: list[str], memo: dict[Any, Any]
     return out
 
 
-__all__ = ["BLOCKS", "Comparison", "table", "provenance", "compare", "holm", "matched_pairs_rank_biserial",
-           "rank_biserial", "kendalls_w", "epsilon_squared", "magnitude", "plot", "cd_diagram", "topomap_grid"]
+__all__ = ["BLOCKS", "Comparison", "ComparisonError", "table", "provenance", "compare", "holm", "matched_pairs_rank_biserial",
+           "rank_biserial", "kendalls_w", "epsilon_squared", "magnitude", "plot", "cd_diagram", "topomap_grid", "save_figures"]

@@ -113,8 +113,9 @@ def run_quality(found: RunResult, *, _data: dict[Any, Any] | None = None) -> dic
 def _analysed_span(params: Any, ica: mne.preprocessing.ICA, truth: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """The run's filtered channels and the equally filtered true sources, over the analysed span."""
     from . import ica as analysis
+    from .recording import read_raw
 
-    first = analysis.recording.read_raw(params.raw_path(), verbose="error").first_samp
+    first = read_raw(params.raw_path(), verbose="error").first_samp
     raw = analysis.load(params, verbose="error")
     analysis.preprocess(raw, params, verbose="error")
     start = raw.first_samp - first

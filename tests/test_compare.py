@@ -182,10 +182,16 @@ def test_a_block_with_two_runs_of_one_group_is_refused_with_what_to_do():
 def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="at least two values of 'method'"):
         cmp.compare(_frame({"a": [1.0, 2.0]}), "fit_time_s")
-    with pytest.raises(ValueError, match="no column 'nope'"):
+    with pytest.raises(ValueError, match=r"'metrics' parameter: got 'nope'; allowed: a column of the table: method"):
         cmp.compare(_frame({"a": [1.0], "b": [2.0]}), "nope")
-    with pytest.raises(ValueError, match="posthoc must be one of"):
+    with pytest.raises(ValueError, match="'posthoc' parameter: got 'tukey'; allowed: one of 'nemenyi', 'conover'"):
         cmp.compare(_frame({"a": [1.0], "b": [2.0]}), "fit_time_s", posthoc="tukey")
+    with pytest.raises(ValueError, match="'alpha' parameter: got 5; allowed: a number between 0 and 1"):
+        cmp.compare(_frame({"a": [1.0], "b": [2.0]}), "fit_time_s", alpha=5)
+    with pytest.raises(ValueError, match="'by' parameter: got 'random_state'; allowed: a column other than the blocking"):
+        cmp.compare(_frame({"a": [1.0], "b": [2.0]}), "fit_time_s", by="random_state")
+    with pytest.raises(ValueError, match="metric 'state' has no numeric values"):
+        cmp.compare(_frame({"a": [1.0], "b": [2.0]}), "state")
 
 
 def test_untestable_data_say_why_instead_of_a_p_value():

@@ -136,3 +136,24 @@ def test_readme_comparison_snippet_runs(fitted_runs):
     assert {"run", "no value"} & set(" ".join(result.dropped["reason"]).split())
     assert len(plt.get_fignums()) >= 3
     plt.close("all")
+
+
+def test_labkit_compare_command(fitted_runs, tmp_path):
+    from click.testing import CliRunner
+
+    from labkit.cli import main
+
+    out = CliRunner().invoke(main, ["compare", "--base-dir", str(fitted_runs), "--figures", str(tmp_path / "figs"),
+                                    "--csv", str(tmp_path / "t.csv")])
+    assert out.exit_code == 0, out.output
+    assert "Paired design: a block is one (raw_file_path, random_state)" in out.output
+    assert out.output.count("Friedman") >= 4 and "Kendall's W" in out.output
+    written = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    assert written == sorted(["box_fit_time_s.png", "box_blink_match_r.png", "box_heartbeat_match_r.png",
+                              "box_amari_index.png", "cd_fit_time_s.png", "cd_blink_match_r.png",
+                              "cd_heartbeat_match_r.png", "cd_amari_index.png", "topomaps.png"])
+    assert len((tmp_path / "t.csv").read_text().splitlines()) == 9  # header + 8 runs
+    bad = CliRunner().invoke(main, ["compare", "--base-dir", str(fitted_runs), "--metric", "nope"])
+    assert bad.exit_code == 2 and "Invalid value for the 'metrics' parameter: got 'nope'" in bad.output
+    empty = CliRunner().invoke(main, ["compare", "--base-dir", str(tmp_path)])
+    assert empty.exit_code == 1 and "no result folders under" in empty.output
