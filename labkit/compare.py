@@ -59,7 +59,7 @@ def table(runs: pd.DataFrame | str | os.PathLike | Iterable[RunResult], *, quali
     frame = runs_frame(found)
     if frame.empty:
         return frame
-    extra = pd.DataFrame.from_dict({f.run_id: provenance(f) for f in found}, orient="index")
+    extra = pd.DataFrame.from_dict({f.run_id: provenance_row(f) for f in found}, orient="index")
     if quality:
         from .quality import quality_table
 
@@ -67,7 +67,7 @@ def table(runs: pd.DataFrame | str | os.PathLike | Iterable[RunResult], *, quali
     return frame.join(extra[[c for c in extra.columns if c not in frame.columns]])
 
 
-def provenance(found: RunResult) -> dict[str, Any]:
+def provenance_row(found: RunResult) -> dict[str, Any]:
     """Where a result came from: the set's digest, software versions and host, and when it finished."""
     versions = found.metrics.get("versions") or {}
     return {
@@ -154,7 +154,8 @@ def compare(frame: pd.DataFrame, metrics: str | Sequence[str], by: str = "method
             dropped.append({"metric": "*", "block": _block_label(r, blocks), "group": r[by],
                             "reason": f"run {idx} {r['state']}"})
     for idx, r in ok[ok[by].isna()].iterrows():
-        dropped.append({"metric": "*", "block": _block_label(r, blocks), "group": None, "reason": f"run {idx}: no {by}"})
+        dropped.append({"metric": "*", "block": _block_label(r, blocks), "group": None,
+                        "reason": f"run {idx}: no {by}"})
     ok = ok.dropna(subset=[by])
     names = sorted(ok[by].unique(), key=str)
     if len(names) < 2:
@@ -612,5 +613,6 @@ def _matched_components(run: RunResult, sources: list[str], memo: dict[Any, Any]
     return out
 
 
-__all__ = ["BLOCKS", "Comparison", "ComparisonError", "table", "provenance", "compare", "holm", "matched_pairs_rank_biserial",
-           "rank_biserial", "kendalls_w", "epsilon_squared", "magnitude", "plot", "cd_diagram", "topomap_grid", "save_figures"]
+__all__ = ["BLOCKS", "DEFAULT_METRICS", "Comparison", "ComparisonError", "table", "provenance_row", "compare", "holm",
+           "matched_pairs_rank_biserial", "rank_biserial", "kendalls_w", "epsilon_squared", "magnitude", "plot",
+           "cd_diagram", "topomap_grid", "save_figures"]

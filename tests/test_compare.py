@@ -1,4 +1,4 @@
-"""Comparison statistics: each test against scipy / scikit-posthocs and textbook answers, the test choice, Holm, plots."""
+"""Comparison statistics: each test against scipy, scikit-posthocs and textbook answers; test choice, Holm, plots."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ def test_kendalls_w_is_one_when_every_block_ranks_the_groups_alike():
 
 def test_nemenyi_matches_scikit_posthocs_and_demsars_formula():
     rng = np.random.default_rng(1)
-    data = {"a": rng.normal(0, 1, 20), "b": rng.normal(0.8, 1, 20), "c": rng.normal(1.6, 1, 20), "d": rng.normal(0, 1, 20)}
+    data = {"a": rng.normal(0, 1, 20), "b": rng.normal(0.8, 1, 20), "c": rng.normal(1.6, 1, 20),
+            "d": rng.normal(0, 1, 20)}
     result = cmp.compare(_frame({k: list(v) for k, v in data.items()}), "fit_time_s")
     wide = np.column_stack(list(data.values()))
     expected = sp.posthoc_nemenyi_friedman(wide)
@@ -188,7 +189,7 @@ def test_errors_name_the_problem():
         cmp.compare(_frame({"a": [1.0], "b": [2.0]}), "fit_time_s", posthoc="tukey")
     with pytest.raises(ValueError, match="'alpha' parameter: got 5; allowed: a number between 0 and 1"):
         cmp.compare(_frame({"a": [1.0], "b": [2.0]}), "fit_time_s", alpha=5)
-    with pytest.raises(ValueError, match="'by' parameter: got 'random_state'; allowed: a column other than the blocking"):
+    with pytest.raises(ValueError, match="'by' parameter: got 'random_state'; allowed: a column other than the"):
         cmp.compare(_frame({"a": [1.0], "b": [2.0]}), "fit_time_s", by="random_state")
     with pytest.raises(ValueError, match="metric 'state' has no numeric values"):
         cmp.compare(_frame({"a": [1.0], "b": [2.0]}), "state")

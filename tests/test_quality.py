@@ -56,7 +56,8 @@ def test_unmixing_reproduces_mne_sources_on_a_real_fit(fitted_runs):
     sources = ica.get_sources(raw).get_data()
     mine = unmixing(ica) @ raw.get_data(picks=ica.ch_names)
     centred = mine - mine.mean(axis=1, keepdims=True)
-    np.testing.assert_allclose(centred, sources - sources.mean(axis=1, keepdims=True), atol=1e-8 * np.abs(sources).max())
+    expected = sources - sources.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(centred, expected, atol=1e-8 * np.abs(sources).max())
 
 
 def test_real_fits_recover_blink_and_heartbeat(fitted_runs):
