@@ -185,7 +185,8 @@ def compare(frame: pd.DataFrame, metrics: str | Sequence[str], by: str = "method
                       dropped=pd.DataFrame(dropped, columns=["metric", "block", "group", "reason"]))
 
 
-_POSTHOC_COLUMNS = ["metric", "group_a", "group_b", "test", "pvalue", "effect_size", "effect_measure", "higher"]
+_POSTHOC_COLUMNS = ["metric", "group_a", "group_b", "test", "pvalue", "effect_size", "effect_measure",
+                    "median_difference", "higher"]
 
 
 def holm(pvalues: Sequence[float] | pd.Series) -> np.ndarray:
@@ -243,15 +244,15 @@ def _paired(data: pd.DataFrame, metric: str, by: str, blocks: tuple[str, ...], n
     rec: dict[str, Any] = {"design": "paired", "blocking": ", ".join(blocks), "n_groups": k, "n": n}
     if n < 2:
         return {**rec, **_untestable("paired", k, f"{n} complete block(s); at least 2 are needed")}, [], grp, gone
-    pairs = []
     if k == 2:
         a, b = (complete[g].to_numpy(float) for g in names)
         d = a - b
         if not np.any(d):
             return {**rec, **_untestable("paired", k, "no differences within any block")}, [], grp, gone
         res = stats.wilcoxon(a, b)
+        pairs = [_pair(names[0], names[1], "Wilcoxon signed-rank", res.pvalue, a, b, True, ranks.mean())]
         rec.update(test="Wilcoxon signed-rank", statistic=float(res.statistic), pvalue=float(res.pvalue),
-                   effect_size=matched_pairs_rank_biserial(a, b), effect_measure="matched-pairs rank-biserial r")
+                   effect_size=pairs[0]["effect_size"], effect_measure=pairs[0]["effect_measure"])
     else:
         if np.all(complete.to_numpy(float) == complete.to_numpy(float)[:, :1]):
             return {**rec, **_untestable("paired", k, "every group ties in every block")}, [], grp, gone
@@ -261,13 +262,8 @@ def _paired(data: pd.DataFrame, metric: str, by: str, blocks: tuple[str, ...], n
         matrix = (sp.posthoc_nemenyi_friedman(complete.to_numpy(float)) if posthoc == "nemenyi"
                   else sp.posthoc_conover_friedman(complete.to_numpy(float)))
         label = "Nemenyi" if posthoc == "nemenyi" else "Conover (Holm)"
-        for i, ga in enumerate(names):
-            for j in range(i + 1, k):
-                gb = names[j]
-                pairs.append({"group_a": ga, "group_b": gb, "test": label, "pvalue": float(matrix.iloc[i, j]),
-                              "effect_size": matched_pairs_rank_biserial(complete[ga], complete[gb]),
-                              "effect_measure": "matched-pairs rank-biserial r",
-                              "higher": _higher(ranks[ga].mean(), ranks[gb].mean(), ga, gb)})
+        pairs = [_pair(ga, names[j], label, matrix.iloc[i, j], complete[ga], complete[names[j]], True, ranks.mean())
+                 for i, ga in enumerate(names) for j in range(i + 1, k)]
         if posthoc == "conover":
             _holm_pairs(pairs)
     rec["magnitude"] = magnitude(rec["effect_measure"], rec["effect_size"])
@@ -281,9 +277,9 @@ def _unpaired(data: pd.DataFrame, metric: str, by: str, names: list[Any]
 
     valid = data.dropna(subset=[metric])
     gone = [{"block": str(i), "group": r[by], "reason": "no value"} for i, r in data[data[metric].isna()].iterrows()]
-    ranks = valid[metric].rank()
+    mean_ranks = valid[metric].rank().groupby(valid[by]).mean()
     samples = {g: valid.loc[valid[by] == g, metric].to_numpy(float) for g in names}
-    grp = [_describe(pd.Series(samples[g]), g, ranks[valid[by] == g].mean()) for g in names]
+    grp = [_describe(pd.Series(samples[g]), g, mean_ranks.get(g, np.nan)) for g in names]
     k, n = len(names), len(valid)
     rec: dict[str, Any] = {"design": "unpaired", "blocking": "", "n_groups": k, "n": n}
     small = [g for g in names if len(samples[g]) < 1]
@@ -292,27 +288,40 @@ def _unpaired(data: pd.DataFrame, metric: str, by: str, names: list[Any]
                                      "3 runs")}, [], grp, gone
     if np.all(valid[metric].to_numpy(float) == valid[metric].iloc[0]):
         return {**rec, **_untestable("unpaired", k, "every run has the same value")}, [], grp, gone
-    pairs = []
     if k == 2:
         a, b = samples[names[0]], samples[names[1]]
         res = stats.mannwhitneyu(a, b, alternative="two-sided")
+        pairs = [_pair(names[0], names[1], "Mann-Whitney U", res.pvalue, a, b, False, mean_ranks)]
         rec.update(test="Mann-Whitney U", statistic=float(res.statistic), pvalue=float(res.pvalue),
-                   effect_size=rank_biserial(a, b), effect_measure="rank-biserial r")
+                   effect_size=pairs[0]["effect_size"], effect_measure=pairs[0]["effect_measure"])
     else:
         res = stats.kruskal(*samples.values())
         rec.update(test="Kruskal-Wallis", statistic=float(res.statistic), pvalue=float(res.pvalue),
                    effect_size=epsilon_squared(float(res.statistic), n), effect_measure="epsilon squared")
         matrix = sp.posthoc_dunn(valid, val_col=metric, group_col=by, sort=False)
-        for i, ga in enumerate(names):
-            for gb in names[i + 1:]:
-                pairs.append({"group_a": ga, "group_b": gb, "test": "Dunn (Holm)",
-                              "pvalue": float(matrix.loc[ga, gb]),
-                              "effect_size": rank_biserial(samples[ga], samples[gb]),
-                              "effect_measure": "rank-biserial r",
-                              "higher": _higher(ranks[valid[by] == ga].mean(), ranks[valid[by] == gb].mean(), ga, gb)})
+        pairs = [_pair(ga, gb, "Dunn (Holm)", matrix.loc[ga, gb], samples[ga], samples[gb], False, mean_ranks)
+                 for i, ga in enumerate(names) for gb in names[i + 1:]]
         _holm_pairs(pairs)
     rec["magnitude"] = magnitude(rec["effect_measure"], rec["effect_size"])
     return rec, pairs, grp, gone
+
+
+def _pair(ga: Any, gb: Any, test: str, pvalue: float, a: Any, b: Any, paired: bool,
+          mean_ranks: pd.Series) -> dict[str, Any]:
+    """One row of the pairwise table: p, a rank effect size and the size of the difference in the metric's units.
+
+    ``median_difference`` is a - b: the median within-block difference (paired) or the
+    Hodges-Lehmann shift, the median of all differences between the groups (unpaired).
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if paired:
+        effect, measure, diff = matched_pairs_rank_biserial(a, b), "matched-pairs rank-biserial r", np.median(a - b)
+    else:
+        effect, measure, diff = rank_biserial(a, b), "rank-biserial r", np.median(a[:, None] - b[None, :])
+    ra, rb = mean_ranks[ga], mean_ranks[gb]
+    return {"group_a": ga, "group_b": gb, "test": test, "pvalue": float(pvalue), "effect_size": effect,
+            "effect_measure": measure, "median_difference": float(diff),
+            "higher": ga if ra > rb else gb if rb > ra else None}
 
 
 def _holm_pairs(pairs: list[dict[str, Any]]) -> None:
@@ -332,10 +341,6 @@ def _describe(values: pd.Series, group: Any, mean_rank: float) -> dict[str, Any]
     v = values.astype(float)
     return {"group": group, "n": int(v.notna().sum()), "median": v.median(), "q1": v.quantile(0.25),
             "q3": v.quantile(0.75), "mean": v.mean(), "mean_rank": float(mean_rank)}
-
-
-def _higher(rank_a: float, rank_b: float, a: Any, b: Any) -> Any:
-    return a if rank_a > rank_b else b if rank_b > rank_a else None
 
 
 def _label(block: Any, blocks: Sequence[str]) -> str:
@@ -420,19 +425,27 @@ def _metric_words(c: Comparison, rec: dict[str, Any]) -> str:
     text = (f"{head}{rec['test']}: statistic = {rec['statistic']:.4g}, p = {rec['pvalue']:.3g}{holm_words} "
             f"-> {verdict} (alpha = {c.alpha}); {rec['effect_measure']} = {rec['effect_size']:.2f} "
             f"({rec['magnitude']}).")
-    grp = c.groups[c.groups["metric"] == m].set_index("group")
+    pairs = c.posthoc[c.posthoc["metric"] == m].to_dict("records")
     if rec["n_groups"] == 2:
+        grp = c.groups[c.groups["metric"] == m].set_index("group")
         a, b = grp.index
-        text += f" Medians: {a} {grp.loc[a, 'median']:.4g}, {b} {grp.loc[b, 'median']:.4g}."
+        text += (f" Medians: {a} {grp.loc[a, 'median']:.4g}, {b} {grp.loc[b, 'median']:.4g}; "
+                 f"{_difference_words(pairs[0])}.")
     elif rec["pvalue_holm"] < c.alpha:
-        pairs = c.posthoc[c.posthoc["metric"] == m]
-        sig = [f"{p['higher']} higher than {p['group_b'] if p['higher'] == p['group_a'] else p['group_a']} "
-               f"(p = {p['pvalue']:.3g})" for p in pairs.to_dict("records") if p["pvalue"] < c.alpha]
-        same = [f"{p['group_a']} vs {p['group_b']}" for p in pairs.to_dict("records") if p["pvalue"] >= c.alpha]
-        test = pairs["test"].iloc[0] if len(pairs) else "post-hoc"
-        text += f" {test}: " + "; ".join(sig or ["no pair differs significantly"])
+        sig = [f"{_difference_words(p)}, p = {p['pvalue']:.3g}" for p in pairs if p["pvalue"] < c.alpha]
+        same = [f"{p['group_a']} vs {p['group_b']}" for p in pairs if p["pvalue"] >= c.alpha]
+        text += f" {pairs[0]['test']}: " + "; ".join(sig or ["no pair differs significantly"])
         text += (f"; no significant difference: {', '.join(same)}." if same else ".")
     return text
+
+
+def _difference_words(pair: dict[str, Any]) -> str:
+    """'b higher than a (median difference b - a: 0.0004)', from the side of the higher-ranked group."""
+    a, b, diff = pair["group_a"], pair["group_b"], pair["median_difference"]
+    if pair["higher"] is None:
+        return f"{a} and {b} rank alike (median difference {a} - {b}: {diff:.3g})"
+    high, low, signed = (a, b, diff) if pair["higher"] == a else (b, a, -diff)
+    return f"{high} higher than {low} (median difference {high} - {low}: {signed:.3g})"
 
 
 # --------------------------------------------------------------------------- figures

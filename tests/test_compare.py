@@ -39,6 +39,10 @@ def test_wilcoxon_on_darwins_data_matches_the_textbook_and_scipy():
     assert row["pvalue"] == pytest.approx(stats.wilcoxon(DARWIN).pvalue)
     assert row["effect_size"] == pytest.approx((96 - 24) / 120)  # matched-pairs rank-biserial: R+ = 96, R- = 24
     assert row["magnitude"] == "large"
+    pair = result.posthoc.iloc[0]  # two groups: the one pair, with the size of the difference in the metric's units
+    assert (pair["group_a"], pair["group_b"], pair["pvalue"]) == ("cross", "self", row["pvalue"])
+    assert pair["median_difference"] == 24.0 and pair["higher"] == "cross"
+    assert "cross higher than self (median difference cross - self: 24)" in result.summary()
     assert "Wilcoxon signed-rank" in result.summary() and "raw_file_path, random_state" in result.summary()
 
 
@@ -95,6 +99,8 @@ def test_mann_whitney_on_the_textbook_example_when_seeds_are_not_shared():
     assert row["statistic"] == 3.0 and row["pvalue"] == pytest.approx(1 / 9)
     assert row["pvalue"] == pytest.approx(stats.mannwhitneyu(females, males).pvalue)
     assert row["effect_size"] == pytest.approx(-0.7)
+    # Hodges-Lehmann shift f - m: the median of the 20 differences (by hand: -7)
+    assert result.posthoc.iloc[0]["median_difference"] == -7.0
 
 
 def test_kruskal_wallis_and_dunn_match_scipy_and_scikit_posthocs():
