@@ -451,19 +451,33 @@ def _difference_words(pair: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- figures
 
 
-def plot(frame: pd.DataFrame, metric: str, by: str = "method"):
-    """Box plot per group with every run as a dot (jittered): how ``metric`` spreads. Returns the figure."""
+def plot(frame: pd.DataFrame, metric: str, by: str = "method", *, blocks: Sequence[str] | None = BLOCKS):
+    """Box plot per group with every run as a dot; a block's runs are joined by a faint line. Returns the figure.
+
+    The lines show what the paired tests compare: each block's change from group to group.
+    """
     import matplotlib.pyplot as plt
 
     ok = frame[frame["state"] == "succeeded"] if "state" in frame.columns else frame
-    names = sorted(ok[by].dropna().unique(), key=str)
-    data = [pd.to_numeric(ok.loc[ok[by] == n, metric], errors="coerce").dropna().to_numpy() for n in names]
+    ok = ok.assign(**{metric: pd.to_numeric(ok[metric], errors="coerce")}).dropna(subset=[metric, by])
+    names = sorted(ok[by].unique(), key=str)
+    position = {n: i for i, n in enumerate(names, start=1)}
+    keys = [b for b in (blocks or ()) if b in ok.columns]
+    block_id = ok.groupby(keys, dropna=False).ngroup() if keys else pd.Series(range(len(ok)), index=ok.index)
+    jitter = np.random.default_rng(0).uniform(-0.12, 0.12, int(block_id.max()) + 1 if len(ok) else 0)
+    x = ok[by].map(position) + jitter[block_id.to_numpy()]
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.5))
-    ax.boxplot(data, showfliers=False, widths=0.5)
-    rng = np.random.default_rng(0)
-    for i, values in enumerate(data, start=1):
-        ax.plot(i + rng.uniform(-0.12, 0.12, len(values)), values, "o", ms=4, alpha=0.6, color=f"C{i - 1}")
-    ax.set_xticks(range(1, len(names) + 1), [f"{n}\n(n={len(v)})" for n, v in zip(names, data, strict=True)])
+    ax.boxplot([ok.loc[ok[by] == n, metric].to_numpy() for n in names], showfliers=False, widths=0.5,
+               medianprops={"color": "black"})
+    if keys:
+        for _, runs in ok.assign(_x=x).groupby(block_id):
+            if len(runs) > 1:
+                runs = runs.sort_values("_x")
+                ax.plot(runs["_x"], runs[metric], "-", color="0.6", lw=0.6, alpha=0.5)
+    for n in names:
+        mine = ok[by] == n
+        ax.plot(x[mine], ok.loc[mine, metric], "o", ms=4, alpha=0.7, color=f"C{position[n] - 1}")
+    ax.set_xticks(range(1, len(names) + 1), [f"{n}\n(n={(ok[by] == n).sum()})" for n in names])
     ax.set_xlabel(by)
     ax.set_ylabel(metric)
     fig.tight_layout()

@@ -233,7 +233,12 @@ def test_plots_return_figures_with_the_expected_axes():
     ax = fig.axes[0]
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("method", "fit_time_s")
     assert [t.get_text() for t in ax.get_xticklabels()] == ["fastica\n(n=10)", "infomax\n(n=10)", "picard\n(n=10)"]
-    assert len(ax.lines) >= 3  # the runs' dots over the boxes
+    dots = [line for line in ax.lines if line.get_marker() == "o"]
+    assert [len(d.get_xdata()) for d in dots] == [10, 10, 10]  # every run, over the boxes
+    joins = [line for line in ax.lines if line.get_color() == "0.6"]
+    assert len(joins) == 10 and all(len(j.get_xdata()) == 3 for j in joins)  # one line per block through 3 methods
+    unpaired = cmp.plot(frame.drop(columns="random_state").assign(raw_file_path=range(30)), "fit_time_s").axes[0]
+    assert not [line for line in unpaired.lines if line.get_color() == "0.6"]
     fig = cmp.cd_diagram(cmp.compare(frame, "fit_time_s"))
     labels = [t.get_text() for t in fig.axes[0].texts]
     assert any(lab.startswith("picard") for lab in labels) and "Nemenyi" in fig.axes[0].get_title()
