@@ -8,9 +8,10 @@ Two measures, both computed from the result folder after the fact (old runs too)
   is linear, so the filtered source is exactly what a perfect unmixing of the
   filtered data would give back.
 * **Amari index** of the global system ``G = W A`` (Amari, Cichocki & Yang 1996,
-  "A new learning algorithm for blind signal separation", NIPS 8; the same
-  permutation- and scale-invariant criterion as Moreau & Macchi's performance
-  index). ``W`` is MNE's whole unmixing from channels to components (pre-whitening,
+  "A new learning algorithm for blind signal separation", NIPS 8: the
+  permutation- and scale-invariant distance of ``G`` from a scaled permutation;
+  Moreau & Macchi's performance index is the same construction on ``|g_ij|^2``).
+  ``W`` is MNE's whole unmixing from channels to components (pre-whitening,
   PCA reduction, ICA unmixing) and ``A`` the true mixing restricted to the analysed
   channels, so PCA reduction and channel subsets are handled by construction:
   ``G`` is ``n_components x n_sources``. 0 means every component is one source and
