@@ -230,11 +230,11 @@ def _paired(data: pd.DataFrame, metric: str, by: str, blocks: tuple[str, ...], n
     import scikit_posthocs as sp
     from scipy import stats
 
-    unkeyed = data[data[list(blocks)].isna().any(axis=1)]
+    keyed = data[list(blocks)].notna().all(axis=1).to_numpy()
     gone = [{"block": _block_label(r, blocks), "group": r[by], "reason": "no block: a blocking value is missing"}
-            for _, r in unkeyed.iterrows()]
+            for _, r in data[~keyed].iterrows()]
     # only blocks that exist (a pivot_table would make every recording x seed combination)
-    wide = data.drop(unkeyed.index).set_index([*blocks, by])[metric].unstack(by).reindex(columns=names)
+    wide = data[keyed].set_index([*blocks, by])[metric].unstack(by).reindex(columns=names)
     complete = wide.dropna()
     gone += [{"block": _label(b, blocks), "group": ", ".join(map(str, row.index[row.isna()])),
               "reason": "no value for this group in the block"} for b, row in wide[wide.isna().any(axis=1)].iterrows()]

@@ -172,8 +172,8 @@ def test_only_blocks_that_exist_count_and_runs_without_a_seed_are_reported():
     a = _frame({"a": list(rng.normal(0, 1, 4)), "b": list(rng.normal(0, 1, 4))}, recording="sub-01.fif")
     b = _frame({"a": list(rng.normal(0, 1, 4)), "b": list(rng.normal(0, 1, 4))}, recording="sub-02.fif")
     b["random_state"] += 10  # other seeds on the second recording: (sub-01, 10) is no block at all
-    frame = pd.concat([a, b], ignore_index=True)
-    frame.loc[0, "random_state"] = None
+    frame = pd.concat([a, b])  # index 0..7 twice, as when two tables are stacked
+    frame["random_state"] = frame["random_state"].where(np.arange(len(frame)) != 0)  # the first run has no seed
     result = cmp.compare(frame, "fit_time_s")
     assert result.tests.iloc[0]["n"] == 7
     assert result.dropped["reason"].tolist() == ["no block: a blocking value is missing",
