@@ -153,18 +153,127 @@ def compare_runs(base_dir: str, metrics: tuple[str, ...], by: str, posthoc: str,
         click.echo(f"wrote {path}")
 
 
-@main.command()
-@click.argument("sets_file", type=click.File("rb"))
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="also write the table as CSV")
-def sweep(sets_file: Any, csv_path: str | None) -> None:
-    """Run every parameter set of a JSON list here, one after another, and print the comparison table."""
-    from .sweeps import load_sets, run_sweep
 
-    sets = load_sets(read_params_file(sets_file, "sets"))
-    frame = run_sweep(sets)
+def _grid(values: tuple[str, ...]) -> dict[str, list[str]]:
+    grid = {}
+    for item in values:
+        name, sep, listed = item.partition("=")
+        if not sep or not name or not listed:
+            raise click.BadParameter(f"got {item!r}; allowed: NAME=V1,V2,... (e.g. method=fastica,picard)",
+                                     param_hint="'--grid'")
+        grid[name.strip().replace("-", "_")] = [v.strip() for v in listed.split(",")]
+    return grid
+
+
+def _seeds(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        if ":" in text:
+            start, stop = text.split(":")
+            return list(range(int(start), int(stop)))
+        return int(text) if "," not in text else [int(v) for v in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"got {text!r}; allowed: a count (30), a range (0:30) or a list (1,2,3)",
+                                 param_hint="'--seeds'") from None
+
+
+def _sweep_sets(sets_file: Any, recordings: tuple[str, ...], bids: str | None, grid: tuple[str, ...],
+                seeds: str | None, values: dict[str, Any]) -> list[IcaParams]:
+    """The sets of a sweep: a file (JSON list of sets, or a YAML/JSON study), or recordings x grid x seeds flags."""
+    from .sweeps import expand, load_sets
+
+    given = {k: v for k, v in values.items() if v is not None}
+    if sets_file:
+        base_dir = given.get("base_dir") or str(Path(sets_file.name).parent)
+        sets = load_sets(read_params_file(sets_file, "sets"), base_dir=base_dir)
+        sets = [p.replace(**given) for p in sets] if given else sets
+        extra = {"seeds": _seeds(seeds), **_grid(grid)} if (seeds or grid) else {}
+        return [q for p in sets for q in expand(p, **extra)] if extra else sets
+    base = IcaParams(**{"base_dir": os.environ.get("BASE_DIR", "."), **given})
+    spec: Any = list(recordings) if recordings else None
+    if bids:
+        spec = [*(spec or []), {"bids": bids}]
+    return expand(base, recordings=spec, seeds=_seeds(seeds), **_grid(grid))
+
+
+@main.command()
+@click.argument("sets_file", required=False, type=click.File("rb"))
+@param_options
+@click.option("--recording", "recordings", multiple=True, help="a recording or a glob, relative to base-dir (repeat)")
+@click.option("--bids", default=None, help="a BIDS dataset under base-dir: every recording in it (mne-bids)")
+@click.option("--grid", multiple=True, help="NAME=V1,V2,...: a parameter's values to cross (repeat)")
+@click.option("--seeds", default=None, help="random_state values: a count (30), a range (0:30) or a list (1,2,3)")
+@click.option("--workers", type=click.IntRange(min=1), default=None, show_default="the cores",
+              help="runs at once, each on a warm kernel")
+@click.option("--force", is_flag=True, help="rerun every set, even those with a complete matching result")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="also write the table as CSV")
+@click.option("--cluster", is_flag=True, help="submit the sets as Kubernetes Jobs instead of running here")
+@click.option("--export", "export", type=click.Choice(["argo"]), default=None,
+              help="write the sweep as an Argo Workflow (YAML) instead of running it")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="where --export writes (stdout)")
+@click.option("--image", default=lambda: os.environ.get("LABKIT_IMAGE", "labkit:latest"),
+              show_default="$LABKIT_IMAGE or labkit:latest", help="container image for --export argo")
+def sweep(sets_file: Any, params_file: Any, recordings: tuple[str, ...], bids: str | None,
+          grid: tuple[str, ...], seeds: str | None, workers: int | None, force: bool, csv_path: str | None,
+          cluster: bool, export: str | None, output: str | None, image: str, **values: Any) -> None:
+    """Run a sweep here on warm parallel workers, resuming what is already done, and print the table.
+
+    SETS_FILE is a JSON list of parameter sets (what the notebook form exports) or a study
+    (YAML/JSON: recordings, params, grid, seeds); without it the flags make the study.
+    Flags given with a file apply to every set. A set is skipped when a complete result
+    with the same parameters and provenance exists (--force reruns); the table's
+    action/reason columns say why each set ran or was reused.
+    """
+    if params_file is not None:
+        values = {**IcaParams.from_json(read_params_file(params_file, "params")).to_dict(),
+                  **{k: v for k, v in values.items() if v is not None}}
+    sets = _sweep_sets(sets_file, recordings, bids, grid, seeds, values)
+    if export:
+        from .argo import sweep_workflow
+
+        text = sweep_workflow(sets, image=image).to_yaml()
+        Path(output).write_text(text) if output else click.echo(text)
+        return
+    if cluster:
+        from .cluster import ClusterJobs
+
+        sub = ClusterJobs().submit_sweep(sets, force=force)
+        click.echo(f"sweep {sub.sweep_id}: {len(sub.runs)} runs ({sub.kind})")
+        for r in sub.runs:
+            click.echo(f"  {'already ran' if r.existing else 'attached' if r.attached else 'submitted'}  "
+                       f"{r.name or '-'} (run {r.run_id})")
+        return
+    from .sweeps import run_sweep
+
+    frame = run_sweep(sets, workers=workers, force=force)
     if csv_path:
         frame.to_csv(csv_path)
-    click.echo(frame.drop(columns=["path"]).to_string())
+    shown = frame.drop(columns=[c for c in ("path", "base_dir") if c in frame])
+    click.echo(shown.to_string())
     if (frame["state"] != "succeeded").any():
         sys.exit(RunFailed.exit_code)
 
+
+@main.group()
+def cache() -> None:
+    """The preprocessing cache under base-dir (.labkit-cache): filtered recordings shared by runs."""
+
+
+@cache.command("info")
+@click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .")
+def cache_info(base_dir: str) -> None:
+    """Where the cache is, how many entries, how many bytes of its limit (LABKIT_CACHE_MAX_BYTES)."""
+    from .cache import Cache, cache_dir
+
+    for k, v in Cache(cache_dir(base_dir)).info().items():
+        click.echo(f"{k}: {v}")
+
+
+@cache.command("clear")
+@click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .")
+def cache_clear(base_dir: str) -> None:
+    """Remove every cached preprocessed recording (results are untouched)."""
+    from .cache import Cache, cache_dir
+
+    click.echo(f"removed {Cache(cache_dir(base_dir)).clear()} cache entries")

@@ -25,7 +25,7 @@ import mne
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import recording, results
+from . import cache, recording, results
 from .errors import ParameterError
 from .params import IcaParams, recording_problems
 
@@ -252,7 +252,7 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
         no_positions = recording.ensure_positions(raw, params.channel_type)
     timings["load_s"] = t["seconds"]
     with step("filter", folder, progress) as t:
-        preprocess(raw, params, verbose=verbose)
+        raw = cache.preprocessed(raw, params, preprocess, verbose=verbose)  # shared by a sweep's runs
     timings["filter_s"] = t["seconds"]
     with step("fit", folder, progress) as t:
         ica = fit(raw, params, blas_threads=blas_threads, verbose=verbose)

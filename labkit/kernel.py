@@ -88,6 +88,14 @@ class RunKernelManager(KernelManager):
         self._run_clients.append(kc)
         return kc
 
+    def release_clients(self) -> None:
+        """Stop every client made so far; the kernel lives on (a warm kernel of labkit.pool serves the next run)."""
+        for kc in self._run_clients:
+            kc.stop_channels()
+            if not kc.context.closed:
+                kc.context.destroy(linger=0)
+        self._run_clients.clear()
+
     def close(self) -> None:
         """Kill the kernel (every file is closed by the run's last cell) and release its channels,
         sockets and zmq contexts."""
@@ -95,11 +103,7 @@ class RunKernelManager(KernelManager):
             if self.has_kernel:
                 self.shutdown_kernel(now=True)
         finally:
-            for kc in self._run_clients:
-                kc.stop_channels()
-                if not kc.context.closed:
-                    kc.context.destroy(linger=0)
-            self._run_clients.clear()
+            self.release_clients()
             self.cleanup_resources()
             if not self.context.closed:
                 self.context.destroy(linger=0)

@@ -132,19 +132,22 @@ class LocalRunner(Runner):
         with tempfile.TemporaryDirectory(prefix="labkit-kernel-") as sockets:
             km = kernel.start(self.kernel_name, cwd=folder.path, sockets=sockets)  # boots while papermill imports
             try:
-                import papermill
-
-                papermill.execute_notebook(
-                    str(self.template), str(folder.file(results.NOTEBOOK_FILE)),
-                    parameters={**params.to_papermill(), "run_dir": str(folder.path),
-                                "blas_threads": self.blas_threads},
-                    km=km,  # the notebook keeps its own kernelspec (python3) for whoever opens it later
-                    progress_bar=self.progress_bar,
-                    request_save_on_cell_execute=False,  # one save at the end: ~30 ms less per cell
-                    engine_name=_keeping_engine(), keep_at=str(folder.file(results.NOTEBOOK_FILE)),
-                )  # no cwd=: papermill would only chdir this process; the kernel already runs in the folder
+                self._papermill(params, folder, km)
             finally:
                 km.close()  # every file is closed by the last cell: kill it, don't wait for a goodbye
+
+    def _papermill(self, params: IcaParams, folder: results.RunFolder, km: Any) -> None:
+        """Execute the template into ``folder`` on the started kernel ``km`` (also used by labkit.pool)."""
+        import papermill
+
+        papermill.execute_notebook(
+            str(self.template), str(folder.file(results.NOTEBOOK_FILE)),
+            parameters={**params.to_papermill(), "run_dir": str(folder.path), "blas_threads": self.blas_threads},
+            km=km,  # the notebook keeps its own kernelspec (python3) for whoever opens it later
+            progress_bar=self.progress_bar,
+            request_save_on_cell_execute=False,  # one save at the end: ~30 ms less per cell
+            engine_name=_keeping_engine(), keep_at=str(folder.file(results.NOTEBOOK_FILE)),
+        )  # no cwd=: papermill would only chdir this process; the kernel already runs in the folder
 
 
 def _keeping_engine() -> str:

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import mne
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -11,7 +18,8 @@ from click.testing import CliRunner
 from labkit import IcaParams
 from labkit.cli import main
 from labkit.datasets import DEMO_FILENAME
-from labkit.sweeps import expand, load_sets, runs_table
+from labkit.results import list_runs
+from labkit.sweeps import expand, load_sets, plan, run_sweep, runs_table
 
 
 def test_expand_makes_every_combination():
@@ -26,16 +34,115 @@ def test_load_sets_accepts_a_list_or_one_set():
     assert load_sets(json.dumps([one.to_dict(), {"params": one.to_dict()}])) == [one, one]
 
 
+def _tiny(base_dir, **kw) -> IcaParams:
+    return IcaParams(base_dir=str(base_dir), raw_file_path=DEMO_FILENAME, n_components=5, crop_tmax=10.0, **kw)
+
+
 @pytest.mark.slow
-def test_sweep_cli_runs_every_set_and_keeps_going_after_a_failure(demo_dir, tmp_path):
-    base = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=8, crop_tmax=20.0)
-    sets = [base.replace(method="picard"), base.replace(filter_fmax=200.0)]
+def test_sweep_cli_runs_sets_in_parallel_keeps_going_after_a_failure_and_resumes(demo_dir, tmp_path):
+    base = _tiny(demo_dir)
+    sets = [base.replace(method="picard"), base.replace(filter_fmax=200.0), base.replace(random_state=1)]
     f = tmp_path / "sweep.json"
     f.write_text(json.dumps([p.to_dict() for p in sets]))
-    out = CliRunner().invoke(main, ["sweep", str(f), "--csv", str(tmp_path / "t.csv")])
+    out = CliRunner().invoke(main, ["sweep", str(f), "--csv", str(tmp_path / "t.csv"), "--workers", "2"])
     assert out.exit_code == 4, out.output
     frame = runs_table(demo_dir)
-    assert sorted(frame["state"]) == ["failed", "succeeded"]
+    assert sorted(frame["state"]) == ["failed", "succeeded", "succeeded"]
     assert frame.loc[frame.state == "failed", "error"].str.contains("filter_fmax").all()
-    assert frame.loc[frame.state == "succeeded", "eog_best_score"].iloc[0] > 0.5
-    assert len(pd.read_csv(tmp_path / "t.csv")) == 2
+    assert (frame.loc[frame.state == "succeeded", "eog_best_score"] > 0.5).all()
+    table = pd.read_csv(tmp_path / "t.csv")
+    assert len(table) == 3 and set(table["action"]) == {"ran"} and set(table["reason"]) == {"no result yet"}
+    # resume: the two complete sets are reused, the failed one is run again (and fails again)
+    again = CliRunner().invoke(main, ["sweep", str(f), "--csv", str(tmp_path / "t2.csv")])
+    table = pd.read_csv(tmp_path / "t2.csv").set_index("filter_fmax")
+    assert list(table.sort_index()["action"]) == ["reused", "reused", "ran"], again.output
+    assert table.loc[200.0, "reason"].startswith("rerun: ") and "failed" in table.loc[200.0, "reason"]
+    assert len(runs_table(demo_dir)) == 4
+    forced = CliRunner().invoke(main, ["sweep", str(f), "--force", "--workers", "2"])
+    assert forced.exit_code == 4 and "--force: rerun" in forced.output
+    assert len(runs_table(demo_dir)) == 7
+
+
+def test_a_set_whose_folder_cannot_be_made_is_a_failed_row(tmp_path, demo_dir):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the base directory should be")
+    frame = run_sweep([_tiny(blocked / "sub")], workers=1, progress=False)
+    assert list(frame["state"]) == ["failed"] and frame["error"].iloc[0]
+    assert frame["path"].iloc[0] is None
+
+
+@pytest.mark.slow
+def test_provenance_mismatch_reruns(demo_dir):
+    params = _tiny(demo_dir)
+    first = run_sweep([params], workers=1, progress=False)
+    assert list(first["action"]) == ["ran"] and list(first["state"]) == ["succeeded"]
+    [same] = plan([params])
+    assert same.action == "reuse" and same.reason.startswith("complete result")
+    # another MNE version recorded in the result: it is stale
+    params_json = Path(first["path"].iloc[0]) / "params.json"
+    doc = json.loads(params_json.read_text())
+    doc["provenance"]["versions"]["mne"] = "0.1"
+    params_json.write_text(json.dumps(doc))
+    [upgraded] = plan([params])
+    assert upgraded.action == "run" and "mne 0.1 -> " in upgraded.reason
+    doc["provenance"]["versions"]["mne"] = json.loads(params_json.read_text())["provenance"]["versions"]["mne"]
+    del doc["provenance"]
+    params_json.write_text(json.dumps(doc))
+    assert "no provenance recorded" in plan([params])[0].reason
+    # the recording re-exported under the same name (content changed): run again
+    second = run_sweep([params], workers=1, progress=False)
+    assert list(second["action"]) == ["ran"]
+    assert plan([params])[0].action == "reuse"
+    raw = mne.io.read_raw_fif(params.raw_path(), preload=True, verbose="error")
+    raw.apply_function(lambda x: x * 1.01)
+    raw.save(params.raw_path(), overwrite=True, verbose="error")
+    [changed] = plan([params])
+    assert changed.action == "run" and "the recording's content changed" in changed.reason
+
+
+@pytest.mark.slow
+def test_resume_after_a_sigkilled_sweep_has_no_duplicated_and_no_lost_runs(demo_dir, tmp_path):
+    study = tmp_path / "study.yaml"
+    study.write_text(f"""
+base_dir: {demo_dir}
+recordings: [{DEMO_FILENAME}]
+params: {{n_components: 5, crop_tmax: 10}}
+grid: {{method: [fastica, picard]}}
+seeds: 4
+""")
+    cmd = [sys.executable, "-m", "labkit", "sweep", str(study), "--workers", "2"]
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    with (tmp_path / "first.out").open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 180
+    while sum(r.state == "succeeded" for r in list_runs(demo_dir)) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "first.out").read_text()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = list_runs(demo_dir)
+    assert 2 <= sum(r.state == "succeeded" for r in killed) < 8
+    assert any(r.path.name.endswith(".partial") for r in killed)  # killed midway, runs were in flight
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    runs = list_runs(demo_dir)
+    done = [r for r in runs if r.state == "succeeded"]
+    assert len(done) == 8 and len({r.params.digest for r in done}) == 8  # no duplicates, no losses
+    assert not any(r.path.name.endswith(".partial") for r in runs)  # the killed sweep's runs say so
+    assert all("interrupted" in r.error for r in runs if r.state == "failed")
+    assert second.stdout.count("reused") == sum(r.state == "succeeded" for r in killed)
+
+
+@pytest.mark.slow
+def test_sweep_notebook_builds_runs_and_compares_a_tiny_study(demo_dir, tmp_path):
+    import papermill
+
+    out = tmp_path / "sweep-out.ipynb"
+    papermill.execute_notebook(
+        str(Path(__file__).resolve().parents[1] / "notebooks" / "sweep.ipynb"), str(out),
+        parameters={"base_dir": str(demo_dir), "methods": ["fastica", "picard"], "seeds": 2, "n_components": 5,
+                    "crop_tmax": 10.0, "workers": 2}, progress_bar=False, kernel_name="python3")
+    runs = list_runs(demo_dir)
+    assert len(runs) == 4 and all(r.state == "succeeded" for r in runs)
+    text = out.read_text()
+    assert "Groups by 'method'" in text and "image/png" in text  # the comparison in words, and its plot

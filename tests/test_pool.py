@@ -1,0 +1,84 @@
+"""Warm kernels: parallel runs reuse kernels, a failing and a crashing run do not stop the others."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from labkit import IcaParams
+from labkit.cache import Cache, cache_dir
+from labkit.datasets import DEMO_FILENAME
+from labkit.errors import RunFailed
+from labkit.pool import PoolRunner, WarmKernel
+from labkit.results import list_runs
+
+
+def _tiny(demo_dir, **kw) -> IcaParams:
+    return IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=5, crop_tmax=10.0, **kw)
+
+
+def _kill_first_running_kernel(base, stop: threading.Event) -> None:
+    """Play a crash: SIGKILL the kernel of the first run of random_state 3 seen running."""
+    while not stop.is_set():
+        for run in list_runs(base):
+            pid = run.status.get("pid")
+            if run.params and run.params.random_state == 3 and run.status.get("state") == "running" and pid:
+                os.kill(pid, signal.SIGKILL)
+                return
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_pool_runs_in_parallel_on_reused_kernels_and_survives_a_failure_and_a_crash(demo_dir):
+    sets = [_tiny(demo_dir, random_state=i) for i in range(6)] + [_tiny(demo_dir, filter_fmax=200.0)]
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_first_running_kernel, args=(demo_dir, stop), daemon=True)
+    killer.start()
+    outcomes = {}
+    with PoolRunner(2) as runner, ThreadPoolExecutor(2) as ex:
+        def one(p):
+            try:
+                return runner.run(p).state
+            except RunFailed as err:
+                return str(err)
+        for p, out in zip(sets, ex.map(one, sets), strict=True):
+            outcomes[(p.random_state, p.filter_fmax)] = out
+        stop.set()
+        assert runner.kernels_started < len(sets)  # kernels served several runs
+        assert runner.kernels_started >= 3  # ... and the failed and crashed runs' kernels were replaced
+    assert "below the Nyquist" in outcomes[(97, 200.0)]
+    assert "kernel died" in outcomes[(3, 30.0)]
+    assert [outcomes[(i, 30.0)] for i in (0, 1, 2, 4, 5)] == ["succeeded"] * 5
+    done = [r for r in list_runs(demo_dir) if r.state == "succeeded"]
+    for run in done:  # every run is a complete papermill result folder
+        assert {"report.html", "ica_run.ipynb", "metrics.json", "run.log", "components-ica.fif"} <= \
+            {p.name for p in run.path.iterdir()}
+        assert run.metrics["blas_threads"] == max(1, (os.cpu_count() or 1) // 2)
+        assert "FAILED" not in run.log and run.params.digest in json.loads(run.file("params.json").read_text())["digest"]
+        assert json.loads(run.file("params.json").read_text())["provenance"]["versions"]["mne"]
+    # the runs share their preprocessing: filtered once, then read from the cache
+    assert len(Cache(cache_dir(demo_dir)).entries()) == 1
+    assert sum("filter: read from the cache" in r.log for r in done) >= len(done) - 2
+    failed = next(r for r in list_runs(demo_dir) if r.params.filter_fmax == 200.0)
+    # a failed run's log handler is not left behind in the reused kernel: later runs do not write into its log
+    assert failed.log.count("analysis failed") == 1 and "run " + done[-1].run_id not in failed.log
+
+
+def test_warm_kernel_has_the_imports_done_and_resets_between_runs(tmp_path):
+    warm = WarmKernel()
+    try:
+        warm.execute("import sys\nassert 'mne' in sys.modules and 'labkit.template' in sys.modules\nleft = 1")
+        warm.prepare(tmp_path, 1)
+        warm.execute(f"import os\nassert 'left' not in globals() and os.getcwd() == {str(tmp_path)!r}")
+        with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+            warm.execute("1 / 0")
+        assert warm.alive()
+    finally:
+        warm.close()
+    assert not warm.alive()
