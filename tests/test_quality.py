@@ -158,3 +158,27 @@ def test_labkit_compare_command(fitted_runs, tmp_path):
     assert bad.exit_code == 2 and "Invalid value for the 'metrics' parameter: got 'nope'" in bad.output
     empty = CliRunner().invoke(main, ["compare", "--base-dir", str(tmp_path)])
     assert empty.exit_code == 1 and "no result folders under" in empty.output
+
+
+def test_quality_of_an_ica_fit_on_a_channel_subset(demo_dir):
+    """W A is taken over the analysed channels only: an ICA fit on 40 of the 60 EEG channels is still scored."""
+    import json
+
+    from labkit import IcaParams
+    from labkit import ica as analysis
+    from labkit.results import ICA_FILE, METRICS_FILE, RunFolder, load_run
+
+    params = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=15, crop_tmax=20.0,
+                       method="picard", random_state=0)
+    raw = analysis.load(params, verbose="error")
+    analysis.preprocess(raw, params, verbose="error")
+    subset = raw.copy().pick(raw.ch_names[:40])  # frontal and central channels: the blink is there
+    ica = mne.preprocessing.ICA(n_components=15, method="picard", random_state=0, verbose="error")
+    ica.fit(subset, verbose="error")
+    folder = RunFolder.create(params)
+    ica.save(folder.file(ICA_FILE), verbose="error")
+    folder.file(METRICS_FILE).write_text(json.dumps({"method": "picard"}))
+    folder.succeed()
+    q = run_quality(load_run(folder.path))
+    assert q["quality_note"] == "" and len(ica.ch_names) == 40
+    assert q["blink_match_r"] > 0.95 and 0 < q["amari_index"] < 1
