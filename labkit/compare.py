@@ -123,8 +123,10 @@ class Comparison:
 
         cols = ["metric", "test", "n", "statistic", "pvalue", "pvalue_holm", "effect_size", "effect_measure",
                 "magnitude"]
-        return (f"<pre>{html.escape(self.summary())}</pre>"
-                + self.tests[cols].to_html(index=False, float_format=lambda v: f"{v:.3g}"))
+        fmt = {"index": False, "float_format": lambda v: f"{v:.3g}"}
+        pairs = self.posthoc.to_html(**fmt) if len(self.posthoc) else ""
+        return (f"<pre style='white-space:pre-wrap'>{html.escape(self.summary())}</pre>"
+                + self.tests[[c for c in cols if c in self.tests]].to_html(**fmt) + pairs)
 
 
 def compare(frame: pd.DataFrame, metrics: str | Sequence[str], by: str = "method", *,

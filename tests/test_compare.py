@@ -81,6 +81,8 @@ def test_nemenyi_matches_scikit_posthocs_and_demsars_formula():
     assert post[("a", "c")] == pytest.approx(stats.studentized_range.sf(q, k, np.inf), abs=1e-6)
     assert set(post.index) == {(a, b) for i, a in enumerate(names) for b in names[i + 1:]}
     assert "Nemenyi" in result.summary() and "c higher than a" in result.summary()
+    shown = result._repr_html_()  # what a notebook shows: the words, the tests and the pairs
+    assert "c higher than a" in shown and shown.count("<table") == 2 and "Kendall&#x27;s W" in shown
     conover = cmp.compare(_frame({k: list(v) for k, v in data.items()}), "fit_time_s", posthoc="conover")
     expected = sp.posthoc_conover_friedman(wide, p_adjust="holm")
     assert conover.posthoc.set_index(["group_a", "group_b"])["pvalue"][("a", "c")] == pytest.approx(
