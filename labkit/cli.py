@@ -29,7 +29,7 @@ class _Commands(click.Group):
     Importing them (YAML, manifests, settings) would add 0.04 s to the start of every ``labkit run``.
     """
 
-    cluster = ("submit", "jobs", "logs", "cancel", "render")
+    cluster = ("submit", "jobs", "logs", "cancel", "render", "hub-service")
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.cluster])

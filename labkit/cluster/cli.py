@@ -314,5 +314,29 @@ def render_cmd(params_file: Any, user: str | None, settings_file: str | None, ov
     click.echo(to_yaml(manifest), nl=False)
 
 
+@click.command("hub-service")
+@click.option("--settings", "settings_file", type=click.Path(dir_okay=False), default=None,
+              help="cluster settings YAML [default: $LABKIT_CLUSTER_CONFIG, LABKIT_CLUSTER_*]")
+@_explained
+def hub_service_cmd(settings_file: str | None) -> None:
+    """Run the labkit JupyterHub service: it submits and follows Jobs for the hub's users.
+
+    Started by JupyterHub (or as its own Deployment) with JUPYTERHUB_API_URL, JUPYTERHUB_API_TOKEN,
+    JUPYTERHUB_SERVICE_PREFIX and JUPYTERHUB_SERVICE_URL set; listens on LABKIT_HUB_SERVICE_PORT
+    (default 8765). See k8s/README.md.
+    """
+    import asyncio
+    import logging
+
+    from ..hub.service import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = ClusterSettings.load(settings_file)
+    try:
+        asyncio.run(serve(settings))
+    except KeyboardInterrupt:
+        pass
+
+
 #: the commands the main ``labkit`` group offers from this module (imported when one is used)
-COMMANDS = (submit_cmd, jobs_cmd, logs_cmd, cancel_cmd, render_cmd)
+COMMANDS = (submit_cmd, jobs_cmd, logs_cmd, cancel_cmd, render_cmd, hub_service_cmd)

@@ -122,9 +122,18 @@ class ClusterJobs(Following):
     pointing at an emulator. ``sleep`` is what retries wait with.
     """
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> "ClusterJobs":
+        """On a hub with the labkit service (and no explicit API client), the service's backend."""
+        if cls is ClusterJobs and kwargs.get("api_client") is None and len(args) < 3:
+            from ..hub.client import HubJobs, hub_service_url
+
+            if hub_service_url():
+                return super().__new__(HubJobs)
+        return super().__new__(cls)
+
     def __init__(self, settings: ClusterSettings | None = None, user: str | None = None,
                  api_client: k8s.ApiClient | None = None, *, sleep: Callable[[float], None] = time.sleep,
-                 poll_interval: float | None = None) -> None:
+                 poll_interval: float | None = None, user_dir_here: bool = True) -> None:
         self.settings = settings or ClusterSettings.load()
         self.user = user or default_user()
         self.owner = owner_label(self.user)
@@ -134,6 +143,8 @@ class ClusterJobs(Following):
         self.core = k8s.CoreV1Api(self.client)
         self.custom = k8s.CustomObjectsApi(self.client)
         self.sleep = sleep
+        #: False in the hub service: the user's directory is not mounted there, so results are not looked up
+        self.user_dir_here = user_dir_here
         #: diagnostics of the last :meth:`watch`: how often its stream was renewed or re-listed (410)
         self.watch_state: dict[str, Any] = {}
         #: the longest a watch request is kept open before the state is re-read
@@ -203,7 +214,7 @@ class ClusterJobs(Following):
     def result_status(self, run_id: str) -> dict[str, Any] | None:
         """The result folder's status.json, if the user's directory is visible here."""
         base = self.settings.storage.local_dir()
-        if not run_id or not base.is_dir():
+        if not run_id or not self.user_dir_here or not base.is_dir():
             return None
         try:
             return find_run(base, run_id).status
@@ -296,7 +307,7 @@ class ClusterJobs(Following):
         """:meth:`completed` for many sets, reading the user's directory once."""
         base = self.settings.storage.local_dir()
         newest: dict[str, RunResult] = {}
-        for run in list_runs(base) if base.is_dir() else []:  # oldest first: the newest wins
+        for run in list_runs(base) if self.user_dir_here and base.is_dir() else []:  # oldest first: newest wins
             if run.params is not None and run.state == "succeeded":
                 newest[run.params.digest] = run
         out: dict[str, RunResult | None] = {}
