@@ -250,3 +250,15 @@ def test_statuses_come_from_one_watch_not_from_list_calls(hub: Hub) -> None:
     for user in ("alice", "bob", "alice.b@lab.org") * 5:
         assert hub.call(user, "GET", "api/runs").status_code == 200
     assert lists() == before  # fifteen users' looks, no API request
+
+
+def test_the_notebook_widgets_use_the_service_on_a_hub(hub: Hub, as_user: Any) -> None:
+    from labkit import widgets
+
+    as_user("bob")
+    line = widgets._cluster_submit(IcaParams(n_components=23))
+    name = f"labkit-bob-{IcaParams(n_components=23).digest}"
+    assert line == name
+    assert name in [j["name"] for j in widgets._cluster_list()]
+    job = job_of(hub.emulator, name)
+    assert job["spec"]["template"]["spec"]["volumes"][0]["nfs"]["path"] == "/export/home/bob"

@@ -150,6 +150,10 @@ class HubJobs(ClusterJobs):
 
     run_status = status
 
+    def volcano_jobs(self, sweep_id: str | None = None) -> list[dict[str, Any]]:
+        """Volcano Jobs are the service's business: their runs are listed by ``sweep_status``."""
+        return []
+
     def sweep_status(self, sweep_id: str, names: Sequence[str] = ()) -> SweepStatus:
         return _sweep(self.request("GET", f"api/sweeps/{quote(sweep_id, safe='')}"))
 

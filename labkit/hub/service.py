@@ -22,6 +22,14 @@ The JSON API, under ``$JUPYTERHUB_SERVICE_PREFIX`` (``/services/labkit/``):
 * ``DELETE api/runs/<name>`` - cancel;
 * ``POST api/sweeps`` ``{"sets": [...], ...}``; ``GET``/``DELETE api/sweeps/<id>``;
 * ``GET api/health`` - no authentication, for probes.
+
+Scopes: users need ``access:services!service=labkit``; the service itself needs none
+(HubAuth asks the hub ``GET /hub/api/user`` with the *user's* token). It is registered in
+``c.JupyterHub.services`` with its URL (and an ``api_token``, which JupyterHub requires for
+a service it does not start; a hub-started service gets one in ``$JUPYTERHUB_API_TOKEN``).
+It listens on the address of ``$JUPYTERHUB_SERVICE_URL`` (else 0.0.0.0), port
+``$LABKIT_HUB_SERVICE_PORT`` (else the URL's port, else 8765), and needs the Kubernetes
+rights of ``k8s/``'s service Role in one namespace.
 """
 
 from __future__ import annotations
