@@ -262,3 +262,24 @@ def test_the_notebook_widgets_use_the_service_on_a_hub(hub: Hub, as_user: Any) -
     assert name in [j["name"] for j in widgets._cluster_list()]
     job = job_of(hub.emulator, name)
     assert job["spec"]["template"]["spec"]["volumes"][0]["nfs"]["path"] == "/export/home/bob"
+
+
+def test_a_sweep_through_the_service(hub: Hub, as_user: Any) -> None:
+    home = as_user("alice")
+    jobs = ClusterJobs()
+    sets = [IcaParams(n_components=3, random_state=s, base_dir=str(home)) for s in (1, 2)]
+    sub = jobs.submit_sweep(sets, sweep_id="seeds")
+    assert sub.sweep_id == "seeds" and len(sub.runs) == 2
+    ctl = Controllers(hub.emulator.api_client())
+
+    def cluster() -> None:
+        time.sleep(0.5)
+        for run, params in zip(sub.runs, sets, strict=True):
+            _completed_run(home, params, run.run_id)
+            ctl.job_condition(run.name, "Complete")
+
+    threading.Thread(target=cluster, daemon=True).start()
+    final = jobs.watch_sweep("seeds", timeout=60)
+    assert final.phase == "succeeded" and sorted(r.name for r in final.runs) == sorted(r.name for r in sub.runs)
+    assert sorted(r.run_id for r in jobs.sweep_results(final)) == sorted(r.run_id for r in sub.runs)
+    assert hub.call("bob", "GET", "api/sweeps/seeds").status_code == 404

@@ -38,8 +38,8 @@ class Informer:
         self.resource_version = ""
         self.lock = threading.Lock()
         self.ready = threading.Event()
-        #: requests made: lists (first one and after 410), watches, and errors waited out
-        self.stats = {"lists": 0, "watches": 0, "errors": 0}
+        #: requests made: lists (first one and after 410), watches (and how many ended quietly), errors waited out
+        self.stats = {"lists": 0, "watches": 0, "renewed": 0, "errors": 0}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"informer-{what}", daemon=True)
 
@@ -113,7 +113,7 @@ class Informer:
         resp = api.call(self.list_fn, self.namespace, label_selector=self.label_selector, watch=True,
                         allow_watch_bookmarks=True, resource_version=self.resource_version,
                         timeout_seconds=max(1, int(self.watch_timeout)), _preload_content=False,
-                        _request_timeout=(10.0, self.watch_timeout + 10), what=f"watch {self.what}", retries=2)
+                        _request_timeout=(10.0, self.watch_timeout + 2), what=f"watch {self.what}", retries=2)
         try:
             for event in watch_events(_lines(resp), self.what):
                 if self._stop.is_set():
@@ -135,6 +135,9 @@ class Informer:
                     self._changed(obj)
                 if rv:
                     self.resource_version = rv
+        except api.CONNECTION_ERRORS as err:  # a quiet or cut stream: watch again from where it was
+            logger.debug("watch of %s ended (%s); renewing", self.what, type(err).__name__)
+            self.stats["renewed"] += 1
         finally:
             resp.release_conn()
 
