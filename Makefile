@@ -24,3 +24,4 @@ test: install-test
 bench: install
 	$(PYTHON) benchmarks/bench_run.py
 	$(PYTHON) benchmarks/bench_form.py
+	PYTHONPATH=$(CURDIR) $(PYTHON) benchmarks/bench_hub.py
