@@ -90,3 +90,18 @@ def test_label_values_are_full_string_matches(bad: str) -> None:
 def test_slugs_are_always_dns_labels(name: str) -> None:
     slug = kubespawner_slug(name)
     assert is_dns_label(slug) and "/" not in slug
+
+
+@pytest.mark.parametrize("storage", [None, {"nfs_server": "nfs.lab.example", "nfs_path": "/userdata/{username}"}])
+def test_the_admission_policy_admits_the_job_of_a_user_whose_directory_is_escaped(storage: dict | None) -> None:
+    """k8s/admission-policy.yaml holds volumes to labkit.io/owner-dir: for alice.b@lab.org that is KubeSpawner's name."""
+    from test_k8s_manifests import admit, nfs_params, shipped_settings
+
+    settings = shipped_settings(**({"storage": storage} if storage else {}))
+    job = build_job(IcaParams(n_components=20), settings, "alice.b@lab.org", "r1")
+    assert job["metadata"]["labels"]["labkit.io/owner-dir"] == "alice-b-lab-org---00e968cd"
+    assert job["spec"]["template"]["metadata"]["labels"]["labkit.io/owner-dir"] == "alice-b-lab-org---00e968cd"
+    assert admit(job, params=nfs_params() if storage else None) == []
+    job["metadata"]["labels"]["labkit.io/owner-dir"] = job["spec"]["template"]["metadata"]["labels"][
+        "labkit.io/owner-dir"] = "bob"
+    assert admit(job, params=nfs_params() if storage else None)  # another directory: refused

@@ -170,6 +170,7 @@ def test_the_job_for_alice_b_mounts_the_directory_kubespawner_gives_her(hub: Hub
     # KubeSpawner's {username} for alice.b@lab.org (kubespawner.slugs.safe_slug)
     assert job["spec"]["template"]["spec"]["volumes"][0]["nfs"]["path"] == "/export/home/alice-b-lab-org---00e968cd"
     assert job["metadata"]["annotations"]["labkit.io/user"] == "alice.b@lab.org"
+    assert job["metadata"]["labels"]["labkit.io/owner-dir"] == "alice-b-lab-org---00e968cd"  # what the policy checks
 
 
 def test_the_service_restarting_mid_watch_loses_nothing(hub: Hub, as_user: Any) -> None:

@@ -353,6 +353,7 @@ def test_another_users_directory_is_refused() -> None:
     relabelled = alice_job(user="bob")  # bob's directory, but claiming to be alice's
     for meta in (relabelled["metadata"], relabelled["spec"]["template"]["metadata"]):
         meta["labels"]["labkit.io/owner"] = "alice"
+        meta["labels"]["labkit.io/owner-dir"] = "alice"  # build_job states the directory since owner-dir exists
     refused(relabelled, "only its owner's directory")
 
 

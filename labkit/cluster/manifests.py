@@ -32,6 +32,8 @@ LABEL_NAME = "app.kubernetes.io/name"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_OWNER = "labkit.io/owner"
+#: the owner's directory name in the storage path (KubeSpawner's {username}); k8s/admission-policy.yaml checks volumes by it
+LABEL_OWNER_DIR = "labkit.io/owner-dir"
 LABEL_RUN_ID = "labkit.io/run-id"
 LABEL_DIGEST = "labkit.io/digest"
 LABEL_SWEEP = "labkit.io/sweep-id"
@@ -225,6 +227,9 @@ def build_job(params: IcaParams, settings: ClusterSettings, user: str, run_id: s
     inner = cluster_params(params, settings)
     run_id = check_run_id(run_id) if run_id is not None else new_run_id(params)
     labels = labels_for(user, params, run_id, sweep_id)
+    directory = settings.storage.owner_dir(user)
+    if directory:
+        labels[LABEL_OWNER_DIR] = directory
     annotations = _annotations(user, inner, settings)
     job_spec: dict[str, Any] = {
         "backoffLimit": settings.backoff_limit,
@@ -281,6 +286,9 @@ def build_volcano_job(params_list: Sequence[IcaParams], settings: ClusterSetting
         tasks.append({"name": f"r{i}-{params.digest}", "replicas": 1, "template": template})
     labels = {LABEL_NAME: APP, LABEL_COMPONENT: "ica-sweep", LABEL_MANAGED_BY: APP,
               LABEL_OWNER: owner_label(user), LABEL_SWEEP: sweep_label(sweep_id)}
+    directory = settings.storage.owner_dir(user)
+    if directory:
+        labels[LABEL_OWNER_DIR] = directory
     from .. import __version__
 
     spec: dict[str, Any] = {

@@ -29,7 +29,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 from pydantic_settings.sources.utils import parse_env_vars
 
 from .errors import SettingsError
-from .names import is_dns_label, kubespawner_slug, sanitize_name, user_dir
+from .names import is_dns_label, is_label_value, kubespawner_slug, sanitize_name, user_dir
 
 ENV_PREFIX = "LABKIT_CLUSTER_"
 CONFIG_ENV = "LABKIT_CLUSTER_CONFIG"
@@ -84,6 +84,16 @@ class StorageSettings(_Group):
         """The user's directory as mounted here: ``local_base_dir``, else ``$BASE_DIR``, else home."""
         environ = os.environ if environ is None else environ
         return Path(self.local_base_dir or environ.get("BASE_DIR") or Path.home()).expanduser()
+
+    def owner_dir(self, user: str) -> str | None:
+        """The user's directory name as the storage path uses it, when it can be a label value
+        (``labkit.io/owner-dir``: what the admission policy holds every volume to), else None."""
+        template = self.pvc_sub_path if self.pvc else self.nfs_path
+        if "{username}" in template:
+            return kubespawner_slug(user)
+        if "{user}" in template and is_label_value(user):
+            return user
+        return None
 
     def user_path(self, template: str, user: str) -> str:
         """``template`` with ``{username}`` (KubeSpawner's escaping) and ``{user}`` (raw, checked) filled in."""
