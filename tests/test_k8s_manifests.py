@@ -20,6 +20,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from cluster_fixtures import emulator, write_kubeconfig  # noqa: F401 (fixture)
+from hub_fixtures import free_port, wait_http
 from k8s_admission import evaluate, restricted_violations
 
 from labkit import __version__
@@ -498,3 +500,33 @@ def test_the_image_carries_the_hub_service() -> None:
     assert any(dep.startswith("jupyterhub") for dep in extras["hub"])
     assert any(line.startswith("RUN pip install") and " .[hub]" in line
                for line in (K8S_DIR / "Dockerfile").read_text().splitlines())
+
+
+def test_the_deployment_starts_the_service_its_probe_and_the_hub_expect(tmp_path: Path, emulator: Any) -> None:
+    """`labkit hub-service` with the Deployment's own environment (token and API URLs stubbed, the
+    settings ConfigMap as the mounted file, the API emulator as the cluster) serves the readiness
+    probe's path, and listens where the Service and hub.services.labkit.url point."""
+    from labkit.hub.service import listen_address
+
+    pod = DEPLOYMENT["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value", "") for e in container["env"]}
+    port = container["ports"][0]["containerPort"]
+    assert listen_address(env) == ("0.0.0.0", port)
+    settings = tmp_path / "cluster.yaml"
+    settings.write_text(one("labkit-settings.yaml", "ConfigMap")["data"]["cluster.yaml"])
+    local = free_port()  # the real port may be taken on a shared test machine
+    env.update(LABKIT_CLUSTER_CONFIG=str(settings), LABKIT_HUB_SERVICE_PORT=str(local),
+               JUPYTERHUB_API_TOKEN="not-a-real-token", JUPYTERHUB_API_URL="http://127.0.0.1:9/hub/api",
+               KUBECONFIG=str(write_kubeconfig(emulator, tmp_path)), PATH=os.environ["PATH"], HOME=str(tmp_path),
+               PYTHONPATH=str(K8S_DIR.parent))
+    proc = subprocess.Popen(container["command"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=open(tmp_path / "service.log", "wb"), start_new_session=True)
+    try:
+        probe = container["readinessProbe"]["httpGet"]
+        assert probe["port"] == "http"
+        wait_http(f"http://127.0.0.1:{local}{probe['path']}", timeout=90, proc=proc)
+        assert probe["path"] == env["JUPYTERHUB_SERVICE_PREFIX"] + "api/health"
+    finally:
+        proc.terminate()
+        proc.wait(20)
