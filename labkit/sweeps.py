@@ -22,7 +22,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -236,12 +236,13 @@ def _decide(params: IcaParams, runs: list[RunResult], force: bool) -> Decision:
 
 # -- run -----------------------------------------------------------------------------------------------------------
 def run_sweep(sets: Iterable[IcaParams], runner: Any = None, *, workers: int | None = None, force: bool = False,
-              progress: bool = True) -> pd.DataFrame:
+              progress: bool = True, on_row: Callable[[dict[str, Any], int, int], None] | None = None
+              ) -> pd.DataFrame:
     """Run every set not already done (``force``: all), ``workers`` at a time; one row per set.
 
     A failure (a cell raising, a dead kernel, a folder that cannot be made) is a row with
     state ``failed`` and its reason; the sweep goes on. ``action``/``reason`` say why a set
-    was run or reused.
+    was run or reused. ``on_row(row, done, total)`` is told of each finished run (the notebook form's progress).
     """
     from .pool import PoolRunner, default_workers
 
@@ -266,6 +267,8 @@ def run_sweep(sets: Iterable[IcaParams], runner: Any = None, *, workers: int | N
                     failed += row["state"] != "succeeded"
                 bar.set_postfix(failed=failed, refresh=False)
                 bar.update()
+                if on_row is not None:
+                    on_row(row, sum(1 for f in futures if f.done()), len(todo))
     finally:
         if own:
             runner.close()

@@ -509,6 +509,7 @@ class IcaForm(W.VBox):
         self.base_dir = str(Path(base_dir or os.environ.get("BASE_DIR") or os.getcwd()).resolve())
         self.info: recording.RecordingInfo | None = None
         self.sweep: list[IcaParams] = []
+        self.sweep_table: Any = None  # the last "Run sweep here" table (pandas)
         self.history: list[results.RunResult] = []
         self.process: Any = None
         self.processes: dict[str, Any] = {}
@@ -581,6 +582,11 @@ class IcaForm(W.VBox):
         self.sweep_cluster_button = W.Button(description="Submit sweep to cluster", icon="cloud-upload",
                                              disabled=True, tooltip=reason, layout=W.Layout(width="auto"))
         self.sweep_message = W.HTML()
+        self.sweep_seeds = W.BoundedIntText(value=1, min=1, max=1000, description="x seeds",
+                                            tooltip="run every set with seeds 0..N-1 (random_state)")
+        self.sweep_run_button = W.Button(description="Run sweep here", icon="play", disabled=True,
+                                         tooltip="warm parallel workers; finished sets are reused")
+        self.sweep_progress = W.IntProgress(value=0, min=0, max=1, description="Sweep")
         self.export_source = W.ToggleButtons(options=["form", "selected set", "whole sweep"], value="form",
                                              description="Export")
         self.export_format = W.Dropdown(options=list(EXPORT_FORMATS), value="json", description="As")
@@ -598,6 +604,7 @@ class IcaForm(W.VBox):
         history_box = W.VBox([W.HBox([self.history_select, self.show_button]),
                               W.HBox([self.compare_a, self.compare_b, self.compare_button]), self.compare_box])
         sweep_box = W.VBox([W.HBox([self.sweep_select, W.VBox([self.remove_button, self.sweep_cluster_button])]),
+                            W.HBox([self.sweep_seeds, self.sweep_run_button, self.sweep_progress]),
                             self.sweep_message,
                             W.HBox([self.export_source, self.export_format]), self.export_area])
         self.tabs = W.Tab(children=[run_box, history_box, sweep_box, self.jobs])
@@ -617,6 +624,7 @@ class IcaForm(W.VBox):
         self.sweep_button.on_click(self._on_add_to_sweep)
         self.remove_button.on_click(self._on_remove)
         self.sweep_cluster_button.on_click(self._on_submit_sweep)
+        self.sweep_run_button.on_click(lambda _: self.run_sweep_here())
         self.show_button.on_click(self._on_show)
         self.compare_button.on_click(self._on_compare)
         for w in (self.export_source, self.export_format, self.sweep_select):
@@ -927,7 +935,37 @@ class IcaForm(W.VBox):
             self.sweep_message.value = _error_html(f"Sweep not submitted: {type(err).__name__}: {err}")
         self.jobs.refresh()
 
+    def run_sweep_here(self) -> threading.Thread:
+        """Run the sweep (x seeds) on this machine in a background thread; the table lands in ``sweep_table``."""
+        from .sweeps import expand, run_sweep
+
+        seeds = self.sweep_seeds.value
+        sets = [q for p in self.sweep for q in (expand(p, seeds=seeds) if seeds > 1 else [p])]
+        self.sweep_run_button.disabled = True
+        self.sweep_progress.value, self.sweep_progress.max = 0, max(1, len(sets))
+        self.sweep_message.value = f"Running {len(sets)} sets ..."
+
+        def progress(row: dict[str, Any], done: int, total: int) -> None:
+            self.sweep_progress.max, self.sweep_progress.value = max(1, total), done
+
+        def work() -> None:
+            try:
+                self.sweep_table = table = run_sweep(sets, progress=False, on_row=progress)
+                counts = table["state"].value_counts().to_dict()
+                reused = int((table["action"] == "reused").sum())
+                self.sweep_message.value = html.escape(
+                    ", ".join(f"{n} {state}" for state, n in counts.items()) + f" ({reused} reused)")
+            except Exception as err:  # noqa: BLE001 - shown in the form, never raised into the event loop
+                self.sweep_message.value = _error_html(f"Sweep failed: {type(err).__name__}: {err}")
+            finally:
+                self.sweep_run_button.disabled = not self.sweep
+
+        thread = threading.Thread(target=work, name="labkit-form-sweep", daemon=True)
+        thread.start()
+        return thread
+
     def _update_sweep(self) -> None:
+        self.sweep_run_button.disabled = not self.sweep
         self.sweep_cluster_button.disabled = not (self.sweep and self.cluster_available)
         self.sweep_select.options = [
             (f"{i + 1}. {p.method} n={p.n_components} {p.channel_type} crop {p.crop_tmin:g}-{p.crop_tmax} s "

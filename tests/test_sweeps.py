@@ -146,3 +146,21 @@ def test_sweep_notebook_builds_runs_and_compares_a_tiny_study(demo_dir, tmp_path
     assert len(runs) == 4 and all(r.state == "succeeded" for r in runs)
     text = out.read_text()
     assert "Groups by 'method'" in text and "image/png" in text  # the comparison in words, and its plot
+
+
+@pytest.mark.slow
+def test_form_runs_its_sweep_here_over_seeds_and_reuses_it_the_second_time(demo_dir):
+    from labkit.widgets import IcaForm
+
+    form = IcaForm(base_dir=demo_dir)
+    form.browser.choose(DEMO_FILENAME)
+    for name, value in {"method": "fastica", "n_components": 5, "crop_tmax": 10.0}.items():
+        form.controls[name].value = value
+    assert form.sweep_run_button.disabled  # nothing in the sweep yet
+    form.sweep_button.click()
+    form.sweep_seeds.value = 2
+    form.run_sweep_here().join(timeout=240)
+    assert sorted(form.sweep_table["random_state"]) == [0, 1] and set(form.sweep_table["state"]) == {"succeeded"}
+    assert form.sweep_progress.value == 2 and "2 succeeded (0 reused)" in form.sweep_message.value
+    form.run_sweep_here().join(timeout=240)
+    assert "(2 reused)" in form.sweep_message.value and len(list_runs(demo_dir)) == 2
