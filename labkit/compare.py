@@ -50,8 +50,7 @@ def table(runs: pd.DataFrame | str | os.PathLike | Iterable[RunResult], *, quali
     """Every run's parameters, metrics and provenance, plus ground-truth quality where the recording has it.
 
     ``runs`` is a base directory, RunResults, or a table with a ``path`` column (what
-    ``sweeps.run_sweep`` returns). Provenance: the parameter set's digest, the
-    labkit/MNE/picard/Python versions and the host recorded by the run, and when it finished.
+    ``sweeps.run_sweep`` returns). Provenance: see :func:`provenance_row`.
     """
     from .sweeps import table as runs_frame
 
@@ -68,14 +67,20 @@ def table(runs: pd.DataFrame | str | os.PathLike | Iterable[RunResult], *, quali
 
 
 def provenance_row(found: RunResult) -> dict[str, Any]:
-    """Where a result came from: the set's digest, software versions and host, and when it finished."""
-    versions = found.metrics.get("versions") or {}
+    """Where a result came from: the set's digest, the recording's content fingerprint, software versions,
+    image and host, and when it finished (:mod:`labkit.provenance` records them; older runs have the metrics' copy)."""
+    from .provenance import recorded
+
+    prov = recorded(found.path) or {}
+    versions = {**(found.metrics.get("versions") or {}), **(prov.get("versions") or {})}
     return {
         "digest": found.params.digest if found.params is not None else None,
+        "recording_sha256": prov.get("recording_sha256"),
         "labkit_version": versions.get("labkit"),
         "mne_version": versions.get("mne"),
         "picard_version": versions.get("python-picard"),
         "python_version": versions.get("python"),
+        "image": prov.get("image"),
         "host": found.metrics.get("host") or found.status.get("host"),
         "finished": found.status.get("finished"),
     }

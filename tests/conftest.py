@@ -48,6 +48,7 @@ def fitted_runs(tmp_path_factory: pytest.TempPathFactory, demo_source: Path) -> 
 
     from labkit import IcaParams
     from labkit import ica as analysis
+    from labkit import provenance
     from labkit.datasets import DEMO_FILENAME
     from labkit.results import ICA_FILE, METRICS_FILE, RunFolder
 
@@ -69,6 +70,7 @@ def fitted_runs(tmp_path_factory: pytest.TempPathFactory, demo_source: Path) -> 
         folder.file(METRICS_FILE).write_text(json.dumps(
             {"method": p.method, "fit_time_s": timing["seconds"], "n_iter": int(ica.n_iter_), "versions": analysis.versions(), "host": "test",
              **scores}))
+        provenance.record(folder, provenance.current(p))
         folder.succeed()
     failed = RunFolder.create(params.replace(method="picard", random_state=2))
     failed.fail("the test says so")
