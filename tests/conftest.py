@@ -46,9 +46,8 @@ def fitted_runs(tmp_path_factory: pytest.TempPathFactory, demo_source: Path) -> 
     20 s), one fit on a copy of the demo without ground truth, and one failed run, in folders as labkit writes them."""
     import json
 
-    from labkit import IcaParams
+    from labkit import IcaParams, provenance
     from labkit import ica as analysis
-    from labkit import provenance
     from labkit.datasets import DEMO_FILENAME
     from labkit.results import ICA_FILE, METRICS_FILE, RunFolder
 
