@@ -250,3 +250,25 @@ def test_plots_return_figures_with_the_expected_axes():
 
 def test_sweeps_names_still_work():
     assert sweeps.compare is cmp.compare and sweeps.plot is cmp.plot
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", None]), st.sampled_from(["r1.fif", "r2.fif"]),
+                          st.one_of(st.none(), st.integers(0, 3)), st.sampled_from(["succeeded", "failed"]),
+                          st.one_of(st.none(), st.floats(-10, 10), st.just("n/a"))), max_size=30))
+def test_any_table_gives_results_or_a_labkit_error(rows):
+    """Missing groups, seeds and values, failed runs, text in a metric: tidy results or an error that says why."""
+    from labkit.errors import LabkitError
+
+    frame = pd.DataFrame(rows, columns=["method", "raw_file_path", "random_state", "state", "fit_time_s"])
+    try:
+        result = cmp.compare(frame, "fit_time_s")
+    except LabkitError as err:
+        assert "fit_time_s" in str(err) or "method" in str(err) or "block" in str(err)
+        return
+    row = result.tests.iloc[0]
+    assert np.isnan(row["pvalue"]) or 0 <= row["pvalue"] <= 1
+    assert result.summary().count("fit_time_s:") == 1
+    assert set(result.dropped["reason"]) <= {"no value", "no value for this group in the block",
+                                             "no block: a blocking value is missing"} | {
+        r for r in result.dropped["reason"] if r.startswith("run ")}
