@@ -309,6 +309,27 @@ def test_admin_profiles_render_jobs_the_policy_admits(profile: str) -> None:
         assert pod["containers"][0]["resources"]["limits"]["memory"] == chosen.resources.memory_limit
 
 
+def test_a_kubespawner_escaped_user_gets_exactly_the_hubs_directory() -> None:
+    """alice.b@lab.org: z2jh mounts /userdata/alice-b-lab-org---00e968cd (KubeSpawner's escaping, as
+    singleuser.storage.extraVolumes names it); her Jobs mount that directory, say so in
+    labkit.io/owner-dir, and the policy admits them - and refuses them if the label is missing."""
+    slug = "alice-b-lab-org---00e968cd"
+    job = alice_job(user="alice.b@lab.org")
+    assert job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["subPath"] == slug
+    assert job["metadata"]["labels"]["labkit.io/owner-dir"] == slug
+    assert admit(job) == []
+    sweep = build_volcano_job([IcaParams(), IcaParams(method="picard")], shipped_settings(), "alice.b@lab.org")
+    assert admit(sweep) == []
+    unlabelled = copy.deepcopy(job)
+    for meta in (unlabelled["metadata"], unlabelled["spec"]["template"]["metadata"]):
+        del meta["labels"]["labkit.io/owner-dir"]
+    refused(unlabelled, f"subPath {job['metadata']['labels']['labkit.io/owner']}")  # fails closed
+    nfs = alice_job(shipped_settings(storage=dict(nfs_server="nfs.lab.example")), user="alice.b@lab.org")
+    assert nfs["spec"]["template"]["spec"]["volumes"][0]["nfs"]["path"] == f"/userdata/{slug}"
+    assert admit(nfs, params=nfs_params()) == []
+    assert VALUES["singleuser"]["storage"]["extraVolumes"][0]["nfs"]["path"] == "/userdata/{username}"
+
+
 def test_an_nfs_job_for_its_owner_is_admitted_with_nfs_params() -> None:
     job = alice_job(shipped_settings(storage=dict(nfs_server="nfs.lab.example", nfs_path="/userdata/{user}")))
     assert admit(job, params=nfs_params()) == []
