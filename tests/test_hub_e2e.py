@@ -284,3 +284,25 @@ def test_a_sweep_through_the_service(hub: Hub, as_user: Any) -> None:
     assert final.phase == "succeeded" and sorted(r.name for r in final.runs) == sorted(r.name for r in sub.runs)
     assert sorted(r.run_id for r in jobs.sweep_results(final)) == sorted(r.run_id for r in sub.runs)
     assert hub.call("bob", "GET", "api/sweeps/seeds").status_code == 404
+
+
+SWEEP_BODIES = st.one_of(
+    st.dictionaries(st.sampled_from(["sets", "profile", "sweep_id", "force", "volcano", "min_available", "user"]),
+                    st.one_of(PARAM_VALUES, st.lists(st.dictionaries(PARAM_KEYS, PARAM_VALUES, max_size=3),
+                                                     max_size=3)), max_size=4),
+    PARAM_VALUES,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=SWEEP_BODIES, wait=st.one_of(st.just("0.2"), st.text(max_size=6)))
+def test_any_sweep_body_or_query_gets_an_answer_that_names_the_field(hub: Hub, body: Any, wait: str) -> None:
+    resp = hub.call("bob", "POST", "api/sweeps", data=json.dumps(body).encode(),
+                    headers={"Content-Type": "application/json"})
+    assert resp.status_code < 500, (body, resp.text)
+    if resp.status_code == 400 and isinstance(body, dict) and body:
+        assert resp.json().get("field") is not None, resp.text
+    listed = hub.call("bob", "GET", "api/runs", params={"wait": wait, "after": "x"})
+    assert listed.status_code in (200, 400), listed.text
+    if listed.status_code == 400:
+        assert listed.json()["field"] == "wait"
