@@ -50,20 +50,33 @@ def table(runs: pd.DataFrame | str | os.PathLike | Iterable[RunResult], *, quali
     """Every run's parameters, metrics and provenance, plus ground-truth quality where the recording has it.
 
     ``runs`` is a base directory, RunResults, or a table with a ``path`` column (what
-    ``sweeps.run_sweep`` returns). Provenance: see :func:`provenance_row`.
+    ``sweeps.run_sweep`` returns, or its CSV read back): such a table keeps its rows
+    and columns (a set that never ran has no path and gets no extra values).
+    Provenance: see :func:`provenance_row`.
     """
     from .sweeps import table as runs_frame
 
-    found = _runs(runs)
-    frame = runs_frame(found)
+    if isinstance(runs, pd.DataFrame):
+        if "path" not in runs:
+            raise ComparisonError("a table of runs needs its 'path' column to find the result folders")
+        frame = runs
+        keys = list(frame["path"].dropna().unique())
+        found = [load_run(p) for p in keys]
+    else:
+        found = list_runs(runs) if isinstance(runs, (str, os.PathLike)) else list(runs)
+        frame = runs_frame(found)
+        keys = [str(f.path) for f in found]
     if frame.empty:
         return frame
-    extra = pd.DataFrame.from_dict({f.run_id: provenance_row(f) for f in found}, orient="index")
+    extra = pd.DataFrame([provenance_row(f) for f in found], index=keys)
     if quality:
         from .quality import quality_table
 
-        extra = extra.join(quality_table(found))
-    return frame.join(extra[[c for c in extra.columns if c not in frame.columns]])
+        extra = extra.join(quality_table(found).set_axis(keys))
+    out = frame.join(extra[[c for c in extra.columns if c not in frame.columns]], on="path")
+    if quality and "quality_note" in out:
+        out.loc[out["path"].isna(), "quality_note"] = "no result folder: the set did not run"
+    return out
 
 
 def provenance_row(found: RunResult) -> dict[str, Any]:
@@ -84,16 +97,6 @@ def provenance_row(found: RunResult) -> dict[str, Any]:
         "host": found.metrics.get("host") or found.status.get("host"),
         "finished": found.status.get("finished"),
     }
-
-
-def _runs(runs: Any) -> list[RunResult]:
-    if isinstance(runs, (str, os.PathLike)):
-        return list_runs(runs)
-    if isinstance(runs, pd.DataFrame):
-        if "path" not in runs:
-            raise ComparisonError("a table of runs needs its 'path' column to find the result folders")
-        return [load_run(p) for p in runs["path"]]
-    return list(runs)
 
 
 # --------------------------------------------------------------------------- statistics

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import mne
 import numpy as np
+import pandas as pd
 import pytest
 
 from labkit import compare
 from labkit.datasets import DEMO_FILENAME, load_truth
 from labkit.quality import amari_index, best_match, quality_table, run_quality, unmixing
 from labkit.results import list_runs
+from labkit.sweeps import runs_table
 
 
 def _perfect(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -99,8 +101,19 @@ def test_table_has_parameters_metrics_provenance_and_quality(fitted_runs):
     assert set(ok["recording_sha256"]) == {fingerprint(fitted_runs / DEMO_FILENAME)}
     assert frame.loc[frame.state == "failed", "recording_sha256"].isna().all()  # never ran: nothing recorded
     assert frame.loc[frame.state == "failed", "quality_note"].str.contains("failed").all()
-    # a sweep's table (with its path column) is enriched the same way
-    assert compare.table(frame[["path"]]).index.tolist() == frame.index.tolist()
+    # a sweep's table (with its path column) keeps its rows and columns and is enriched the same way,
+    # also read back from CSV, and with a set that never ran (no folder)
+    sweep = frame[["method", "random_state", "path"]].assign(action="ran")
+    sweep.loc["not-run-x"] = {"method": "picard", "random_state": 9, "path": None, "action": "run"}
+    again = compare.table(sweep)
+    assert again.index.tolist() == sweep.index.tolist() and "action" in again
+    pd.testing.assert_series_equal(again["amari_index"].iloc[:-1], frame["amari_index"])
+    assert again.loc["not-run-x", "quality_note"].startswith("no result folder")
+    csv = fitted_runs.parent / "sweep.csv"
+    runs_table(fitted_runs).to_csv(csv)  # what `labkit sweep --csv` writes: no provenance or quality columns
+    from_csv = compare.table(pd.read_csv(csv))
+    assert from_csv["recording_sha256"].tolist() == frame["recording_sha256"].tolist()
+    assert from_csv["blink_match_r"].tolist() == pytest.approx(frame["blink_match_r"].tolist(), nan_ok=True)
     assert compare.table(fitted_runs, quality=False).columns.intersection(["amari_index"]).empty
 
 
