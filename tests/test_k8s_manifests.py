@@ -2,7 +2,8 @@
 
 Every YAML validates against the official schemas (kubernetes-validate, strict) for the
 oldest Kubernetes the admission policy needs (1.30, where ValidatingAdmissionPolicy v1 is GA)
-and the newest the validator knows. The admission policy's CEL is evaluated with cel-python on
+and the newest the validator knows (kubernetes-validate 1.37 ships schemas for 1.25 to 1.37;
+``kubernetes_validate.utils.all_versions()``). The admission policy's CEL is evaluated with cel-python on
 Jobs that labkit itself renders from the shipped settings, so the policy and the renderer
 cannot drift apart. The z2jh roles and services load into a real JupyterHub.
 """
