@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,10 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import LabkitError, ParameterError, RunFailed
+from .errors import LabkitError, RunFailed
 from .options import fail as _fail
 from .options import param_options, params_from_cli, read_params_file, run_id_option
-from .params import IcaParams, check_run_id
+from .params import IcaParams, check_run_id, whole_number
 
 
 class _Commands(click.Group):
@@ -95,11 +94,7 @@ def entrypoint() -> None:
 def _env_count(name: str, default: int) -> int:
     """A positive whole number from the environment (empty means ``default``)."""
     text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    if not re.fullmatch(r"[0-9]{1,4}", text) or not 1 <= int(text) <= 1024:
-        raise ParameterError(name, text, "a whole number from 1 to 1024")
-    return int(text)
+    return whole_number(name, text, 1, 1024) if text else default
 
 
 @main.command("demo-data")

@@ -119,6 +119,14 @@ def _as_int(field: str, value: Any) -> int:
     return number
 
 
+def whole_number(field: str, value: Any, low: int, high: int) -> int:
+    """A whole number from ``low`` to ``high`` (settings beside the parameter set: BLAS threads, ...)."""
+    number = _as_int(field, value)
+    if not low <= number <= high:
+        raise ParameterError(field, value, f"a whole number from {low} to {high}")
+    return number
+
+
 def _as_text(field: str, value: Any, allowed: str | Iterable[Any]) -> str:
     """Text fields take text (or a path); a list, number or None is named, not stringified."""
     if isinstance(value, os.PathLike):
@@ -306,7 +314,9 @@ def read_document(text: str | bytes, source: str = "params") -> Any:
             raise ParameterError(source, text[:40], "UTF-8 text (JSON or YAML)") from None
     try:
         return json.loads(text)
-    except (ValueError, RecursionError) as err:
+    except RecursionError:
+        raise ParameterError(source, text, "JSON or YAML text of parameter fields (nested too deeply)") from None
+    except ValueError as err:
         json_error = err
     import yaml
 

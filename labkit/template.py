@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import ica, results
-from .params import SAMPLE_DATA_PATH, IcaParams
+from .datasets import DEMO_FILENAME
+from .errors import ParameterError
+from .params import SAMPLE_DATA_PATH, IcaParams, check_run_id, whole_number
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +25,7 @@ logger = logging.getLogger(__name__)
 def default_locations(base_dir: str, raw_file_path: str) -> tuple[str, str]:
     """Fill blank template parameters: base_dir from ``BASE_DIR`` or the working directory;
     the recording from MNE's sample data if present, else labkit's demo recording (made on first use)."""
-    base = base_dir or os.environ.get("BASE_DIR") or os.getcwd()
+    base = default_base_dir(base_dir)
     if raw_file_path:
         return base, raw_file_path
     from . import datasets
@@ -33,6 +35,11 @@ def default_locations(base_dir: str, raw_file_path: str) -> tuple[str, str]:
     datasets.write_demo(base)
     logger.warning("no recording given: using labkit's demo recording %s", datasets.DEMO_FILENAME)
     return base, datasets.DEMO_FILENAME
+
+
+def default_base_dir(base_dir: str) -> str:
+    """A blank ``base_dir`` means ``$BASE_DIR``, else the working directory."""
+    return base_dir or os.environ.get("BASE_DIR") or os.getcwd()
 
 
 @dataclass
@@ -91,20 +98,57 @@ class TemplateRun:
 
 
 def start(namespace: Mapping[str, Any]) -> TemplateRun:
-    """Build the parameter set from the notebook's variables and open (or create) its run folder."""
+    """Build the parameter set from the notebook's variables and open (or create) its run folder.
+
+    Every parameter (and ``run_dir``, ``blas_threads``, ``verbose``) is checked before anything is
+    written: a bad value raises :class:`ParameterError` naming it, and leaves no folder and no demo file."""
     values = dict(namespace)
-    values["base_dir"], values["raw_file_path"] = default_locations(
-        str(values.get("base_dir") or ""), str(values.get("raw_file_path") or ""))
-    params = IcaParams.from_papermill(values)
-    run_dir = values.get("run_dir")
-    if run_dir:
-        path = Path(run_dir)
-        folder, owner = results.RunFolder(path.parent, results.run_id_of(path.name)), False
+    if _blank(values.get("base_dir")):
+        values["base_dir"] = default_base_dir("")
+    blank_recording = _blank(values.get("raw_file_path"))
+    params = IcaParams.from_papermill({**values, "raw_file_path": DEMO_FILENAME} if blank_recording else values)
+    params.base_path()
+    run_dir = _checked_run_dir(values.get("run_dir"), params)
+    blas_threads = whole_number("blas_threads", values.get("blas_threads", 1), 1, 1024)
+    _check_verbose(values.get("verbose"))
+    if blank_recording:
+        params = params.replace(raw_file_path=default_locations(params.base_dir, "")[1])
+    if run_dir is not None:
+        folder, owner = results.RunFolder(run_dir.parent, results.run_id_of(run_dir.name)), False
     else:
         folder, owner = results.RunFolder.create(params), True
-    run = TemplateRun(params, folder, owner, blas_threads=int(values.get("blas_threads") or 1))
+    run = TemplateRun(params, folder, owner, blas_threads=blas_threads)
     run._log = folder.logging_to_file()
     run._log.__enter__()
     folder.start()
     logger.info("run %s: %s", folder.run_id, params.to_json().replace("\n", " "))
     return run
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _checked_run_dir(run_dir: Any, params: IcaParams) -> Path | None:
+    """A runner's ``run_dir``: a ``PreExperiment_ICA_<run id>`` folder directly in ``base_dir``."""
+    if _blank(run_dir):
+        return None
+    allowed = f"a {results.FOLDER_PREFIX}<run id> folder directly inside base_dir {params.base_dir!r}"
+    if not isinstance(run_dir, (str, os.PathLike)) or "\x00" in str(run_dir):
+        raise ParameterError("run_dir", run_dir, allowed)
+    path = Path(run_dir)
+    run_id = results.run_id_of(path.name)
+    if not path.name.startswith(results.FOLDER_PREFIX) or path.parent.resolve() != params.base_path():
+        raise ParameterError("run_dir", run_dir, allowed)
+    check_run_id(run_id, "run_dir")
+    return path
+
+
+_VERBOSE = (None, True, False, "debug", "info", "warning", "error", "critical")
+
+
+def _check_verbose(verbose: Any) -> None:
+    """MNE's ``verbose``: a level name, a bool or None (as ``mne.set_log_level`` takes)."""
+    level = verbose.lower() if isinstance(verbose, str) else verbose
+    if not any(level is v or (isinstance(v, str) and level == v) for v in _VERBOSE):
+        raise ParameterError("verbose", verbose, _VERBOSE)
