@@ -8,6 +8,7 @@ prototype's environment variables instead and is what the container image runs.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ from . import __version__
 from .errors import LabkitError, RunFailed
 from .options import fail as _fail
 from .options import param_options, params_from_cli, read_params_file, run_id_option
-from .params import IcaParams, check_run_id, whole_number
+from .params import IcaParams, check_run_id, existing_directory, whole_number
+from .results import FOLDER_PREFIX, LOG_FILE, REPORT_FILE
 
 
 class _Commands(click.Group):
@@ -54,7 +56,8 @@ def main() -> None:
     """labkit: EEG/MEG ICA runs from a parameter set to a result folder."""
 
 
-def _run_and_report(params: IcaParams, run_id: str | None, blas_threads: int, resume: bool = False) -> None:
+def _run_and_report(params: IcaParams, run_id: str | None, blas_threads: int, resume: bool = False,
+                   as_json: bool = False) -> None:
     # papermill -> nbformat -> jsonschema imports the optional rfc3987_syntax URI checker, which
     # compiles a grammar at import (1.8 s of a run here); nbformat never checks URI formats.
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
@@ -68,17 +71,41 @@ def _run_and_report(params: IcaParams, run_id: str | None, blas_threads: int, re
         _fail(err)
     except Cancelled:  # pragma: no cover - signal arrived outside the run
         sys.exit(130)
-    click.echo(str(result.path))
+    click.echo(json.dumps(run_summary(result)) if as_json else "\n".join(summary_lines(result)))
     gc.freeze()  # done, every file closed: spare the exit a last collection of papermill's objects (0.1 s)
+
+
+def run_summary(result: Any) -> dict[str, Any]:
+    """What a finished run tells its caller: outcome, warnings, suspects, where the folder and report are."""
+    m = result.metrics
+    report = result.file(REPORT_FILE)
+    return {"run_id": result.run_id, "state": result.state, "outcome": result.outcome,
+            "warnings": result.warnings, "eog_suspects": m.get("eog_suspects", []),
+            "ecg_suspects": m.get("ecg_suspects", []), "path": str(result.path),
+            "report": str(report) if report.is_file() else None}
+
+
+def summary_lines(result: Any) -> list[str]:
+    """A short summary for the terminal; the result folder is the last line (scripts read it)."""
+    s = run_summary(result)
+    lines = [f"run {s['run_id']}: {s['outcome']}"]
+    lines += [f"  warning: {w}" for w in s["warnings"]]
+    suspects = "; ".join(f"{kind} {', '.join(map(str, s[kind + '_suspects'])) or 'none'}" for kind in ("eog", "ecg"))
+    lines.append(f"  suspects: {suspects}")
+    if s["report"]:
+        lines.append(f"  report: {s['report']}")
+    return [*lines, s["path"]]
 
 
 @main.command()
 @param_options
 @run_id_option("name the result folder PreExperiment_ICA_<run-id>")
 @click.option("--blas-threads", default=1, show_default=True, help="BLAS threads for the ICA fit")
-def run(params_file: Any, run_id: str | None, blas_threads: int, **values: Any) -> None:
-    """Run one parameter set here (papermill) and print its result folder."""
-    _run_and_report(params_from_cli(params_file, values), run_id, blas_threads)
+@click.option("--json", "as_json", is_flag=True, help="print the outcome as one JSON object instead of a summary")
+def run(params_file: Any, run_id: str | None, blas_threads: int, as_json: bool, **values: Any) -> None:
+    """Run one parameter set here (papermill); print its outcome, warnings, suspects and report,
+    and its result folder as the last line."""
+    _run_and_report(params_from_cli(params_file, values), run_id, blas_threads, as_json=as_json)
 
 
 @main.command()
@@ -111,11 +138,96 @@ def demo_data(base_dir: str, overwrite: bool) -> None:
 
 @main.command()
 @click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .")
-def runs(base_dir: str) -> None:
-    """List the result folders under base-dir with their state and key metrics."""
-    from .sweeps import runs_table
+@click.option("--wide", is_flag=True, help="every parameter and metric (a wide table)")
+@click.option("--json", "as_json", is_flag=True, help="every column, as JSON records")
+@click.option("--csv", "as_csv", is_flag=True, help="every column, as CSV")
+def runs(base_dir: str, wide: bool, as_json: bool, as_csv: bool) -> None:
+    """List the result folders under base-dir: outcome, recording, method, fit time, suspects, why."""
+    from .results import list_runs
 
-    click.echo(runs_table(base_dir).to_string())
+    found = list_runs(existing_directory(base_dir))
+    if not (wide or as_json or as_csv):
+        click.echo(runs_lines(found) if found else f"no runs under {base_dir} (result folders are {FOLDER_PREFIX}*)")
+        return
+    from .sweeps import table
+
+    frame = table(found)
+    if as_json:
+        click.echo(frame.reset_index().to_json(orient="records", indent=2) if found else "[]")
+    elif as_csv:
+        click.echo(frame.to_csv(), nl=False)
+    else:
+        click.echo(frame.to_string() if found else f"no runs under {base_dir}")
+
+
+def print_local_log(base_dir: str, run_id: str, follow: bool = False, poll: float = 0.5) -> bool:
+    """Print a local run's ``run.log`` (with ``follow``, until the run ends, then its outcome).
+
+    False when ``base_dir`` holds no run ``run_id`` (``labkit logs`` then asks the cluster)."""
+    import time
+
+    from .results import RunFolder, load_run
+
+    try:
+        folder = RunFolder(base_dir, check_run_id(run_id))
+    except LabkitError:
+        return False
+    if not folder.path.is_dir():
+        return False
+    offset = 0
+    while True:
+        try:
+            with folder.file(LOG_FILE).open("rb") as log:  # the folder may be renamed between reads
+                log.seek(offset)
+                chunk = log.read()
+        except FileNotFoundError:
+            chunk = b""
+        offset += len(chunk)
+        click.echo(chunk.decode(errors="replace"), nl=False)
+        found = load_run(folder.path)
+        if not follow or (found.state in ("succeeded", "failed") and not chunk):
+            break
+        time.sleep(poll)
+    if follow:
+        click.echo(f"run {found.run_id}: {found.outcome}{f' ({found.error})' if found.error else ''}: {found.path}")
+    return True
+
+
+#: the compact table's width: it fits a 100-column terminal
+RUNS_WIDTH = 100
+
+
+def runs_lines(found: list[Any]) -> str:
+    """One line per run, at most :data:`RUNS_WIDTH` characters (the recording's name is shortened); why a
+    run failed or what it warned about follows on an indented line."""
+    head = ("RUN ID", "OUTCOME", "RECORDING", "METHOD", "COMP", "FIT S", "SUSPECTS")
+    cells = [_run_cells(r) for r in found]
+    rows = [head] + [c[:-1] for c in cells]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    room = RUNS_WIDTH - (sum(widths) - widths[2] + 2 * (len(head) - 1))
+    widths[2] = max(min(widths[2], room), 9)
+    lines = []
+    for row, note in zip(rows, [""] + [c[-1] for c in cells], strict=True):
+        lines.append("  ".join(_cut(c, w).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if note:
+            lines.append(_cut("    " + note, RUNS_WIDTH))
+    return "\n".join(line[:RUNS_WIDTH] for line in lines)
+
+
+def _run_cells(found: Any) -> tuple[str, ...]:
+    """The compact row's cells, and the note (error, or warnings) for the line below."""
+    params, m = found.params, found.metrics
+    suspects = " ".join(f"{k}:{','.join(map(str, m[k + '_suspects']))}" for k in ("eog", "ecg")
+                        if m.get(k + "_suspects"))
+    fit = m.get("fit_time_s")
+    note = f"why: {found.error}" if found.error else "; ".join(found.warnings)
+    return (found.run_id, found.outcome, Path(params.raw_file_path).name if params else "?",
+            params.method if params else "?", str(params.n_components) if params else "?",
+            f"{fit:.2f}" if isinstance(fit, (int, float)) else "-", suspects or "-", note.replace("\n", " "))
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 3, 0)] + "..."
 
 
 @main.command("compare")

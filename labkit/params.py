@@ -212,12 +212,7 @@ class IcaParams:
     # -- paths ------------------------------------------------------------
     def base_path(self) -> Path:
         """The base directory, resolved; it must exist: labkit never creates a user's data directory."""
-        base = Path(self.base_dir).resolve()
-        if not base.is_dir():
-            raise ParameterError("base_dir", self.base_dir, "an existing directory (labkit does not create it)")
-        if not os.access(base, os.R_OK | os.W_OK | os.X_OK):
-            raise ParameterError("base_dir", self.base_dir, "a directory this user can read and write")
-        return base
+        return existing_directory(self.base_dir, writable=True)
 
     def raw_path(self) -> Path:
         """The recording's real path, refused if it (or a symlink on the way) leaves base_dir.
@@ -300,6 +295,20 @@ class IcaParams:
         for key, value in self.to_dict().items():
             args += [FIELD_BY_NAME[key].flag, _env_text(value)]
         return args
+
+
+def existing_directory(path: str | os.PathLike, field: str = "base_dir", *, writable: bool = False) -> Path:
+    """``path`` resolved, refused (naming ``field``) unless it is an existing directory this user may use."""
+    try:
+        found = Path(path).resolve()
+        ok = found.is_dir()
+    except (OSError, ValueError):  # a NUL byte, a loop of symlinks
+        ok = False
+    if not ok:
+        raise ParameterError(field, path, "an existing directory (labkit does not create it)")
+    if not os.access(found, os.R_OK | os.X_OK | (os.W_OK if writable else 0)):
+        raise ParameterError(field, path, f"a directory this user can read{' and write' if writable else ''}")
+    return found
 
 
 def read_document(text: str | bytes, source: str = "params") -> Any:

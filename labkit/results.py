@@ -507,6 +507,17 @@ class RunResult:
         return self._judge()[0]
 
     @property
+    def warnings(self) -> list[str]:
+        """The run's warnings (status.json, else metrics.json): why a success is "with warnings"."""
+        found = self.status.get("warnings")
+        return list(found if found is not None else self.metrics.get("warnings") or [])
+
+    @property
+    def outcome(self) -> str:
+        """``succeeded with warnings`` when a succeeded run has warnings; otherwise :attr:`state`."""
+        return "succeeded with warnings" if self.state == "succeeded" and self.warnings else self.state
+
+    @property
     def error(self) -> str | None:
         """Why the run failed or is damaged (None otherwise)."""
         return self._judge()[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -39,14 +40,58 @@ def test_demo_data_prints_the_relative_path(tmp_path):
     assert (tmp_path / "labkit-demo" / "demo_raw.fif").is_file()
 
 
-def test_runs_lists_runs_with_state(tmp_path):
+def _fake_runs(base):
+    """Three result folders as runs leave them: failed, succeeded with warnings, succeeded with suspects."""
+    import json
+
     from labkit import IcaParams
     from labkit.results import RunFolder
 
-    folder = RunFolder.create(IcaParams(base_dir=str(tmp_path)), run_id="r1")
-    folder.fail("boom")
+    params = IcaParams(base_dir=str(base), raw_file_path="sub-01/eeg/a_very_long_recording_name_for_sub-01_raw.fif")
+    failed = RunFolder.create(params, run_id="20260101-120000-000-aaaaaa")
+    failed.fail("notebook cell 4 raised ValueError: " + "a reason that goes on and on " * 10)
+    for run_id, warnings, suspects in (("20260101-120001-000-bbbbbb", ["FastICA did not converge"], []),
+                                       ("20260101-120002-000-cccccc", [], [0, 3])):
+        folder = RunFolder.create(params.replace(method="picard"), run_id=run_id)
+        metrics = {"fit_time_s": 1.234, "warnings": warnings, "eog_suspects": suspects, "eog_scores": [0.1] * 4}
+        folder.file("metrics.json").write_text(json.dumps(metrics))
+        folder.file("components-ica.fif").write_bytes(b"")
+        folder.set_status("running", warnings=warnings)
+        folder.succeed()
+
+
+def test_runs_prints_a_compact_table_that_fits_100_columns(tmp_path):
+    _fake_runs(tmp_path)
     out = CliRunner().invoke(main, ["runs", "--base-dir", str(tmp_path)])
-    assert out.exit_code == 0 and "r1" in out.output and "failed" in out.output and "boom" in out.output
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert len(lines) == 6 and lines[0].startswith("RUN ID") and all(len(line) <= 100 for line in lines), lines
+    failed, why, warned, warning, clean = lines[1:]
+    assert "failed" in failed and "a_very_long" in failed
+    assert why.startswith("    why: notebook cell 4 raised ValueError") and why.endswith("...")
+    assert "succeeded with warnings" in warned and warning == "    FastICA did not converge"
+    assert "succeeded " in clean and "with warnings" not in clean and "eog:0,3" in clean and "1.23" in clean
+
+
+def test_runs_wide_json_and_csv_carry_every_column(tmp_path):
+    import json
+
+    _fake_runs(tmp_path)
+    records = json.loads(CliRunner().invoke(main, ["runs", "--base-dir", str(tmp_path), "--json"]).output)
+    assert [r["run_id"][-6:] for r in records] == ["aaaaaa", "bbbbbb", "cccccc"]
+    assert {"method", "n_components", "filter_fmax", "fit_time_s", "path"} <= set(records[0])
+    csv = CliRunner().invoke(main, ["runs", "--base-dir", str(tmp_path), "--csv"]).output.splitlines()
+    assert csv[0].startswith("run_id,") and len(csv) == 4
+    wide = CliRunner().invoke(main, ["runs", "--base-dir", str(tmp_path), "--wide"]).output
+    assert "filter_fmax" in wide and max(map(len, wide.splitlines())) > 100
+
+
+def test_runs_of_an_empty_or_missing_folder(tmp_path):
+    out = CliRunner().invoke(main, ["runs", "--base-dir", str(tmp_path)])
+    assert out.exit_code == 0 and out.output.startswith("no runs under ") and "DataFrame" not in out.output
+    assert CliRunner().invoke(main, ["runs", "--base-dir", str(tmp_path), "--json"]).output.strip() == "[]"
+    out = CliRunner().invoke(main, ["runs", "--base-dir", str(tmp_path / "nope")])
+    assert out.exit_code == 2 and "'base_dir' parameter" in out.output and not (tmp_path / "nope").exists()
 
 
 def test_cluster_commands_are_offered_but_imported_only_when_used():
@@ -72,3 +117,91 @@ def test_bad_run_id_exits_2_before_any_folder(tmp_path):
     out = CliRunner().invoke(main, ["entrypoint"], env={"BASE_DIR": str(tmp_path), "LABKIT_BLAS_THREADS": "two"})
     assert out.exit_code == 2 and "'LABKIT_BLAS_THREADS' parameter: got 'two'" in out.output
     assert list(tmp_path.iterdir()) == [] and not (tmp_path.parent / "x").exists()
+
+
+def test_logs_of_a_local_run_need_no_cluster(tmp_path, monkeypatch):
+    from labkit import IcaParams
+    from labkit.results import RunFolder
+
+    monkeypatch.delenv("LABKIT_CLUSTER_CONFIG", raising=False)
+    folder = RunFolder.create(IcaParams(base_dir=str(tmp_path)), run_id="local-1")
+    folder.file("run.log").write_text("step one\nstep two\n")
+    out = CliRunner().invoke(main, ["logs", "local-1", "--base-dir", str(tmp_path)])
+    assert out.exit_code == 0 and out.output == "step one\nstep two\n"
+
+
+def test_logs_follow_a_local_run_until_it_ends(tmp_path):
+    import threading
+    import time
+
+    from labkit import IcaParams
+    from labkit.results import RunFolder
+
+    folder = RunFolder.create(IcaParams(base_dir=str(tmp_path)), run_id="local-2")
+    folder.start()
+    folder.file("run.log").write_text("started\n")
+
+    def finish():
+        time.sleep(0.6)
+        with folder.file("run.log").open("a") as log:
+            log.write("fitting\n")
+        time.sleep(0.6)
+        folder.fail("boom")
+
+    worker = threading.Thread(target=finish)
+    worker.start()
+    out = CliRunner().invoke(main, ["logs", "-f", "local-2", "--base-dir", str(tmp_path)])
+    worker.join()
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[:2] == ["started", "fitting"] and "FAILED: boom" in lines[2]
+    assert lines[-1].startswith("run local-2: failed (boom): ") and lines[-1].endswith(".failed")
+
+
+def test_render_needs_no_cluster_configuration(monkeypatch):
+    import yaml
+
+    for name in [n for n in os.environ if n.startswith("LABKIT_CLUSTER")]:
+        monkeypatch.delenv(name)
+    out = CliRunner().invoke(main, ["render", "--user", "alice", "--n-components", "20"])
+    assert out.exit_code == 0, out.output + out.stderr
+    job = yaml.safe_load(out.stdout)
+    (volume,) = job["spec"]["template"]["spec"]["volumes"]
+    assert volume["persistentVolumeClaim"] == {"claimName": "claim-alice"}
+    assert "no storage configured" in out.stderr and "storage.pvc=claim-{user}" in out.stderr
+    bad = CliRunner().invoke(main, ["render", "--user", "alice", "--run-id", "../x"])
+    assert bad.exit_code == 2 and "'run_id' parameter: got '../x'" in bad.output
+
+
+def test_run_summary_tells_outcome_warnings_suspects_and_report(tmp_path):
+    from labkit.cli import run_summary, summary_lines
+    from labkit.results import list_runs
+
+    _fake_runs(tmp_path)
+    _, warned, clean = list_runs(tmp_path)
+    (clean.path / "report.html").write_text("<html/>")
+    lines = summary_lines(warned)
+    assert lines[0] == "run 20260101-120001-000-bbbbbb: succeeded with warnings"
+    assert lines[1] == "  warning: FastICA did not converge" and "  suspects: eog none; ecg none" in lines
+    assert lines[-1] == str(warned.path) and not any(line.startswith("  report:") for line in lines)
+    lines = summary_lines(clean)
+    assert lines[0].endswith(": succeeded") and "  suspects: eog 0, 3; ecg none" in lines
+    assert f"  report: {clean.path / 'report.html'}" in lines and lines[-1] == str(clean.path)
+    assert run_summary(warned)["outcome"] == "succeeded with warnings"
+
+
+def test_run_prints_a_summary_then_the_folder_or_json(demo_dir):
+    import json
+
+    args = ["labkit", "run", "--base-dir", str(demo_dir), "--raw-file-path", "labkit-demo/demo_raw.fif",
+            "--n-components", "8", "--crop-tmax", "20", "--method", "picard"]
+    proc = subprocess.run([*args, "--run-id", "sum-1"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("run sum-1: succeeded") and lines[-1].endswith("PreExperiment_ICA_sum-1")
+    assert any(line.startswith("  suspects: eog ") for line in lines)
+    assert f"  report: {lines[-1]}/report.html" in lines
+    proc = subprocess.run([*args, "--run-id", "sum-2", "--json"], capture_output=True, text=True, timeout=600)
+    summary = json.loads(proc.stdout)
+    assert summary["run_id"] == "sum-2" and summary["state"] == "succeeded" and summary["path"].endswith("sum-2")
+    assert summary["outcome"] in ("succeeded", "succeeded with warnings") and isinstance(summary["warnings"], list)

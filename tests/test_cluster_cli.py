@@ -64,9 +64,9 @@ def test_set_values_are_parsed_by_the_settings_type(monkeypatch: pytest.MonkeyPa
 def test_render_without_storage_explains(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in ("LABKIT_CLUSTER_STORAGE__NFS_SERVER", "LABKIT_CLUSTER_CONFIG"):
         monkeypatch.delenv(key, raising=False)
-    result = CliRunner().invoke(main, ["render", "--user", "alice"])
-    assert result.exit_code != 0 and "storage.nfs_server" in result.output
-    assert "Traceback" not in result.output
+    result = CliRunner().invoke(main, ["render", "--user", "alice"])  # the documented default: the home claim
+    assert result.exit_code == 0 and "storage.nfs_server or storage.pvc" in result.stderr
+    assert "claimName: claim-alice" in result.stdout and "Traceback" not in result.output
 
 
 def test_submit_jobs_logs_cancel(cluster_env: Emulator) -> None:

@@ -94,7 +94,7 @@ def test_entrypoint_reads_the_prototype_env_vars(demo_dir):
     proc = subprocess.run(["labkit", "entrypoint"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     found = results.find_run(demo_dir, "env-contract")
-    assert proc.stdout.strip() == str(found.path)
+    assert proc.stdout.strip().splitlines()[-1] == str(found.path)  # after the summary
     assert_complete(found)
     assert found.params == IcaParams.from_env(env)
     assert found.metrics["n_components"] == 12 and found.metrics["n_samples"] == 30 * 250 + 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from typing import Any, Callable
 
@@ -19,7 +20,7 @@ import yaml
 
 from ..errors import LabkitError
 from ..options import fail as _fail
-from ..options import param_options, params_from_cli, read_params_file
+from ..options import param_options, params_from_cli, read_params_file, run_id_option
 from .settings import ClusterSettings
 
 EXIT_FAILED = 1
@@ -167,7 +168,7 @@ def _submit_sweep(jobs: Any, sweep_file: Any, values: dict[str, Any], *, volcano
 @param_options
 @_settings_options
 @click.option("--force", is_flag=True, help="run again even if this parameter set already ran or was submitted")
-@click.option("--run-id", default=None, help="name the result folder PreExperiment_ICA_<run-id>")
+@run_id_option("name the result folder PreExperiment_ICA_<run-id>")
 @click.option("--sweep", "sweep_file", type=click.File("rb"), default=None, metavar="SETS.json",
               help="submit a sweep: a JSON list of parameter sets (as the notebook form exports); "
                    "flags override every set")
@@ -262,10 +263,16 @@ def jobs_cmd(user: str | None, settings_file: str | None, overrides: tuple[str, 
 @click.argument("name")
 @_settings_options
 @click.option("-f", "--follow", is_flag=True, help="keep streaming until the run ends")
+@click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .",
+              help="where local runs are: a run id found here prints its run.log, no cluster needed")
 @_explained
 def logs_cmd(name: str, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
-             follow: bool) -> None:
-    """Print the log of a run (by Job name, run name of a Volcano sweep, or run id)."""
+             follow: bool, base_dir: str) -> None:
+    """Print the log of a run: a local run by run id, else a cluster run (Job name, Volcano run name or run id)."""
+    from ..cli import print_local_log
+
+    if print_local_log(base_dir, name, follow):
+        return
     jobs = _jobs(user, settings_file, overrides)
     name = _resolve(jobs, name)
     for line in jobs.logs(name, follow=follow):
@@ -296,10 +303,15 @@ def cancel_cmd(name: str | None, user: str | None, settings_file: str | None, ov
     click.echo(f"cancelled {name}")
 
 
+#: what ``labkit render`` mounts when no storage is configured: each user's home claim on a
+#: zero-to-jupyterhub hub (KubeSpawner's default PVC name)
+RENDER_DEFAULT_PVC = "claim-{user}"
+
+
 @click.command("render")
 @param_options
 @_settings_options
-@click.option("--run-id", default=None, help="run id to put in the manifest [default: a new one]")
+@run_id_option("run id to put in the manifest [default: a new one]")
 @click.option("--sweep-id", default=None, help="label the Job as part of this sweep")
 @_explained
 def render_cmd(params_file: Any, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
@@ -310,6 +322,10 @@ def render_cmd(params_file: Any, user: str | None, settings_file: str | None, ov
 
     params = params_from_cli(params_file, values)
     settings = load_settings(settings_file, overrides)
+    if not (settings.storage.pvc or settings.storage.nfs_server):
+        settings = load_settings(settings_file, (f"storage.pvc={RENDER_DEFAULT_PVC}", *overrides))
+        click.echo(f"labkit: no storage configured; rendered with storage.pvc={RENDER_DEFAULT_PVC} "
+                   "(zero-to-jupyterhub's home claim); set storage.nfs_server or storage.pvc", err=True)
     manifest = build_job(params, settings, user or default_user(), run_id, sweep_id)
     click.echo(to_yaml(manifest), nl=False)
 

@@ -1,0 +1,223 @@
+"""Every command in README.md's ```bash blocks is executed, so the README stays true.
+
+Each block runs in a fresh directory with a fresh ``HOME``, command by command, through
+``bash`` exactly as written, except for the README's placeholders, filled in by the test:
+``<run-id>``, ``<job-or-run-id>`` and ``<sweep-id>`` become the ids the previous commands
+printed, ``/userdata`` becomes a directory holding the demo recording as ``sub-01_raw.fif``.
+``make`` lines are checked with ``make -n`` (they install packages). Blocks that talk to a
+cluster run against kmock's Kubernetes emulator, with the test playing the Job controller
+and the pods (each Job "runs" by leaving a complete result folder in the user's directory).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir, write_kubeconfig  # noqa: F401
+
+from labkit.datasets import DEMO_FILENAME
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+#: the subcommands that need a cluster: a block using one runs against the emulator
+CLUSTER_COMMANDS = ("submit", "jobs", "cancel")
+
+
+def bash_blocks(text: str | None = None) -> list[list[str]]:
+    """The README's ```bash blocks, each a list of commands (comments and blank lines dropped)."""
+    text = README.read_text() if text is None else text
+    blocks = []
+    for body in re.findall(r"^```bash\n(.*?)^```", text, flags=re.S | re.M):
+        commands = [re.sub(r"\s+#.*$", "", line).strip() for line in body.splitlines()]
+        blocks.append([c for c in commands if c and not c.startswith("#")])
+    return blocks
+
+
+def kind(block: list[str]) -> str:
+    programs = {_program(c)[0] for c in block}
+    if programs == {"make"}:
+        return "make"
+    if any(_program(c)[:2] in [["labkit", sub] for sub in CLUSTER_COMMANDS] for c in block):
+        return "cluster"
+    assert programs <= {"labkit", "papermill"}, f"a README command no test knows how to run: {block}"
+    return "local"
+
+
+def _program(command: str) -> list[str]:
+    """The command's words after any leading ``NAME=value`` environment assignments."""
+    words = command.split()
+    while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+        words.pop(0)
+    return words
+
+
+def test_the_readme_blocks_are_found_and_each_has_a_runner():
+    blocks = bash_blocks()
+    kinds = [kind(b) for b in blocks]
+    assert kinds.count("make") >= 1 and kinds.count("local") >= 3 and kinds.count("cluster") == 1, kinds
+    commands = [c for b in blocks for c in b]
+    assert "labkit runs --base-dir ~/data" in commands and any(c.startswith("papermill ") for c in commands)
+    assert bash_blocks("```bash\nlabkit runs   # a comment\n\n```\n") == [["labkit runs"]]
+
+
+def _bash(command: str, cwd: Path, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, f"README command failed ({proc.returncode}): {command}\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def _clean_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("LABKIT_", "BASE_DIR", "KUBECONFIG", "JUPYTERHUB_", "KUBERNETES_"))}
+    return {**env, "HOME": str(home), "MPLBACKEND": "Agg"}
+
+
+def test_make_lines_are_valid_make_targets():
+    for block in bash_blocks():
+        if kind(block) == "make":
+            for command in block:
+                proc = subprocess.run(["make", "-n", *command.split()[1:]], cwd=ROOT, capture_output=True,
+                                      text=True, timeout=60)
+                assert proc.returncode == 0, f"{command}: {proc.stderr}"
+                assert "labkit" in proc.stdout or "pytest" in proc.stdout
+
+
+@pytest.mark.slow
+def test_local_readme_commands_run(tmp_path: Path, demo_source: Path) -> None:
+    """The CLI, the prototype's contract and papermill, as the README shows them, on the demo recording."""
+    home, work, userdata = tmp_path / "shell-home", tmp_path / "work", tmp_path / "userdata"
+    for d in (home, work, userdata):
+        d.mkdir()
+    shutil.copy(demo_source / DEMO_FILENAME, userdata / "sub-01_raw.fif")
+    (work / "notebooks").symlink_to(ROOT / "notebooks")
+    env = _clean_env(home)
+    run_id = None
+    for block in bash_blocks():
+        if kind(block) != "local":
+            continue
+        for command in block:
+            command = command.replace("/userdata", str(userdata))
+            if "<run-id>" in command:
+                assert run_id, "the README shows a run id before any run printed one"
+                command = command.replace("<run-id>", run_id)
+            out = _bash(command, work, env).stdout
+            words = _program(command)
+            if words[:2] in (["labkit", "run"], ["labkit", "entrypoint"]):
+                first, last = out.splitlines()[0], out.splitlines()[-1]
+                assert re.fullmatch(r"run \S+: succeeded( with warnings)?", first), out
+                assert Path(last).is_dir() and Path(last).name.startswith("PreExperiment_ICA_"), out
+                run_id = first.split()[1].rstrip(":")
+            elif words[:2] == ["labkit", "runs"]:
+                assert out.startswith("RUN ID") and run_id in out and max(map(len, out.splitlines())) <= 100
+            elif words[:2] == ["labkit", "logs"]:
+                assert "INFO" in out, out
+            elif words[0] == "papermill":
+                assert (work / "out.ipynb").is_file()
+                assert [p for p in work.glob("PreExperiment_ICA_*") if not p.name.endswith((".partial", ".failed"))]
+    assert run_id and list(userdata.glob("PreExperiment_ICA_*")), "the entrypoint wrote its folder in BASE_DIR"
+
+
+class _JobController:
+    """Plays the Job controller, the pods and the user's NFS directory: every new Job gets a pod with a
+    log, a complete result folder for its run id, a succeeded pod and a Complete condition."""
+
+    def __init__(self, emu: Emulator, user_dir: Path) -> None:
+        self.emu, self.user_dir = emu, user_dir
+        self.ctl = Controllers(emu.api_client())
+        self.done: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.05):
+            for job in self.ctl.batch.list_namespaced_job(NS).items:
+                if job.metadata.name not in self.done:
+                    self.done.add(job.metadata.name)
+                    self._complete(job)
+
+    def _complete(self, job) -> None:
+        from labkit import IcaParams
+        from labkit.results import ICA_FILE, METRICS_FILE, RunFolder
+
+        name = job.metadata.name
+        pod = self.ctl.create_pod(name, phase="Running", node="worker-1")
+        self.emu.react(lambda k: k[f"get /api/v1/namespaces/{NS}/pods/{pod}/log"] << b"step load\nstep fit\n")
+        env = {e.name: e.value for e in job.spec.template.spec.containers[0].env}
+        params = json.loads(job.metadata.annotations["labkit.io/params"])
+        folder = RunFolder.create(IcaParams.from_dict({**params, "base_dir": str(self.user_dir)}),
+                                  env["LABKIT_RUN_ID"])
+        folder.start()
+        (folder.path / METRICS_FILE).write_text("{}")
+        (folder.path / ICA_FILE).write_bytes(b"ica")
+        folder.succeed()
+        self.ctl.pod_status(pod, phase="Succeeded")
+        self.ctl.job_condition(name, "Complete")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def cluster_shell(emulator: Emulator, tmp_path: Path, user_dir: Path) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
+    """(environment without any cluster settings, environment of a user on the emulated cluster)."""
+    home = tmp_path / "shell-home"
+    home.mkdir()
+    bare = _clean_env(home)
+    configured = {**bare, "KUBECONFIG": str(write_kubeconfig(emulator, tmp_path)), "JUPYTERHUB_USER": "anna",
+                  "BASE_DIR": str(user_dir), "LABKIT_CLUSTER_NAMESPACE": NS,
+                  "LABKIT_CLUSTER_STORAGE__NFS_SERVER": "nfs.lab.example", "LABKIT_CLUSTER_WATCH_TIMEOUT": "1",
+                  "LABKIT_CLUSTER_API_RETRIES": "1"}
+    controller = _JobController(emulator, user_dir)
+    try:
+        yield bare, configured
+    finally:
+        controller.stop()
+
+
+def test_cluster_readme_commands_run_against_the_emulator(cluster_shell, tmp_path: Path) -> None:
+    from labkit import IcaParams
+
+    bare, configured = cluster_shell
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "sets.json").write_text(json.dumps([IcaParams(method=m).to_dict() for m in ("picard", "infomax")]))
+    ids: dict[str, str] = {}
+    (block,) = [b for b in bash_blocks() if kind(b) == "cluster"]
+    for command in block:
+        for placeholder, value in ids.items():
+            command = command.replace(placeholder, value)
+        assert "<" not in command, f"no id printed yet for {command}"
+        words = _program(command)
+        # render claims to need no cluster: it gets no settings and no kubeconfig
+        out = _bash(command, work, bare if words[1] == "render" else configured, timeout=120).stdout
+        if words[1] == "render":
+            assert "kind: Job" in out and "claimName: claim-alice" in out
+        elif words[1] == "submit" and "--sweep" not in words:
+            name = re.search(r"submitted (labkit-\S+) \(run (\S+),", out)
+            assert name, out
+            ids["<job-or-run-id>"] = name.group(1)
+            assert Path(out.splitlines()[-1]).name == f"PreExperiment_ICA_{name.group(2)}", out
+        elif words[1] == "submit":
+            sweep = re.search(r"^sweep (\S+): 2 runs", out, flags=re.M)
+            assert sweep and len(re.findall(r"^result \S+ \(succeeded\): /", out, flags=re.M)) == 2, out
+            ids["<sweep-id>"] = sweep.group(1)
+        elif words[1] == "jobs" and "--sweep" in words:
+            assert out.count("succeeded") >= 2, out
+        elif words[1] == "jobs":
+            assert ids["<job-or-run-id>"] in out
+        elif words[1] == "logs":
+            assert "step fit" in out
+        elif words[1] == "cancel":
+            assert f"cancelled {ids['<job-or-run-id>']}" in out
