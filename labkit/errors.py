@@ -29,6 +29,13 @@ class ParameterError(LabkitError, ValueError):
         )
 
 
+    def tell_source(self, source: str) -> "ParameterError":
+        """Say where the value came from (``environment variable ICA_METHOD``, ``--method``): the face's own name."""
+        self.source = source
+        self.args = (f"{self.args[0]} Given by {source}.",)
+        return self
+
+
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxstring, _REPR.maxlong, _REPR.maxother = 3, 80, 60, 80
 

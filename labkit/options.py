@@ -12,7 +12,7 @@ from typing import Any, Callable, NoReturn
 import click
 
 from .errors import LabkitError, ParameterError
-from .params import FIELDS, IcaParams, check_run_id
+from .params import FIELD_BY_NAME, FIELDS, IcaParams, check_run_id
 
 
 def param_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -53,7 +53,12 @@ def params_from_cli(params_file: Any, values: dict[str, Any]) -> IcaParams:
     """Defaults, then the ``--params`` file, then the flags that were given (later wins)."""
     base = IcaParams.from_json(read_params_file(params_file, "params"), "params") if params_file is not None else None
     given = {k: v for k, v in values.items() if v is not None}
-    return base.replace(**given) if base is not None else IcaParams(**given)
+    try:
+        return base.replace(**given) if base is not None else IcaParams(**given)
+    except ParameterError as err:
+        if err.field in given:
+            raise err.tell_source(FIELD_BY_NAME[err.field].flag) from None
+        raise
 
 
 def fail(err: LabkitError) -> NoReturn:

@@ -287,7 +287,12 @@ class IcaParams:
         """Read the prototype's contract: same names, same defaults; empty means default."""
         environ = os.environ if environ is None else environ
         values = {f.name: environ[f.env] for f in FIELDS if environ.get(f.env, "") != ""}
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ParameterError as err:
+            if err.field in values:
+                raise err.tell_source(f"the environment variable {FIELD_BY_NAME[err.field].env}") from None
+            raise
 
     def to_cli_args(self) -> list[str]:
         """Flags for ``labkit run`` that rebuild exactly this set."""

@@ -205,3 +205,12 @@ def test_run_prints_a_summary_then_the_folder_or_json(demo_dir):
     summary = json.loads(proc.stdout)
     assert summary["run_id"] == "sum-2" and summary["state"] == "succeeded" and summary["path"].endswith("sum-2")
     assert summary["outcome"] in ("succeeded", "succeeded with warnings") and isinstance(summary["warnings"], list)
+
+
+def test_errors_say_which_flag_or_variable_gave_the_value(tmp_path):
+    out = CliRunner().invoke(main, ["run", "--base-dir", str(tmp_path), "--n-components", "x"])
+    assert out.exit_code == 2 and out.output.strip().endswith("allowed: a whole number. Given by --n-components.")
+    out = CliRunner().invoke(main, ["entrypoint"], env={"BASE_DIR": str(tmp_path), "ICA_METHOD": "pca"})
+    assert out.exit_code == 2 and out.output.strip().endswith("Given by the environment variable ICA_METHOD.")
+    out = CliRunner().invoke(main, ["run", "--base-dir", str(tmp_path), "--crop-tmin", "100"])  # crop_tmax's default
+    assert out.exit_code == 2 and "'crop_tmax' parameter" in out.output and "Given by" not in out.output

@@ -113,7 +113,7 @@ def test_two_runs_with_one_id_at_the_same_instant_one_result_one_refusal(demo_di
     refusal = outs[loser][1].strip()
     assert refusal.startswith("labkit: Run id 'same' is already taken") and "\n" not in refusal, refusal
     (found,) = results.list_runs(demo_dir)
-    assert found.state == "succeeded" and outs[winner][0].strip() == str(found.path)
+    assert found.state == "succeeded" and outs[winner][0].strip().splitlines()[-1] == str(found.path)
     assert found.params == sets[winner] and found.metrics["n_components"] == sets[winner].n_components
     before = snapshot(found.path)
     # the third run: an impossible value under the same id must not touch the good result
@@ -134,13 +134,13 @@ def test_a_pod_retry_restarts_its_killed_attempt_and_keeps_the_complete_result(d
     out, err = second.communicate(timeout=300)
     assert second.returncode == 0, err
     (found,) = results.list_runs(demo_dir)
-    assert found.state == "succeeded" and out.strip() == str(found.path) and found.status["attempt"] == 2
+    assert found.state == "succeeded" and out.strip().splitlines()[-1] == str(found.path) and found.status["attempt"] == 2
     assert "RETRY: attempt 2 restarts run job-7" in found.log
     assert not list(found.path.glob(".*")), "no reserve or temporary file in a complete result"
     before = snapshot(found.path)
     third = labkit("entrypoint", env=env)  # a pod retried after the result was complete
     out, err = third.communicate(timeout=120)
-    assert third.returncode == 0 and out.strip() == str(found.path), err
+    assert third.returncode == 0 and out.strip().splitlines()[-1] == str(found.path), err
     bad = labkit("entrypoint", env={**env, "FILTER_FMAX": "200"})  # same id, another (impossible) set
     out, err = bad.communicate(timeout=120)
     assert bad.returncode == 1 and "already names a run of another parameter set" in err and "Traceback" not in err
