@@ -29,6 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 #: the subcommands that need a cluster: a block using one runs against the emulator
 CLUSTER_COMMANDS = ("submit", "jobs", "cancel")
+#: commands only parsed (flags and arguments checked by click, nothing run), and why
+PARSE_ONLY = {
+    "labkit sweep --base-dir ~/data --recording 'sub-*/*_raw.fif' --grid method=fastica,picard,infomax --seeds 30":
+        "90 ICA fits; the same sweep machinery runs below with study.yaml",
+    "labkit sweep study.yaml --cluster":
+        "needs a cluster; the cluster block's `labkit submit --sweep` runs ClusterJobs.submit_sweep on the emulator",
+}
+#: the study and set list the README's sweep commands read: small, so the sweep takes seconds
+STUDY = "recordings: ['sub-*/*_raw.fif']\nparams: {n_components: 4, crop_tmax: 8}\n" \
+        "grid: {method: [fastica, picard]}\nseeds: 2\n"
 
 
 def bash_blocks(text: str | None = None) -> list[list[str]]:
@@ -68,6 +78,38 @@ def test_the_readme_blocks_are_found_and_each_has_a_runner():
     assert bash_blocks("```bash\nlabkit runs   # a comment\n\n```\n") == [["labkit runs"]]
 
 
+def test_parse_only_commands_are_in_the_readme_and_parse(tmp_path: Path) -> None:
+    import shlex
+
+    from labkit.cli import main
+
+    commands = [c for b in bash_blocks() for c in b]
+    (tmp_path / "study.yaml").write_text(STUDY)
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        for command in PARSE_ONLY:
+            assert command in commands, f"PARSE_ONLY lists a command the README no longer shows: {command}"
+            args = shlex.split(command)[1:]
+            ctx = main.make_context("labkit", list(args))
+            sub = main.get_command(ctx, args[0])
+            sub.make_context(args[0], args[1:], parent=ctx)  # raises click.UsageError on a wrong flag
+    finally:
+        os.chdir(old)
+
+
+def _tiny_recording(demo: Path, target: Path) -> None:
+    """8 EEG channels (plus EOG/ECG) and 10 s of the demo recording: a sweep of it takes seconds."""
+    import mne
+
+    raw = mne.io.read_raw_fif(demo, preload=True, verbose="error")
+    eeg = [n for n, t in zip(raw.ch_names, raw.get_channel_types(), strict=True) if t == "eeg"][:8]
+    others = [n for n, t in zip(raw.ch_names, raw.get_channel_types(), strict=True) if t in ("eog", "ecg")]
+    raw.pick(eeg + others).crop(0, 10)
+    target.parent.mkdir(parents=True)
+    raw.save(target, verbose="error")
+
+
 def _bash(command: str, cwd: Path, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
     proc = subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
@@ -92,20 +134,47 @@ def test_make_lines_are_valid_make_targets():
                 assert "labkit" in proc.stdout or "pytest" in proc.stdout
 
 
+def _sandbox(root: Path, demo: Path) -> tuple[Path, Path, Path, dict[str, str]]:
+    """(home, work, userdata, env) for one block: ~/data holds a tiny recording, /userdata the demo as
+    sub-01_raw.fif, the working directory the notebooks, study.yaml and sets.json the README names."""
+    home, work, userdata = root / "shell-home", root / "work", root / "userdata"
+    for d in (home, work, userdata):
+        d.mkdir(parents=True)
+    shutil.copy(demo, userdata / "sub-01_raw.fif")
+    _tiny_recording(demo, home / "data" / "sub-01" / "tiny_raw.fif")
+    (work / "notebooks").symlink_to(ROOT / "notebooks")
+    (work / "study.yaml").write_text(STUDY.replace("recordings:", f"base_dir: {home / 'data'}\nrecordings:"))
+    (work / "sets.json").write_text(json.dumps([{**_tiny(home), "method": m} for m in ("infomax", "picard")]))
+    return home, work, userdata, _clean_env(home)
+
+
+def _tiny(home: Path) -> dict[str, object]:
+    return {"base_dir": str(home / "data"), "raw_file_path": "sub-01/tiny_raw.fif", "n_components": 4,
+            "crop_tmax": 8}
+
+
 @pytest.mark.slow
 def test_local_readme_commands_run(tmp_path: Path, demo_source: Path) -> None:
-    """The CLI, the prototype's contract and papermill, as the README shows them, on the demo recording."""
-    home, work, userdata = tmp_path / "shell-home", tmp_path / "work", tmp_path / "userdata"
-    for d in (home, work, userdata):
-        d.mkdir()
-    shutil.copy(demo_source / DEMO_FILENAME, userdata / "sub-01_raw.fif")
-    (work / "notebooks").symlink_to(ROOT / "notebooks")
-    env = _clean_env(home)
-    run_id = None
-    for block in bash_blocks():
+    """The CLI, the prototype's contract, papermill, sweeps and comparisons, as the README shows them.
+
+    Each block runs in a fresh directory. Before the comparison block, ``labkit sweep`` runs a
+    balanced design there (per seed, one run per method and one per component count), as a
+    researcher would have before comparing."""
+    entrypoint_ran = False
+    for i, block in enumerate(bash_blocks()):
         if kind(block) != "local":
             continue
+        home, work, userdata, env = _sandbox(tmp_path / f"block{i}", demo_source / DEMO_FILENAME)
+        if any(_program(c)[:2] == ["labkit", "compare"] for c in block):
+            design = [{**_tiny(home), "method": m, "n_components": n, "random_state": seed}
+                      for seed, pairs in enumerate([(("fastica", 3), ("picard", 4)), (("fastica", 4), ("picard", 3))])
+                      for m, n in pairs]
+            (work / "design.json").write_text(json.dumps(design))
+            _bash("labkit sweep design.json", work, env)
+        run_id = None
         for command in block:
+            if command in PARSE_ONLY:
+                continue
             command = command.replace("/userdata", str(userdata))
             if "<run-id>" in command:
                 assert run_id, "the README shows a run id before any run printed one"
@@ -117,14 +186,19 @@ def test_local_readme_commands_run(tmp_path: Path, demo_source: Path) -> None:
                 assert re.fullmatch(r"run \S+: succeeded( with warnings)?", first), out
                 assert Path(last).is_dir() and Path(last).name.startswith("PreExperiment_ICA_"), out
                 run_id = first.split()[1].rstrip(":")
+                entrypoint_ran |= words[1] == "entrypoint" and Path(last).parent == userdata
             elif words[:2] == ["labkit", "runs"]:
                 assert out.startswith("RUN ID") and run_id in out and max(map(len, out.splitlines())) <= 100
             elif words[:2] == ["labkit", "logs"]:
                 assert "INFO" in out, out
+            elif words[:2] == ["labkit", "sweep"] and "--export" not in words:
+                assert "succeeded" in out and "failed" not in out, out
+            elif words[:2] == ["labkit", "compare"]:
+                assert out.strip(), out
             elif words[0] == "papermill":
                 assert (work / "out.ipynb").is_file()
                 assert [p for p in work.glob("PreExperiment_ICA_*") if not p.name.endswith((".partial", ".failed"))]
-    assert run_id and list(userdata.glob("PreExperiment_ICA_*")), "the entrypoint wrote its folder in BASE_DIR"
+    assert entrypoint_ran, "the entrypoint wrote its folder in BASE_DIR"
 
 
 class _JobController:
