@@ -2,7 +2,7 @@
 
 Each block runs in a fresh directory with a fresh ``HOME``, command by command, through
 ``bash`` exactly as written, except for the README's placeholders, filled in by the test:
-``<run-id>``, ``<job-or-run-id>`` and ``<sweep-id>`` become the ids the previous commands
+``<run-id>``, ``<job>`` and ``<sweep-id>`` become the ids the previous commands
 printed, ``/userdata`` becomes a directory holding the demo recording as ``sub-01_raw.fif``.
 ``make`` lines are checked with ``make -n`` (they install packages). Blocks that talk to a
 cluster run against kmock's Kubernetes emulator, with the test playing the Job controller
@@ -281,7 +281,7 @@ def test_cluster_readme_commands_run_against_the_emulator(cluster_shell, tmp_pat
         elif words[1] == "submit" and "--sweep" not in words:
             name = re.search(r"submitted (labkit-\S+) \(run (\S+),", out)
             assert name, out
-            ids["<job-or-run-id>"] = name.group(1)
+            ids["<job>"] = ids["<job-or-run-id>"] = name.group(1)
             assert Path(out.splitlines()[-1]).name == f"PreExperiment_ICA_{name.group(2)}", out
         elif words[1] == "submit":
             sweep = re.search(r"^sweep (\S+): 2 runs", out, flags=re.M)
