@@ -79,7 +79,7 @@ def _tree(root: Path) -> list[str]:
 def _sandbox() -> Iterator[tuple[Path, Path]]:
     """(outer, base): an empty working directory ``outer`` holding an empty ``base``; cwd is ``outer``."""
     old = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix="labkit-prop-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="input-prop-") as tmp:
         outer = Path(tmp).resolve()
         base = outer / "base"
         base.mkdir()
@@ -235,7 +235,7 @@ def _keys_in(text: str | bytes) -> set[str]:
 @example('{"method": ', "sweep")
 def test_parameter_files_refused_by_run_and_sweep_with_exit_2(text, command):
     with _sandbox() as (outer, base):
-        source = Path(tempfile.mkdtemp(prefix="labkit-prop-file-")) / "p.json"
+        source = Path(tempfile.mkdtemp(prefix="input-prop-file-")) / "p.json"
         source.write_text(text, errors="surrogateescape")
         try:
             if command == "run":
