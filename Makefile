@@ -25,3 +25,4 @@ bench: install
 	$(PYTHON) benchmarks/bench_run.py
 	$(PYTHON) benchmarks/bench_form.py
 	PYTHONPATH=$(CURDIR) $(PYTHON) benchmarks/bench_hub.py
+	PYTHONPATH=$(CURDIR) $(PYTHON) benchmarks/bench_soak.py --sets 100 --readme

@@ -258,7 +258,9 @@ class RunFolder:
                              f"({found.path}); not touching it.")
         if found is not None and found.state == "succeeded":
             return  # done already: the caller reports it as it is
-        if found is not None and found.state in ("queued", "running"):
+        # a live owner on this host (pid check) is never taken over; one on another host is the Job's
+        # earlier pod, and Kubernetes starts a replacement pod only once the earlier one has ended
+        if found is not None and found.state in ("queued", "running") and found.status.get("host") == socket.gethostname():
             raise RunIdTaken(f"Run {self.run_id!r} is still {found.state} in another process "
                              f"({found.owner_text()}); not starting it twice.")
         attempt = int((found.status.get("attempt") if found else None) or 1) + 1

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from cluster_fixtures import emulator  # noqa: F401 (fixture)
 
 from labkit import IcaParams, results
 from labkit.cli import main
+from labkit.cluster.jobs import ClusterJobs
+from labkit.cluster.settings import ClusterSettings
 from labkit.errors import RunFailed
 from labkit.results import RunFolder, RunIdTaken
 
@@ -161,6 +164,18 @@ def test_a_retry_while_the_first_attempt_lives_is_refused(tmp_path):
         first.stop_heartbeat()
 
 
+def test_a_retry_takes_over_from_its_earlier_pod_on_another_node(tmp_path):
+    """The Job controller replaces a pod only once it ended, so a fresh heartbeat from another host
+    (the dead pod's last) does not block the retry."""
+    params = params_in(tmp_path)
+    first = RunFolder.create(params, "job-5")
+    status = {**first.status, "state": "running", "host": "labkit-anna-1a2b-x7k", "pid": 7, "step": "fit"}
+    results.write_json(first.path / results.STATUS_FILE, status)
+    assert results.load_run(first.path).state == "running"
+    retry = RunFolder.create(params, "job-5", resume=True)
+    assert retry.status["attempt"] == 2 and retry.status["pid"] == os.getpid()
+
+
 # -- atomic writes, damaged files -------------------------------------------------------------
 DAMAGE = {"empty": b"", "truncated": b'{"state": "succ', "a list": b"[1, 2]", "binary": b"\xff\xfe\x00garbage"}
 
@@ -296,3 +311,17 @@ def test_a_folder_that_cannot_be_made_is_a_clear_error(small_disk):
     fill(small_disk)
     with pytest.raises(Exception, match="Cannot create the result folder for run nospace .*No space left"):
         RunFolder.create(params_in(small_disk), "nospace")
+
+
+def test_the_clusters_already_ran_lookup_skips_a_damaged_result(tmp_path, emulator):  # noqa: F811
+    """`labkit submit` looks for a finished result of the same set first: a truncated metrics.json
+    there is no result to reuse, and no crash."""
+    params = params_in(tmp_path)
+    folder = RunFolder.create(params, "earlier")
+    complete(folder)
+    settings = ClusterSettings.from_dict({"namespace": "labkit-test", "image": "ghcr.io/labkit/labkit:0.1.0",
+                                          "storage": {"nfs_server": "nfs.lab.example", "local_base_dir": str(tmp_path)}})
+    jobs = ClusterJobs(settings, "anna", emulator.api_client())
+    assert jobs.completed(params).path == folder.path
+    (folder.path / results.METRICS_FILE).write_text('{"n_iter": 3, "fit_ti')
+    assert jobs.completed(params) is None

@@ -173,6 +173,7 @@ def test_cancelled_run_is_marked_failed(demo_dir):
     found = proc.wait(timeout=60)
     assert found.state == "failed" and "cancelled" in found.error
     assert found.path.name.endswith(results.FAILED) and "load: done" in found.log
+    assert found.file(results.NOTEBOOK_FILE).is_file(), "the notebook is kept as far as it ran"
 
 
 def test_killed_kernel_is_marked_failed(demo_dir):
