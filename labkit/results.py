@@ -244,11 +244,16 @@ class RunFolder:
                 "Leave --run-id out for a fresh one, or choose another.")
 
     def _begin(self, params: IcaParams, attempt: int) -> None:
-        os.mkdir(self.base_dir / (self.name + PARTIAL))
-        self._reserve()
-        write_json(self.file(PARAMS_FILE), {"params": params.to_dict(), "digest": params.digest,
-                                            "run_id": self.run_id})
-        self.set_status("queued", created=now(), attempt=attempt, **owner())
+        """Fill a hidden folder, then rename it to the partial name: a visible folder always has
+        its params and a status naming its owner, even if the process is killed while making it."""
+        hidden = Path(tempfile.mkdtemp(dir=self.base_dir, prefix=f".{self.name}.creating-"))
+        os.chmod(hidden, 0o777 & ~_UMASK)
+        (hidden / RESERVE_FILE).write_bytes(b"\0" * RESERVE_BYTES)
+        write_json(hidden / PARAMS_FILE, {"params": params.to_dict(), "digest": params.digest, "run_id": self.run_id})
+        stamp = now()
+        write_json(hidden / STATUS_FILE, {"state": "queued", "created": stamp, "attempt": attempt, **owner(),
+                                          "run_id": self.run_id, "updated": stamp, "heartbeat": stamp})
+        os.rename(hidden, self.base_dir / (self.name + PARTIAL))  # the claim made this name ours alone
 
     def _take_over(self, params: IcaParams) -> None:
         """A retry of the same run (a Job's next pod): restart the folder, never touch a complete one."""
@@ -273,7 +278,7 @@ class RunFolder:
         if found.path != partial:
             os.replace(found.path, partial)
         for child in partial.iterdir():  # the last attempt's figures must not mix with this one's metrics
-            if child.name != LOG_FILE:
+            if child.name not in (LOG_FILE, STATUS_FILE):  # the old status stays until the new one replaces it
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         self._append_log(f"RETRY: attempt {attempt} restarts run {self.run_id} "
                          f"(the last attempt: {found.state}, {found.error or 'no reason recorded'})")
@@ -527,8 +532,10 @@ class RunResult:
     def _judge(self) -> tuple[str, str | None]:
         if self.damage:
             return DAMAGED, "; ".join(self.damage)
-        state = str(self.status.get("state") or "queued")
         name = self.path.name
+        if not self.status and name.endswith(PARTIAL):  # made by an older labkit, or by hand
+            return "failed", "its status was never written (killed while its folder was made?)"
+        state = str(self.status.get("state") or "queued")
         if state == "failed":
             err = self.status.get("error") or {}
             return "failed", str(err.get("reason") or "no reason recorded")

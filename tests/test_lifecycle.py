@@ -325,3 +325,13 @@ def test_the_clusters_already_ran_lookup_skips_a_damaged_result(tmp_path, emulat
     assert jobs.completed(params).path == folder.path
     (folder.path / results.METRICS_FILE).write_text('{"n_iter": 3, "fit_ti')
     assert jobs.completed(params) is None
+
+
+def test_a_partial_folder_without_any_status_reads_failed(tmp_path):
+    """What a run killed while its folder was made used to leave (an older labkit, or a hand-made folder)."""
+    (tmp_path / f"{results.FOLDER_PREFIX}bare{results.PARTIAL}").mkdir()
+    (found,) = results.list_runs(tmp_path)
+    assert found.state == "failed" and "never written" in found.error
+    folder = RunFolder.create(params_in(tmp_path), "made")
+    assert sorted(p.name for p in folder.path.iterdir()) == [".reserve", results.PARAMS_FILE, results.STATUS_FILE]
+    assert not list(tmp_path.glob(".*creating*")), "the hidden folder it was made in is renamed, not left"
