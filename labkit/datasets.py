@@ -56,10 +56,14 @@ __all__ = [
     "load_truth",
     "sample_data_path",
     "demo_path",
+    "LONG_FILENAME",
+    "write_long",
 ]
 
 #: where :func:`write_demo` puts the recording, relative to a base directory
 DEMO_FILENAME = "labkit-demo/demo_raw.fif"
+#: where :func:`write_long` puts the long recording, relative to a base directory
+LONG_FILENAME = "labkit-long/long_raw.fif"
 #: the ground truth sits beside the FIF: ``demo_raw.fif`` -> ``demo_raw_truth.npz``
 TRUTH_SUFFIX = "_truth.npz"
 
@@ -184,6 +188,32 @@ def write_demo(base_dir: str | os.PathLike, *, duration: float = 120.0, overwrit
     finally:
         for tmp in (tmp_fif, tmp_npz):
             tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_long(base_dir: str | os.PathLike, *, minutes: float = 30.0, overwrite: bool = False,
+               random_state: int = 42) -> Path:
+    """Write ``base_dir/labkit-long/long_raw.fif``: the demo model for ``minutes``, 64 channels.
+
+    Why: benchmarks need a recording of realistic length. It is the demo's 60 EEG, 2 EOG
+    and ECG channels plus a stimulus channel marking the R peaks (``STI 014``), which the
+    analysis must drop before loading. Written to a temporary name and renamed into place.
+    """
+    path = Path(base_dir) / LONG_FILENAME
+    if path.is_file() and not overwrite:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw, truth = make_demo_raw(duration=minutes * 60.0, random_state=random_state)
+    stim = np.zeros((1, raw.n_times))
+    stim[0, np.clip(np.round(truth["r_peaks"] * raw.info["sfreq"]).astype(int), 0, raw.n_times - 1)] = 1
+    raw.add_channels([mne.io.RawArray(stim, mne.create_info(["STI 014"], raw.info["sfreq"], "stim"),
+                                      verbose="error")], force_update_info=True)
+    tmp = path.with_name(f".long_tmp_{os.getpid()}_{uuid.uuid4().hex[:8]}_raw.fif")
+    try:
+        raw.save(tmp, overwrite=True, verbose="error")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

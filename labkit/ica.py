@@ -12,10 +12,11 @@ import json
 import logging
 import os
 import platform
-import signal
 import socket
 import time
 import warnings
+from collections import Counter
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -26,13 +27,13 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import cache, recording, results
-from .errors import ParameterError
+from .errors import ParameterError, RecordingError
 from .params import IcaParams, recording_problems
 
 logger = logging.getLogger(__name__)
 
 #: the steps of a run, in order, for progress displays
-STEPS = ("load", "filter", "fit", "score", "plot", "report")
+STEPS = ("load", "filter", "fit", "score", "label", "plot", "report")
 #: BLAS threads per fit: one thread measured fastest for picard on 2 cores (benchmarks/)
 DEFAULT_BLAS_THREADS = 1
 
@@ -53,8 +54,13 @@ def step(name: str, folder: results.RunFolder | None = None,
     logger.info("%s: done in %.2f s", name, timing["seconds"])
 
 
-def load(params: IcaParams, *, verbose: bool | str | None = None) -> mne.io.BaseRaw:
-    """Read the recording, check the set against its header, crop (clamping the end) and load it."""
+def load(params: IcaParams, *, verbose: bool | str | None = None, types: tuple[str, ...] | None = None
+         ) -> mne.io.BaseRaw:
+    """Read the recording, check the set against its header, crop (clamping the end), keep what the analysis uses, load.
+
+    Only the analysed channels (and EOG/ECG, for scoring) are loaded: a 64-channel
+    recording with stimulus or auxiliary channels never holds those in memory.
+    """
     raw = recording.read_raw(params.raw_path(), preload=False, verbose=verbose)
     info = recording.info_of(raw, params.raw_path())
     problems = recording_problems(params, info)
@@ -64,38 +70,56 @@ def load(params: IcaParams, *, verbose: bool | str | None = None) -> mne.io.Base
     last = raw.times[-1]
     if tmax is None or tmax > last:
         if tmax is not None:
-            logger.warning("crop_tmax %.3g s is past the end of the recording; using its end (%.3f s)", tmax, last)
             warnings.warn(f"crop_tmax {tmax:g} s is past the recording's end; clamped to {last:.3f} s", stacklevel=2)
         tmax = last
     raw.crop(tmin=params.crop_tmin, tmax=tmax)
+    raw.pick(kept_channels(raw.info, params.channel_type if types is None else types), verbose="error")
     raw.load_data(verbose=verbose)
-    logger.info("loaded %s: %d channels, %.1f s at %g Hz", params.raw_path().name, len(raw.ch_names),
+    logger.info("loaded %s: %d channels (%s), %.1f s at %g Hz", params.raw_path().name, len(raw.ch_names),
+                ", ".join(f"{t} {n}" for t, n in sorted(Counter(raw.get_channel_types()).items())),
                 raw.times[-1], raw.info["sfreq"])
     return raw
 
 
+def analysed_types(channel_type: str) -> tuple[str, ...]:
+    """The channel types one ICA fits: ``meg`` is magnetometers and gradiometers, whitened together."""
+    return ("mag", "grad") if channel_type == "meg" else (channel_type,)
+
+
+def kept_channels(info: mne.Info, channel_type: str | tuple[str, ...]) -> list[str]:
+    """The good channels of the analysed types, EOG and ECG (scoring), and MEG reference channels if the
+    recording's compensation needs them; everything else is dropped before loading."""
+    types = set(analysed_types(channel_type) if isinstance(channel_type, str) else channel_type) | {"eog", "ecg"}
+    if info["comps"]:
+        types.add("ref_meg")
+    bads = set(info["bads"])
+    return [name for name, kind in zip(info["ch_names"], info.get_channel_types(), strict=True) if kind in types and name not in bads]
+
+
 def preprocess(raw: mne.io.BaseRaw, params: IcaParams, *, verbose: bool | str | None = None) -> mne.io.BaseRaw:
-    """Band-pass the analysed channels (and EOG/ECG, so scores compare like with like) in place."""
-    types = {params.channel_type, "eog", "ecg"} & set(raw.get_channel_types())
-    picks = mne.pick_types(raw.info, **{_pick_kw(t): _pick_val(t) for t in types}, exclude=[])
-    raw.filter(params.filter_fmin, params.filter_fmax, picks=picks, n_jobs=1, verbose=verbose)
+    """Band-pass every kept channel in place, so the header (and the saved ICA) records the filter the ICA saw."""
+    raw.filter(params.filter_fmin, params.filter_fmax, picks="all", n_jobs=1, verbose=verbose)
     return raw
 
 
-def _pick_kw(channel_type: str) -> str:
-    return "meg" if channel_type in ("meg", "mag", "grad") else channel_type
-
-
-def _pick_val(channel_type: str) -> bool | str:
-    return channel_type if channel_type in ("mag", "grad") else True
+def check_finite(raw: mne.io.BaseRaw) -> None:
+    """Refuse NaN or infinite samples before the fit, naming the channel and the time (MNE names neither)."""
+    data = raw._data  # the loaded array itself: no copy of a long recording
+    for i, row in enumerate(data):
+        bad = ~np.isfinite(row)
+        if bad.any():
+            first = int(np.argmax(bad))
+            raise RecordingError(
+                f"channel {raw.ch_names[i]!r} holds {int(bad.sum())} NaN/infinite sample(s), the first at "
+                f"{raw.times[first] + raw.first_time:.3f} s (value {row[first]}): mark the channel bad or crop around it")
 
 
 def fit(raw: mne.io.BaseRaw, params: IcaParams, *, blas_threads: int = DEFAULT_BLAS_THREADS,
         verbose: bool | str | None = None) -> mne.preprocessing.ICA:
     """Fit ICA on the analysed channels; refuse more components than the data's rank."""
+    types = analysed_types(params.channel_type)
     rank = mne.compute_rank(raw, rank=None, verbose="error")  # estimated from the data: catches re-referencing
-    type_rank = sum(v for k, v in rank.items() if k == params.channel_type or
-                    (params.channel_type == "meg" and k in ("meg", "mag", "grad")))
+    type_rank = sum(v for k, v in rank.items() if k in types or (k == "meg" and params.channel_type in ("meg", "mag", "grad")))
     if type_rank and params.n_components > type_rank:
         raise ParameterError("n_components", params.n_components,
                              f"at most the rank of the {params.channel_type} data ({type_rank})")
@@ -103,12 +127,8 @@ def fit(raw: mne.io.BaseRaw, params: IcaParams, *, blas_threads: int = DEFAULT_B
         n_components=params.n_components, method=params.method, fit_params=params.mne_fit_params or None,
         max_iter=params.max_iter, random_state=params.random_state, verbose=verbose,
     )
-    with threadpool_limits(limits=blas_threads), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        ica.fit(raw, picks=params.channel_type, verbose=verbose)
-    for w in caught:
-        logger.warning("ICA fit: %s", w.message)
-    ica.labkit_fit_warnings = [str(w.message) for w in caught]  # type: ignore[attr-defined]
+    with threadpool_limits(limits=blas_threads):
+        ica.fit(raw, picks=list(types), verbose=verbose)
     return ica
 
 
@@ -130,35 +150,35 @@ def score(ica: mne.preprocessing.ICA, raw: mne.io.BaseRaw, *, verbose: bool | st
 
 
 def plot(ica: mne.preprocessing.ICA, raw: mne.io.BaseRaw, out_dir: Path, suspects: list[int],
-         no_positions: str | None = None) -> dict[str, Any]:
+         no_positions: str | None = None, topomaps: "Future[None] | None" = None) -> dict[str, Any]:
     """Topomaps (unless ``no_positions`` says why not), source time courses and suspect properties, as PNG.
 
-    The topomaps are drawn in a forked child on the second core while this process
-    draws the rest: the fit is pinned to one BLAS thread and matplotlib uses one core.
+    ``topomaps`` is the worker's drawing of the saved ICA (:func:`draw_topomaps_elsewhere`),
+    running on the second core while this process draws the rest; without one, they are drawn here.
     """
     out: dict[str, Any] = {"figures": []}
-    join = None
     t0 = time.perf_counter()
-    if no_positions is None:
-        join = _in_child(lambda: _draw_topomaps(ica, out_dir))
-        if join is None:
-            _draw_topomaps(ica, out_dir)
-    else:
+    if no_positions is not None:
         out["topomaps_skipped"] = no_positions
-        logger.warning("topomaps skipped: %s", no_positions)
+        warnings.warn(f"topomaps skipped: {no_positions}", stacklevel=2)
+    elif topomaps is None:
+        _draw_topomaps(ica, out_dir)
     fig = ica.plot_sources(raw, show=False, show_scrollbars=False, start=0, stop=min(10.0, raw.times[-1]))
     out["figures"].append(_save(fig, out_dir / "sources.png"))
     if no_positions is None and suspects:  # one call: MNE segments the data and computes spectra once
         figs = ica.plot_properties(raw, picks=suspects, show=False, verbose="error")
         for idx, fig in zip(suspects, figs, strict=True):
             out["figures"].append(_save(fig, out_dir / f"properties_{idx:03d}.png"))
-    if join is not None:
+    if no_positions is None and topomaps is not None:
         t1 = time.perf_counter()
-        if not join():
-            logger.warning("drawing topomaps in a child process failed; drawing them here")
+        try:
+            topomaps.result(timeout=300)
+        except Exception as err:  # a dead or stuck worker: draw them here rather than lose them
+            logger.warning("drawing topomaps in a worker process failed (%s: %s); drawing them here",
+                           type(err).__name__, err)
             _draw_topomaps(ica, out_dir)
-        logger.info("plot: sources and properties drawn here in %.2f s, then %.2f s more for the topomaps' "
-                    "child", t1 - t0, time.perf_counter() - t1)
+        logger.info("plot: sources and properties drawn here in %.2f s, then %.2f s more waiting for the "
+                    "topomaps' worker", t1 - t0, time.perf_counter() - t1)
     out["figures"] = sorted(p.name for p in out_dir.glob(results.TOPOMAP_GLOB)) + out["figures"]
     return out
 
@@ -177,44 +197,54 @@ def _draw_topomaps(ica: mne.preprocessing.ICA, out_dir: Path) -> None:
         _save(fig, out_dir / name)
 
 
-def _in_child(work: Callable[[], None], timeout: float = 300.0) -> Callable[[], bool] | None:
-    """Run ``work`` in a forked child; return a join that says whether it succeeded (None: no fork here)."""
-    if not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
-        return None
-    pid = os.fork()
-    if pid == 0:  # child: draw, then leave without running the parent's exit handlers
-        code = 1
+def draw_topomaps_from_file(ica_file: str, out_dir: str, montage_positions: bool) -> None:
+    """In a worker process: read the saved ICA and draw its topomaps (positions are in the saved info)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ica = mne.preprocessing.read_ica(ica_file, verbose="error")
+    _draw_topomaps(ica, Path(out_dir))
+
+
+def _warm() -> None:
+    """A no-op a worker runs first, so its start-up (imports) overlaps the fit."""
+
+
+class TopomapWorker:
+    """One process for the topomaps, started from a clean forkserver (never a fork of the live kernel).
+
+    Forking a process with live threads (the kernel's, BLAS's) can deadlock the child and
+    is deprecated on Python 3.12+; a forkserver starts from a fresh interpreter that has
+    imported labkit.ica, so the worker only has to read the saved ICA file and draw.
+    """
+
+    def __init__(self) -> None:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.pool: ProcessPoolExecutor | None = None
+        if (os.cpu_count() or 1) < 2:  # one core: drawing here is as fast and starts nothing
+            return
+        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        ctx = mp.get_context(method)
+        if method == "forkserver":
+            ctx.set_forkserver_preload(["labkit.ica"])
+        self.pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+        self.pool.submit(_warm)
+
+    def draw(self, ica_file: Path, out_dir: Path) -> "Future[None] | None":
+        if self.pool is None:
+            return None
         try:
-            work()
-            code = 0
-        finally:
-            os._exit(code)
+            return self.pool.submit(draw_topomaps_from_file, str(ica_file), str(out_dir), True)
+        except Exception as err:  # broken pool: the caller draws them itself
+            logger.warning("no topomap worker (%s: %s)", type(err).__name__, err)
+            return None
 
-    def join() -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return os.waitstatus_to_exitcode(status) == 0
-            time.sleep(0.02)
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        return False
-
-    return join
-
-
-def build_report(params: IcaParams, metrics: dict[str, Any], out_dir: Path, figures: list[str]) -> Path:
-    """An HTML ``mne.Report`` of the run, from the PNGs already drawn (no second rendering)."""
-    report = mne.Report(title=f"labkit ICA {params.method}, {params.n_components} components", verbose="error")
-    rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in metrics.items() if not isinstance(v, (list, dict)))
-    report.add_html(f"<table>{rows}</table>", title="Metrics")
-    report.add_html(f"<pre>{params.to_json()}</pre>", title="Parameters")
-    for name in figures:
-        report.add_image(out_dir / name, title=name.rsplit(".", 1)[0].replace("_", " "))
-    path = out_dir / results.REPORT_FILE
-    report.save(path, open_browser=False, overwrite=True, verbose="error")
-    return path
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
 
 
 def versions() -> dict[str, str]:
@@ -229,6 +259,11 @@ def versions() -> dict[str, str]:
     return out
 
 
+#: fewest samples per squared component for a trustworthy unmixing: half the 20 n^2 of Onton & Makeig's rule
+#: of thumb for EEG (2006), so only clearly too short recordings are flagged
+MIN_SAMPLES_PER_COMPONENT_SQUARED = 10
+
+
 @dataclass
 class AnalysisResult:
     """What :func:`run` produced in memory (the folder holds the same on disk)."""
@@ -239,61 +274,203 @@ class AnalysisResult:
     folder: Path
     figures: list[str] = field(default_factory=list)
 
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.metrics.get("warnings", []))
+
+
+def _plain(message: Any) -> str:
+    """A warning as one line of plain words (no category, no newlines)."""
+    return " ".join(str(message).split())
+
+
+class WarningLog:
+    """Collects every warning of a run: Python warnings and the ``mne`` logger's WARNING records.
+
+    Each is logged once (into ``run.log`` through the labkit logger) as it happens and kept in
+    order, de-duplicated, for ``metrics.json`` and ``status.json``.
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def add(self, message: Any) -> None:
+        text = _plain(message)
+        if text and text not in self.messages:
+            self.messages.append(text)
+            logger.warning("warning: %s", text)
+
+    @contextlib.contextmanager
+    def capturing(self) -> Iterator["WarningLog"]:
+        log = self
+
+        class _Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                log.add(record.getMessage())
+
+        handler = _Handler(logging.WARNING)
+        mne_logger = logging.getLogger("mne")
+        mne_logger.addHandler(handler)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = lambda message, *args, **kwargs: self.add(message)
+            try:
+                yield self
+            finally:
+                mne_logger.removeHandler(handler)
+
+
+def outcome_warnings(params: IcaParams, metrics: dict[str, Any]) -> list[str]:
+    """Warnings labkit itself derives from the result: no convergence, too few samples for the components."""
+    out = []
+    if metrics.get("converged") is False:
+        out.append(f"the {params.method} fit did not converge within max_iter={metrics.get('max_iter')} iterations: "
+                   "components may be unreliable (raise max_iter or lower n_components)")
+    needed = MIN_SAMPLES_PER_COMPONENT_SQUARED * metrics["n_components"] ** 2
+    if metrics["n_samples"] < needed:
+        out.append(f"the analysed span has {metrics['n_samples']} samples, fewer than the {needed} "
+                   f"({MIN_SAMPLES_PER_COMPONENT_SQUARED} x {metrics['n_components']}^2) ICA needs for "
+                   f"{metrics['n_components']} components: use a longer crop or fewer components")
+    return out
+
 
 def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFolder | None = None,
         blas_threads: int = DEFAULT_BLAS_THREADS, progress: Callable[[str], None] | None = None,
         verbose: bool | str | None = None) -> AnalysisResult:
-    """Run every step and write params, metrics, figures, the ICA and the report into ``out_dir``."""
+    """Run every step and write params, metrics, figures, labels, the ICA and the report into ``out_dir``.
+
+    Every warning (MNE's, the fit's, labkit's own) is captured into ``run.log``, ``metrics.json``
+    and ``status.json``: a run with warnings is ``succeeded with warnings``, never plain ``succeeded``.
+    """
+    from . import labels as labels_mod
+    from . import report
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    with step("load", folder, progress) as t:
-        raw = load(params, verbose=verbose)
-        no_positions = recording.ensure_positions(raw, params.channel_type)
-    timings["load_s"] = t["seconds"]
-    with step("filter", folder, progress) as t:
-        raw = cache.preprocessed(raw, params, preprocess, verbose=verbose)  # shared by a sweep's runs
-    timings["filter_s"] = t["seconds"]
-    with step("fit", folder, progress) as t:
-        ica = fit(raw, params, blas_threads=blas_threads, verbose=verbose)
-    timings["fit_s"] = t["seconds"]
-    with step("score", folder, progress) as t:
-        scores = score(ica, raw, verbose=verbose)
-    timings["score_s"] = t["seconds"]
-    ica.exclude = sorted(set(scores.get("eog_suspects", [])) | set(scores.get("ecg_suspects", [])))
-    ica.save(out / results.ICA_FILE, overwrite=True, verbose="error")
-    with step("plot", folder, progress) as t:
-        drawn = plot(ica, raw, out, ica.exclude, no_positions)
-    timings["plot_s"] = t["seconds"]
-    max_iter = ica.max_iter if isinstance(ica.max_iter, int) else None
-    metrics: dict[str, Any] = {
-        "method": params.method,
-        "n_components": int(ica.n_components_),
-        "fit_time_s": round(timings["fit_s"], 3),
-        "n_iter": int(ica.n_iter_),
-        "max_iter": max_iter,
-        # MNE's infomax reports n_iter_ == max_iter whether or not it converged: no signal there
-        "converged": None if params.method == "infomax" else bool(max_iter is None or ica.n_iter_ < max_iter),
-        "fit_warnings": getattr(ica, "labkit_fit_warnings", []),
-        "explained_variance": float(ica.get_explained_variance_ratio(raw, ch_type=_var_type(params))
-                                    .get(_var_type(params), float("nan"))),
-        "n_channels": len(ica.ch_names),
-        "n_samples": int(raw.n_times),
-        "sfreq": float(raw.info["sfreq"]),
-        "duration_s": float(raw.times[-1]),
-        "blas_threads": blas_threads,
-        "exclude": list(ica.exclude),
-        "steps_s": {k: round(v, 3) for k, v in timings.items()},
-        "versions": versions(),
-        "host": socket.gethostname(),
-        **scores,
-        **{k: v for k, v in drawn.items() if k != "figures"},
-    }
-    with step("report", folder, progress) as t:
-        build_report(params, metrics, out, drawn["figures"])
-    metrics["steps_s"]["report_s"] = round(t["seconds"], 3)
+    caught = WarningLog()
+    worker = TopomapWorker()  # starts its clean process now: its imports overlap loading and fitting
+    try:
+        with caught.capturing():
+            with step("load", folder, progress) as t:
+                raw = load(params, verbose=verbose)
+                check_finite(raw)
+                no_positions = recording.ensure_positions(raw, params.channel_type)
+            timings["load_s"] = t["seconds"]
+            network = labels_mod.network_for(params.channel_type)
+            with step("filter", folder, progress) as t:
+                raw = cache.preprocessed(raw, params, preprocess, verbose=verbose)  # shared by a sweep's runs
+            timings["filter_s"] = t["seconds"]
+            with step("fit", folder, progress) as t:
+                ica = fit(raw, params, blas_threads=blas_threads, verbose=verbose)
+            timings["fit_s"] = t["seconds"]
+            with step("score", folder, progress) as t:
+                scores = score(ica, raw, verbose=verbose)
+            timings["score_s"] = t["seconds"]
+            suspects = sorted(set(scores.get("eog_suspects", [])) | set(scores.get("ecg_suspects", [])))
+            ica.exclude = suspects
+            ica.save(out / results.ICA_FILE, overwrite=True, verbose="error")
+            topomaps = worker.draw(out / results.ICA_FILE, out) if no_positions is None else None
+            with step("label", folder, progress) as t:
+                labels = _label(ica, params, network, verbose)
+            timings["label_s"] = t["seconds"]
+            by_label = labels_mod.excluded_by(labels, params.label_threshold)
+            if by_label:
+                ica.exclude = sorted(set(suspects) | set(by_label))
+                ica.save(out / results.ICA_FILE, overwrite=True, verbose="error")
+            with step("plot", folder, progress) as t:
+                drawn = plot(ica, raw, out, list(ica.exclude), no_positions, topomaps)
+            timings["plot_s"] = t["seconds"]
+            max_iter = ica.max_iter if isinstance(ica.max_iter, int) else None
+            metrics: dict[str, Any] = {
+                "method": params.method,
+                "n_components": int(ica.n_components_),
+                "fit_time_s": round(timings["fit_s"], 3),
+                "n_iter": int(ica.n_iter_),
+                "max_iter": max_iter,
+                # MNE's infomax reports n_iter_ == max_iter whether or not it converged: no signal there
+                "converged": None if params.method == "infomax" else bool(max_iter is None or ica.n_iter_ < max_iter),
+                "explained_variance": _explained_variance(ica, raw, params),
+                "channel_types": list(analysed_types(params.channel_type)),
+                "filtered": {"highpass": float(raw.info["highpass"]), "lowpass": float(raw.info["lowpass"])},
+                "n_channels": len(ica.ch_names),
+                "n_samples": int(raw.n_times),
+                "sfreq": float(raw.info["sfreq"]),
+                "duration_s": float(raw.times[-1]),
+                "blas_threads": blas_threads,
+                "exclude": [int(i) for i in ica.exclude],
+                "excluded_by_labels": by_label,
+                "labels": labels,
+                "steps_s": {k: round(v, 3) for k, v in timings.items()},
+                "versions": versions(),
+                "host": socket.gethostname(),
+                **scores,
+                **{k: v for k, v in drawn.items() if k != "figures"},
+            }
+            for text in outcome_warnings(params, metrics):
+                caught.add(text)
+            metrics["warnings"] = caught.messages
+            with step("report", folder, progress) as t:
+                report.build(params, metrics, out, drawn["figures"], ica)
+            metrics["steps_s"]["report_s"] = round(t["seconds"], 3)
+    finally:
+        worker.close()
+    metrics["warnings"] = caught.messages
+    metrics["outcome"] = "succeeded with warnings" if caught.messages else "succeeded"
     (out / results.METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=str))
+    if folder is not None:
+        folder.set_status(folder.status.get("state", "running"), warnings=caught.messages)
+    if params.channel_type in ("eeg", "meg", "mag", "grad") or labels:
+        from .widgets import write_components_tsv
+
+        write_components_tsv(out / results.COMPONENTS_TSV, int(ica.n_components_), _bad_reasons(metrics),
+                             labels=labels)
     return AnalysisResult(ica=ica, raw=raw, metrics=metrics, folder=out, figures=drawn["figures"])
+
+
+def _label(ica: mne.preprocessing.ICA, params: IcaParams, network: str | None,
+           verbose: bool | str | None) -> dict[str, Any] | None:
+    """Labels from the network, or None with a warning saying why there are none.
+
+    The network's copy is read again from the file (analysed channels only, unfiltered) rather
+    than kept from before the filter: a long recording is never held twice during the fit.
+    """
+    from . import labels as labels_mod
+
+    if network is None:
+        logger.info("labels: no labelling network for channel type %s", params.channel_type)
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the same reading warnings were captured by the load step
+            unfiltered = load(params, verbose="error")
+        unfiltered.pick(list(analysed_types(params.channel_type)), verbose="error")
+        no_positions = recording.ensure_positions(unfiltered, params.channel_type)
+        if no_positions:
+            raise labels_mod.LabelsUnavailable(f"{network} reads the components' maps, and {no_positions}")
+        return labels_mod.label(ica, unfiltered, network, verbose=verbose)
+    except labels_mod.LabelsUnavailable as err:
+        warnings.warn(f"components not labelled: {err}", stacklevel=2)
+    except ImportError as err:
+        warnings.warn(f"components not labelled: {network} needs the package {err.name!r} (pip install mne-icalabel "
+                      "onnxruntime)", stacklevel=2)
+    return None
+
+
+def _bad_reasons(metrics: dict[str, Any]) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for kind in ("eog", "ecg"):
+        for i in metrics.get(f"{kind}_suspects", []):
+            out[int(i)] = (out[int(i)] + "+" if int(i) in out else "") + f"{kind.upper()} suspect"
+    for i in metrics.get("excluded_by_labels", []):
+        out.setdefault(int(i), "label at or above label_threshold")
+    return out
+
+
+def _explained_variance(ica: mne.preprocessing.ICA, raw: mne.io.BaseRaw, params: IcaParams) -> float:
+    """Share of the analysed data's variance the components explain (MEG: the magnetometers', MNE reports per type)."""
+    kind = _var_type(params)
+    return float(ica.get_explained_variance_ratio(raw, ch_type=kind).get(kind, float("nan")))
 
 
 def _var_type(params: IcaParams) -> str:

@@ -71,8 +71,12 @@ FIELDS: tuple[Field, ...] = (
     Field("max_iter", "ICA_MAX_ITER", "iteration cap, or 'auto' for MNE's per-method default"),
     Field("extended", "ICA_EXTENDED", "extended infomax/picard (sub- and super-Gaussian sources)"),
     Field("ortho", "ICA_ORTHO", "picard only: orthogonal constraint (FastICA-like)"),
+    Field("label_threshold", "ICA_LABEL_THRESHOLD",
+          "exclude components whose automatic artifact label reaches this probability (empty: labels exclude nothing)"),
 )
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
+#: fields added later: left out of the digest while unset, so earlier sets keep their digest
+_ADDED_FIELDS = ("label_threshold",)
 #: fields that describe the analysis itself; base_dir is where it runs, not what it is
 ANALYSIS_FIELDS = tuple(f.name for f in FIELDS if f.name != "base_dir")
 
@@ -190,6 +194,7 @@ class IcaParams:
     max_iter: MaxIter = "auto"
     extended: bool | None = None
     ortho: bool | None = None
+    label_threshold: float | None = None
 
     def __post_init__(self) -> None:
         coerced = _coerce(dataclasses.asdict(self))
@@ -203,7 +208,8 @@ class IcaParams:
     @property
     def digest(self) -> str:
         """Stable short hash of the analysis fields (not base_dir): same set, same digest."""
-        payload = json.dumps({k: getattr(self, k) for k in ANALYSIS_FIELDS}, sort_keys=True)
+        payload = json.dumps({k: getattr(self, k) for k in ANALYSIS_FIELDS
+                              if not (k in _ADDED_FIELDS and getattr(self, k) is None)}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:10]
 
     def replace(self, **changes: Any) -> "IcaParams":
@@ -227,7 +233,7 @@ class IcaParams:
             raise ParameterError(
                 "raw_file_path", self.raw_file_path, f"a file inside base_dir {self.base_dir!r} (it resolves to {full})"
             ) from None
-        if not full.is_file():
+        if not (full.is_file() or full.is_dir()):  # folders: EGI .mff, CTF .ds
             raise ParameterError("raw_file_path", self.raw_file_path, f"an existing file inside base_dir {self.base_dir!r}")
         if not os.access(full, os.R_OK):
             raise ParameterError("raw_file_path", self.raw_file_path, "a file readable by this user")
@@ -399,6 +405,8 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
     out["max_iter"] = "auto" if auto else _as_int("max_iter", max_iter)
     out["extended"] = _as_optional_bool("extended", values["extended"])
     out["ortho"] = _as_optional_bool("ortho", values["ortho"])
+    threshold = values["label_threshold"]
+    out["label_threshold"] = None if threshold in (None, "", "none", "None") else _as_float("label_threshold", threshold)
     return out
 
 
@@ -429,6 +437,8 @@ def static_problems(values: Mapping[str, Any]) -> list[ParameterError]:
         check(v["method"] == "picard", "ortho", "empty unless method is 'picard'")
     if v["extended"] is not None:
         check(v["method"] in ("picard", "infomax"), "extended", "empty unless method is 'picard' or 'infomax'")
+    if v["label_threshold"] is not None:
+        check(0 < v["label_threshold"] <= 1, "label_threshold", "a probability above 0 and at most 1, or empty")
     try:
         _check_inside("raw_file_path", v["base_dir"], v["raw_file_path"])
     except ParameterError as err:
@@ -437,26 +447,7 @@ def static_problems(values: Mapping[str, Any]) -> list[ParameterError]:
 
 
 def recording_problems(params: IcaParams, rec: "RecordingInfo") -> list[ParameterError]:
-    """Rules that need the recording's header: crop start, Nyquist, channel count."""
-    problems: list[ParameterError] = []
-    if params.crop_tmin >= rec.duration:
-        problems.append(
-            ParameterError("crop_tmin", params.crop_tmin, f"a start before the recording ends ({rec.duration:.3f} s)")
-        )
-    if params.filter_fmax >= rec.nyquist:
-        problems.append(
-            ParameterError("filter_fmax", params.filter_fmax, f"below the Nyquist frequency ({rec.nyquist:g} Hz)")
-        )
-    count = rec.count(params.channel_type)
-    if count == 0:
-        present = ", ".join(f"{t} ({n})" for t, n in rec.channel_counts.items()) or "none"
-        problems.append(
-            ParameterError("channel_type", params.channel_type, f"a type present in the recording: {present}")
-        )
-    elif params.n_components > count:
-        problems.append(
-            ParameterError(
-                "n_components", params.n_components, f"at most the {count} picked {params.channel_type} channels"
-            )
-        )
-    return problems
+    """Rules that need the recording's header (crop, Nyquist, channel type, rank): :func:`labkit.recording.header_problems`."""
+    from .recording import header_problems
+
+    return header_problems(params, rec)

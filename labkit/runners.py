@@ -47,6 +47,9 @@ class Runner(abc.ABC):
         a complete one is returned as it is.
         """
         params = params.replace(base_dir=os.path.abspath(params.base_dir))  # executors may change cwd
+        from .recording import preflight
+
+        preflight(params)  # every mistake the parameters and the header reveal, before a folder or a kernel exists
         folder = results.RunFolder.create(params, run_id, resume=resume)
         if folder.complete:
             logger.info("run %s is already complete (%s): not running it again", folder.run_id, folder.path)

@@ -57,7 +57,7 @@ _ERR_STYLE = "color:#b00020;font-size:90%"
 
 
 #: the steps of a run, for the progress bar (mirrors labkit.ica.STEPS; checked in tests)
-STEPS = ("load", "filter", "fit", "score", "plot", "report")
+STEPS = ("load", "filter", "fit", "score", "label", "plot", "report")
 
 
 # -- export -------------------------------------------------------------------------------------------
@@ -163,6 +163,14 @@ def _link(path: Path, label: str) -> str:
             f"<code style='font-size:80%'>{html.escape(str(path))}</code>")
 
 
+def _warnings_html(warnings: list[str]) -> str:
+    """A run's warnings as a list (why it is "succeeded with warnings"), or nothing."""
+    if not warnings:
+        return ""
+    items = "".join(f"<li>{html.escape(str(w))}</li>" for w in warnings)
+    return f"<div class='labkit-warnings' style='color:#8a4b00'><b>Warnings</b><ul>{items}</ul></div>"
+
+
 def _tail(path: Path, n: int = 20) -> str:
     try:
         lines = path.read_text(errors="replace").splitlines()
@@ -221,10 +229,10 @@ class RecordingBrowser(W.VBox):
             real = self.inside(child)
             if real is None:
                 continue
-            if real.is_dir():
-                out[f"📁 {child.name}/"] = child
-            elif real.is_file() and recording.is_recording(child.name):
+            if recording.is_recording(child):
                 out[f"📄 {child.name}"] = child
+            elif real.is_dir():
+                out[f"📁 {child.name}/"] = child
         return out
 
     def browse(self, folder: Path) -> None:
@@ -246,7 +254,7 @@ class RecordingBrowser(W.VBox):
         """Choose a recording by its path relative to ``base_dir`` (opens its folder)."""
         path = self.base / rel_path
         real = self.inside(path)
-        if real is None or not real.is_file() or not recording.is_recording(path.name):
+        if real is None or not recording.is_recording(path):
             raise ParameterError("raw_file_path", rel_path, f"a recording file inside base_dir {str(self.base)!r}")
         self.browse(path.parent)
         self.select.value = f"📄 {path.name}"
@@ -270,12 +278,23 @@ class RecordingBrowser(W.VBox):
 
 
 # -- one run's results ----------------------------------------------------------------------------------------
-def write_components_tsv(path: Path, n_components: int, bad: dict[int, str]) -> Path:
-    """``components.tsv`` in the MNE-BIDS-Pipeline layout; ``bad`` maps component -> why it is bad."""
-    rows = ["component\ttype\tdescription\tstatus\tstatus_description"]
+def write_components_tsv(path: Path, n_components: int, bad: dict[int, str],
+                         labels: dict[str, Any] | None = None) -> Path:
+    """``components.tsv`` in the MNE-BIDS-Pipeline layout; ``bad`` maps component -> why it is bad.
+
+    With automatic ``labels`` (:mod:`labkit.labels`), two more columns give each component's
+    label and its probability (mne-icalabel's ``ic_type`` in BIDS words).
+    """
+    by_component = {r["component"]: r for r in (labels or {}).get("labels", [])}
+    extra = ["ic_type", "ic_type_probability"] if by_component else []
+    rows = ["\t".join(["component", "type", "description", "status", "status_description", *extra])]
     for i in range(n_components):
         status, why = ("bad", bad[i] or "n/a") if i in bad else ("good", "n/a")
-        rows.append(f"{i}\tica\tIndependent Component\t{status}\t{why}")
+        row = [str(i), "ica", "Independent Component", status, why]
+        if extra:
+            found = by_component.get(i)
+            row += [found["label"], f"{found['probability']:.4f}"] if found else ["n/a", "n/a"]
+        rows.append("\t".join(row))
     path.write_text("\n".join(rows) + "\n")
     return path
 
@@ -299,8 +318,9 @@ class ResultView(W.VBox):
         self._raw = None
         self._lock = threading.Lock()
         m = result.metrics
-        title = W.HTML(f"<h4 style='margin:4px 0'>Run {html.escape(result.run_id)}: {html.escape(result.state)}</h4>"
-                       + (f"<p style='{_ERR_STYLE}'>{html.escape(result.error)}</p>" if result.error else ""))
+        title = W.HTML(f"<h4 style='margin:4px 0'>Run {html.escape(result.run_id)}: {html.escape(result.outcome)}</h4>"
+                       + (f"<p style='{_ERR_STYLE}'>{html.escape(result.error)}</p>" if result.error else "")
+                       + _warnings_html(result.warnings))
         self.topomaps = W.VBox([_png_image(p.read_bytes()) for p in result.topomaps])
         if m.get("topomaps_skipped"):
             self.topomaps.children += (W.HTML(f"<i>Topomaps skipped: {html.escape(str(m['topomaps_skipped']))}</i>"),)
@@ -451,7 +471,8 @@ class ResultView(W.VBox):
     def save(self) -> Path:
         bad = {i: self.suspects.get(i, "manual") for i in self.excluded}
         bad = {i: (f"{why} suspect" if why != "manual" else "marked bad by hand") for i, why in bad.items()}
-        return write_components_tsv(self.result.file(results.COMPONENTS_TSV), self.n_components, bad)
+        return write_components_tsv(self.result.file(results.COMPONENTS_TSV), self.n_components, bad,
+                                    labels=self.result.metrics.get("labels"))
 
     def apply(self) -> Path:
         """Save the exclusions, then write the whole recording with them removed (``cleaned_raw.fif``)."""
@@ -538,6 +559,8 @@ class IcaForm(W.VBox):
         self.random_state = W.Text(value=str(_DEFAULTS["random_state"]), description="Random seed",
                                    placeholder="empty: random", style=style, layout=lay)
         self.max_iter = W.Text(value="auto", description="Max iterations", style=style, layout=lay)
+        self.label_threshold = W.Text(value="", description="Label threshold", placeholder="empty: labels advise only",
+                                      style=style, layout=lay)
         #: field name -> control, for every field the form sets
         self.controls: dict[str, W.Widget] = {
             "method": self.method, "extended": self.extended, "ortho": self.ortho,
@@ -545,6 +568,7 @@ class IcaForm(W.VBox):
             "crop_tmin": self.crop_tmin, "crop_tmax": self.crop_tmax,
             "filter_fmin": self.filter_fmin, "filter_fmax": self.filter_fmax,
             "random_state": self.random_state, "max_iter": self.max_iter,
+            "label_threshold": self.label_threshold,
         }
         #: field name -> the HTML next to its control holding the validation message
         self.errors: dict[str, W.HTML] = {name: W.HTML() for name in FIELD_BY_NAME}
@@ -596,7 +620,7 @@ class IcaForm(W.VBox):
 
         params_box = W.VBox([self.rows[n] for n in ("method", "extended", "ortho", "channel_type", "n_components",
                                                     "crop_tmin", "crop_tmax", "filter_fmin", "filter_fmax",
-                                                    "random_state", "max_iter")])
+                                                    "random_state", "max_iter", "label_threshold")])
         run_box = W.VBox([
             W.HBox([self.run_button, self.cancel_button, self.cluster_button, self.sweep_button]),
             self.cluster_reason, W.HBox([self.progress, self.step_label]), self.log_area, self.output, self.result_box,
@@ -650,19 +674,17 @@ class IcaForm(W.VBox):
             self.validate()
             return
         self.info = info
-        counts = {t: n for t, n in info.channel_counts.items() if t in CHANNEL_TYPES}
-        if info.count("meg") and "mag" in counts and "grad" in counts:
-            counts = {"meg": info.count("meg"), **counts}
+        counts = {t: n for t, n in info.ica_types.items() if t in CHANNEL_TYPES}  # ICA-fittable, >= 2 good
         options = [(f"{t} ({n} channels)", t) for t, n in counts.items()]
         with self.hold_sync():
             current = self.channel_type.value
             self.channel_type.options = options
             preferred = [t for t in (current, "eeg", "meg", "mag", "grad") if t in counts]
             self.channel_type.value = preferred[0] if preferred else options[0][1]
-            self.crop_tmin.max = info.duration
-            self.crop_tmax.max = info.duration
-            self.crop_tmax.value = min(self.crop_tmax.value or info.duration, info.duration) \
-                if self.crop_tmax.value > self.crop_tmin.value else info.duration
+            self.crop_tmin.max = info.end
+            self.crop_tmax.max = info.end
+            self.crop_tmax.value = min(self.crop_tmax.value or info.end, info.end) \
+                if self.crop_tmax.value > self.crop_tmin.value else info.end
             self.filter_fmin.max = info.nyquist
             self.filter_fmax.max = info.nyquist
             self._bound_components()
@@ -676,10 +698,10 @@ class IcaForm(W.VBox):
     def _bound_components(self) -> None:
         if self.info is None or not self.channel_type.value:
             return
-        count = self.info.count(self.channel_type.value)
-        if count >= 2:
-            self.n_components.max = count
-        self.n_components.tooltip = f"at most the {count} picked {self.channel_type.value} channels"
+        rank = self.info.rank(self.channel_type.value)
+        if rank >= 2:
+            self.n_components.max = rank
+        self.n_components.tooltip = f"at most the rank of the good {self.channel_type.value} channels ({rank})"
 
     # -- values and validation -----------------------------------------------------------------------------------------
     def _on_change(self, change: dict[str, Any]) -> None:
@@ -759,6 +781,7 @@ class IcaForm(W.VBox):
             self.max_iter.value = str(params.max_iter)
             self.extended.value = _bool_text(params.extended)
             self.ortho.value = _bool_text(params.ortho)
+            self.label_threshold.value = "" if params.label_threshold is None else f"{params.label_threshold:g}"
         self.validate()
 
     # -- running -------------------------------------------------------------------------------------------------------
@@ -841,9 +864,10 @@ class IcaForm(W.VBox):
         self._update_history()
         if result.state == "succeeded":
             self.progress.value = len(STEPS)
-            self.progress.bar_style = "success"
+            self.progress.bar_style = "warning" if result.warnings else "success"
             self.progress.description = "Done"
-            self.step_label.value = f"Run <code>{html.escape(result.run_id)}</code> succeeded"
+            self.step_label.value = (f"Run <code>{html.escape(result.run_id)}</code> {html.escape(result.outcome)}"
+                                     + (f" ({len(result.warnings)})" if result.warnings else ""))
         else:
             self.progress.bar_style = "danger"
             self.progress.description = result.state.capitalize()

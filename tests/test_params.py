@@ -134,7 +134,7 @@ def test_recording_rules():
         "crop_tmin": (dict(crop_tmin=30.0), r"got 30.0; allowed: a start before the recording ends \(30.000 s\)"),
         "filter_fmax": (dict(filter_fmax=50.0), r"got 50.0; allowed: below the Nyquist frequency \(50 Hz\)"),
         "n_components": (dict(n_components=20), r"got 20; allowed: at most the 19 picked eeg channels"),
-        "channel_type": (dict(channel_type="meg"), r"got 'meg'; allowed: a type present in the recording: eeg \(19\)"),
+        "channel_type": (dict(channel_type="meg"), r"got 'meg'; allowed: a type present in the recording that ICA can fit with at least 2 good channels: eeg \(19\)"),
     }
     for field, (change, match) in cases.items():
         problems = recording_problems(ok.replace(**change), rec)

@@ -18,7 +18,7 @@ import pytest
 
 from labkit import IcaParams, ica, results, runners
 from labkit.datasets import DEMO_FILENAME, load_truth
-from labkit.errors import RecordingError, RunFailed
+from labkit.errors import ParameterError, RecordingError
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -113,25 +113,19 @@ def test_papermills_own_cli_runs_the_template(tmp_path):
     assert (tmp_path / "out.ipynb").exists()
 
 
-def test_corrupt_file_fails_with_reason_and_log(tmp_path):
+def test_corrupt_file_fails_before_any_work(tmp_path):
     (tmp_path / "broken_raw.fif").write_bytes(b"this is not a FIF file" * 100)
     params = IcaParams(base_dir=str(tmp_path), raw_file_path="broken_raw.fif")
-    with pytest.raises(RunFailed, match="Cannot read recording 'broken_raw.fif'") as info:
+    with pytest.raises(RecordingError, match="Cannot read recording 'broken_raw.fif'"):
         runners.LocalRunner().run(params)
-    (found,) = results.list_runs(tmp_path)
-    assert found.path == info.value.folder and found.path.name.endswith(results.FAILED)
-    assert found.state == "failed" and "RecordingError" in found.error
-    assert found.status["error"]["kind"] == "notebook" and found.status["error"]["cell"] >= 1
-    assert "Cannot read recording" in found.log
-    assert_kernel_gone(found)
+    assert results.list_runs(tmp_path) == [], "the header is read before a folder or a kernel exists"
 
 
-def test_impossible_parameters_fail_naming_the_field(demo_dir):
+def test_impossible_parameters_fail_naming_the_field_before_any_work(demo_dir):
     params = demo_params(demo_dir, filter_fmax=200.0)  # demo is sampled at 250 Hz
-    with pytest.raises(RunFailed, match=r"'filter_fmax' parameter: got 200.0; allowed: below the Nyquist"):
+    with pytest.raises(ParameterError, match=r"'filter_fmax' parameter: got 200.0; allowed: below the Nyquist"):
         runners.LocalRunner().run(params)
-    (found,) = results.list_runs(demo_dir)
-    assert found.state == "failed" and "filter_fmax" in found.error
+    assert results.list_runs(demo_dir) == []
 
 
 def test_too_many_components_for_the_rank(demo_dir, tmp_path):

@@ -84,15 +84,15 @@ def test_header_bounds_every_control(demo_dir):
     assert form.run_button.disabled and "raw_file_path" in form.problems
     form.browser.choose(DEMO_FILENAME)
     assert "raw_file_path" not in form.problems
-    assert dict(form.channel_type.options) == {"ecg (1 channels)": "ecg", "eeg (60 channels)": "eeg",
-                                               "eog (2 channels)": "eog"}
+    # ICA-fittable types with >= 2 good channels: the single ECG channel is for scoring, not offered
+    assert dict(form.channel_type.options) == {"eeg (60 channels)": "eeg", "eog (2 channels)": "eog"}
     assert form.channel_type.value == "eeg"
-    assert form.crop_tmin.max == pytest.approx(120.0) and form.crop_tmax.max == pytest.approx(120.0)
+    assert form.crop_tmin.max == pytest.approx(119.996) and form.crop_tmax.max == pytest.approx(119.996)  # last sample
     assert form.filter_fmax.max == pytest.approx(125.0) and form.filter_fmin.max == pytest.approx(125.0)
     assert form.n_components.max == 60
     assert "250 Hz" in form.header.value and "eeg 60" in form.header.value
     form.crop_tmax.value = 500  # clamped to the recording
-    assert form.crop_tmax.value == pytest.approx(120.0)
+    assert form.crop_tmax.value == pytest.approx(119.996)
     form.channel_type.value = "eog"
     assert form.n_components.max == 2 and form.n_components.value == 2
     form.channel_type.value = "eeg"
@@ -237,7 +237,8 @@ def test_full_run_results_history_and_comparison(demo_dir):
     view.save_button.click()
     tsv = result.file(results.COMPONENTS_TSV)
     header, *rows = tsv.read_text().splitlines()
-    assert header.split("\t") == ["component", "type", "description", "status", "status_description"]
+    assert header.split("\t") == ["component", "type", "description", "status", "status_description",
+                                  "ic_type", "ic_type_probability"], "the automatic labels are kept on save"
     assert len(rows) == 15
     assert read_components_tsv(tsv) == sorted(suspects + [keep_one_more])
     assert "marked bad by hand" in tsv.read_text()

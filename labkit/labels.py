@@ -1,0 +1,94 @@
+"""Automatic component labels: ICLabel for EEG, MEGnet for MEG (both from mne-icalabel, on CPU with onnxruntime).
+
+Labels are advice: they never exclude a component unless the run asks for it with
+``label_threshold`` (exclude artifact classes at or above that probability). Each
+network wants its own preprocessing, which is applied to a copy of the recording
+used for labelling only (the fit and every figure keep the run's own band):
+
+* ICLabel: average reference, 1-100 Hz (the upper edge lowered below Nyquist when needed);
+* MEGnet: 1-100 Hz, resampled to 250 Hz, and at least 60 s of data.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import mne
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+ICLABEL_CLASSES = ("brain", "muscle artifact", "eye blink", "heart beat", "line noise", "channel noise", "other")
+MEGNET_CLASSES = ("brain/other", "eye blink", "heart beat", "eye movement")
+#: classes that are never excluded by a threshold
+KEEP_CLASSES = ("brain", "brain/other", "other")
+BAND = (1.0, 100.0)
+MEGNET_SFREQ = 250.0
+MEGNET_MIN_SAMPLES = 15_000  # MEGnet's own check: 60 s at 250 Hz
+
+
+def network_for(channel_type: str) -> str | None:
+    """``iclabel`` for EEG, ``megnet`` for MEG, None where neither network applies."""
+    if channel_type == "eeg":
+        return "iclabel"
+    if channel_type in ("meg", "mag", "grad"):
+        return "megnet"
+    return None
+
+
+def labelling_copy(raw: mne.io.BaseRaw, network: str, *, verbose: bool | str | None = None) -> tuple[mne.io.BaseRaw, str]:
+    """The network's preprocessing applied to ``raw`` (unfiltered, analysed channels only), and what was done."""
+    nyquist = raw.info["sfreq"] / 2
+    high = BAND[1] if BAND[1] < nyquist * 0.9 else round(nyquist * 0.9, 1)
+    done = [f"band-pass {BAND[0]:g}-{high:g} Hz" + ("" if high == BAND[1] else
+                                                    f" (not {BAND[1]:g} Hz: the recording's Nyquist is {nyquist:g} Hz)")]
+    raw.filter(BAND[0], high, picks="all", n_jobs=1, verbose=verbose)
+    if network == "iclabel":
+        raw.set_eeg_reference("average", verbose=verbose)
+        done.append("average reference")
+    else:
+        if raw.info["sfreq"] != MEGNET_SFREQ:
+            raw.resample(MEGNET_SFREQ, verbose=verbose)
+            done.append(f"resampled to {MEGNET_SFREQ:g} Hz")
+    return raw, ", ".join(done)
+
+
+def label(ica: mne.preprocessing.ICA, raw: mne.io.BaseRaw, network: str, *,
+          verbose: bool | str | None = None) -> dict[str, Any]:
+    """Label every component: ``{"network", "preprocessing", "labels": [{"component", "label", "probability"}]}``.
+
+    ``raw`` is consumed (filtered, re-referenced or resampled in place): pass a copy made for labelling.
+    """
+    from mne_icalabel import label_components
+
+    raw, done = labelling_copy(raw, network, verbose=verbose)
+    if network == "megnet" and raw.n_times < MEGNET_MIN_SAMPLES:
+        raise LabelsUnavailable(f"MEGnet needs at least {MEGNET_MIN_SAMPLES / MEGNET_SFREQ:g} s of data; "
+                                f"the analysed span is {raw.times[-1]:.1f} s")
+    logger.info("labels: %s on a copy of the data (%s), for labelling only", network, done)
+    with warnings.catch_warnings():
+        # its advice to fit extended infomax is known and documented; every other warning is kept
+        warnings.filterwarnings("ignore", message=".*was designed with extended infomax.*")
+        warnings.filterwarnings("ignore", message=".*designed with.*infomax.*")
+        found = label_components(raw, ica, method=network)
+    proba = np.asarray(found["y_pred_proba"], dtype=float)
+    return {
+        "network": network,
+        "preprocessing": done,
+        "labels": [{"component": i, "label": str(lab), "probability": round(float(p), 4)}
+                   for i, (lab, p) in enumerate(zip(found["labels"], proba, strict=True))],
+    }
+
+
+def excluded_by(labels: dict[str, Any] | None, threshold: float | None) -> list[int]:
+    """Components whose artifact label reaches ``threshold`` (none without a threshold)."""
+    if not labels or threshold is None:
+        return []
+    return [row["component"] for row in labels["labels"]
+            if row["label"] not in KEEP_CLASSES and row["probability"] >= threshold]
+
+
+class LabelsUnavailable(Exception):
+    """The network cannot label this recording (too short, missing package); the run goes on with a warning."""

@@ -1,0 +1,154 @@
+"""Input checked before any work, honest outcomes, every MNE format found one way, NaN/inf named."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mne
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from labkit import IcaParams, ica, recording, results
+from labkit.cli import main
+from labkit.datasets import DEMO_FILENAME
+from labkit.errors import ParameterError, RecordingError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tree(base: Path) -> list[str]:
+    return sorted(str(p.relative_to(base)) for p in base.rglob("*"))
+
+
+@pytest.mark.parametrize("flags, field, allowed", [
+    (["--raw-file-path", "missing_raw.fif"], "raw_file_path", "an existing file"),
+    (["--raw-file-path", "outside_raw.fif"], "raw_file_path", "resolves to"),
+    (["--channel-type", "meg"], "channel_type", "eeg (60)"),
+    (["--n-components", "61"], "n_components", "at most the 60 picked eeg channels"),
+    (["--crop-tmin", "120", "--crop-tmax", "none"], "crop_tmin", "a start before the recording ends (119.996 s)"),
+    (["--filter-fmax", "125"], "filter_fmax", "below the Nyquist frequency (125 Hz)"),
+])
+def test_mistakes_exit_2_before_any_work(demo_dir: Path, tmp_path: Path, flags: list[str], field: str,
+                                         allowed: str) -> None:
+    outside = tmp_path / "elsewhere_raw.fif"
+    shutil.copy(demo_dir / DEMO_FILENAME, outside)
+    (demo_dir / "outside_raw.fif").symlink_to(outside)
+    before = _tree(demo_dir)
+    out = CliRunner().invoke(main, ["run", "--base-dir", str(demo_dir), "--raw-file-path", DEMO_FILENAME, *flags])
+    assert out.exit_code == 2, out.output
+    assert f"'{field}'" in out.output and allowed in out.output, out.output
+    assert "Traceback" not in out.output
+    assert _tree(demo_dir) == before, "nothing is left behind: no result folder, no partial"
+
+
+def test_missing_base_dir_is_an_error_and_never_created(tmp_path: Path) -> None:
+    base = tmp_path / "userdata"
+    out = CliRunner().invoke(main, ["run", "--base-dir", str(base), "--raw-file-path", DEMO_FILENAME])
+    assert out.exit_code == 2 and "'base_dir'" in out.output and "an existing directory" in out.output
+    assert not base.exists()
+
+
+@pytest.mark.slow
+def test_a_fit_that_does_not_converge_succeeds_with_warnings(demo_dir: Path) -> None:
+    """Through the real ``labkit run`` (papermill): state stays succeeded, the outcome says 'with warnings'."""
+    proc = subprocess.run([sys.executable, "-m", "labkit", "run", "--base-dir", str(demo_dir), "--raw-file-path",
+                           DEMO_FILENAME, "--method", "fastica", "--max-iter", "2", "--n-components", "10",
+                           "--crop-tmax", "20", "--run-id", "noconv"],
+                          capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = results.find_run(demo_dir, "noconv")
+    status = json.loads(found.file(results.STATUS_FILE).read_text())
+    assert status["state"] == "succeeded"
+    assert any("did not converge" in w for w in status["warnings"]), status
+    assert found.outcome == "succeeded with warnings"
+    assert found.metrics["warnings"] == status["warnings"] and found.metrics["converged"] is False
+    assert "FastICA did not converge" in " ".join(status["warnings"]), "scikit-learn's own warning is kept"
+    report = found.file(results.REPORT_FILE).read_text()
+    assert "succeeded with warnings" in report and "did not converge" in report
+    assert "WARNING" in found.log and "did not converge" in found.log
+
+
+def test_outcome_of_a_result() -> None:
+    res = results.RunResult(path=Path("/x/PreExperiment_ICA_a"), status={"state": "succeeded"}, params=None,
+                            metrics={})
+    assert res.outcome == "succeeded"
+    res.status["warnings"] = ["crop_tmax 99 s is past the recording's end; clamped to 60.000 s"]
+    assert res.outcome == "succeeded with warnings"
+    res.status["state"] = "failed"
+    assert res.outcome == "failed"
+
+
+def test_clamped_crop_and_short_span_are_warnings(demo_dir: Path, tmp_path: Path) -> None:
+    params = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=10, crop_tmin=118.0,
+                       crop_tmax=500.0)
+    res = ica.run(params, tmp_path / "out", verbose="warning")
+    text = " | ".join(res.metrics["warnings"])
+    assert "clamped to 119.996 s" in text
+    assert "fewer than the 1000 (10 x 10^2)" in text, "2 s at 250 Hz is too short for 10 components"
+    assert "longer than the signal" in text, "MNE's filter warning is captured"
+    assert res.metrics["outcome"] == "succeeded with warnings"
+
+
+def test_nan_samples_named_by_channel_and_time(tmp_path: Path) -> None:
+    info = mne.create_info([f"EEG{i:02d}" for i in range(8)], 100.0, "eeg")
+    data = np.random.default_rng(0).normal(size=(8, 2000)) * 1e-5
+    data[5, 1234] = np.nan
+    data[6, 1500] = np.inf
+    mne.io.RawArray(data, info, verbose="error").save(tmp_path / "nan_raw.fif", verbose="error")
+    params = IcaParams(base_dir=str(tmp_path), raw_file_path="nan_raw.fif", n_components=4, crop_tmax=None)
+    with pytest.raises(RecordingError, match=r"channel 'EEG05' holds 1 NaN/infinite sample\(s\), the first at 12.340 s"):
+        ica.run(params, tmp_path / "out", verbose="error")
+    assert not (tmp_path / "out" / results.ICA_FILE).exists(), "refused before the fit"
+
+
+# -- formats -------------------------------------------------------------------------------------------------
+def test_formats_found_one_way_case_insensitive_without_sidecars(tmp_path: Path) -> None:
+    for name in ("a_raw.FIF", "b.EDF", "c.vhdr", "c.vmrk", "c.eeg", "d.set", "d.fdt", "e.dat", "e.dap", "e.rs3", "n.txt",
+                 "f.sqd", "notes.txt.bak", ".hidden.edf", "g.cdt", "g.cdt.dpa"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "nk.EEG").write_bytes(b"EEG-1200A V01.00" + bytes(100))  # Nihon Kohden, with its clashing extension
+    (tmp_path / "h.mff").mkdir()
+    (tmp_path / "i.ds").mkdir()
+    (tmp_path / "plain_folder").mkdir()
+    found = [p.name for p in recording.find_recordings(tmp_path)]
+    assert found == ["a_raw.FIF", "b.EDF", "c.vhdr", "d.set", "e.dat", "f.sqd", "g.cdt", "h.mff", "i.ds", "nk.EEG"]
+    assert recording.recording_format(tmp_path / "nk.EEG") == "NihonKoden"
+    assert recording.recording_format(tmp_path / "c.eeg") is None, "BrainVision's data file"
+    with pytest.raises(RecordingError, match="choose its .vhdr header"):
+        recording.read_raw(tmp_path / "c.eeg")
+
+
+def test_uppercase_extension_reads(demo_dir: Path) -> None:
+    upper = demo_dir / "DEMO_RAW.FIF"
+    shutil.copy(demo_dir / DEMO_FILENAME, upper)
+    assert recording.describe(upper).count("eeg") == 60
+
+
+def test_missing_reader_package_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader whose optional package is absent: the error names the package (as MNE's EGI reader says it)."""
+    def reader(path, **kwargs):
+        raise RuntimeError("For reading EGI MFF data to work, the module mffpy is needed, but it could not be imported.")
+
+    (tmp_path / "x.mff").mkdir()
+    monkeypatch.setitem(recording.reader_table(), ".mff", {"EGI": reader})
+    with pytest.raises(RecordingError, match=r"reading EGI files needs the optional package 'mffpy'.*pip install mffpy"):
+        recording.read_raw(tmp_path / "x.mff")
+
+
+def test_header_bounds_use_rank_and_last_sample() -> None:
+    rec = recording.RecordingInfo(path="r", sfreq=100.0, duration=10.0, channel_counts={"eeg": 20, "misc": 3},
+                                  good_counts={"eeg": 18, "misc": 3}, ranks={"eeg": 17}, last_time=9.99)
+    assert rec.ica_types == {"eeg": 18}
+    problems = recording.header_problems(IcaParams(n_components=18, crop_tmin=9.99, filter_fmax=30.0), rec)
+    assert [p.field for p in problems] == ["crop_tmin", "n_components"]
+    assert "before the recording ends (9.990 s)" in str(problems[0])
+    assert "at most the rank of the 18 good eeg channels (17)" in str(problems[1])
+    with pytest.raises(ParameterError):
+        raise recording.header_problems(IcaParams(channel_type="misc"), rec)[0]
