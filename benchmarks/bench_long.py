@@ -10,8 +10,10 @@ topomaps, sources, suspects' properties, labels, a report):
 (b) ``labkit.ica.run`` in a fresh ``python`` process (the analysis a run's kernel executes);
 (c) ``labkit run`` (papermill and its kernel, all outputs), as a process tree.
 
-Peak memory is the largest sum of RSS over the process tree (the run, its kernel, the
-topomap worker), sampled every 20 ms with psutil. Rounds are interleaved (a, b, c per
+Peak memory is the largest sum of PSS (proportional set size: pages shared between processes,
+such as the topomap worker's with its forkserver, are split between them rather than counted
+twice) over the process tree (the run, its kernel, the topomap worker), sampled every 50 ms
+with psutil. Rounds are interleaved (a, b, c per
 round) and the medians go into ``benchmarks/README.md`` between ``<!-- bench_long -->`` markers.
 
     python benchmarks/bench_long.py [--repeats 3] [--minutes 30] [--base-dir DIR]
@@ -48,7 +50,7 @@ ica.run(params, sys.argv[3], verbose="warning")
 
 
 def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and peak summed RSS (MiB) of ``cmd`` and all its descendants."""
+    """Wall seconds and peak summed PSS (MiB) of ``cmd`` and all its descendants."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     peak, done = 0, threading.Event()
@@ -62,13 +64,13 @@ def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
                 total = 0
                 for p in procs:
                     try:
-                        total += p.memory_info().rss
+                        total += p.memory_full_info().pss
                     except psutil.Error:
                         pass
                 peak = max(peak, total)
             except psutil.Error:
                 pass
-            time.sleep(0.02)
+            time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()

@@ -8,6 +8,7 @@ widgets, a cluster Job) passes ``run_dir`` and owns the run's lifecycle; plain
 from __future__ import annotations
 
 import contextlib
+import html
 import logging
 import os
 from dataclasses import dataclass, field
@@ -80,6 +81,10 @@ class TemplateRun:
             display(Image(filename=str(png)))
         if "topomaps_skipped" in found.metrics:
             display(Markdown(f"**Topomaps skipped:** {found.metrics['topomaps_skipped']}"))
+        warnings = found.metrics.get("warnings") or []
+        if warnings:  # the outcome, told where the researcher looks: "succeeded with warnings"
+            items = "".join(f"<li>{html.escape(str(w))}</li>" for w in warnings)
+            display(HTML(f"<p><b>Succeeded with warnings</b> ({len(warnings)}):</p><ul>{items}</ul>"))
         display(HTML(found.summary_html()))
         print(found.log)
 

@@ -6,6 +6,9 @@ band the ICA really saw, not what labkit meant to do. Short crops keep the suite
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import mne
@@ -16,6 +19,7 @@ from labkit import IcaParams, ica, recording, results
 from labkit.cli import main
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
 
 #: recording, channel type, components, crop end (s), whether its channel names give topomaps
 CASES = [
@@ -59,6 +63,20 @@ def test_real_recording_completes_with_its_channels_filtered(real_dir: Path, tmp
     else:  # 10 s of MEG: MEGnet needs 60 s, and the run says so instead of failing
         assert res.metrics["labels"] is None
         assert any("MEGnet needs at least 60 s" in w for w in res.metrics["warnings"])
+
+
+def test_the_mff_folder_runs_through_labkit_run(real_dir: Path) -> None:
+    """The EGI folder recording end to end: CLI, preflight, papermill, result folder."""
+    proc = subprocess.run([sys.executable, "-m", "labkit", "run", "--base-dir", str(real_dir), "--raw-file-path",
+                           "egi_pns.mff", "--n-components", "5", "--crop-tmax", "6", "--run-id", "mff"],
+                          capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = results.find_run(real_dir, "mff")
+    assert found.state == "succeeded"
+    saved = found.read_ica()
+    assert set(saved.get_channel_types()) == {"eeg"} and saved.info["highpass"] == pytest.approx(1.0)
+    assert "ecg_suspects" in found.metrics, "its ECG channel was used for scoring"
 
 
 def test_misc_channels_are_refused_before_any_work(real_dir: Path) -> None:
