@@ -33,7 +33,7 @@ from .params import IcaParams, recording_problems
 logger = logging.getLogger(__name__)
 
 #: the steps of a run, in order, for progress displays
-STEPS = ("load", "filter", "fit", "score", "label", "plot", "report")
+STEPS = ("load", "filter", "fit", "score", "plot", "label", "report")
 #: BLAS threads per fit: one thread measured fastest for picard on 2 cores (benchmarks/)
 DEFAULT_BLAS_THREADS = 1
 
@@ -206,6 +206,16 @@ def draw_topomaps_from_file(ica_file: str, out_dir: str, montage_positions: bool
     _draw_topomaps(ica, Path(out_dir))
 
 
+def label_in_worker(ica_file: str, params_json: str, network: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """In a worker process: label the saved ICA; return the labels and the warnings raised meanwhile."""
+    params = IcaParams.from_json(params_json)
+    saved = mne.preprocessing.read_ica(ica_file, verbose="error")
+    caught = WarningLog()
+    with caught.capturing():
+        found = _label(saved, params, network, "warning")
+    return found, caught.messages
+
+
 def _warm() -> None:
     """A no-op a worker runs first, so its start-up (imports) overlaps the fit."""
 
@@ -229,15 +239,19 @@ class TopomapWorker:
         ctx = mp.get_context(method)
         if method == "forkserver":
             ctx.set_forkserver_preload(["labkit.ica"])
-        self.pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+        self.pool = ProcessPoolExecutor(max_workers=2, mp_context=ctx)  # topomaps and labels, beside the plots
         self.pool.submit(_warm)
 
     def draw(self, ica_file: Path, out_dir: Path) -> "Future[None] | None":
+        return self.submit(draw_topomaps_from_file, str(ica_file), str(out_dir), True)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> "Future[Any] | None":
+        """``fn(*args)`` in a worker, or None when there is none (the caller then does it itself)."""
         if self.pool is None:
             return None
         try:
-            return self.pool.submit(draw_topomaps_from_file, str(ica_file), str(out_dir), True)
-        except Exception as err:  # broken pool: the caller draws them itself
+            return self.pool.submit(fn, *args)
+        except Exception as err:  # broken pool
             logger.warning("no topomap worker (%s: %s)", type(err).__name__, err)
             return None
 
@@ -294,7 +308,13 @@ class WarningLog:
     def __init__(self) -> None:
         self.messages: list[str] = []
 
+    #: not about the analysis: interpreter housekeeping (garbage-collected sockets, deprecations) goes to the log only
+    IGNORED = (ResourceWarning, DeprecationWarning, PendingDeprecationWarning, ImportWarning)
+
     def add(self, message: Any) -> None:
+        if isinstance(message, self.IGNORED):
+            logger.debug("ignored %s: %s", type(message).__name__, message)
+            return
         text = _plain(message)
         if text and text not in self.messages:
             self.messages.append(text)
@@ -371,16 +391,27 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
             ica.exclude = suspects
             ica.save(out / results.ICA_FILE, overwrite=True, verbose="error")
             topomaps = worker.draw(out / results.ICA_FILE, out) if no_positions is None else None
-            with step("label", folder, progress) as t:
-                labels = _label(ica, params, network, verbose)
-            timings["label_s"] = t["seconds"]
-            by_label = labels_mod.excluded_by(labels, params.label_threshold)
-            if by_label:
-                ica.exclude = sorted(set(suspects) | set(by_label))
-                ica.save(out / results.ICA_FILE, overwrite=True, verbose="error")
+            # labels exclude nothing without a threshold: then they are computed beside the plots
+            labelling = None if network is None or params.label_threshold is not None else worker.submit(
+                label_in_worker, str(out / results.ICA_FILE),
+                params.replace(base_dir=os.path.abspath(params.base_dir)).to_json(), network)
+            by_label: list[int] = []
+            if labelling is None:
+                with step("label", folder, progress) as t:
+                    labels = _label(ica, params, network, verbose)
+                timings["label_s"] = t["seconds"]
+                by_label = labels_mod.excluded_by(labels, params.label_threshold)
+                if by_label:
+                    ica.exclude = sorted(set(suspects) | set(by_label))
+                    ica.save(out / results.ICA_FILE, overwrite=True, verbose="error")
             with step("plot", folder, progress) as t:
                 drawn = plot(ica, raw, out, list(ica.exclude), no_positions, topomaps)
             timings["plot_s"] = t["seconds"]
+            if labelling is not None:
+                with step("label", folder, progress) as t:
+                    labels = _labels_from_worker(labelling, caught, ica, params, network, verbose)
+                timings["label_wait_s"] = t["seconds"]
+            _log_labels(labels)
             max_iter = ica.max_iter if isinstance(ica.max_iter, int) else None
             metrics: dict[str, Any] = {
                 "method": params.method,
@@ -455,6 +486,26 @@ def _label(ica: mne.preprocessing.ICA, params: IcaParams, network: str | None,
         warnings.warn(f"components not labelled: {network} needs the package {err.name!r} (pip install mne-icalabel "
                       "onnxruntime)", stacklevel=2)
     return None
+
+
+def _labels_from_worker(labelling: "Future[Any]", caught: WarningLog, ica: mne.preprocessing.ICA,
+                        params: IcaParams, network: str, verbose: bool | str | None) -> dict[str, Any] | None:
+    """The worker's labels and warnings; if the worker failed, label here instead."""
+    try:
+        found, messages = labelling.result(timeout=600)
+    except Exception as err:
+        logger.warning("labelling in a worker process failed (%s: %s); labelling here", type(err).__name__, err)
+        return _label(ica, params, network, verbose)
+    for message in messages:
+        caught.add(message)
+    return found
+
+
+def _log_labels(labels: dict[str, Any] | None) -> None:
+    if labels:
+        logger.info("labels: %s on a copy of the data (%s), for labelling only; %s", labels["network"],
+                    labels["preprocessing"], ", ".join(f"ICA{r['component']:03d} {r['label']} {r['probability']:.2f}"
+                                                       for r in labels["labels"]))
 
 
 def _bad_reasons(metrics: dict[str, Any]) -> dict[int, str]:

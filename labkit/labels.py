@@ -11,14 +11,11 @@ used for labelling only (the fit and every figure keep the run's own band):
 
 from __future__ import annotations
 
-import logging
 import warnings
 from typing import Any
 
 import mne
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 ICLABEL_CLASSES = ("brain", "muscle artifact", "eye blink", "heart beat", "line noise", "channel noise", "other")
 MEGNET_CLASSES = ("brain/other", "eye blink", "heart beat", "eye movement")
@@ -67,7 +64,6 @@ def label(ica: mne.preprocessing.ICA, raw: mne.io.BaseRaw, network: str, *,
     if network == "megnet" and raw.n_times < MEGNET_MIN_SAMPLES:
         raise LabelsUnavailable(f"MEGnet needs at least {MEGNET_MIN_SAMPLES / MEGNET_SFREQ:g} s of data; "
                                 f"the analysed span is {raw.times[-1]:.1f} s")
-    logger.info("labels: %s on a copy of the data (%s), for labelling only", network, done)
     with warnings.catch_warnings():
         # its advice to fit extended infomax is known and documented; every other warning is kept
         warnings.filterwarnings("ignore", message=".*was designed with extended infomax.*")

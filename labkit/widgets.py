@@ -57,7 +57,7 @@ _ERR_STYLE = "color:#b00020;font-size:90%"
 
 
 #: the steps of a run, for the progress bar (mirrors labkit.ica.STEPS; checked in tests)
-STEPS = ("load", "filter", "fit", "score", "label", "plot", "report")
+STEPS = ("load", "filter", "fit", "score", "plot", "label", "report")
 
 
 # -- export -------------------------------------------------------------------------------------------
@@ -341,8 +341,13 @@ class ResultView(W.VBox):
                        indent=False, layout=W.Layout(width="110px"))
             for i in range(n)
         ]
+        labels = {r["component"]: f"{r['label']} {r['probability']:.2f}"
+                  for r in (m.get("labels") or {}).get("labels", [])}
+        #: component -> its automatic label and probability ("eye blink 0.99"), when the run labelled them
+        self.labels = labels
         self.component = W.Dropdown(options=[("choose a component", None)] +
-                                    [(f"ICA{i:03d}" + (f" ({self.suspects[i]} suspect)" if i in self.suspects else ""), i)
+                                    [(f"ICA{i:03d}" + (f" [{labels[i]}]" if i in labels else "")
+                                      + (f" ({self.suspects[i]} suspect)" if i in self.suspects else ""), i)
                                      for i in range(n)], description="Properties")
         self.properties = W.VBox()
         self.save_button = W.Button(description="Save exclusions", icon="save")

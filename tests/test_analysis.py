@@ -152,3 +152,23 @@ def test_header_bounds_use_rank_and_last_sample() -> None:
     assert "at most the rank of the 18 good eeg channels (17)" in str(problems[1])
     with pytest.raises(ParameterError):
         raise recording.header_problems(IcaParams(channel_type="misc"), rec)[0]
+
+
+@pytest.mark.slow
+def test_topomaps_drawn_by_a_forkserver_worker_never_a_fork(demo_dir: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """The run never forks its own (threaded) process: the topomaps come from a worker that reads the saved ICA."""
+    def no_fork() -> int:
+        raise AssertionError("os.fork called in the analysing process")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    worker = ica.TopomapWorker()
+    assert worker.pool is not None and worker.pool._mp_context.get_start_method() in ("forkserver", "spawn")
+    worker.close()
+    params = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=12, crop_tmax=30.0)
+    with caplog.at_level("INFO", logger="labkit"):
+        ica.run(params, tmp_path / "out", verbose="error")
+    assert (tmp_path / "out" / "topomaps.png").is_file()
+    assert "topomaps' worker" in caplog.text
+    assert "drawing them here" not in caplog.text and "no topomap worker" not in caplog.text

@@ -119,7 +119,8 @@ def test_two_runs_with_one_id_at_the_same_instant_one_result_one_refusal(demo_di
     # the third run: an impossible value under the same id must not touch the good result
     third = labkit(*run_args(tiny(demo_dir, filter_fmax=200.0), "same"))
     out, err = third.communicate(timeout=120)
-    assert third.returncode == 1 and "already taken (succeeded" in err and "Traceback" not in err
+    # the impossible value is found first, before the id is even claimed (preflight: exit 2, nothing made)
+    assert third.returncode == 2 and "'filter_fmax'" in err and "Traceback" not in err
     assert snapshot(found.path) == before and results.load_run(found.path).state == "succeeded"
 
 
@@ -127,7 +128,10 @@ def test_a_pod_retry_restarts_its_killed_attempt_and_keeps_the_complete_result(d
     env = {**tiny(demo_dir).to_env(), "LABKIT_RUN_ID": "job-7"}
     first = labkit("entrypoint", env={**env, "LABKIT_PAUSE_AT": "plot"})
     kill_when_paused(first)  # the node died in the middle of the first pod
-    (partial,) = results.list_runs(demo_dir)
+    deadline = time.monotonic() + 10  # SIGKILL is asynchronous: a big kernel takes a moment to be gone
+    while (partial := results.list_runs(demo_dir)[0]).state != "failed" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(results.list_runs(demo_dir)) == 1
     assert partial.state == "failed" and partial.path.name.endswith(results.PARTIAL)
     assert (partial.path / "topomaps.png").exists() or list(partial.path.glob("*.fif")), "it got as far as plot"
     second = labkit("entrypoint", env=env)  # the Job's next pod: same LABKIT_RUN_ID

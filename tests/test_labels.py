@@ -10,7 +10,7 @@ import pytest
 
 from labkit import IcaParams, ica, results
 from labkit.datasets import DEMO_FILENAME, load_truth
-from labkit.widgets import read_components_tsv
+from labkit.widgets import ResultView, read_components_tsv
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +52,10 @@ def test_iclabel_on_demo_labels_the_blink_eye_and_excludes_nothing_by_itself(dem
     assert tsv[1 + blink["component"]].split("\t")[-2:] == ["eye blink", f"{blink['probability']:.4f}"]
     report = (tmp_path / "out" / results.REPORT_FILE).read_text()
     assert "iclabel on a copy of the data" in report and "eye blink" in report
+    view = ResultView(results.RunResult(path=tmp_path / "PreExperiment_ICA_x", status={"state": "succeeded"},
+                                        params=params, metrics=res.metrics))
+    shown = dict((v, k) for k, v in view.component.options)[blink["component"]]
+    assert f"[eye blink {blink['probability']:.2f}]" in shown, "the form shows each component's label"
 
 
 def test_label_threshold_excludes_artifact_labels_only(demo_dir: Path, tmp_path: Path) -> None:
