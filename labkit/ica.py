@@ -233,14 +233,25 @@ class TopomapWorker:
         from concurrent.futures import ProcessPoolExecutor
 
         self.pool: ProcessPoolExecutor | None = None
-        if (os.cpu_count() or 1) < 2:  # one core: drawing here is as fast and starts nothing
+        import sys
+
+        # one core: drawing here is as fast and starts nothing; a sweep's warm kernel: its cores are the pool's
+        warm_kernel = bool(getattr(sys.modules.get("labkit.pool"), "_baseline_handlers", None))
+        if (os.cpu_count() or 1) < 2 or warm_kernel:
             return
+        main = sys.modules.get("__main__")
+        if main is not None and not hasattr(main, "__spec__"):  # a kernel whose namespace was reset
+            main.__spec__ = None  # type: ignore[attr-defined]  # what multiprocessing reads to prepare a worker
         method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         ctx = mp.get_context(method)
         if method == "forkserver":
             ctx.set_forkserver_preload(["labkit.ica"])
-        self.pool = ProcessPoolExecutor(max_workers=2, mp_context=ctx)  # topomaps and labels, beside the plots
-        self.pool.submit(_warm)
+        try:
+            self.pool = ProcessPoolExecutor(max_workers=2, mp_context=ctx)  # topomaps and labels, beside the plots
+            self.pool.submit(_warm)
+        except Exception as err:  # no worker here: the run draws and labels in-process
+            logger.warning("no topomap worker (%s: %s); drawing here", type(err).__name__, err)
+            self.close()
 
     def draw(self, ica_file: Path, out_dir: Path) -> "Future[None] | None":
         return self.submit(draw_topomaps_from_file, str(ica_file), str(out_dir), True)

@@ -147,7 +147,8 @@ def test_a_pod_retry_restarts_its_killed_attempt_and_keeps_the_complete_result(d
     assert third.returncode == 0 and out.strip().splitlines()[-1] == str(found.path), err
     bad = labkit("entrypoint", env={**env, "FILTER_FMAX": "200"})  # same id, another (impossible) set
     out, err = bad.communicate(timeout=120)
-    assert bad.returncode == 1 and "already names a run of another parameter set" in err and "Traceback" not in err
+    # the impossible value is refused before the id is looked at (preflight: exit 2, nothing touched)
+    assert bad.returncode == 2 and "'filter_fmax'" in err and "Traceback" not in err
     assert snapshot(found.path) == before and [r.state for r in results.list_runs(demo_dir)] == ["succeeded"]
 
 
