@@ -64,7 +64,17 @@ def kill_when_paused(proc: subprocess.Popen, timeout: float = 120) -> str:
             pass
     proc.wait(10)
     proc.communicate()
+    _wait_gone(tree)
     return "runner" if paused[0].pid == proc.pid else "kernel"
+
+
+def _wait_gone(tree: list[psutil.Process], timeout: float = 20) -> None:
+    """SIGKILL is delivered asynchronously: wait until every process of the run is dead (or a zombie,
+    which nobody reaps here), so the readers below see the run as a pod's death would leave it."""
+    deadline = time.monotonic() + timeout
+    while any(_status(p) not in ("", psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD) for p in tree):
+        assert time.monotonic() < deadline, "the killed run's processes did not end"
+        time.sleep(0.02)
 
 
 def _status(p: psutil.Process) -> str:
