@@ -469,7 +469,7 @@ class _FollowingFileHandler(logging.Handler):
             self.handleError(record)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` lives on this host (a zombie, killed but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
@@ -566,7 +566,7 @@ class RunResult:
         status = self.status
         pid, host = status.get("pid"), status.get("host")
         if host == socket.gethostname() and isinstance(pid, int):
-            return None if _pid_alive(pid) else f"its process (pid {pid} on {host}) disappeared (killed?)"
+            return None if pid_alive(pid) else f"its process (pid {pid} on {host}) disappeared (killed?)"
         beat = _parse_time(status.get("heartbeat") or status.get("updated"))
         if beat is None:
             return None if pid is None and host is None else "it never reported a heartbeat"

@@ -32,7 +32,7 @@ from . import provenance
 from .compare import compare, plot  # noqa: F401 - re-exported: their home is labkit.compare
 from .errors import LabkitError, ParameterError, RunFailed
 from .params import FIELD_BY_NAME, IcaParams, read_document, sets_from_text
-from .results import PARTIAL, RunFolder, RunResult, list_runs, load_run
+from .results import PARTIAL, RunFolder, RunResult, list_runs, load_run, pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -191,24 +191,12 @@ def _finish_abandoned(run: RunResult) -> None:
     if not run.path.name.endswith(PARTIAL):
         return
     runner, host = run.status.get("runner_pid"), run.status.get("host", socket.gethostname())
-    sweep_gone = isinstance(runner, int) and host == socket.gethostname() and not _alive(runner)
+    sweep_gone = isinstance(runner, int) and host == socket.gethostname() and not pid_alive(runner)
     if run.state == "failed" or sweep_gone:
         folder = RunFolder(run.path.parent, run.run_id)
         folder.fail(f"interrupted: {run.error if run.state == 'failed' else 'the sweep running it stopped (killed?)'}",
                     kind="cancelled")
         run.status, run.path = folder.status, folder.path
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _decide(params: IcaParams, runs: list[RunResult], force: bool) -> Decision:

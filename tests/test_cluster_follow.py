@@ -15,7 +15,7 @@ import time
 import kmock
 import pytest
 from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir  # noqa: F401 (fixtures)
-from test_cluster_jobs import JOBS_PATH, Sleeps, follow, jobs_for, wait
+from test_cluster_jobs import JOBS_PATH, Sleeps, follow, jobs_for, runs_then_completes
 
 from labkit.cluster.errors import ClusterUnavailable
 from labkit.cluster.jobs import JobStatus
@@ -38,14 +38,7 @@ def test_a_watch_error_500_is_retried_with_backoff(emulator: Emulator) -> None:
     emulator.react(lambda k: k["get", JOBS_PATH, WATCH][:2] << error_event(500, "etcdserver: leader changed"))
     ctl = Controllers(emulator.api_client())
 
-    def script(seen: dict[str, threading.Event]) -> None:
-        wait(seen["pending"])
-        time.sleep(0.3)
-        ctl.create_pod(sub.name, phase="Running", node="n1")
-        wait(seen["running"])
-        ctl.job_condition(sub.name, "Complete")
-
-    final, _ = follow(jobs, sub.name, script)
+    final, _ = follow(jobs, sub.name, runs_then_completes(ctl, sub.name, 0.3))
     assert isinstance(final, JobStatus) and final.phase == "succeeded", final
     assert jobs.watch_state.get("retried") == 2
     assert sleeps[:2] == [0.5, 1.0]  # bounded exponential backoff between the two errors
@@ -66,14 +59,8 @@ def test_lines_that_are_not_events_are_skipped_with_a_warning(emulator: Emulator
     emulator.react(lambda k: k["get", JOBS_PATH, WATCH][:1] << b'42\n"hello"\n[1, 2]\nnot json\n{"type": "ADDED"}\n')
     ctl = Controllers(emulator.api_client())
 
-    def script(seen: dict[str, threading.Event]) -> None:
-        wait(seen["pending"])
-        ctl.create_pod(sub.name, phase="Running", node="n1")
-        wait(seen["running"])
-        ctl.job_condition(sub.name, "Complete")
-
     with caplog.at_level(logging.WARNING, logger="labkit.cluster.follow"):
-        final, _ = follow(jobs, sub.name, script)
+        final, _ = follow(jobs, sub.name, runs_then_completes(ctl, sub.name))
     assert isinstance(final, JobStatus) and final.phase == "succeeded", final
     skipped = [r.getMessage() for r in caplog.records if "not an event" in r.getMessage()]
     assert len(skipped) == 5 and "'42'" in skipped[0]

@@ -81,6 +81,21 @@ def wait(event: threading.Event) -> None:
     assert event.wait(10), "the watcher never reported the expected phase"
 
 
+def runs_then_completes(ctl: Controllers, name: str,
+                        delay: float = 0.0) -> Callable[[dict[str, threading.Event]], None]:
+    """A :func:`follow` script playing the kubelet and Job controller: once the watcher has seen the Job
+    pending, wait ``delay`` seconds, start its pod, and complete the Job once the watcher saw it running."""
+
+    def script(seen: dict[str, threading.Event]) -> None:
+        wait(seen["pending"])
+        time.sleep(delay)
+        ctl.create_pod(name, phase="Running", node="n1")
+        wait(seen["running"])
+        ctl.job_condition(name, "Complete")
+
+    return script
+
+
 # -- submit ----------------------------------------------------------------------------
 def test_submit_creates_the_job_over_http(emulator: Emulator) -> None:
     jobs = jobs_for(emulator)
@@ -248,14 +263,7 @@ def test_watch_resumes_after_410_gone(emulator: Emulator) -> None:
                    << json.dumps(gone).encode() + b"\n")
     ctl = Controllers(emulator.api_client())
 
-    def script(seen: dict[str, threading.Event]) -> None:
-        wait(seen["pending"])
-        time.sleep(0.5)
-        ctl.create_pod(sub.name, phase="Running", node="n1")
-        wait(seen["running"])
-        ctl.job_condition(sub.name, "Complete")
-
-    final, _ = follow(jobs, sub.name, script)
+    final, _ = follow(jobs, sub.name, runs_then_completes(ctl, sub.name, 0.5))
     assert isinstance(final, JobStatus) and final.phase == "succeeded", final
     assert jobs.watch_state.get("relisted", 0) >= 1
     paths = [(r.method, r.url.path, dict(r.params)) for r in emulator.requests()]
@@ -269,14 +277,8 @@ def test_watch_renews_timed_out_streams(emulator: Emulator) -> None:
     sub = jobs.submit(IcaParams())
     ctl = Controllers(emulator.api_client())
 
-    def script(seen: dict[str, threading.Event]) -> None:
-        wait(seen["pending"])
-        time.sleep(1.0)  # several poll intervals: the (never-ending) watch stream times out and is renewed
-        ctl.create_pod(sub.name, phase="Running", node="n1")
-        wait(seen["running"])
-        ctl.job_condition(sub.name, "Complete")
-
-    final, _ = follow(jobs, sub.name, script)
+    # the pod starts after several poll intervals: the (never-ending) watch stream times out and is renewed
+    final, _ = follow(jobs, sub.name, runs_then_completes(ctl, sub.name, 1.0))
     assert isinstance(final, JobStatus) and final.phase == "succeeded"
     assert jobs.watch_state.get("renewed", 0) >= 2
 

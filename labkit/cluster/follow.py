@@ -23,6 +23,36 @@ from .status import VOLCANO_GROUP, VOLCANO_VERSION, JobPendingTooLong, JobStatus
 logger = logging.getLogger(__name__)
 
 
+class FollowClock:
+    """When following a run or sweep must stop: pending past ``pending_timeout``, or past ``timeout``.
+
+    One home for this bookkeeping, shared by the direct follower and the hub client's long-poll.
+    """
+
+    def __init__(self, pending_timeout: float, timeout: float | None) -> None:
+        self.pending_timeout = pending_timeout
+        self.timeout = timeout
+        self.started = time.monotonic()
+        self._pending_since: float | None = None
+
+    def left(self) -> float | None:
+        """Seconds left before ``timeout`` (None: no timeout)."""
+        return None if self.timeout is None else max(0.0, self.timeout - (time.monotonic() - self.started))
+
+    def check(self, current: Any, too_long: Callable[[Any, float], ClusterError],
+              timed_out: Callable[[Any], ClusterError]) -> None:
+        """Raise ``too_long(current, waited)`` or ``timed_out(current)`` when following should stop."""
+        now = time.monotonic()
+        if current.phase == "pending":
+            self._pending_since = self._pending_since or now
+            if now - self._pending_since > self.pending_timeout:
+                raise too_long(current, now - self._pending_since)
+        else:
+            self._pending_since = None
+        if self.timeout is not None and now - self.started >= self.timeout:
+            raise timed_out(current)
+
+
 def _lines(resp: Any) -> Iterator[str]:
     """Lines of a streamed response, including a last line without a newline."""
     buffer = b""
@@ -230,22 +260,13 @@ class Following:
         Raises ``too_long(current, waited)`` once it has been pending longer than
         ``settings.pending_timeout``, and ``timed_out(current)`` after ``timeout`` seconds.
         """
-        started = time.monotonic()
-        pending_since: float | None = None
+        clock = FollowClock(self.settings.pending_timeout, timeout)
         while True:
             current = read()
             report(current)
             if current.done:
                 return current
-            now = time.monotonic()
-            if current.phase == "pending":
-                pending_since = pending_since or now
-                if now - pending_since > self.settings.pending_timeout:
-                    raise too_long(current, now - pending_since)
-            else:
-                pending_since = None
-            if timeout is not None and now - started > timeout:
-                raise timed_out(current)
+            clock.check(current, too_long, timed_out)
             wait(current, state)
 
     def logs(self, name: str, follow: bool = False, wait: float | None = None) -> Iterator[str]:

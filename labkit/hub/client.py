@@ -18,6 +18,7 @@ from urllib.parse import quote, urlencode
 import urllib3
 
 from ..cluster.errors import ClusterConflict, ClusterError, ClusterForbidden, ClusterNotFound, ClusterUnavailable
+from ..cluster.follow import FollowClock
 from ..cluster.jobs import ClusterJobs, JobPendingTooLong, JobStatus, Submission, SweepStatus, SweepSubmission
 from ..cluster.settings import ClusterSettings
 from ..errors import LabkitError, ParameterError
@@ -175,14 +176,17 @@ class HubJobs(ClusterJobs):
     def _poll(self, path: str, parse: Callable[[dict[str, Any]], Any], runs: Callable[[Any], list[JobStatus]],
               on_change: Callable[[JobStatus], None] | None, timeout: float | None,
               too_long: Callable[[Any, float], ClusterError], what: str) -> Any:
-        started = time.monotonic()
-        pending_since: float | None = None
+        clock = FollowClock(self.settings.pending_timeout, timeout)
         last: dict[str, JobStatus] = {}
         after = ""
+
+        def timed_out(current: Any) -> ClusterError:
+            return ClusterError(f"Stopped following {what} after {timeout:.0f} s; it is {current.phase} "
+                                f"({current.reason})")
+
         while True:
-            wait = min(self.poll_interval, 55.0)
-            if timeout is not None:
-                wait = max(0.0, min(wait, timeout - (time.monotonic() - started)))
+            left = clock.left()
+            wait = min(self.poll_interval, 55.0, *(() if left is None else (left,)))
             data = self.request("GET", path, query={"wait": f"{wait:.1f}", "after": after}, timeout=wait + 30)
             after = data.get("fingerprint", "")
             current = parse(data)
@@ -193,16 +197,7 @@ class HubJobs(ClusterJobs):
                         on_change(run)
             if current.done:
                 return current
-            now = time.monotonic()
-            if current.phase == "pending":
-                pending_since = pending_since or now
-                if now - pending_since > self.settings.pending_timeout:
-                    raise too_long(current, now - pending_since)
-            else:
-                pending_since = None
-            if timeout is not None and now - started >= timeout:
-                raise ClusterError(f"Stopped following {what} after {timeout:.0f} s; it is {current.phase} "
-                                   f"({current.reason})")
+            clock.check(current, too_long, timed_out)
 
     def logs(self, name: str, follow: bool = False, wait: float | None = None) -> Iterator[str]:
         resp = self.request("GET", f"api/runs/{quote(name, safe='')}/log", query={"follow": int(follow)},
