@@ -8,7 +8,6 @@ chains them and writes everything into a :class:`~labkit.results.RunFolder`.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import platform
@@ -459,7 +458,7 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
         worker.close()
     metrics["warnings"] = caught.messages
     metrics["outcome"] = "succeeded with warnings" if caught.messages else "succeeded"
-    (out / results.METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=str))
+    results.write_json(out / results.METRICS_FILE, metrics)  # atomic: a cut write never leaves half a file
     if folder is not None:
         folder.set_status(folder.status.get("state", "running"), warnings=caught.messages)
     if params.channel_type in ("eeg", "meg", "mag", "grad") or labels:
