@@ -75,3 +75,27 @@ def test_410_lists_again_and_500_is_waited_out(emulator: Emulator) -> None:
         eventually(lambda: inf.get(later) is not None)
     finally:
         inf.stop()
+
+
+
+def test_an_event_that_changes_nothing_is_not_told(emulator: Emulator) -> None:
+    """A watch may replay what the list already gave, or delete what is already gone: listeners hear it once."""
+    name = create(emulator, "alice", 3)
+    listed = k8s.BatchV1Api(emulator.api_client()).list_namespaced_job(NS, _preload_content=False)
+    obj = json.loads(listed.data)["items"][0]
+    ghost = {**obj, "metadata": {**obj["metadata"], "name": "labkit-nobody-0"}}
+    replay = [{"type": "ADDED", "object": obj}, {"type": "DELETED", "object": ghost}]
+    emulator.react(lambda k: k["get", JOBS, kmock.params({"watch": "true"})][:1]
+                   << b"".join(json.dumps(e).encode() + b"\n" for e in replay))
+    changed: list[str] = []
+    inf = informer(emulator, changed)
+    try:
+        wait_ready(inf)
+        eventually(lambda: inf.stats["watches"] >= 3)  # the replay was read, and quiet watches after it
+        assert changed == [name]
+        k8s.BatchV1Api(emulator.api_client()).patch_namespaced_job_status(name, NS, {"status": {"active": 1}})
+        eventually(lambda: ((inf.get(name) or {}).get("status") or {}).get("active") == 1)
+        eventually(lambda: inf.stats["watches"] >= 6)
+        assert changed == [name, name]  # the list, then the one real change
+    finally:
+        inf.stop()

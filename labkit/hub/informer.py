@@ -127,12 +127,14 @@ class Informer:
                 rv = (obj.get("metadata") or {}).get("resourceVersion")
                 if kind != "BOOKMARK":
                     name = obj["metadata"]["name"]
-                    with self.lock:
+                    with self.lock:  # an event that changes nothing (a replayed ADDED, a late DELETED) is not told
                         if kind == "DELETED":
-                            self.objects.pop(name, None)
+                            news = self.objects.pop(name, None) is not None
                         else:
+                            news = self.objects.get(name) != obj
                             self.objects[name] = obj
-                    self._changed(obj)
+                    if news:
+                        self._changed(obj)
                 if rv:
                     self.resource_version = rv
         except api.CONNECTION_ERRORS as err:  # a quiet or cut stream: watch again from where it was
