@@ -1,11 +1,15 @@
 """Shared preprocessing: a recording read, cropped and filtered once, then reused by every run that needs it.
 
 Runs of a sweep that share the recording, crop, channel type and band-pass differ only
-after filtering (method, components, seed), so the filtered recording is kept under the
-user's directory, ``<base_dir>/.labkit-cache/<key>_raw.fif``, in double precision (a
-cached run computes exactly what a fresh one does). The key holds the recording's
-content fingerprint (:mod:`labkit.provenance`), the preprocessing parameters and the
-labkit and MNE versions: a re-exported recording or an upgrade never reads stale data.
+after filtering (method, components, seed), so the loaded and filtered recording is kept
+under the user's directory, ``<base_dir>/.labkit-cache/<key>_raw.fif``, in double
+precision (a cached run computes exactly what a fresh one does), beside ``<key>.json``,
+the notes of the run that computed it: the warnings reading and filtering gave (a clamped
+crop, MNE's filter warnings) and the recording's header, so a run served from the cache
+checks its parameters and reports its warnings as that run did. A hit skips
+reading the recording as well as filtering it. The key holds the recording's content
+fingerprint (:mod:`labkit.provenance`), the preprocessing parameters and the labkit, MNE,
+SciPy and NumPy versions: a re-exported recording or an upgrade never reads stale data.
 
 Safe with concurrent writers, also on NFS: an entry is written under a temporary name,
 fsync'ed and renamed into place, so readers see a whole file or none; a lock file
@@ -24,11 +28,14 @@ import os
 import shutil
 import time
 import uuid
+from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from . import provenance
 from .params import IcaParams
+from .results import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +46,8 @@ DEFAULT_MAX_BYTES = 2 << 30
 #: a lock older than this belongs to a writer that died; a waiter gives up waiting after it too
 LOCK_STALE_S = 600.0
 _SUFFIX = "_raw.fif"
+#: bumped when what an entry holds changes (2: the warnings beside the data; the recording read as well)
+FORMAT = 2
 
 
 def cache_dir(base_dir: str | os.PathLike) -> Path:
@@ -63,7 +72,8 @@ def key(params: IcaParams) -> str:
     versions = provenance.versions()
     payload = {"recording": provenance.fingerprint(params.raw_path(), cache_dir(params.base_dir)),
                **{name: getattr(params, name) for name in PREPROCESS_FIELDS},
-               "labkit": versions["labkit"], "mne": versions["mne"]}
+               "labkit": versions["labkit"], "mne": versions["mne"], "scipy": version("scipy"),
+               "numpy": version("numpy"), "format": FORMAT}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -77,22 +87,31 @@ class Cache:
     def path(self, entry: str) -> Path:
         return self.dir / f"{entry}{_SUFFIX}"
 
-    def get(self, entry: str) -> Any:
-        """The cached recording (preloaded), or None; a hit counts as a use for eviction."""
+    def notes_path(self, entry: str) -> Path:
+        return self.dir / f"{entry}.json"
+
+    def get(self, entry: str) -> tuple[Any, dict[str, Any]] | None:
+        """The cached recording (preloaded) and its notes, or None; a hit counts as a use for eviction."""
         import mne
 
         path = self.path(entry)
         try:
-            raw = mne.io.read_raw_fif(path, preload=True, verbose="error")
-        except (FileNotFoundError, ValueError, OSError):
+            notes = json.loads(self.notes_path(entry).read_text())
+            raw = mne.io.read_raw_fif(path, preload=True, verbose="error") if isinstance(notes, dict) else None
+        except (FileNotFoundError, ValueError, OSError):  # missing, cut or damaged: a miss
+            return None
+        if raw is None:
             return None
         with contextlib.suppress(OSError):
             os.utime(path)
-        return raw
+        return raw, notes
 
-    def put(self, entry: str, raw: Any) -> None:
-        """Store ``raw`` atomically (temporary name, fsync, rename), then keep the size bound."""
+    def put(self, entry: str, raw: Any, notes: dict[str, Any] | None = None) -> None:
+        """Store ``raw`` and its notes atomically (temporary name, fsync, rename), then keep the size bound.
+
+        The notes go first: whoever sees the data finds them beside it."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.notes_path(entry), notes or {})
         tmp = self.dir / f".tmp-{uuid.uuid4().hex}{_SUFFIX}"
         try:
             raw.save(tmp, fmt="double", overwrite=True, verbose="error")
@@ -104,26 +123,26 @@ class Cache:
                 tmp.unlink()
         self.evict()
 
-    @contextlib.contextmanager
-    def turn(self, entry: str, poll: float = 0.1) -> Iterator[bool]:
-        """Wait while another process writes ``entry``; yield True when this one holds the lock."""
+    def acquire(self, entry: str, poll: float = 0.1) -> bool:
+        """Wait while another process writes ``entry``; True when this one now holds its lock (then :meth:`release`)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        lock = self.dir / f"{entry}.lock"
+        lock = self._lock(entry)
         deadline = time.monotonic() + LOCK_STALE_S
         while True:
             try:
                 os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-                break
+                return True
             except FileExistsError:
                 if self.path(entry).exists() or time.monotonic() > deadline or _age(lock) > LOCK_STALE_S:
-                    yield False
-                    return
+                    return False
                 time.sleep(poll)
-        try:
-            yield True
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                lock.unlink()
+
+    def release(self, entry: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._lock(entry).unlink()
+
+    def _lock(self, entry: str) -> Path:
+        return self.dir / f"{entry}.lock"
 
     def entries(self) -> list[Path]:
         return sorted(p for p in self.dir.glob(f"*{_SUFFIX}") if not p.name.startswith(".")) \
@@ -144,6 +163,7 @@ class Cache:
             oldest = entries.pop(0)
             total -= _size(oldest)
             oldest.unlink(missing_ok=True)
+            oldest.with_name(oldest.name[:-len(_SUFFIX)] + ".json").unlink(missing_ok=True)
             removed.append(oldest)
         return removed
 
@@ -159,35 +179,64 @@ class Cache:
         return count
 
 
-def preprocessed(raw: Any, params: IcaParams, preprocess: Callable[..., Any], *,
-                 verbose: bool | str | None = None) -> Any:
-    """``preprocess(raw, params)``'s result, from the cache when another run already computed it."""
+@dataclass
+class Slot:
+    """One run's place in the cache: what it found (``raw`` and its ``notes``) or the duty to :meth:`store`.
+
+    ``source`` says where the run's preprocessed data came from: ``hit``, ``stored`` (computed
+    and kept for the next runs), ``computed`` (not kept: the cache is off or unavailable).
+    """
+
+    source: str
+    raw: Any = None
+    notes: dict[str, Any] = field(default_factory=dict)
+    store_in: "Cache | None" = None
+    entry: str = ""
+
+    @property
+    def hit(self) -> bool:
+        return self.source == "hit"
+
+    def store(self, raw: Any, notes: dict[str, Any]) -> None:
+        if self.store_in is None:
+            return
+        try:
+            self.store_in.put(self.entry, raw, notes)
+            self.source = "stored"
+            logger.info("load and filter: stored in the cache as %s", self.store_in.path(self.entry).name)
+        except OSError as err:
+            logger.warning("preprocessing cache: could not store the filtered recording (%s)", err)
+
+
+@contextlib.contextmanager
+def slot(params: IcaParams) -> Iterator[Slot]:
+    """Look ``params``' preprocessing up; on a miss hold the entry while the body computes and stores it.
+
+    Concurrent runs of the same entry wait for the first one instead of filtering too.
+    A read-only or full directory, or ``LABKIT_CACHE=off``, gives a slot that stores nothing.
+    """
     if not enabled():
-        return preprocess(raw, params, verbose=verbose)
+        yield Slot("computed")
+        return
     try:
         store, entry = Cache(cache_dir(params.base_dir)), key(params)
-        hit = store.get(entry)
-        if hit is None:
-            with store.turn(entry):
-                hit = store.get(entry)  # the writer before us may have just finished
-                if hit is None:
-                    return _compute_and_store(store, entry, raw, params, preprocess, verbose)
-        logger.info("filter: read from the cache (%s)", store.path(entry).name)
-        return hit
-    except OSError as err:  # a read-only or full directory: the run goes on uncached
-        logger.warning("preprocessing cache unavailable (%s); filtering without it", err)
-        return preprocess(raw, params, verbose=verbose)
-
-
-def _compute_and_store(store: Cache, entry: str, raw: Any, params: IcaParams, preprocess: Callable[..., Any],
-                       verbose: bool | str | None) -> Any:
-    out = preprocess(raw, params, verbose=verbose)
-    try:
-        store.put(entry, out)
-        logger.info("filter: stored in the cache as %s", store.path(entry).name)
+        found = store.get(entry)
+        held = False if found is not None else store.acquire(entry)
+        if found is None:
+            found = store.get(entry)  # the writer before us may have just finished
     except OSError as err:
-        logger.warning("preprocessing cache: could not store the filtered recording (%s)", err)
-    return out
+        logger.warning("preprocessing cache unavailable (%s); reading and filtering without it", err)
+        yield Slot("computed")
+        return
+    try:
+        if found is not None:
+            logger.info("load and filter: read from the cache (%s)", store.path(entry).name)
+            yield Slot("hit", raw=found[0], notes=found[1])
+        else:
+            yield Slot("computed", store_in=store, entry=entry)
+    finally:
+        if held:
+            store.release(entry)
 
 
 def _fsync(path: Path) -> None:

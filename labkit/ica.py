@@ -8,6 +8,7 @@ chains them and writes everything into a :class:`~labkit.results.RunFolder`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import platform
@@ -60,11 +61,15 @@ def load(params: IcaParams, *, verbose: bool | str | None = None, types: tuple[s
     Only the analysed channels (and EOG/ECG, for scoring) are loaded: a 64-channel
     recording with stimulus or auxiliary channels never holds those in memory.
     """
+    return load_checked(params, verbose=verbose, types=types)[0]
+
+
+def load_checked(params: IcaParams, *, verbose: bool | str | None = None, types: tuple[str, ...] | None = None
+                 ) -> tuple[mne.io.BaseRaw, recording.RecordingInfo]:
+    """:func:`load`, and the header the set was checked against."""
     raw = recording.read_raw(params.raw_path(), preload=False, verbose=verbose)
     info = recording.info_of(raw, params.raw_path())
-    problems = recording_problems(params, info)
-    if problems:
-        raise problems[0]
+    check_against(params, info)
     tmax = params.crop_tmax
     last = raw.times[-1]
     if tmax is None or tmax > last:
@@ -77,7 +82,14 @@ def load(params: IcaParams, *, verbose: bool | str | None = None, types: tuple[s
     logger.info("loaded %s: %d channels (%s), %.1f s at %g Hz", params.raw_path().name, len(raw.ch_names),
                 ", ".join(f"{t} {n}" for t, n in sorted(Counter(raw.get_channel_types()).items())),
                 raw.times[-1], raw.info["sfreq"])
-    return raw
+    return raw, info
+
+
+def check_against(params: IcaParams, header: recording.RecordingInfo) -> None:
+    """Raise the first reason the recording cannot take ``params`` (crop, Nyquist, channel type, rank)."""
+    problems = recording_problems(params, header)
+    if problems:
+        raise problems[0]
 
 
 def analysed_types(channel_type: str) -> tuple[str, ...]:
@@ -382,15 +394,26 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
     worker = TopomapWorker()  # starts its clean process now: its imports overlap loading and fitting
     try:
         with caught.capturing():
-            with step("load", folder, progress) as t:
-                raw = load(params, verbose=verbose)
-                check_finite(raw)
-                no_positions = recording.ensure_positions(raw, params.channel_type)
-            timings["load_s"] = t["seconds"]
+            first_warning = len(caught.messages)
+            with cache.slot(params) as prepared:  # load and filter once for all of a sweep's runs that share them
+                with step("load", folder, progress) as t:
+                    if prepared.hit:  # checked and told as the run that computed the data was
+                        raw, header = prepared.raw, recording.RecordingInfo(**prepared.notes["header"])
+                        check_against(params, header)
+                        for text in prepared.notes["warnings"]:
+                            caught.add(text)
+                    else:
+                        raw, header = load_checked(params, verbose=verbose)
+                        check_finite(raw)
+                    no_positions = recording.ensure_positions(raw, params.channel_type)
+                timings["load_s"] = t["seconds"]
+                with step("filter", folder, progress) as t:
+                    if not prepared.hit:
+                        raw = preprocess(raw, params, verbose=verbose)
+                        prepared.store(raw, {"warnings": caught.messages[first_warning:],
+                                             "header": dataclasses.asdict(header)})
+                timings["filter_s"] = t["seconds"]
             network = labels_mod.network_for(params.channel_type)
-            with step("filter", folder, progress) as t:
-                raw = cache.preprocessed(raw, params, preprocess, verbose=verbose)  # shared by a sweep's runs
-            timings["filter_s"] = t["seconds"]
             with step("fit", folder, progress) as t:
                 ica = fit(raw, params, blas_threads=blas_threads, verbose=verbose)
             timings["fit_s"] = t["seconds"]
@@ -443,6 +466,7 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
                 "excluded_by_labels": by_label,
                 "labels": labels,
                 "steps_s": {k: round(v, 3) for k, v in timings.items()},
+                "preprocessing": prepared.source,
                 "versions": versions(),
                 "host": socket.gethostname(),
                 **scores,

@@ -21,8 +21,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from . import kernel, provenance, results
-from .errors import LabkitError
+from . import kernel, results
 from .params import IcaParams
 from .runners import TEMPLATE, LocalRunner
 
@@ -112,13 +111,6 @@ class WarmKernel:
         shutil.rmtree(self.sockets, ignore_errors=True)
 
 
-def _record_provenance(params: IcaParams, folder: results.RunFolder) -> None:
-    try:
-        provenance.record(folder, provenance.current(params))
-    except (OSError, LabkitError) as err:  # an unreadable recording: the run itself says why
-        logger.info("no provenance for run %s: %s", folder.run_id, err)
-
-
 def default_workers() -> int:
     return os.cpu_count() or 1
 
@@ -150,7 +142,6 @@ class PoolRunner(LocalRunner):
                 self._retire(warm)
                 warm = self._start()
             folder.set_status("queued", runner_pid=os.getpid())  # lets a resumed sweep tell a dead sweep's runs
-            _record_provenance(params, folder)
             warm.prepare(folder.path, self.blas_threads)
             self._papermill(params, folder, warm.km)
             ok = True

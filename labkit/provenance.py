@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 
 from . import results
 from .params import IcaParams
+
+logger = logging.getLogger(__name__)
 
 #: the distributions whose version is part of a result's identity
 PACKAGES = ("labkit", "mne", "python-picard")
@@ -105,6 +108,16 @@ def record(folder: results.RunFolder, provenance: dict[str, Any]) -> None:
     doc = json.loads(path.read_text())
     doc["provenance"] = provenance
     results.write_json(path, doc)
+
+
+def record_current(params: IcaParams, folder: results.RunFolder) -> None:
+    """Record what a run of ``params`` starts from now; a recording that cannot be read leaves the run to say why."""
+    from .errors import LabkitError
+
+    try:
+        record(folder, current(params))
+    except (OSError, LabkitError) as err:
+        logger.info("no provenance for run %s: %s", folder.run_id, err)
 
 
 def mismatch(old: dict[str, Any] | None, new: dict[str, Any]) -> str | None:

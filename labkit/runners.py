@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import kernel, results
+from . import kernel, provenance, results
 from .errors import LabkitError, RunFailed
 from .params import IcaParams
 
@@ -55,6 +55,7 @@ class Runner(abc.ABC):
             logger.info("run %s is already complete (%s): not running it again", folder.run_id, folder.path)
             return results.load_run(folder.path)
         logger.info("run %s: %s", folder.run_id, folder.path)
+        provenance.record_current(params, folder)  # what made it: recording content, versions, image
         results.checkpoint("queued")
         try:
             self._execute(params, folder)

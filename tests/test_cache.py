@@ -10,14 +10,24 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from labkit import IcaParams, ica
-from labkit.cache import Cache, cache_dir, key, preprocessed
+from labkit import IcaParams, ica, recording
+from labkit.cache import Cache, cache_dir, key, slot
 from labkit.cli import main
 from labkit.datasets import DEMO_FILENAME
 
 
 def _params(demo_dir, **kw) -> IcaParams:
     return IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=5, crop_tmax=10.0, **kw)
+
+
+def preprocessed(params: IcaParams, compute) -> mne.io.BaseRaw:
+    """What ``ica.run`` does with its slot, without the rest of the run."""
+    with slot(params) as s:
+        if s.hit:
+            return s.raw
+        raw = compute(ica.load(params), params)
+        s.store(raw, {"warnings": [], "header": {}})
+        return raw
 
 
 class Counting:
@@ -31,8 +41,8 @@ class Counting:
 
 def test_cached_preprocessing_is_reused_equal_and_invalidated_by_new_content(demo_dir):
     params, count = _params(demo_dir), Counting()
-    first = preprocessed(ica.load(params), params, count)
-    second = preprocessed(ica.load(params), params, count)
+    first = preprocessed(params, count)
+    second = preprocessed(params, count)
     assert count.calls == 1
     fresh = ica.preprocess(ica.load(params), params)
     np.testing.assert_array_equal(second.get_data(), fresh.get_data())  # double precision: the same numbers
@@ -40,13 +50,13 @@ def test_cached_preprocessing_is_reused_equal_and_invalidated_by_new_content(dem
     assert second.info["highpass"] == 1.0 and second.first_samp == fresh.first_samp
     # other preprocessing parameters: another entry; other ICA parameters: the same one
     assert key(params.replace(method="picard", random_state=3)) == key(params)
-    preprocessed(ica.load(params.replace(filter_fmax=20.0)), params.replace(filter_fmax=20.0), count)
+    preprocessed(params.replace(filter_fmax=20.0), count)
     assert count.calls == 2
     # the recording re-exported under the same name: the cached data is not used
     raw = mne.io.read_raw_fif(params.raw_path(), preload=True, verbose="error")
     raw.apply_function(lambda x: x * 2)
     raw.save(params.raw_path(), overwrite=True, verbose="error")
-    changed = preprocessed(ica.load(params), params, count)
+    changed = preprocessed(params, count)
     assert count.calls == 3
     np.testing.assert_allclose(changed.get_data(picks="eeg"), 2 * fresh.get_data(picks="eeg"), rtol=1e-6, atol=1e-12)
     store = Cache(cache_dir(demo_dir))
@@ -58,7 +68,7 @@ def test_cache_keeps_its_size_bound_dropping_the_least_recently_used(demo_dir, m
     store = Cache(cache_dir(demo_dir))
     for fmax in (20.0, 25.0, 30.0):
         p = params.replace(filter_fmax=fmax)
-        preprocessed(ica.load(p), p, ica.preprocess)
+        preprocessed(p, ica.preprocess)
     one = store.path(key(params.replace(filter_fmax=20.0))).stat().st_size
     os.utime(store.path(key(params.replace(filter_fmax=20.0))))  # used most recently
     os.utime(store.path(key(params.replace(filter_fmax=25.0))), (1, 1))
@@ -71,7 +81,7 @@ def test_cache_keeps_its_size_bound_dropping_the_least_recently_used(demo_dir, m
 def _writer(params: IcaParams, start, out) -> None:
     count = Counting()
     start.wait()
-    raw = preprocessed(ica.load(params), params, count)
+    raw = preprocessed(params, count)
     out.put((count.calls, float(raw.get_data().sum())))
 
 
@@ -97,12 +107,12 @@ def test_two_writers_at_once_filter_once_and_leave_one_whole_entry(demo_dir):
         p.start()
     for p in ctx2:
         p.join(timeout=60)
-    np.testing.assert_array_equal(store.get("both").get_data(), raw.get_data())
+    np.testing.assert_array_equal(store.get("both")[0].get_data(), raw.get_data())
 
 
 def test_cache_cli_info_and_clear_and_the_off_switch(demo_dir, monkeypatch):
     params = _params(demo_dir)
-    preprocessed(ica.load(params), params, ica.preprocess)
+    preprocessed(params, ica.preprocess)
     info = CliRunner().invoke(main, ["cache", "info", "--base-dir", str(demo_dir)])
     assert info.exit_code == 0 and "entries: 1" in info.output
     cleared = CliRunner().invoke(main, ["cache", "clear", "--base-dir", str(demo_dir)])
@@ -110,8 +120,8 @@ def test_cache_cli_info_and_clear_and_the_off_switch(demo_dir, monkeypatch):
     assert not cache_dir(demo_dir).exists()
     monkeypatch.setenv("LABKIT_CACHE", "off")
     count = Counting()
-    preprocessed(ica.load(params), params, count)
-    preprocessed(ica.load(params), params, count)
+    preprocessed(params, count)
+    preprocessed(params, count)
     assert count.calls == 2 and not cache_dir(demo_dir).exists()
 
 
@@ -119,7 +129,7 @@ def test_read_only_directory_runs_uncached(demo_dir):
     params = _params(demo_dir)
     cache_dir(demo_dir).write_text("not a directory")
     count = Counting()
-    raw = preprocessed(ica.load(params), params, count)
+    raw = preprocessed(params, count)
     assert count.calls == 1 and raw.info["lowpass"] == 30.0
 
 
@@ -130,3 +140,24 @@ def test_bad_size_setting_names_the_variable(value, monkeypatch):
     monkeypatch.setenv("LABKIT_CACHE_MAX_BYTES", value)
     with pytest.raises(ValueError, match="LABKIT_CACHE_MAX_BYTES"):
         max_bytes()
+
+
+def test_a_run_served_from_the_cache_reads_nothing_and_tells_what_the_first_run_told(demo_dir, tmp_path, monkeypatch):
+    """A hit skips reading the recording, yet checks the set against the header and repeats its warnings."""
+    from labkit.errors import ParameterError
+
+    end = recording.describe(demo_dir / DEMO_FILENAME).end
+    params = _params(demo_dir).replace(crop_tmin=end - 30.0, crop_tmax=end + 5.0, method="picard")
+    first = ica.run(params, tmp_path / "first")
+    reads: list[str] = []
+    real_read = recording.read_raw
+    monkeypatch.setattr(recording, "read_raw", lambda *a, **k: reads.append(str(a[0])) or real_read(*a, **k))
+    second = ica.run(params.replace(random_state=1), tmp_path / "second")
+    assert first.metrics["preprocessing"] == "stored" and second.metrics["preprocessing"] == "hit"
+    assert reads == []  # neither the recording nor its header was read again
+    clamped = [w for w in first.warnings if "clamped" in w]
+    assert clamped and [w for w in second.warnings if "clamped" in w] == clamped
+    assert second.metrics["outcome"] == "succeeded with warnings"
+    np.testing.assert_array_equal(first.raw.get_data(), second.raw.get_data())
+    with pytest.raises(ParameterError, match="n_components"):  # the header check holds on a hit too
+        ica.run(params.replace(n_components=500), tmp_path / "third")

@@ -124,6 +124,7 @@ def test_prototype_equivalence() -> None:
                  "USING_CHANNEL", "FILTER_FMIN", "FILTER_FMAX"):
         assert name in env
     assert env["ICA_COMPONENTS_COUNT"] == "20" and env["BASE_DIR"] == "/userdata"
+    assert env["LABKIT_IMAGE"] == "preexperiment/ica:0.1"  # the run records the image it ran in
     assert pod["volumes"] == [{"name": "userdata", "nfs": {"server": "nfs", "path": "/userdata/alice"}}]
     assert job["spec"]["backoffLimit"] == 4 and pod["restartPolicy"] == "Never"
 

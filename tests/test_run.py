@@ -90,7 +90,8 @@ def assert_kernel_gone(found: results.RunResult) -> None:
 def test_entrypoint_reads_the_prototype_env_vars(demo_dir):
     env = {**os.environ, "BASE_DIR": str(demo_dir), "RAW_FILE_PATH": DEMO_FILENAME, "ICA_METHOD": "infomax",
            "ICA_COMPONENTS_COUNT": "12", "CROP_TMIN": "5", "CROP_TMAX": "35", "USING_CHANNEL": "eeg",
-           "FILTER_FMIN": "2", "FILTER_FMAX": "25", "LABKIT_RUN_ID": "env-contract"}
+           "FILTER_FMIN": "2", "FILTER_FMAX": "25", "LABKIT_RUN_ID": "env-contract",
+           "LABKIT_IMAGE": "registry.lab.example/labkit:0.1.0"}
     proc = subprocess.run(["labkit", "entrypoint"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     found = results.find_run(demo_dir, "env-contract")
@@ -98,6 +99,9 @@ def test_entrypoint_reads_the_prototype_env_vars(demo_dir):
     assert_complete(found)
     assert found.params == IcaParams.from_env(env)
     assert found.metrics["n_components"] == 12 and found.metrics["n_samples"] == 30 * 250 + 1
+    made_by = json.loads(found.file("params.json").read_text())["provenance"]  # as a Job's pod records it
+    assert made_by["image"] == "registry.lab.example/labkit:0.1.0" and len(made_by["recording_sha256"]) == 64
+    assert made_by["versions"]["mne"] == mne.__version__
 
 
 def test_papermills_own_cli_runs_the_template(tmp_path):

@@ -128,6 +128,7 @@ def _volume(settings: ClusterSettings, user: str) -> tuple[dict[str, Any], dict[
 def _env(params: IcaParams, run_id: str, settings: ClusterSettings) -> list[dict[str, str]]:
     env = dict(params.to_env())
     env["LABKIT_RUN_ID"] = run_id
+    env["LABKIT_IMAGE"] = settings.image  # part of the result's provenance (labkit.provenance)
     # arbitrary uids have no writable home: keep caches in /tmp
     env.setdefault("HOME", "/tmp")
     env.setdefault("MPLCONFIGDIR", "/tmp/matplotlib")
