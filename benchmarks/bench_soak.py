@@ -1,13 +1,15 @@
 """Soak: a long local sweep stays flat in file descriptors, threads and memory (issue 9).
 
 Runs ``sweeps.run_sweep`` over N parameter sets (the demo recording, a tiny crop, 3
-components, one seed per set: real papermill runs through ``LocalRunner``) in a child
-process limited to ``--nofile`` open files (``ulimit -n``), and samples the child's open
-file descriptors, threads and resident memory after every run. Prints a JSON summary;
+components, one seed per set: real papermill runs) in a child process limited to
+``--nofile`` open files (``ulimit -n``), and samples the child's open file descriptors,
+threads and resident memory after every run. ``--runner pool`` is what ``labkit sweep``
+uses (2 warm kernels, runs from 2 threads); ``--runner local`` is ``LocalRunner``, a
+fresh kernel per run, as ``labkit run``, the form and the server extension start them. Prints a JSON summary;
 with ``--readme`` it also writes the table between ``<!-- bench_soak -->`` markers in
 ``benchmarks/README.md``.
 
-    python benchmarks/bench_soak.py --sets 100 [--nofile 256] [--readme]
+    python benchmarks/bench_soak.py --sets 100 [--runner pool|local] [--nofile 256] [--readme]
 
 ``tests/test_soak.py`` runs the same child (:func:`soak`) in CI and asserts flatness.
 """
@@ -41,17 +43,19 @@ def _usage() -> dict[str, float]:
             "os_threads": len(os.listdir("/proc/self/task")), "rss_mib": rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20}
 
 
-def child(base_dir: str, n_sets: int) -> None:
+def child(base_dir: str, n_sets: int, runner: str = "pool") -> None:
     """The sweep itself (in the limited child): one JSON line per run, then the summary line."""
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # as labkit run does
     from labkit import IcaParams, sweeps
     from labkit.datasets import DEMO_FILENAME, write_demo
+    from labkit.pool import PoolRunner
     from labkit.runners import LocalRunner
 
     if not (Path(base_dir) / DEMO_FILENAME).exists():
         write_demo(base_dir)
+    kind = {"pool": PoolRunner, "local": LocalRunner}[runner]
 
-    class Sampled(LocalRunner):
+    class Sampled(kind):  # type: ignore[valid-type,misc]
         def run(self, params: IcaParams, **kwargs: Any) -> Any:
             try:
                 return super().run(params, **kwargs)
@@ -61,14 +65,20 @@ def child(base_dir: str, n_sets: int) -> None:
     sets = sweeps.expand(IcaParams(base_dir=base_dir, raw_file_path=DEMO_FILENAME, **TINY),
                          random_state=range(n_sets))
     start = time.monotonic()
-    table = sweeps.run_sweep(sets, Sampled(), progress=False)
+    sampled = Sampled(2) if runner == "pool" else Sampled()
+    try:
+        table = sweeps.run_sweep(sets, sampled, workers=2 if runner == "pool" else 1, progress=False)
+    finally:
+        if runner == "pool":
+            sampled.close()
     states = table["state"].value_counts().to_dict() if len(table) else {}
     print(json.dumps({"done": {"rows": len(table), "states": states, "distinct_folders": table["path"].nunique(),
                                "seeds": sorted(int(s) for s in table["random_state"]), "seconds": time.monotonic() - start}}),
           flush=True)
 
 
-def soak(n_sets: int, base_dir: str | None = None, nofile: int = 256, timeout: float = 7200) -> dict[str, Any]:
+def soak(n_sets: int, base_dir: str | None = None, nofile: int = 256, timeout: float = 7200,
+         runner: str = "pool") -> dict[str, Any]:
     """Run :func:`child` in a subprocess under ``RLIMIT_NOFILE = nofile``; the samples and the outcome."""
     base = base_dir or tempfile.mkdtemp(prefix="labkit-soak-")
 
@@ -77,20 +87,20 @@ def soak(n_sets: int, base_dir: str | None = None, nofile: int = 256, timeout: f
 
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent),
                                                                                            os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, __file__, "--child", base, str(n_sets)], preexec_fn=limit, env=env,
+    proc = subprocess.run([sys.executable, __file__, "--child", base, str(n_sets), runner], preexec_fn=limit, env=env,
                           capture_output=True, text=True, timeout=timeout)
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     samples = [line["sample"] for line in lines if "sample" in line]
     done = next((line["done"] for line in lines if "done" in line), None)
     return {"returncode": proc.returncode, "stderr_tail": proc.stderr[-3000:], "samples": samples, "done": done,
-            "nofile": nofile, "base_dir": base}
+            "nofile": nofile, "base_dir": base, "runner": runner}
 
 
 def summary(result: dict[str, Any]) -> dict[str, Any]:
     """First (after warm-up: the 5th run), last and peak of each measure."""
     s = result["samples"]
     warm = s[min(4, len(s) - 1)] if s else {}
-    out: dict[str, Any] = {"runs": len(s), "nofile": result["nofile"], "done": result["done"]}
+    out: dict[str, Any] = {"runs": len(s), "nofile": result["nofile"], "done": result["done"], "runner": result["runner"]}
     for key in ("fds", "threads", "os_threads", "rss_mib"):
         out[key] = {"after_5": warm.get(key), "last": s[-1][key] if s else None, "max": max((x[key] for x in s), default=None)}
     return out
@@ -139,15 +149,17 @@ def write_readme(sm: dict[str, Any]) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(sys.argv[2], int(sys.argv[3]))
+        child(sys.argv[2], int(sys.argv[3]), sys.argv[4])
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", type=int, default=100)
     ap.add_argument("--nofile", type=int, default=256)
+    ap.add_argument("--runner", choices=("pool", "local"), default="pool",
+                    help="pool: labkit sweep's warm kernels; local: a fresh kernel per run")
     ap.add_argument("--base-dir", default=None)
     ap.add_argument("--readme", action="store_true", help="write the table into benchmarks/README.md")
     args = ap.parse_args()
-    result = soak(args.sets, args.base_dir, args.nofile)
+    result = soak(args.sets, args.base_dir, args.nofile, runner=args.runner)
     sm = summary(result)
     print(json.dumps(sm, indent=2))
     if result["returncode"] != 0:

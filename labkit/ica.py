@@ -36,6 +36,10 @@ logger = logging.getLogger(__name__)
 STEPS = ("load", "filter", "fit", "score", "plot", "label", "report")
 #: BLAS threads per fit: one thread measured fastest for picard on 2 cores (benchmarks/)
 DEFAULT_BLAS_THREADS = 1
+#: loaded samples above which labels are computed after the plots, in the run's process, not beside them in a
+#: worker: two processes each holding a copy of a long recording cost more memory than the naive script
+#: (benchmarks/README.md, bench_long); 64 MiB is about 9 minutes of 64 channels at 250 Hz
+LONG_RECORDING_BYTES = 64 << 20
 
 
 @contextlib.contextmanager
@@ -395,8 +399,10 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
     try:
         with caught.capturing():
             first_warning = len(caught.messages)
-            with cache.slot(params) as prepared:  # load and filter once for all of a sweep's runs that share them
+            with contextlib.ExitStack() as held:
                 with step("load", folder, progress) as t:
+                    # load and filter once for all of a sweep's runs that share them: a hit is read here
+                    prepared = held.enter_context(cache.slot(params))
                     if prepared.hit:  # checked and told as the run that computed the data was
                         raw, header = prepared.raw, recording.RecordingInfo(**prepared.notes["header"])
                         check_against(params, header)
@@ -424,12 +430,14 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
             ica.exclude = suspects
             ica.save(out / results.ICA_FILE, overwrite=True, verbose="error")
             topomaps = worker.draw(out / results.ICA_FILE, out) if no_positions is None else None
-            # labels exclude nothing without a threshold: then they are computed beside the plots
-            labelling = None if network is None or params.label_threshold is not None else worker.submit(
-                label_in_worker, str(out / results.ICA_FILE),
-                params.replace(base_dir=os.path.abspath(params.base_dir)).to_json(), network)
+            # labels exclude nothing without a threshold: then they are computed beside the plots in the
+            # worker, or after the plots for a long recording (its labelling copy never beside the plots' epochs)
+            later = network is not None and params.label_threshold is None
+            labelling = worker.submit(label_in_worker, str(out / results.ICA_FILE),
+                                      params.replace(base_dir=os.path.abspath(params.base_dir)).to_json(),
+                                      network) if later and raw._data.nbytes <= LONG_RECORDING_BYTES else None
             by_label: list[int] = []
-            if labelling is None:
+            if not later:
                 with step("label", folder, progress) as t:
                     labels = _label(ica, params, network, verbose)
                 timings["label_s"] = t["seconds"]
@@ -444,6 +452,10 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
                 with step("label", folder, progress) as t:
                     labels = _labels_from_worker(labelling, caught, ica, params, network, verbose)
                 timings["label_wait_s"] = t["seconds"]
+            elif later:
+                with step("label", folder, progress) as t:
+                    labels = _label(ica, params, network, verbose)
+                timings["label_s"] = t["seconds"]
             _log_labels(labels)
             max_iter = ica.max_iter if isinstance(ica.max_iter, int) else None
             metrics: dict[str, Any] = {
