@@ -42,6 +42,8 @@ DAMAGED = "damaged"
 #: where run ids are claimed (one directory per id, made exclusively, never removed)
 CLAIMS_DIR = ".labkit/run-ids"
 RESERVE_FILE = ".reserve"
+#: the runner process's heartbeat, beside the kernel's in status.json (see RunFolder.runner_heartbeat)
+RUNNER_BEAT_FILE = ".runner-heartbeat.json"
 RESERVE_BYTES = 64 * 1024
 TMP_SUFFIX = ".tmp"
 
@@ -359,6 +361,33 @@ class RunFolder:
 
         threading.Thread(target=beat, name=f"labkit-heartbeat-{self.run_id}", daemon=True).start()
 
+    @contextlib.contextmanager
+    def runner_heartbeat(self) -> Iterator[None]:
+        """Beat from the runner while the block executes the run, in its own file (no status.json rewrite races
+        the kernel's). On a Job's pod the runner outlives its kernel, so the run reads alive on the hub from
+        creation on, however long the kernel takes to start and take the run over."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while True:
+                try:
+                    write_json(self.file(RUNNER_BEAT_FILE), {"heartbeat": now(), **owner()})
+                except OSError:  # a full disk or a vanished folder: try again next time
+                    if not self.path.is_dir():
+                        return
+                if stop.wait(heartbeat_interval()):
+                    return
+
+        thread = threading.Thread(target=beat, name=f"labkit-runner-heartbeat-{self.run_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            with contextlib.suppress(OSError):
+                self.file(RUNNER_BEAT_FILE).unlink()
+
     def stop_heartbeat(self) -> None:
         """Stop refreshing the heartbeat (the work is over; the owner records the outcome)."""
         if self._heart is not None:
@@ -567,7 +596,8 @@ class RunResult:
         pid, host = status.get("pid"), status.get("host")
         if host == socket.gethostname() and isinstance(pid, int):
             return None if pid_alive(pid) else f"its process (pid {pid} on {host}) disappeared (killed?)"
-        beat = _parse_time(status.get("heartbeat") or status.get("updated"))
+        beats = [_parse_time(status.get("heartbeat") or status.get("updated")), self._runner_beat()]
+        beat = max((b for b in beats if b is not None), default=None)
         if beat is None:
             return None if pid is None and host is None else "it never reported a heartbeat"
         interval = status.get("heartbeat_s")
@@ -576,6 +606,13 @@ class RunResult:
             return (f"the run stopped reporting at {beat.isoformat(timespec='seconds')}; "
                     f"its process or pod died (host {host})")
         return None
+
+    def _runner_beat(self) -> dt.datetime | None:
+        try:
+            found = json.loads(self.file(RUNNER_BEAT_FILE).read_text())
+        except (OSError, ValueError):  # none (a run without a runner, or over), or cut: the status decides
+            return None
+        return _parse_time(found.get("heartbeat")) if isinstance(found, dict) else None
 
     def owner_text(self) -> str:
         return (f"pid {self.status.get('pid')} on {self.status.get('host')}, "

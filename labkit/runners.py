@@ -58,7 +58,8 @@ class Runner(abc.ABC):
         provenance.record_current(params, folder)  # what made it: recording content, versions, image
         results.checkpoint("queued")
         try:
-            self._execute(params, folder)
+            with folder.runner_heartbeat():  # alive on any host until the kernel takes over, and after
+                self._execute(params, folder)
             results.checkpoint("executed")
         except Cancelled as err:
             _record_failure(folder, {"reason": f"cancelled: {err}", "kind": "cancelled"}, None)

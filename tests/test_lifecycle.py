@@ -228,6 +228,26 @@ def test_a_run_on_another_host_reads_failed_once_its_heartbeat_is_stale(tmp_path
     assert found.state == "failed" and "stopped reporting at" in found.error and "pod died" in found.error
 
 
+def test_a_pod_whose_kernel_starts_slowly_reads_alive_by_its_runners_heartbeat(tmp_path, monkeypatch):
+    """Before the kernel takes the run over only the runner lives; its own heartbeat file says so."""
+    monkeypatch.setenv("LABKIT_HEARTBEAT_S", "0.1")
+    folder = RunFolder.create(params_in(tmp_path), "slow-kernel")
+    status = {**folder.status, "host": "labkit-anna-1a2b-x7k", "pid": 7, "heartbeat": ago(600)}
+    results.write_json(folder.path / results.STATUS_FILE, status)  # queued on a pod, 10 minutes ago
+    assert results.load_run(folder.path).state == "failed"
+    with folder.runner_heartbeat():
+        beat = folder.path / results.RUNNER_BEAT_FILE
+        deadline = time.monotonic() + 5
+        while not beat.exists():
+            assert time.monotonic() < deadline, "no runner heartbeat within 5 s"
+            time.sleep(0.02)
+        assert results.load_run(folder.path).state == "queued"
+        beat.write_text('{"heartbeat": "not a ti')  # a cut file reads as no beat, never a crash
+        assert results.load_run(folder.path).state in ("queued", "failed")
+    assert not beat.exists()
+    assert results.load_run(folder.path).state == "failed"
+
+
 def test_the_heartbeat_is_refreshed_while_the_run_works(tmp_path, monkeypatch):
     monkeypatch.setenv("LABKIT_HEARTBEAT_S", "0.1")
     folder = RunFolder.create(params_in(tmp_path), "beats")

@@ -66,6 +66,7 @@ def test_local_runner_writes_a_complete_folder(demo_dir):
     params = demo_params(demo_dir, method="picard", crop_tmax=30.0)
     found = runners.LocalRunner().run(params)
     assert_complete(found)
+    assert not found.file(results.RUNNER_BEAT_FILE).exists()  # the runner stopped beating and tidied up
     assert found.topomaps and found.metrics["n_samples"] == 30 * 250 + 1
     assert {"sources.png", "params.json", "status.json", "metrics.json", "run.log"} <= {
         p.name for p in found.path.iterdir()}
