@@ -81,7 +81,7 @@ def table(runs: pd.DataFrame | str | os.PathLike | Iterable[RunResult], *, quali
 
 def provenance_row(found: RunResult) -> dict[str, Any]:
     """Where a result came from: the set's digest, the recording's content fingerprint, software versions,
-    image and host, and when it finished (:mod:`labkit.provenance` records them; older runs have the metrics' copy)."""
+    image, whether its filtered data came from the cache, host, and when it finished (:mod:`labkit.provenance` records them; older runs have the metrics' copy)."""
     from .provenance import recorded
 
     prov = recorded(found.path) or {}
@@ -94,6 +94,7 @@ def provenance_row(found: RunResult) -> dict[str, Any]:
         "picard_version": versions.get("python-picard"),
         "python_version": versions.get("python"),
         "image": prov.get("image"),
+        "preprocessing": found.metrics.get("preprocessing"),  # hit / stored / computed (labkit.cache)
         "host": found.metrics.get("host") or found.status.get("host"),
         "finished": found.status.get("finished"),
     }

@@ -91,7 +91,7 @@ def test_table_has_parameters_metrics_provenance_and_quality(fitted_runs):
     frame = compare.table(fitted_runs)
     assert len(frame) == 8
     for column in ("method", "random_state", "raw_file_path", "state", "n_iter", "eog_best_score", "digest",
-                   "recording_sha256", "image", "mne_version", "labkit_version", "picard_version", "host",
+                   "recording_sha256", "image", "preprocessing", "mne_version", "labkit_version", "picard_version", "host",
                    "finished", "blink_match_r", "heartbeat_match_r", "amari_index", "quality_note"):
         assert column in frame.columns, column
     ok = frame[(frame.state == "succeeded") & (frame.raw_file_path == DEMO_FILENAME)]
@@ -99,6 +99,7 @@ def test_table_has_parameters_metrics_provenance_and_quality(fitted_runs):
     from labkit.provenance import fingerprint
 
     assert set(ok["recording_sha256"]) == {fingerprint(fitted_runs / DEMO_FILENAME)}
+    assert set(ok["preprocessing"]) <= {"hit", "stored", "computed"} and ok["preprocessing"].notna().all()
     assert frame.loc[frame.state == "failed", "recording_sha256"].isna().all()  # never ran: nothing recorded
     assert frame.loc[frame.state == "failed", "quality_note"].str.contains("failed").all()
     # a sweep's table (with its path column) keeps its rows and columns and is enriched the same way,
