@@ -21,11 +21,14 @@ Size-bounded: least recently used entries go when ``LABKIT_CACHE_MAX_BYTES`` (de
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import hashlib
 import json
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -46,6 +49,11 @@ DEFAULT_MAX_BYTES = 2 << 30
 #: a lock older than this belongs to a writer that died; a waiter gives up waiting after it too
 LOCK_STALE_S = 600.0
 _SUFFIX = "_raw.fif"
+#: the last entry a process used stays in memory when it is at most this big: a sweep's warm kernel runs set
+#: after set on the same data, and reading it back from disk (5-10 ms) costs more than its warm filter did
+MEMORY_MAX_BYTES = 64 << 20
+_recent: dict[Path, tuple[Any, dict[str, Any]]] = {}
+_recent_lock = threading.Lock()
 #: bumped when what an entry holds changes (2: the warnings beside the data; the recording read as well)
 FORMAT = 2
 
@@ -72,9 +80,27 @@ def key(params: IcaParams) -> str:
     versions = provenance.versions()
     payload = {"recording": provenance.fingerprint(params.raw_path(), cache_dir(params.base_dir)),
                **{name: getattr(params, name) for name in PREPROCESS_FIELDS},
-               "labkit": versions["labkit"], "mne": versions["mne"], "scipy": version("scipy"),
-               "numpy": version("numpy"), "format": FORMAT}
+               "labkit": versions["labkit"], "mne": versions["mne"], "scipy": _version("scipy"),
+               "numpy": _version("numpy"), "format": FORMAT}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+@functools.lru_cache(maxsize=None)
+def _version(dist: str) -> str:
+    return version(dist)  # what this process imported: looked up once (each lookup parses metadata, ~1 ms)
+
+
+def _remember(entry: Path, raw: Any, notes: dict[str, Any]) -> None:
+    if raw._data.nbytes <= MEMORY_MAX_BYTES:  # a long recording is never held twice
+        with _recent_lock:
+            _recent.clear()
+            _recent[entry] = (raw.copy(), copy.deepcopy(notes))
+
+
+def _recall(entry: Path) -> tuple[Any, dict[str, Any]] | None:
+    with _recent_lock:
+        found = _recent.get(entry)
+        return None if found is None else (found[0].copy(), copy.deepcopy(found[1]))
 
 
 class Cache:
@@ -202,6 +228,7 @@ class Slot:
             return
         try:
             self.store_in.put(self.entry, raw, notes)
+            _remember(self.store_in.path(self.entry), raw, notes)
             self.source = "stored"
             logger.info("load and filter: stored in the cache as %s", self.store_in.path(self.entry).name)
         except OSError as err:
@@ -220,17 +247,24 @@ def slot(params: IcaParams) -> Iterator[Slot]:
         return
     try:
         store, entry = Cache(cache_dir(params.base_dir)), key(params)
-        found = store.get(entry)
-        held = False if found is not None else store.acquire(entry)
+        # this process used the entry last (a sweep's warm kernel): no read, while the entry is on disk
+        found = _recall(store.path(entry)) if store.path(entry).exists() else None
+        memory, held = found is not None, False
         if found is None:
-            found = store.get(entry)  # the writer before us may have just finished
+            found = store.get(entry)
+            held = found is None and store.acquire(entry)
+            if found is None:
+                found = store.get(entry)  # the writer before us may have just finished
+            if found is not None:
+                _remember(store.path(entry), *found)
     except OSError as err:
         logger.warning("preprocessing cache unavailable (%s); reading and filtering without it", err)
         yield Slot("computed")
         return
     try:
         if found is not None:
-            logger.info("load and filter: read from the cache (%s)", store.path(entry).name)
+            logger.info("load and filter: read from the cache (%s%s)", store.path(entry).name,
+                        ", kept in memory" if memory else "")
             yield Slot("hit", raw=found[0], notes=found[1])
         else:
             yield Slot("computed", store_in=store, entry=entry)

@@ -118,15 +118,18 @@ def default_workers() -> int:
 class PoolRunner(LocalRunner):
     """Runs sets on up to ``workers`` warm kernels at once (call :meth:`run` from that many threads).
 
-    BLAS threads per run: the cores divided among the workers, so they do not oversubscribe.
+    BLAS threads per run: ``blas_threads`` (default one), never more than the cores divided among
+    the workers, so they do not oversubscribe. One thread because it measured fastest: in the
+    3 x 30 benchmark one worker's 20-component fits took 0.55 s (median) with two BLAS threads
+    and 0.13 s with one (benchmarks/README.md, bench_sweep).
     Use as a context manager (or call :meth:`close`) to stop the kernels.
     """
 
-    def __init__(self, workers: int | None = None, *, kernel_name: str = kernel.HEADLESS,
+    def __init__(self, workers: int | None = None, *, blas_threads: int = 1, kernel_name: str = kernel.HEADLESS,
                  progress_bar: bool = False, template: Path = TEMPLATE) -> None:
         self.workers = max(1, workers or default_workers())
-        super().__init__(blas_threads=max(1, default_workers() // self.workers), kernel_name=kernel_name,
-                         progress_bar=progress_bar, template=template)
+        super().__init__(blas_threads=max(1, min(blas_threads, default_workers() // self.workers)),
+                         kernel_name=kernel_name, progress_bar=progress_bar, template=template)
         self._idle: queue.Queue[WarmKernel | None] = queue.Queue()
         for _ in range(self.workers):
             self._idle.put(None)  # started by the first run that needs it, in that run's thread

@@ -8,6 +8,7 @@ image on the cluster (``LABKIT_IMAGE``). It is recorded in ``params.json``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -29,13 +30,19 @@ _CHUNK = 1 << 20
 
 
 def versions() -> dict[str, str]:
-    out = {}
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> tuple[tuple[str, str], ...]:
+    """Looked up once per process: what it imported (each lookup parses package metadata, ~1 ms)."""
+    out = []
     for dist in PACKAGES:
         try:
-            out[dist] = version(dist)
+            out.append((dist, version(dist)))
         except PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
+            out.append((dist, "not installed"))
+    return tuple(out)
 
 
 def recording_files(path: Path) -> list[Path]:

@@ -161,3 +161,17 @@ def test_a_run_served_from_the_cache_reads_nothing_and_tells_what_the_first_run_
     np.testing.assert_array_equal(first.raw.get_data(), second.raw.get_data())
     with pytest.raises(ParameterError, match="n_components"):  # the header check holds on a hit too
         ica.run(params.replace(n_components=500), tmp_path / "third")
+
+
+def test_the_last_entry_stays_in_memory_while_it_is_on_disk(demo_dir, caplog):
+    """A warm kernel's next run reads its data from memory, a copy it may change; a cleared cache is read again."""
+    params, count = _params(demo_dir), Counting()
+    first = preprocessed(params, count)
+    with caplog.at_level("INFO", logger="labkit.cache"):
+        second = preprocessed(params.replace(random_state=5), count)
+    assert count.calls == 1 and "kept in memory" in caplog.text
+    second._data[:] = 0  # the run's own copy: the next run still gets the filtered data
+    np.testing.assert_array_equal(preprocessed(params, count).get_data(), first.get_data())
+    Cache(cache_dir(demo_dir)).clear()
+    preprocessed(params, count)
+    assert count.calls == 2  # the disk is the source of truth: nothing served from memory once it is gone
