@@ -10,7 +10,8 @@ topomaps, sources, suspects' properties, labels, a report):
 (b) ``labkit.ica.run`` in a fresh ``python`` process (the analysis a run's kernel executes);
 (c) ``labkit run`` (papermill and its kernel, all outputs), as a process tree.
 
-Peak memory is the largest sum of PSS (proportional set size: pages shared between processes,
+Each side starts without labkit's preprocessing cache (removed before it): a first run, which
+reads, filters and stores the entry, at the defaults. Peak memory is the largest sum of PSS (proportional set size: pages shared between processes,
 such as the topomap worker's with its forkserver, are split between them rather than counted
 twice) over the process tree (the run, its kernel, the topomap worker), sampled every 50 ms
 with psutil. Rounds are interleaved (a, b, c per
@@ -26,6 +27,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -106,6 +108,7 @@ def main() -> None:
     got: dict[str, list[tuple[float, float]]] = {k: [] for k in sides}
     for r in range(args.repeats):
         for name, cmd in sides.items():
+            shutil.rmtree(base / ".labkit-cache", ignore_errors=True)  # each side a first run: it reads and filters
             out = Path(tempfile.mkdtemp(prefix="out-", dir=base))
             got[name].append(measure(cmd(out), env))
             print(f"round {r + 1} {name}: {got[name][-1][0]:.1f} s, {got[name][-1][1]:.0f} MiB", flush=True)

@@ -100,7 +100,8 @@ def summary_lines(result: Any) -> list[str]:
 @main.command()
 @param_options
 @run_id_option("name the result folder PreExperiment_ICA_<run-id>")
-@click.option("--blas-threads", default=1, show_default=True, help="BLAS threads for the ICA fit")
+@click.option("--blas-threads", default=0, show_default=True,
+              help="BLAS threads for the ICA fit (0: one for a short recording, every core for a long one)")
 @click.option("--json", "as_json", is_flag=True, help="print the outcome as one JSON object instead of a summary")
 def run(params_file: Any, run_id: str | None, blas_threads: int, as_json: bool, **values: Any) -> None:
     """Run one parameter set here (papermill); print its outcome, warnings, suspects and report,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import platform
@@ -34,8 +35,8 @@ logger = logging.getLogger(__name__)
 
 #: the steps of a run, in order, for progress displays
 STEPS = ("load", "filter", "fit", "score", "plot", "label", "report")
-#: BLAS threads per fit: one thread measured fastest for picard on 2 cores (benchmarks/)
-DEFAULT_BLAS_THREADS = 1
+#: BLAS threads per fit; 0: automatic (see :func:`blas_threads_for`)
+DEFAULT_BLAS_THREADS = 0
 #: loaded samples above which labels are computed after the plots, in the run's process, not beside them in a
 #: worker: two processes each holding a copy of a long recording cost more memory than the naive script
 #: (benchmarks/README.md, bench_long); 64 MiB is about 9 minutes of 64 channels at 250 Hz
@@ -129,11 +130,30 @@ def check_finite(raw: mne.io.BaseRaw) -> None:
                 f"{raw.times[first] + raw.first_time:.3f} s (value {row[first]}): mark the channel bad or crop around it")
 
 
+def blas_threads_for(raw: mne.io.BaseRaw, requested: int = DEFAULT_BLAS_THREADS) -> int:
+    """``requested``, or automatically (0): one thread for a short recording (measured fastest for picard on
+    2 cores, the same for fastica and infomax), every core for a long one (a 30-minute 64-channel fastica fit:
+    4.8 s on two threads, 6.6 s on one; benchmarks/README.md)."""
+    if requested > 0:
+        return requested
+    return 1 if raw._data.nbytes <= LONG_RECORDING_BYTES else (os.cpu_count() or 1)
+
+
+#: samples the rank check reads at most: a structural deficiency (a reference, a projection) is in every sample
+RANK_SAMPLES = 50_000
+
+
+def _rank_sample(raw: mne.io.BaseRaw) -> mne.io.BaseRaw:
+    """Every k-th sample of a long recording, as a Raw of the same channels: its SVD takes 0.1 s, not 1.5 s."""
+    stride = raw.n_times // RANK_SAMPLES + 1
+    return raw if stride == 1 else mne.io.RawArray(raw._data[:, ::stride], raw.info, verbose="error")
+
+
 def fit(raw: mne.io.BaseRaw, params: IcaParams, *, blas_threads: int = DEFAULT_BLAS_THREADS,
         verbose: bool | str | None = None) -> mne.preprocessing.ICA:
     """Fit ICA on the analysed channels; refuse more components than the data's rank."""
     types = analysed_types(params.channel_type)
-    rank = mne.compute_rank(raw, rank=None, verbose="error")  # estimated from the data: catches re-referencing
+    rank = mne.compute_rank(_rank_sample(raw), rank=None, verbose="error")  # from the data: catches re-referencing
     type_rank = sum(v for k, v in rank.items() if k in types or (k == "meg" and params.channel_type in ("meg", "mag", "grad")))
     if type_rank and params.n_components > type_rank:
         raise ParameterError("n_components", params.n_components,
@@ -142,7 +162,7 @@ def fit(raw: mne.io.BaseRaw, params: IcaParams, *, blas_threads: int = DEFAULT_B
         n_components=params.n_components, method=params.method, fit_params=params.mne_fit_params or None,
         max_iter=params.max_iter, random_state=params.random_state, verbose=verbose,
     )
-    with threadpool_limits(limits=blas_threads):
+    with threadpool_limits(limits=blas_threads_for(raw, blas_threads)):
         ica.fit(raw, picks=list(types), verbose=verbose)
     return ica
 
@@ -395,7 +415,7 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     caught = WarningLog()
-    worker = TopomapWorker()  # starts its clean process now: its imports overlap loading and fitting
+    worker: TopomapWorker | None = None
     try:
         with caught.capturing():
             first_warning = len(caught.messages)
@@ -420,9 +440,13 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
                                              "header": dataclasses.asdict(header)})
                 timings["filter_s"] = t["seconds"]
             network = labels_mod.network_for(params.channel_type)
+            long = raw._data.nbytes > LONG_RECORDING_BYTES
+            # the worker's start-up (imports) overlaps the fit; a long recording's fit wants every core instead
+            worker = None if long else TopomapWorker()
             with step("fit", folder, progress) as t:
                 ica = fit(raw, params, blas_threads=blas_threads, verbose=verbose)
             timings["fit_s"] = t["seconds"]
+            worker = worker or TopomapWorker()
             with step("score", folder, progress) as t:
                 scores = score(ica, raw, verbose=verbose)
             timings["score_s"] = t["seconds"]
@@ -435,7 +459,7 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
             later = network is not None and params.label_threshold is None
             labelling = worker.submit(label_in_worker, str(out / results.ICA_FILE),
                                       params.replace(base_dir=os.path.abspath(params.base_dir)).to_json(),
-                                      network) if later and raw._data.nbytes <= LONG_RECORDING_BYTES else None
+                                      network) if later and not long else None
             by_label: list[int] = []
             if not later:
                 with step("label", folder, progress) as t:
@@ -454,6 +478,7 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
                 timings["label_wait_s"] = t["seconds"]
             elif later:
                 with step("label", folder, progress) as t:
+                    _release_memory()  # the plots' epochs and figures: gone before the labelling copy is read
                     labels = _label(ica, params, network, verbose)
                 timings["label_s"] = t["seconds"]
             _log_labels(labels)
@@ -473,7 +498,7 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
                 "n_samples": int(raw.n_times),
                 "sfreq": float(raw.info["sfreq"]),
                 "duration_s": float(raw.times[-1]),
-                "blas_threads": blas_threads,
+                "blas_threads": blas_threads_for(raw, blas_threads),
                 "exclude": [int(i) for i in ica.exclude],
                 "excluded_by_labels": by_label,
                 "labels": labels,
@@ -491,7 +516,8 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
                 report.build(params, metrics, out, drawn["figures"], ica)
             metrics["steps_s"]["report_s"] = round(t["seconds"], 3)
     finally:
-        worker.close()
+        if worker is not None:
+            worker.close()
     metrics["warnings"] = caught.messages
     metrics["outcome"] = "succeeded with warnings" if caught.messages else "succeeded"
     results.write_json(out / results.METRICS_FILE, metrics)  # atomic: a cut write never leaves half a file
@@ -503,6 +529,16 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
         write_components_tsv(out / results.COMPONENTS_TSV, int(ica.n_components_), _bad_reasons(metrics),
                              labels=labels)
     return AnalysisResult(ica=ica, raw=raw, metrics=metrics, folder=out, figures=drawn["figures"])
+
+
+def _release_memory() -> None:
+    """Collect reference cycles and hand freed heap back to the system (glibc), so a long recording's
+    next copy reuses that memory instead of adding to the peak."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _label(ica: mne.preprocessing.ICA, params: IcaParams, network: str | None,

@@ -126,7 +126,7 @@ def _running_cell(folder: results.RunFolder | None) -> dict[str, Any] | None:
 class LocalRunner(Runner):
     """Executes the template with papermill on this machine (the embedded default)."""
 
-    def __init__(self, *, blas_threads: int = 1, kernel_name: str = kernel.HEADLESS, progress_bar: bool = False,
+    def __init__(self, *, blas_threads: int = 0, kernel_name: str = kernel.HEADLESS, progress_bar: bool = False,
                  template: Path = TEMPLATE) -> None:
         self.blas_threads = blas_threads
         self.kernel_name = kernel_name

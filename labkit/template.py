@@ -114,7 +114,7 @@ def start(namespace: Mapping[str, Any]) -> TemplateRun:
     params = IcaParams.from_papermill({**values, "raw_file_path": DEMO_FILENAME} if blank_recording else values)
     params.base_path()
     run_dir = _checked_run_dir(values.get("run_dir"), params)
-    blas_threads = whole_number("blas_threads", values.get("blas_threads", 1), 1, 1024)
+    blas_threads = whole_number("blas_threads", values.get("blas_threads", 0), 0, 1024)  # 0: automatic
     _check_verbose(values.get("verbose"))
     if blank_recording:
         params = params.replace(raw_file_path=default_locations(params.base_dir, "")[1])

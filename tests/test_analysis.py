@@ -172,3 +172,36 @@ def test_topomaps_drawn_by_a_forkserver_worker_never_a_fork(demo_dir: Path, tmp_
     assert (tmp_path / "out" / "topomaps.png").is_file()
     assert "topomaps' worker" in caplog.text
     assert "drawing them here" not in caplog.text and "no topomap worker" not in caplog.text
+
+
+def test_the_rank_check_reads_a_sample_of_a_long_recording_and_finds_the_same_rank():
+    """A structural deficiency (here the average reference) is in every sample: the strided sample finds it."""
+    rng = np.random.default_rng(0)
+    info = mne.create_info([f"EEG{i:02d}" for i in range(20)], 250.0, "eeg")
+    raw = mne.io.RawArray(rng.standard_normal((20, 200_000)) * 1e-5, info, verbose="error")
+    raw.set_eeg_reference("average", verbose="error")
+    sample = ica._rank_sample(raw)
+    assert sample.n_times <= ica.RANK_SAMPLES < raw.n_times
+    assert mne.compute_rank(sample, rank=None, verbose="error") == \
+        mne.compute_rank(raw, rank=None, verbose="error") == {"eeg": 19}
+    short = raw.copy().crop(0, 10)
+    assert ica._rank_sample(short) is short
+
+
+def test_automatic_blas_threads_one_for_short_every_core_for_long_and_a_choice_is_kept():
+    info = mne.create_info(8, 250.0, "eeg")
+    short = mne.io.RawArray(np.zeros((8, 1000)), info, verbose="error")
+    long = mne.io.RawArray(np.zeros((8, ica.LONG_RECORDING_BYTES // 64 + 1)), info, verbose="error")
+    assert ica.blas_threads_for(short) == 1 and ica.blas_threads_for(long) == (os.cpu_count() or 1)
+    assert ica.blas_threads_for(long, 1) == 1 and ica.blas_threads_for(short, 3) == 3
+
+
+def test_a_long_recording_is_labelled_after_the_plots_in_the_runs_process(demo_dir, tmp_path, monkeypatch):
+    """One labelling copy at a time: not in a worker beside the plots (LONG_RECORDING_BYTES lowered to play it)."""
+    monkeypatch.setattr(ica, "LONG_RECORDING_BYTES", 0)
+    steps: list[str] = []
+    params = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=10, crop_tmax=30.0)
+    result = ica.run(params, tmp_path / "long", progress=steps.append)
+    assert steps.index("plot") < steps.index("label") and "label_s" in result.metrics["steps_s"]
+    assert "label_wait_s" not in result.metrics["steps_s"] and result.metrics["labels"]["network"] == "iclabel"
+    assert result.metrics["blas_threads"] == (os.cpu_count() or 1)
