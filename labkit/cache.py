@@ -223,8 +223,15 @@ class Slot:
     def hit(self) -> bool:
         return self.source == "hit"
 
+    def on_disk(self) -> Path | None:
+        """The entry's file when the run's data is in it (a hit or stored): it can be read again from there."""
+        if self.store_in is None or self.source not in ("hit", "stored"):
+            return None
+        path = self.store_in.path(self.entry)
+        return path if path.exists() else None
+
     def store(self, raw: Any, notes: dict[str, Any]) -> None:
-        if self.store_in is None:
+        if self.store_in is None or self.hit:
             return
         try:
             self.store_in.put(self.entry, raw, notes)
@@ -265,7 +272,7 @@ def slot(params: IcaParams) -> Iterator[Slot]:
         if found is not None:
             logger.info("load and filter: read from the cache (%s%s)", store.path(entry).name,
                         ", kept in memory" if memory else "")
-            yield Slot("hit", raw=found[0], notes=found[1])
+            yield Slot("hit", raw=found[0], notes=found[1], store_in=store, entry=entry)
         else:
             yield Slot("computed", store_in=store, entry=entry)
     finally:

@@ -425,6 +425,7 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
                     prepared = held.enter_context(cache.slot(params))
                     if prepared.hit:  # checked and told as the run that computed the data was
                         raw, header = prepared.raw, recording.RecordingInfo(**prepared.notes["header"])
+                        prepared.raw = None  # the run holds the one reference: it may let the data go
                         check_against(params, header)
                         for text in prepared.notes["warnings"]:
                             caught.add(text)
@@ -440,26 +441,27 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
                                              "header": dataclasses.asdict(header)})
                 timings["filter_s"] = t["seconds"]
             network = labels_mod.network_for(params.channel_type)
+            # a long recording: every figure and the labels in this process, one after another (its fit wants
+            # every core, and no second process then holds a copy beside this one's: a worker measured no faster
+            # there, 0.5 s slower); else the worker's start-up (imports) overlaps the fit
             long = raw._data.nbytes > LONG_RECORDING_BYTES
-            # the worker's start-up (imports) overlaps the fit; a long recording's fit wants every core instead
             worker = None if long else TopomapWorker()
             with step("fit", folder, progress) as t:
                 ica = fit(raw, params, blas_threads=blas_threads, verbose=verbose)
             timings["fit_s"] = t["seconds"]
-            worker = worker or TopomapWorker()
             with step("score", folder, progress) as t:
                 scores = score(ica, raw, verbose=verbose)
             timings["score_s"] = t["seconds"]
             suspects = sorted(set(scores.get("eog_suspects", [])) | set(scores.get("ecg_suspects", [])))
             ica.exclude = suspects
             ica.save(out / results.ICA_FILE, overwrite=True, verbose="error")
-            topomaps = worker.draw(out / results.ICA_FILE, out) if no_positions is None else None
+            topomaps = worker.draw(out / results.ICA_FILE, out) if worker and no_positions is None else None
             # labels exclude nothing without a threshold: then they are computed beside the plots in the
             # worker, or after the plots for a long recording (its labelling copy never beside the plots' epochs)
             later = network is not None and params.label_threshold is None
             labelling = worker.submit(label_in_worker, str(out / results.ICA_FILE),
                                       params.replace(base_dir=os.path.abspath(params.base_dir)).to_json(),
-                                      network) if later and not long else None
+                                      network) if worker and later else None
             by_label: list[int] = []
             if not later:
                 with step("label", folder, progress) as t:
@@ -472,14 +474,21 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
             with step("plot", folder, progress) as t:
                 drawn = plot(ica, raw, out, list(ica.exclude), no_positions, topomaps)
             timings["plot_s"] = t["seconds"]
+            explained = _explained_variance(ica, raw, params)
             if labelling is not None:
                 with step("label", folder, progress) as t:
                     labels = _labels_from_worker(labelling, caught, ica, params, network, verbose)
                 timings["label_wait_s"] = t["seconds"]
             elif later:
                 with step("label", folder, progress) as t:
+                    kept = prepared.on_disk() if long else None
+                    if kept is not None:  # the run's filtered data is in the cache: let it go while labelling
+                        raw = mne.io.read_raw_fif(kept, preload=False, verbose="error")
                     _release_memory()  # the plots' epochs and figures: gone before the labelling copy is read
                     labels = _label(ica, params, network, verbose)
+                    if kept is not None:
+                        _release_memory()
+                        raw.load_data(verbose="error")
                 timings["label_s"] = t["seconds"]
             _log_labels(labels)
             max_iter = ica.max_iter if isinstance(ica.max_iter, int) else None
@@ -491,7 +500,7 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
                 "max_iter": max_iter,
                 # MNE's infomax reports n_iter_ == max_iter whether or not it converged: no signal there
                 "converged": None if params.method == "infomax" else bool(max_iter is None or ica.n_iter_ < max_iter),
-                "explained_variance": _explained_variance(ica, raw, params),
+                "explained_variance": explained,
                 "channel_types": list(analysed_types(params.channel_type)),
                 "filtered": {"highpass": float(raw.info["highpass"]), "lowpass": float(raw.info["lowpass"])},
                 "n_channels": len(ica.ch_names),
@@ -600,10 +609,29 @@ def _bad_reasons(metrics: dict[str, Any]) -> dict[int, str]:
     return out
 
 
+#: samples per piece when the explained variance of a long recording is computed piecewise
+VARIANCE_CHUNK = 50_000
+
+
 def _explained_variance(ica: mne.preprocessing.ICA, raw: mne.io.BaseRaw, params: IcaParams) -> float:
-    """Share of the analysed data's variance the components explain (MEG: the magnetometers', MNE reports per type)."""
+    """Share of the analysed data's variance the components explain (MEG: the magnetometers', MNE reports per type).
+
+    MNE's ``get_explained_variance_ratio`` (1 - mean over samples of the across-channel variance of the
+    residual, over the same of the data) back-projects a copy of the whole recording: about four copies
+    of a long one at once. The ratio of two sums over samples is the same computed piece by piece.
+    """
     kind = _var_type(params)
-    return float(ica.get_explained_variance_ratio(raw, ch_type=kind).get(kind, float("nan")))
+    if raw.n_times <= VARIANCE_CHUNK:
+        return float(ica.get_explained_variance_ratio(raw, ch_type=kind).get(kind, float("nan")))
+    every = list(range(ica.n_components_))
+    residual = total = 0.0
+    for start in range(0, raw.n_times, VARIANCE_CHUNK):
+        piece = mne.io.RawArray(raw._data[:, start:start + VARIANCE_CHUNK], raw.info, copy="both", verbose="error")
+        data = piece.get_data(picks=kind)
+        back = ica.apply(piece, include=every, exclude=[], n_pca_components=0, verbose="error").get_data(picks=kind)
+        residual += float((data - back).var(axis=0).sum())
+        total += float(data.var(axis=0).sum())
+    return 1.0 - residual / total if total else float("nan")
 
 
 def _var_type(params: IcaParams) -> str:

@@ -205,3 +205,20 @@ def test_a_long_recording_is_labelled_after_the_plots_in_the_runs_process(demo_d
     assert steps.index("plot") < steps.index("label") and "label_s" in result.metrics["steps_s"]
     assert "label_wait_s" not in result.metrics["steps_s"] and result.metrics["labels"]["network"] == "iclabel"
     assert result.metrics["blas_threads"] == (os.cpu_count() or 1)
+    # its filtered data was let go while labelling and read back from the cache entry: the same numbers
+    assert result.metrics["preprocessing"] == "stored" and result.raw.preload
+    again = ica.run(params.replace(random_state=1), tmp_path / "again")
+    assert again.metrics["preprocessing"] == "hit"
+    np.testing.assert_array_equal(result.raw.get_data(), again.raw.get_data())
+    assert result.raw.n_times == result.metrics["n_samples"] and (tmp_path / "long" / "topomaps.png").exists()
+
+
+def test_explained_variance_piece_by_piece_is_mnes_and_leaves_the_data_alone(demo_dir, monkeypatch):
+    params = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=8, crop_tmax=40.0)
+    raw = ica.preprocess(ica.load(params), params)
+    fitted = ica.fit(raw, params)
+    whole = float(fitted.get_explained_variance_ratio(raw, ch_type="eeg")["eeg"])
+    before = raw.get_data()
+    monkeypatch.setattr(ica, "VARIANCE_CHUNK", 3001)  # pieces, the last one short
+    assert ica._explained_variance(fitted, raw, params) == pytest.approx(whole, rel=1e-12)
+    np.testing.assert_array_equal(raw.get_data(), before)
