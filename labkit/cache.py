@@ -223,13 +223,6 @@ class Slot:
     def hit(self) -> bool:
         return self.source == "hit"
 
-    def on_disk(self) -> Path | None:
-        """The entry's file when the run's data is in it (a hit or stored): it can be read again from there."""
-        if self.store_in is None or self.source not in ("hit", "stored"):
-            return None
-        path = self.store_in.path(self.entry)
-        return path if path.exists() else None
-
     def store(self, raw: Any, notes: dict[str, Any]) -> None:
         if self.store_in is None or self.hit:
             return

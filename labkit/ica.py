@@ -481,14 +481,8 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
                 timings["label_wait_s"] = t["seconds"]
             elif later:
                 with step("label", folder, progress) as t:
-                    kept = prepared.on_disk() if long else None
-                    if kept is not None:  # the run's filtered data is in the cache: let it go while labelling
-                        raw = mne.io.read_raw_fif(kept, preload=False, verbose="error")
                     _release_memory()  # the plots' epochs and figures: gone before the labelling copy is read
                     labels = _label(ica, params, network, verbose)
-                    if kept is not None:
-                        _release_memory()
-                        raw.load_data(verbose="error")
                 timings["label_s"] = t["seconds"]
             _log_labels(labels)
             max_iter = ica.max_iter if isinstance(ica.max_iter, int) else None

@@ -205,11 +205,6 @@ def test_a_long_recording_is_labelled_after_the_plots_in_the_runs_process(demo_d
     assert steps.index("plot") < steps.index("label") and "label_s" in result.metrics["steps_s"]
     assert "label_wait_s" not in result.metrics["steps_s"] and result.metrics["labels"]["network"] == "iclabel"
     assert result.metrics["blas_threads"] == (os.cpu_count() or 1)
-    # its filtered data was let go while labelling and read back from the cache entry: the same numbers
-    assert result.metrics["preprocessing"] == "stored" and result.raw.preload
-    again = ica.run(params.replace(random_state=1), tmp_path / "again")
-    assert again.metrics["preprocessing"] == "hit"
-    np.testing.assert_array_equal(result.raw.get_data(), again.raw.get_data())
     assert result.raw.n_times == result.metrics["n_samples"] and (tmp_path / "long" / "topomaps.png").exists()
 
 
