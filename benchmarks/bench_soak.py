@@ -55,12 +55,16 @@ def child(base_dir: str, n_sets: int, runner: str = "pool") -> None:
         write_demo(base_dir)
     kind = {"pool": PoolRunner, "local": LocalRunner}[runner]
 
+    printing = threading.Lock()  # two runs end at once in a pool: one whole line each
+
     class Sampled(kind):  # type: ignore[valid-type,misc]
         def run(self, params: IcaParams, **kwargs: Any) -> Any:
             try:
                 return super().run(params, **kwargs)
             finally:
-                print(json.dumps({"sample": _usage(), "t": time.monotonic()}), flush=True)
+                with printing:
+                    sys.stdout.write(json.dumps({"sample": _usage(), "t": time.monotonic()}) + "\n")
+                    sys.stdout.flush()
 
     sets = sweeps.expand(IcaParams(base_dir=base_dir, raw_file_path=DEMO_FILENAME, **TINY),
                          random_state=range(n_sets))
@@ -114,9 +118,10 @@ def write_readme(sm: dict[str, Any]) -> None:
         START,
         "## bench_soak: a long local sweep under `ulimit -n " + str(sm["nofile"]) + "`",
         "",
-        "`python benchmarks/bench_soak.py --sets N --readme`: `sweeps.run_sweep` over N sets (demo recording, "
-        f"`{json.dumps(TINY)}`, one seed per set; real papermill runs through `LocalRunner`) in a child limited to "
-        f"{sm['nofile']} open files; usage sampled after every run.",
+        "`python benchmarks/bench_soak.py --sets N --runner pool|local --readme`: `sweeps.run_sweep` over N sets "
+        f"(demo recording, `{json.dumps(TINY)}`, one seed per set; real papermill runs) in a child limited to "
+        f"{sm['nofile']} open files; usage sampled after every run. This run: `--runner {sm['runner']}` "
+        + ("(`labkit sweep`'s 2 warm kernels)." if sm["runner"] == "pool" else "(a fresh kernel per run)."),
         "",
         f"Last run: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {sm['runs']} runs, "
         f"{done.get('rows')} rows ({done.get('states')}), {done.get('distinct_folders')} distinct folders, "
@@ -135,8 +140,9 @@ def write_readme(sm: dict[str, Any]) -> None:
         "descriptors and one heartbeat-channel thread per run (plus its zmq I/O threads), because nbclient",
         "never stops the client it makes from a kernel manager handed to it (`km=`); a 1024 limit ran out",
         "near run 84. `RunKernelManager.close` now stops every client it made and destroys the zmq contexts.",
-        "CI (`tests/test_soak.py`) runs 50 sets: 100 take about 6 minutes even on a quiet machine (3.5 s a",
-        "run), over the 4 minutes this check may take; the 1000-set test is marked `soak` (`pytest -m soak`).",
+        "CI (`tests/test_soak.py`) runs 100 sets on warm kernels (`--runner pool`, what `labkit sweep` uses) and",
+        "50 fresh-kernel runs (`--runner local`: `labkit run`, the form, the server extension; 100 take about",
+        "6 minutes, 3.5 s a run); the 1000-set tests are marked `soak` (`pytest -m soak`).",
         END,
     ])
     readme = README.read_text()

@@ -27,8 +27,12 @@ def assert_flat_and_accounted(n_sets: int, tmp_path: Path, runner: str) -> None:
     assert done["rows"] == n_sets and done["states"] == {"succeeded": n_sets}, done
     assert done["distinct_folders"] == n_sets and done["seeds"] == list(range(n_sets)), "every set accounted for"
     assert sm["runs"] == n_sets
-    assert sm["fds"]["max"] <= sm["fds"]["after_5"] + 2, sm["fds"]
-    assert sm["threads"]["max"] == sm["threads"]["after_5"] and sm["os_threads"]["max"] <= sm["os_threads"]["after_5"] + 1
+    # flat: the second half never above the warmed-up start (runs 5-15; two runs in flight vary a little)
+    samples = result["samples"]
+    for measure, slack in (("fds", 2), ("threads", 0), ("os_threads", 1)):
+        early = max(x[measure] for x in samples[4:15])
+        late = max(x[measure] for x in samples[n_sets // 2:])
+        assert late <= early + slack, (measure, early, late)
     assert sm["rss_mib"]["last"] - sm["rss_mib"]["after_5"] < 0.2 * n_sets + 10, sm["rss_mib"]
 
 
