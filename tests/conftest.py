@@ -68,7 +68,7 @@ def fitted_runs(tmp_path_factory: pytest.TempPathFactory, demo_source: Path) -> 
         ica.save(folder.file(ICA_FILE), verbose="error")
         folder.file(METRICS_FILE).write_text(json.dumps(
             {"method": p.method, "fit_time_s": timing["seconds"], "n_iter": int(ica.n_iter_), "versions": analysis.versions(), "host": "test",
-             **scores}))
+             "preprocessing": "computed", **scores}))
         provenance.record(folder, provenance.current(p))
         folder.succeed()
     failed = RunFolder.create(params.replace(method="picard", random_state=2))
