@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import hashlib
 import json
 import logging
@@ -32,7 +31,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -80,14 +78,9 @@ def key(params: IcaParams) -> str:
     versions = provenance.versions()
     payload = {"recording": provenance.fingerprint(params.raw_path(), cache_dir(params.base_dir)),
                **{name: getattr(params, name) for name in PREPROCESS_FIELDS},
-               "labkit": versions["labkit"], "mne": versions["mne"], "scipy": _version("scipy"),
-               "numpy": _version("numpy"), "format": FORMAT}
+               "labkit": versions["labkit"], "mne": versions["mne"], "scipy": provenance.package_version("scipy"),
+               "numpy": provenance.package_version("numpy"), "format": FORMAT}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
-
-
-@functools.lru_cache(maxsize=None)
-def _version(dist: str) -> str:
-    return version(dist)  # what this process imported: looked up once (each lookup parses metadata, ~1 ms)
 
 
 def _remember(entry: Path, raw: Any, notes: dict[str, Any]) -> None:
@@ -123,10 +116,10 @@ class Cache:
         path = self.path(entry)
         try:
             notes = json.loads(self.notes_path(entry).read_text())
-            raw = mne.io.read_raw_fif(path, preload=True, verbose="error") if isinstance(notes, dict) else None
+            if not isinstance(notes, dict):
+                return None
+            raw = mne.io.read_raw_fif(path, preload=True, verbose="error")
         except (FileNotFoundError, ValueError, OSError):  # missing, cut or damaged: a miss
-            return None
-        if raw is None:
             return None
         with contextlib.suppress(OSError):
             os.utime(path)
@@ -224,7 +217,7 @@ class Slot:
         return self.source == "hit"
 
     def store(self, raw: Any, notes: dict[str, Any]) -> None:
-        if self.store_in is None or self.hit:
+        if self.store_in is None:
             return
         try:
             self.store_in.put(self.entry, raw, notes)
@@ -265,7 +258,7 @@ def slot(params: IcaParams) -> Iterator[Slot]:
         if found is not None:
             logger.info("load and filter: read from the cache (%s%s)", store.path(entry).name,
                         ", kept in memory" if memory else "")
-            yield Slot("hit", raw=found[0], notes=found[1], store_in=store, entry=entry)
+            yield Slot("hit", raw=found[0], notes=found[1])
         else:
             yield Slot("computed", store_in=store, entry=entry)
     finally:

@@ -308,15 +308,10 @@ class TopomapWorker:
 
 
 def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+    from .provenance import package_version
 
-    out = {"python": platform.python_version(), "mne": mne.__version__}
-    for dist in ("python-picard", "labkit", "scikit-learn", "numpy"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
+    return {"python": platform.python_version(), "mne": mne.__version__,
+            **{dist: package_version(dist) for dist in ("python-picard", "labkit", "scikit-learn", "numpy")}}
 
 
 #: fewest samples per squared component for a trustworthy unmixing: half the 20 n^2 of Onton & Makeig's rule

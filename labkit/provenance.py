@@ -30,19 +30,16 @@ _CHUNK = 1 << 20
 
 
 def versions() -> dict[str, str]:
-    return dict(_versions())
+    return {dist: package_version(dist) for dist in PACKAGES}
 
 
-@functools.lru_cache(maxsize=1)
-def _versions() -> tuple[tuple[str, str], ...]:
-    """Looked up once per process: what it imported (each lookup parses package metadata, ~1 ms)."""
-    out = []
-    for dist in PACKAGES:
-        try:
-            out.append((dist, version(dist)))
-        except PackageNotFoundError:
-            out.append((dist, "not installed"))
-    return tuple(out)
+@functools.lru_cache(maxsize=None)
+def package_version(dist: str) -> str:
+    """A distribution's version, looked up once per process: what it imported (a lookup parses metadata, ~1 ms)."""
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def recording_files(path: Path) -> list[Path]:

@@ -26,7 +26,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .errors import LabkitError, ParameterError, RunFailed
 from .params import IcaParams, check_run_id
@@ -347,39 +347,37 @@ class RunFolder:
                 self._write_status(status)
 
     def _start_heartbeat(self) -> None:
-        if self._heart is not None:
-            return
-        stop = self._heart = threading.Event()
+        if self._heart is None:
+            self._heart = self._keep_beating("heartbeat", self.beat)[0]
+
+    def _keep_beating(self, name: str, write: Callable[[], None]) -> tuple[threading.Event, threading.Thread]:
+        """Call ``write`` every heartbeat interval from a daemon thread until the returned event is set."""
+        stop = threading.Event()
 
         def beat() -> None:
             while not stop.wait(heartbeat_interval()):
                 try:
-                    self.beat()
+                    write()
                 except OSError:  # a full disk or a vanished folder: try again next time
                     if not self.path.is_dir():
                         return
 
-        threading.Thread(target=beat, name=f"labkit-heartbeat-{self.run_id}", daemon=True).start()
+        thread = threading.Thread(target=beat, name=f"labkit-{name}-{self.run_id}", daemon=True)
+        thread.start()
+        return stop, thread
 
     @contextlib.contextmanager
     def runner_heartbeat(self) -> Iterator[None]:
         """Beat from the runner while the block executes the run, in its own file (no status.json rewrite races
         the kernel's). On a Job's pod the runner outlives its kernel, so the run reads alive on the hub from
         creation on, however long the kernel takes to start and take the run over."""
-        stop = threading.Event()
 
-        def beat() -> None:
-            while True:
-                try:
-                    write_json(self.file(RUNNER_BEAT_FILE), {"heartbeat": now(), **owner()})
-                except OSError:  # a full disk or a vanished folder: try again next time
-                    if not self.path.is_dir():
-                        return
-                if stop.wait(heartbeat_interval()):
-                    return
+        def write() -> None:
+            write_json(self.file(RUNNER_BEAT_FILE), {"heartbeat": now(), **owner()})
 
-        thread = threading.Thread(target=beat, name=f"labkit-runner-heartbeat-{self.run_id}", daemon=True)
-        thread.start()
+        with contextlib.suppress(OSError):
+            write()
+        stop, thread = self._keep_beating("runner-heartbeat", write)
         try:
             yield
         finally:
