@@ -10,6 +10,7 @@ install:
 
 install-test:
 	command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
+	command -v npm >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm)
 	command -v configurable-http-proxy >/dev/null || npm install -g configurable-http-proxy
 	$(PYTHON) -m pip install -q -e '.[test]'
 
