@@ -598,7 +598,7 @@ def _bad_reasons(metrics: dict[str, Any]) -> dict[int, str]:
     return out
 
 
-#: samples per piece when the explained variance of a long recording is computed piecewise
+#: samples per piece when the data's second moments are summed for the explained variance
 VARIANCE_CHUNK = 50_000
 
 
@@ -607,19 +607,35 @@ def _explained_variance(ica: mne.preprocessing.ICA, raw: mne.io.BaseRaw, params:
 
     MNE's ``get_explained_variance_ratio`` (1 - mean over samples of the across-channel variance of the
     residual, over the same of the data) back-projects a copy of the whole recording: about four copies
-    of a long one at once. The ratio of two sums over samples is the same computed piece by piece.
+    of a long one at once, and 0.6 s. Its back-projection is affine per sample (x -> A x + b), so for a
+    long recording MNE itself maps a basis to find A and b, and both means come from the data's mean and
+    second moments, summed piece by piece: the same ratio, to rounding, in a tenth of the time and no copy.
     """
     kind = _var_type(params)
     if raw.n_times <= VARIANCE_CHUNK:
         return float(ica.get_explained_variance_ratio(raw, ch_type=kind).get(kind, float("nan")))
-    every = list(range(ica.n_components_))
-    residual = total = 0.0
+    n = len(raw.ch_names)
+    basis = mne.io.RawArray(np.hstack([np.zeros((n, 1)), np.eye(n)]), raw.info, verbose="error")
+    back = ica.apply(basis, include=list(range(ica.n_components_)), exclude=[], n_pca_components=0,
+                     verbose="error").get_data()
+    offset, linear = back[:, 0], back[:, 1:] - back[:, :1]
+    rows = [i for i in mne.channel_indices_by_type(raw.info).get(kind, []) if raw.ch_names[i] not in raw.info["bads"]]
+    if not rows:
+        return float("nan")
+    mean = raw._data.mean(axis=1)
+    moments = np.zeros((n, n))
     for start in range(0, raw.n_times, VARIANCE_CHUNK):
-        piece = mne.io.RawArray(raw._data[:, start:start + VARIANCE_CHUNK], raw.info, copy="both", verbose="error")
-        data = piece.get_data(picks=kind)
-        back = ica.apply(piece, include=every, exclude=[], n_pca_components=0, verbose="error").get_data(picks=kind)
-        residual += float((data - back).var(axis=0).sum())
-        total += float(data.var(axis=0).sum())
+        piece = raw._data[:, start:start + VARIANCE_CHUNK] - mean[:, None]
+        moments += piece @ piece.T
+    centre = np.eye(len(rows)) / len(rows) - 1.0 / len(rows) ** 2  # y @ centre @ y: the variance across rows
+
+    def summed_variance(lin: np.ndarray, shift: np.ndarray) -> float:
+        """Sum over samples of the across-row variance of lin @ x - shift."""
+        at_mean = lin @ mean - shift
+        return float(np.trace(centre @ lin @ moments @ lin.T) + raw.n_times * at_mean @ centre @ at_mean)
+
+    total = summed_variance(np.eye(n)[rows], np.zeros(len(rows)))
+    residual = summed_variance((np.eye(n) - linear)[rows], offset[rows])  # x - (A x + b)
     return 1.0 - residual / total if total else float("nan")
 
 

@@ -208,12 +208,19 @@ def test_a_long_recording_is_labelled_after_the_plots_in_the_runs_process(demo_d
     assert result.raw.n_times == result.metrics["n_samples"] and (tmp_path / "long" / "topomaps.png").exists()
 
 
-def test_explained_variance_piece_by_piece_is_mnes_and_leaves_the_data_alone(demo_dir, monkeypatch):
-    params = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=8, crop_tmax=40.0)
+@pytest.mark.parametrize("recording, channel_type, kind", [
+    (DEMO_FILENAME, "eeg", "eeg"), ("neuromag_mag_grad_raw.fif", "meg", "mag")])
+def test_explained_variance_of_a_long_recording_is_mnes_and_leaves_the_data_alone(
+        demo_dir, real_dir, monkeypatch, recording, channel_type, kind):
+    """Computed from the back-projection's affine map and the data's moments: MNE's own ratio, to rounding
+    (MEG: mag and grad fitted together, the ratio of the magnetometers, with the recording's projectors)."""
+    base = demo_dir if recording == DEMO_FILENAME else real_dir
+    params = IcaParams(base_dir=str(base), raw_file_path=recording, n_components=8, crop_tmax=None,
+                       channel_type=channel_type)
     raw = ica.preprocess(ica.load(params), params)
     fitted = ica.fit(raw, params)
-    whole = float(fitted.get_explained_variance_ratio(raw, ch_type="eeg")["eeg"])
+    whole = float(fitted.get_explained_variance_ratio(raw, ch_type=kind)[kind])
     before = raw.get_data()
-    monkeypatch.setattr(ica, "VARIANCE_CHUNK", 3001)  # pieces, the last one short
-    assert ica._explained_variance(fitted, raw, params) == pytest.approx(whole, rel=1e-12)
+    monkeypatch.setattr(ica, "VARIANCE_CHUNK", 3001)  # "long", summed in pieces, the last one short
+    assert ica._explained_variance(fitted, raw, params) == pytest.approx(whole, rel=1e-9, abs=1e-12)
     np.testing.assert_array_equal(raw.get_data(), before)
