@@ -211,26 +211,38 @@ class Slot:
     notes: dict[str, Any] = field(default_factory=dict)
     store_in: "Cache | None" = None
     entry: str = ""
+    writer: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def hit(self) -> bool:
         return self.source == "hit"
 
     def store(self, raw: Any, notes: dict[str, Any]) -> None:
-        if self.store_in is None:
-            return
+        """Write the entry in a thread, beside the run's next step (the fit reads ``raw`` and never changes it);
+        the slot's exit waits for the write, so the entry's lock is held until the entry is whole."""
+        if self.store_in is not None:
+            self.writer = threading.Thread(target=self._write, args=(self.store_in, raw, notes),
+                                           name="labkit-cache-store", daemon=True)
+            self.writer.start()
+
+    def wait(self) -> None:
+        if self.writer is not None:
+            self.writer.join()
+
+    def _write(self, store: Cache, raw: Any, notes: dict[str, Any]) -> None:
         try:
-            self.store_in.put(self.entry, raw, notes)
-            _remember(self.store_in.path(self.entry), raw, notes)
+            store.put(self.entry, raw, notes)
+            _remember(store.path(self.entry), raw, notes)
             self.source = "stored"
-            logger.info("load and filter: stored in the cache as %s", self.store_in.path(self.entry).name)
+            logger.info("load and filter: stored in the cache as %s", store.path(self.entry).name)
         except OSError as err:
             logger.warning("preprocessing cache: could not store the filtered recording (%s)", err)
 
 
 @contextlib.contextmanager
 def slot(params: IcaParams) -> Iterator[Slot]:
-    """Look ``params``' preprocessing up; on a miss hold the entry while the body computes and stores it.
+    """Look ``params``' preprocessing up; on a miss hold the entry while the body computes and stores it
+    (the store's write is waited for on exit).
 
     Concurrent runs of the same entry wait for the first one instead of filtering too.
     A read-only or full directory, or ``LABKIT_CACHE=off``, gives a slot that stores nothing.
@@ -254,14 +266,15 @@ def slot(params: IcaParams) -> Iterator[Slot]:
         logger.warning("preprocessing cache unavailable (%s); reading and filtering without it", err)
         yield Slot("computed")
         return
+    if found is not None:
+        logger.info("load and filter: read from the cache (%s%s)", store.path(entry).name,
+                    ", kept in memory" if memory else "")
+    made = Slot("hit", raw=found[0], notes=found[1]) if found is not None else \
+        Slot("computed", store_in=store, entry=entry)
     try:
-        if found is not None:
-            logger.info("load and filter: read from the cache (%s%s)", store.path(entry).name,
-                        ", kept in memory" if memory else "")
-            yield Slot("hit", raw=found[0], notes=found[1])
-        else:
-            yield Slot("computed", store_in=store, entry=entry)
+        yield made
     finally:
+        made.wait()
         if held:
             store.release(entry)
 

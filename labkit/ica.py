@@ -59,17 +59,16 @@ def step(name: str, folder: results.RunFolder | None = None,
     logger.info("%s: done in %.2f s", name, timing["seconds"])
 
 
-def load(params: IcaParams, *, verbose: bool | str | None = None, types: tuple[str, ...] | None = None
-         ) -> mne.io.BaseRaw:
+def load(params: IcaParams, *, verbose: bool | str | None = None, scoring: bool = True) -> mne.io.BaseRaw:
     """Read the recording, check the set against its header, crop (clamping the end), keep what the analysis uses, load.
 
-    Only the analysed channels (and EOG/ECG, for scoring) are loaded: a 64-channel
+    Only the analysed channels (and EOG/ECG, for ``scoring``) are loaded: a 64-channel
     recording with stimulus or auxiliary channels never holds those in memory.
     """
-    return load_checked(params, verbose=verbose, types=types)[0]
+    return load_checked(params, verbose=verbose, scoring=scoring)[0]
 
 
-def load_checked(params: IcaParams, *, verbose: bool | str | None = None, types: tuple[str, ...] | None = None
+def load_checked(params: IcaParams, *, verbose: bool | str | None = None, scoring: bool = True
                  ) -> tuple[mne.io.BaseRaw, recording.RecordingInfo]:
     """:func:`load`, and the header the set was checked against."""
     raw = recording.read_raw(params.raw_path(), preload=False, verbose=verbose)
@@ -82,7 +81,7 @@ def load_checked(params: IcaParams, *, verbose: bool | str | None = None, types:
             warnings.warn(f"crop_tmax {tmax:g} s is past the recording's end; clamped to {last:.3f} s", stacklevel=2)
         tmax = last
     raw.crop(tmin=params.crop_tmin, tmax=tmax)
-    raw.pick(kept_channels(raw.info, params.channel_type if types is None else types), verbose="error")
+    raw.pick(kept_channels(raw.info, params.channel_type, scoring=scoring), verbose="error")
     raw.load_data(verbose=verbose)
     logger.info("loaded %s: %d channels (%s), %.1f s at %g Hz", params.raw_path().name, len(raw.ch_names),
                 ", ".join(f"{t} {n}" for t, n in sorted(Counter(raw.get_channel_types()).items())),
@@ -102,10 +101,10 @@ def analysed_types(channel_type: str) -> tuple[str, ...]:
     return ("mag", "grad") if channel_type == "meg" else (channel_type,)
 
 
-def kept_channels(info: mne.Info, channel_type: str | tuple[str, ...]) -> list[str]:
-    """The good channels of the analysed types, EOG and ECG (scoring), and MEG reference channels if the
+def kept_channels(info: mne.Info, channel_type: str, *, scoring: bool = True) -> list[str]:
+    """The good channels of the analysed types, EOG and ECG (if ``scoring``), and MEG reference channels if the
     recording's compensation needs them; everything else is dropped before loading."""
-    types = set(analysed_types(channel_type) if isinstance(channel_type, str) else channel_type) | {"eog", "ecg"}
+    types = set(analysed_types(channel_type)) | ({"eog", "ecg"} if scoring else set())
     if info["comps"]:
         types.add("ref_meg")
     bads = set(info["bads"])
@@ -432,18 +431,18 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
                 with step("filter", folder, progress) as t:
                     if not prepared.hit:
                         raw = preprocess(raw, params, verbose=verbose)
-                        prepared.store(raw, {"warnings": caught.messages[first_warning:],
+                        prepared.store(raw, {"warnings": caught.messages[first_warning:],  # written beside the fit
                                              "header": dataclasses.asdict(header)})
                 timings["filter_s"] = t["seconds"]
+                # a long recording: every figure and the labels in this process, one after another (its fit wants
+                # every core, and no second process then holds a copy beside this one's: a worker measured no
+                # faster there, 0.5 s slower); else the worker's start-up (imports) overlaps the fit
+                long = raw._data.nbytes > LONG_RECORDING_BYTES
+                worker = None if long else TopomapWorker()
+                with step("fit", folder, progress) as t:
+                    ica = fit(raw, params, blas_threads=blas_threads, verbose=verbose)
+                timings["fit_s"] = t["seconds"]
             network = labels_mod.network_for(params.channel_type)
-            # a long recording: every figure and the labels in this process, one after another (its fit wants
-            # every core, and no second process then holds a copy beside this one's: a worker measured no faster
-            # there, 0.5 s slower); else the worker's start-up (imports) overlaps the fit
-            long = raw._data.nbytes > LONG_RECORDING_BYTES
-            worker = None if long else TopomapWorker()
-            with step("fit", folder, progress) as t:
-                ica = fit(raw, params, blas_threads=blas_threads, verbose=verbose)
-            timings["fit_s"] = t["seconds"]
             with step("score", folder, progress) as t:
                 scores = score(ica, raw, verbose=verbose)
             timings["score_s"] = t["seconds"]
@@ -554,8 +553,9 @@ def _label(ica: mne.preprocessing.ICA, params: IcaParams, network: str | None,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the same reading warnings were captured by the load step
-            unfiltered = load(params, verbose="error")
-        unfiltered.pick(list(analysed_types(params.channel_type)), verbose="error")
+            unfiltered = load(params, verbose="error", scoring=False)  # no EOG/ECG: never loaded to be dropped
+        if set(unfiltered.get_channel_types()) - set(analysed_types(params.channel_type)):  # MEG reference channels
+            unfiltered.pick(list(analysed_types(params.channel_type)), verbose="error")  # (a pick copies the data)
         no_positions = recording.ensure_positions(unfiltered, params.channel_type)
         if no_positions:
             raise labels_mod.LabelsUnavailable(f"{network} reads the components' maps, and {no_positions}")

@@ -175,3 +175,29 @@ def test_the_last_entry_stays_in_memory_while_it_is_on_disk(demo_dir, caplog):
     Cache(cache_dir(demo_dir)).clear()
     preprocessed(params, count)
     assert count.calls == 2  # the disk is the source of truth: nothing served from memory once it is gone
+
+
+def test_the_store_is_written_beside_the_next_step_and_whole_when_the_slot_ends(demo_dir, monkeypatch):
+    """The run's fit need not wait for the write; the lock is held, and the entry complete, once the slot ends."""
+    import threading
+    import time
+
+    params, started, release = _params(demo_dir), threading.Event(), threading.Event()
+    put = Cache.put
+
+    def slow_put(self, entry, raw, notes=None):
+        started.set()
+        assert release.wait(10), "the test never let the write finish"
+        put(self, entry, raw, notes)
+
+    monkeypatch.setattr(Cache, "put", slow_put)
+    store = Cache(cache_dir(demo_dir))
+    with slot(params) as s:
+        raw = ica.preprocess(ica.load(params), params)
+        s.store(raw, {"warnings": [], "header": {}})
+        assert started.wait(10) and s.source == "computed", "store returns while the write goes on"
+        assert store._lock(key(params)).exists() and not store.entries()
+        threading.Timer(0.3, release.set).start()
+        t0 = time.monotonic()
+    assert time.monotonic() - t0 >= 0.25, "the slot's end waited for the write"
+    assert s.source == "stored" and len(store.entries()) == 1 and not store._lock(key(params)).exists()
