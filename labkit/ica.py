@@ -521,10 +521,8 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
     if folder is not None:
         folder.set_status(folder.status.get("state", "running"), warnings=caught.messages)
     if params.channel_type in ("eeg", "meg", "mag", "grad") or labels:
-        from .widgets import write_components_tsv
-
-        write_components_tsv(out / results.COMPONENTS_TSV, int(ica.n_components_), _bad_reasons(metrics),
-                             labels=labels)
+        results.write_components_tsv(out / results.COMPONENTS_TSV, int(ica.n_components_), _bad_reasons(metrics),
+                                     labels=labels)
     return AnalysisResult(ica=ica, raw=raw, metrics=metrics, folder=out, figures=drawn["figures"])
 
 

@@ -278,38 +278,6 @@ class RecordingBrowser(W.VBox):
 
 
 # -- one run's results ----------------------------------------------------------------------------------------
-def write_components_tsv(path: Path, n_components: int, bad: dict[int, str],
-                         labels: dict[str, Any] | None = None) -> Path:
-    """``components.tsv`` in the MNE-BIDS-Pipeline layout; ``bad`` maps component -> why it is bad.
-
-    With automatic ``labels`` (:mod:`labkit.labels`), two more columns give each component's
-    label and its probability (mne-icalabel's ``ic_type`` in BIDS words).
-    """
-    by_component = {r["component"]: r for r in (labels or {}).get("labels", [])}
-    extra = ["ic_type", "ic_type_probability"] if by_component else []
-    rows = ["\t".join(["component", "type", "description", "status", "status_description", *extra])]
-    for i in range(n_components):
-        status, why = ("bad", bad[i] or "n/a") if i in bad else ("good", "n/a")
-        row = [str(i), "ica", "Independent Component", status, why]
-        if extra:
-            found = by_component.get(i)
-            row += [found["label"], f"{found['probability']:.4f}"] if found else ["n/a", "n/a"]
-        rows.append("\t".join(row))
-    path.write_text("\n".join(rows) + "\n")
-    return path
-
-
-def read_components_tsv(path: Path) -> list[int] | None:
-    """The components marked bad in a ``components.tsv``, or None if there is none."""
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return None
-    header = lines[0].split("\t")
-    col, status = header.index("component"), header.index("status")
-    return [int(r.split("\t")[col]) for r in lines[1:] if r.strip() and r.split("\t")[status] == "bad"]
-
-
 class ResultView(W.VBox):
     """A run's results: topomaps, per-component properties, metrics, scores, exclusions and apply."""
 
@@ -334,7 +302,7 @@ class ResultView(W.VBox):
         n = int(m.get("n_components") or (result.params.n_components if result.params else 0))
         self.n_components = n
         self.suspects = self._suspect_reasons()
-        saved = read_components_tsv(result.file(results.COMPONENTS_TSV))
+        saved = results.read_components_tsv(result.file(results.COMPONENTS_TSV))
         marked = set(saved if saved is not None else m.get("exclude", self.suspects))
         self.exclude_boxes = [
             W.Checkbox(value=i in marked, description=f"ICA{i:03d}" + (" ⚠" if i in self.suspects else ""),
@@ -476,7 +444,7 @@ class ResultView(W.VBox):
     def save(self) -> Path:
         bad = {i: self.suspects.get(i, "manual") for i in self.excluded}
         bad = {i: (f"{why} suspect" if why != "manual" else "marked bad by hand") for i, why in bad.items()}
-        return write_components_tsv(self.result.file(results.COMPONENTS_TSV), self.n_components, bad,
+        return results.write_components_tsv(self.result.file(results.COMPONENTS_TSV), self.n_components, bad,
                                     labels=self.result.metrics.get("labels"))
 
     def apply(self) -> Path:

@@ -10,7 +10,7 @@ import pytest
 
 from labkit import IcaParams, ica, results
 from labkit.datasets import DEMO_FILENAME, load_truth
-from labkit.widgets import ResultView, read_components_tsv
+from labkit.widgets import ResultView
 
 pytestmark = pytest.mark.slow
 
@@ -68,6 +68,6 @@ def test_label_threshold_excludes_artifact_labels_only(demo_dir: Path, tmp_path:
                               if r["label"] not in ("brain", "other") and r["probability"] >= 0.9)
     assert _component_of(res, "blink") in by_label
     assert set(by_label) <= set(res.metrics["exclude"])
-    assert set(by_label) <= set(read_components_tsv(tmp_path / "out" / results.COMPONENTS_TSV) or [])
+    assert set(by_label) <= set(results.read_components_tsv(tmp_path / "out" / results.COMPONENTS_TSV) or [])
     saved = mne.preprocessing.read_ica(tmp_path / "out" / results.ICA_FILE, verbose="error")
     assert sorted(saved.exclude) == res.metrics["exclude"]

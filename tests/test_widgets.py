@@ -23,7 +23,6 @@ from labkit.widgets import (
     ResultView,
     export_sweep,
     export_text,
-    read_components_tsv,
 )
 
 
@@ -240,7 +239,7 @@ def test_full_run_results_history_and_comparison(demo_dir):
     assert header.split("\t") == ["component", "type", "description", "status", "status_description",
                                   "ic_type", "ic_type_probability"], "the automatic labels are kept on save"
     assert len(rows) == 15
-    assert read_components_tsv(tsv) == sorted(suspects + [keep_one_more])
+    assert results.read_components_tsv(tsv) == sorted(suspects + [keep_one_more])
     assert "marked bad by hand" in tsv.read_text()
 
     view.apply_button.click()
