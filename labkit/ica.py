@@ -262,7 +262,7 @@ class TopomapWorker:
     imported labkit.ica, so the worker only has to read the saved ICA file and draw.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, workers: int = 2) -> None:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
@@ -281,7 +281,7 @@ class TopomapWorker:
         if method == "forkserver":
             ctx.set_forkserver_preload(["labkit.ica"])
         try:
-            self.pool = ProcessPoolExecutor(max_workers=2, mp_context=ctx)  # topomaps and labels, beside the plots
+            self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)  # topomaps (and labels), beside the plots
             self.pool.submit(_warm)
         except Exception as err:  # no worker here: the run draws and labels in-process
             logger.warning("no topomap worker (%s: %s); drawing here", type(err).__name__, err)
@@ -304,6 +304,12 @@ class TopomapWorker:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+
+    def __enter__(self) -> "TopomapWorker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def versions() -> dict[str, str]:
@@ -434,40 +440,45 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
                         prepared.store(raw, {"warnings": caught.messages[first_warning:],  # written beside the fit
                                              "header": dataclasses.asdict(header)})
                 timings["filter_s"] = t["seconds"]
-                # a long recording: every figure and the labels in this process, one after another (its fit wants
-                # every core, and no second process then holds a copy beside this one's: a worker measured no
-                # faster there, 0.5 s slower); else the worker's start-up (imports) overlaps the fit
+                # the worker's start-up (imports) overlaps the fit; a long recording's fit wants every core and
+                # the memory its copies take, so its worker starts after the fit (below)
                 long = raw._data.nbytes > LONG_RECORDING_BYTES
                 worker = None if long else TopomapWorker()
                 with step("fit", folder, progress) as t:
                     ica = fit(raw, params, blas_threads=blas_threads, verbose=verbose)
                 timings["fit_s"] = t["seconds"]
             network = labels_mod.network_for(params.channel_type)
-            with step("score", folder, progress) as t:
-                scores = score(ica, raw, verbose=verbose)
-            timings["score_s"] = t["seconds"]
-            suspects = sorted(set(scores.get("eog_suspects", [])) | set(scores.get("ecg_suspects", [])))
-            ica.exclude = suspects
-            ica.save(out / results.ICA_FILE, overwrite=True, verbose="error")
-            topomaps = worker.draw(out / results.ICA_FILE, out) if worker and no_positions is None else None
-            # labels exclude nothing without a threshold: then they are computed beside the plots in the
-            # worker, or after the plots for a long recording (its labelling copy never beside the plots' epochs)
             later = network is not None and params.label_threshold is None
-            labelling = worker.submit(label_in_worker, str(out / results.ICA_FILE),
-                                      params.replace(base_dir=os.path.abspath(params.base_dir)).to_json(),
-                                      network) if worker and later else None
-            by_label: list[int] = []
-            if not later:
-                with step("label", folder, progress) as t:
-                    labels = _label(ica, params, network, verbose)
-                timings["label_s"] = t["seconds"]
-                by_label = labels_mod.excluded_by(labels, params.label_threshold)
-                if by_label:
-                    ica.exclude = sorted(set(suspects) | set(by_label))
-                    ica.save(out / results.ICA_FILE, overwrite=True, verbose="error")
-            with step("plot", folder, progress) as t:
-                drawn = plot(ica, raw, out, list(ica.exclude), no_positions, topomaps)
-            timings["plot_s"] = t["seconds"]
+            with contextlib.ExitStack() as beside_plots:
+                if long and later and no_positions is None:
+                    # topomaps only (it never holds the recording), closed before the labelling copy is read;
+                    # meanwhile this process keeps one BLAS thread, so the two never wait on each other's cores
+                    worker = beside_plots.enter_context(TopomapWorker(workers=1))
+                    beside_plots.enter_context(threadpool_limits(limits=1))
+                with step("score", folder, progress) as t:
+                    scores = score(ica, raw, verbose=verbose)
+                timings["score_s"] = t["seconds"]
+                suspects = sorted(set(scores.get("eog_suspects", [])) | set(scores.get("ecg_suspects", [])))
+                ica.exclude = suspects
+                ica.save(out / results.ICA_FILE, overwrite=True, verbose="error")
+                topomaps = worker.draw(out / results.ICA_FILE, out) if worker and no_positions is None else None
+                # labels exclude nothing without a threshold: then they are computed beside the plots in the
+                # worker, or after the plots for a long recording (its labelling copy never beside the plots' epochs)
+                labelling = worker.submit(label_in_worker, str(out / results.ICA_FILE),
+                                          params.replace(base_dir=os.path.abspath(params.base_dir)).to_json(),
+                                          network) if worker and later and not long else None
+                by_label: list[int] = []
+                if not later:
+                    with step("label", folder, progress) as t:
+                        labels = _label(ica, params, network, verbose)
+                    timings["label_s"] = t["seconds"]
+                    by_label = labels_mod.excluded_by(labels, params.label_threshold)
+                    if by_label:
+                        ica.exclude = sorted(set(suspects) | set(by_label))
+                        ica.save(out / results.ICA_FILE, overwrite=True, verbose="error")
+                with step("plot", folder, progress) as t:
+                    drawn = plot(ica, raw, out, list(ica.exclude), no_positions, topomaps)
+                timings["plot_s"] = t["seconds"]
             explained = _explained_variance(ica, raw, params)
             if labelling is not None:
                 with step("label", folder, progress) as t:
