@@ -14,11 +14,13 @@ from labkit.widgets import ResultView
 
 pytestmark = pytest.mark.slow
 
-# Measured (fastica, 20 components, 60 s, seed 97; see benchmarks/README.md "Labels"): ICLabel gives the blink
-# component "eye blink" at 0.98-1.00 and the saccade component "eye blink" at 1.00 across fits on this data;
-# 0.9 keeps a margin below the worst case. The synthetic heartbeat is NOT recognised (ICLabel: "brain" at 0.96,
-# heart class < 0.1 for every cardiac geometry tried): asserted below so a change is noticed.
+# Measured (fastica, 20 components, 60 s; ICA seeds 0-8 and 97 on the default demo): ICLabel gives the blink
+# component "eye blink" at 0.967-0.973 and the saccade component "eye blink" at 1.00; 0.9 keeps a margin below
+# the worst case. The heartbeat component is "heart beat" at 0.953-0.972 (a diagonal map and a clean QRS time
+# course, see labkit.datasets); 0.9 keeps a similar margin. This holds for the default demo (random_state 42),
+# which every fixture writes, not for every seed: random_state 1-3 give the heart class 0.00-0.13.
 EYE_PROBABILITY = 0.9
+HEART_PROBABILITY = 0.9
 
 
 def _component_of(res: ica.AnalysisResult, source: str) -> int:
@@ -30,8 +32,8 @@ def _component_of(res: ica.AnalysisResult, source: str) -> int:
     return int(np.argmax([abs(np.corrcoef(true, comp)[0, 1]) for comp in estimated]))
 
 
-def test_iclabel_on_demo_labels_the_blink_eye_and_excludes_nothing_by_itself(demo_dir: Path, tmp_path: Path,
-                                                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_iclabel_on_demo_labels_blink_and_heartbeat_excludes_nothing_by_itself(
+        demo_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     params = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=20)
     with caplog.at_level("INFO", logger="labkit"):
         res = ica.run(params, tmp_path / "out", verbose="error")
@@ -44,7 +46,7 @@ def test_iclabel_on_demo_labels_the_blink_eye_and_excludes_nothing_by_itself(dem
     blink = rows[_component_of(res, "blink")]
     assert blink["label"] == "eye blink" and blink["probability"] >= EYE_PROBABILITY, blink
     heart = rows[_component_of(res, "heartbeat")]
-    assert heart["label"] != "heart beat", "if ICLabel starts recognising the synthetic heartbeat, update the notes"
+    assert heart["label"] == "heart beat" and heart["probability"] >= HEART_PROBABILITY, heart
     assert res.metrics["excluded_by_labels"] == [], "labels exclude nothing without a threshold"
     assert res.metrics["exclude"] == sorted(set(res.metrics["eog_suspects"]) | set(res.metrics["ecg_suspects"]))
     tsv = (tmp_path / "out" / results.COMPONENTS_TSV).read_text().splitlines()
