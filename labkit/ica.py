@@ -14,10 +14,11 @@ import logging
 import os
 import platform
 import socket
+import threading
 import time
 import warnings
 from collections import Counter
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -264,11 +265,10 @@ class TopomapWorker:
 
     def __init__(self, workers: int = 2) -> None:
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        self.pool: ProcessPoolExecutor | None = None
         import sys
 
+        self.pool: ProcessPoolExecutor | None = None
+        self._starting: threading.Thread | None = None
         # one core: drawing here is as fast and starts nothing; a sweep's warm kernel: its cores are the pool's
         warm_kernel = bool(getattr(sys.modules.get("labkit.pool"), "_baseline_handlers", None))
         if (os.cpu_count() or 1) < 2 or warm_kernel:
@@ -280,29 +280,43 @@ class TopomapWorker:
         ctx = mp.get_context(method)
         if method == "forkserver":
             ctx.set_forkserver_preload(["labkit.ica"])
+        # the first worker waits for the forkserver's imports (0.5 s): started in a thread, the run goes on meanwhile
+        self._starting = threading.Thread(target=self._start, args=(workers, ctx), name="labkit-worker-start",
+                                          daemon=True)
+        self._starting.start()
+
+    def _start(self, workers: int, ctx: Any) -> None:
         try:
-            self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)  # topomaps (and labels), beside the plots
-            self.pool.submit(_warm)
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)  # topomaps (and labels), beside the plots
+            pool.submit(_warm)
+            self.pool = pool
         except Exception as err:  # no worker here: the run draws and labels in-process
             logger.warning("no topomap worker (%s: %s); drawing here", type(err).__name__, err)
-            self.close()
 
     def draw(self, ica_file: Path, out_dir: Path) -> "Future[None] | None":
         return self.submit(draw_topomaps_from_file, str(ica_file), str(out_dir), True)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> "Future[Any] | None":
         """``fn(*args)`` in a worker, or None when there is none (the caller then does it itself)."""
-        if self.pool is None:
+        pool = self.pool if self.ready() else None
+        if pool is None:
             return None
         try:
-            return self.pool.submit(fn, *args)
+            return pool.submit(fn, *args)
         except Exception as err:  # broken pool
             logger.warning("no topomap worker (%s: %s)", type(err).__name__, err)
             return None
 
+    def ready(self) -> bool:
+        """Whether a worker process runs (waiting for its start, if it is starting)."""
+        if self._starting is not None:
+            self._starting.join()
+        return self.pool is not None
+
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+        pool = self.pool if self.ready() else None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
 
     def __enter__(self) -> "TopomapWorker":
@@ -476,8 +490,13 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
                     if by_label:
                         ica.exclude = sorted(set(suspects) | set(by_label))
                         ica.save(out / results.ICA_FILE, overwrite=True, verbose="error")
+                # MNE's ICA section of the report (0.5 s of drawing) too, from the saved ICA, beside the plots
+                section = worker.submit(report.ica_section_from_file, str(out / results.ICA_FILE), report.title(params),
+                                        {"exclude": list(ica.exclude), "topomaps_skipped": no_positions, **scores}
+                                        ) if worker else None
                 with step("plot", folder, progress) as t:
                     drawn = plot(ica, raw, out, list(ica.exclude), no_positions, topomaps)
+                    ica_section = _from_worker(section, "the report's ICA section")
                 timings["plot_s"] = t["seconds"]
             explained = _explained_variance(ica, raw, params)
             if labelling is not None:
@@ -521,7 +540,7 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
                 caught.add(text)
             metrics["warnings"] = caught.messages
             with step("report", folder, progress) as t:
-                report.build(params, metrics, out, drawn["figures"], ica)
+                report.build(params, metrics, out, drawn["figures"], ica, ica_section=ica_section)
             metrics["steps_s"]["report_s"] = round(t["seconds"], 3)
     finally:
         if worker is not None:
@@ -588,6 +607,17 @@ def _labels_from_worker(labelling: "Future[Any]", caught: WarningLog, ica: mne.p
     for message in messages:
         caught.add(message)
     return found
+
+
+def _from_worker(job: "Future[Any] | None", what: str) -> Any:
+    """A worker's result, or None (said in the log) when there is no worker or it failed: then it is done here."""
+    if job is None:
+        return None
+    try:
+        return job.result(timeout=300)
+    except Exception as err:
+        logger.warning("%s in a worker process failed (%s: %s); done here instead", what, type(err).__name__, err)
+        return None
 
 
 def _log_labels(labels: dict[str, Any] | None) -> None:

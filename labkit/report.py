@@ -57,30 +57,50 @@ def labels_html(labels: dict[str, Any] | None, exclude: list[int]) -> str:
             f"<table class='table table-sm'><tr><th>component</th><th>label</th><th>probability</th></tr>{rows}</table>")
 
 
-def _add_ica(report: mne.Report, ica: mne.preprocessing.ICA, metrics: dict[str, Any]) -> None:
+def _add_ica(report: mne.Report, ica: mne.preprocessing.ICA, facts: dict[str, Any]) -> None:
     """MNE's own ICA section: fit summary, EOG/ECG score bars and the suspects' maps.
 
     It needs sensor positions and at least one suspect to map; otherwise MNE's summary
     of the fit is shown alone (the topomaps PNG, if any, follows with the other figures).
+    ``facts`` holds ``exclude``, ``topomaps_skipped`` and the ``eog_scores``/``ecg_scores``.
     """
-    suspects = [int(i) for i in metrics.get("exclude") or []]
-    if metrics.get("topomaps_skipped") or not suspects:
+    suspects = [int(i) for i in facts.get("exclude") or []]
+    if facts.get("topomaps_skipped") or not suspects:
         report.add_html(ica._repr_html_(), title="ICA")
         return
-    scores = {f"{kind}_scores": np.asarray(metrics[f"{kind}_scores"], dtype=float)
-              for kind in ("eog", "ecg") if metrics.get(f"{kind}_scores")}
+    scores = {f"{kind}_scores": np.asarray(facts[f"{kind}_scores"], dtype=float)
+              for kind in ("eog", "ecg") if facts.get(f"{kind}_scores")}
     if "eog_scores" in scores and scores["eog_scores"].shape[0] == 1:
         scores["eog_scores"] = scores["eog_scores"][0]
     report.add_ica(ica, title="ICA", inst=None, picks=suspects, n_jobs=1, **scores)
 
 
+def title(params: IcaParams) -> str:
+    return f"labkit ICA {params.method}, {params.n_components} components"
+
+
+def ica_section_from_file(ica_file: str, report_title: str, facts: dict[str, Any]) -> mne.Report:
+    """In a worker process: a report holding MNE's ICA section of the saved ICA, for :func:`build` to finish."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    report = mne.Report(title=report_title, verbose="error")
+    _add_ica(report, mne.preprocessing.read_ica(ica_file, verbose="error"), facts)
+    return report
+
+
 def build(params: IcaParams, metrics: dict[str, Any], out_dir: Path, figures: list[str],
-          ica: mne.preprocessing.ICA | None = None) -> Path:
-    """Write ``report.html`` into ``out_dir`` from the metrics and the PNGs already drawn (no second rendering)."""
-    report = mne.Report(title=f"labkit ICA {params.method}, {params.n_components} components", verbose="error")
-    report.add_html(outcome_html(metrics), title="Outcome")
-    if ica is not None:
+          ica: mne.preprocessing.ICA | None = None, *, ica_section: mne.Report | None = None) -> Path:
+    """Write ``report.html`` into ``out_dir`` from the metrics and the PNGs already drawn (no second rendering).
+
+    ``ica_section``: a report already holding MNE's ICA section (drawn by a worker beside the plots,
+    :func:`ica_section_from_file`); without it the section is drawn here from ``ica``.
+    """
+    report = ica_section if ica_section is not None else mne.Report(title=title(params), verbose="error")
+    if ica_section is None and ica is not None:
         _add_ica(report, ica, metrics)
+    before = len(report)
+    report.add_html(outcome_html(metrics), title="Outcome")
     report.add_html(labels_html(metrics.get("labels"), list(metrics.get("exclude") or [])), title="Component labels")
     shown = {k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}
     report.add_html(_table(shown), title="Metrics")
@@ -88,6 +108,7 @@ def build(params: IcaParams, metrics: dict[str, Any], out_dir: Path, figures: li
     report.add_html(_table(metrics.get("versions") or {}), title="Versions")
     for name in figures:
         report.add_image(out_dir / name, title=html.escape(name.rsplit(".", 1)[0].replace("_", " ")))
+    report.reorder([before, *range(before), *range(before + 1, len(report))])  # the outcome first
     path = out_dir / results.REPORT_FILE
     report.save(path, open_browser=False, overwrite=True, verbose="error")
     return path

@@ -164,7 +164,7 @@ def test_topomaps_drawn_by_a_forkserver_worker_never_a_fork(demo_dir: Path, tmp_
 
     monkeypatch.setattr(os, "fork", no_fork)
     worker = ica.TopomapWorker()
-    assert worker.pool is not None and worker.pool._mp_context.get_start_method() in ("forkserver", "spawn")
+    assert worker.ready() and worker.pool._mp_context.get_start_method() in ("forkserver", "spawn")
     worker.close()
     params = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=12, crop_tmax=30.0)
     with caplog.at_level("INFO", logger="labkit"):

@@ -37,13 +37,22 @@ def test_channel_names_and_paths_are_escaped(tmp_path: Path) -> None:
     assert "<script>alert(" not in view.children[0].value and "succeeded with warnings" in view.children[0].value
 
 
-def test_report_has_mnes_ica_section_and_labkits_parts(demo_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_worker", [True, False], ids=["ica-section-by-the-worker", "ica-section-here"])
+def test_report_has_mnes_ica_section_and_labkits_parts(demo_dir: Path, tmp_path: Path, in_worker: bool,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """MNE's ICA section is drawn by the run's worker beside the plots, or here without one; the same report."""
+    if not in_worker:
+        monkeypatch.setattr(ica.TopomapWorker, "_start", lambda self, workers, ctx: None)  # no worker process
     params = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=15, crop_tmax=40.0)
-    res = ica.run(params, tmp_path / "out", verbose="error")
+    with caplog.at_level("INFO", logger="labkit"):
+        res = ica.run(params, tmp_path / "out", verbose="error")
+    assert ("topomaps' worker" in caplog.text) is in_worker and "failed" not in caplog.text
     assert res.metrics["exclude"], "the demo's blink and heartbeat are suspects"
     report = (tmp_path / "out" / results.REPORT_FILE).read_text()
-    for part in ("Outcome", "Component labels", "Parameters", "Versions", "Metrics",
-                 "ICA component topographies", "EOG patterns"):
-        assert part in report, part
+    order = ("Outcome", "ICA", "Component labels", "Metrics", "Parameters", "Versions")  # the table of contents
+    at = [report.find(f">{part}<") for part in order]
+    assert all(i >= 0 for i in at) and at == sorted(at), dict(zip(order, at, strict=True))
+    assert "EOG patterns" in report and "ICA component topographies" in report
     assert f"<td>{mne.__version__}</td>" in report
     assert "Outcome: succeeded" in report
