@@ -212,6 +212,7 @@ class Slot:
     store_in: "Cache | None" = None
     entry: str = ""
     writer: threading.Thread | None = field(default=None, repr=False)
+    _mne_level: int = field(default=logging.NOTSET, repr=False)
 
     @property
     def hit(self) -> bool:
@@ -221,13 +222,19 @@ class Slot:
         """Write the entry in a thread, beside the run's next step (the fit reads ``raw`` and never changes it);
         the slot's exit waits for the write, so the entry's lock is held until the entry is whole."""
         if self.store_in is not None:
+            self._mne_level = logging.getLogger("mne").level
             self.writer = threading.Thread(target=self._write, args=(self.store_in, raw, notes),
                                            name="labkit-cache-store", daemon=True)
             self.writer.start()
 
     def wait(self) -> None:
+        """Join the write; then MNE's log level is what it was before it (MNE sets and restores its one global
+        level around calls, so a call in the writer interleaved with one here could leave another level behind,
+        and hide warnings the run must tell)."""
         if self.writer is not None:
             self.writer.join()
+            self.writer = None
+            logging.getLogger("mne").setLevel(self._mne_level)
 
     def _write(self, store: Cache, raw: Any, notes: dict[str, Any]) -> None:
         try:

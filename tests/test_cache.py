@@ -179,6 +179,7 @@ def test_the_last_entry_stays_in_memory_while_it_is_on_disk(demo_dir, caplog):
 
 def test_the_store_is_written_beside_the_next_step_and_whole_when_the_slot_ends(demo_dir, monkeypatch):
     """The run's fit need not wait for the write; the lock is held, and the entry complete, once the slot ends."""
+    import logging
     import threading
     import time
 
@@ -198,6 +199,9 @@ def test_the_store_is_written_beside_the_next_step_and_whole_when_the_slot_ends(
         assert started.wait(10) and s.source == "computed", "store returns while the write goes on"
         assert store._lock(key(params)).exists() and not store.entries()
         threading.Timer(0.3, release.set).start()
+        level = logging.getLogger("mne").level
+        logging.getLogger("mne").setLevel(logging.CRITICAL)  # what an interleaved MNE call could leave behind
         t0 = time.monotonic()
     assert time.monotonic() - t0 >= 0.25, "the slot's end waited for the write"
+    assert logging.getLogger("mne").level == level, "MNE's log level is the run's again"
     assert s.source == "stored" and len(store.entries()) == 1 and not store._lock(key(params)).exists()
