@@ -11,7 +11,11 @@ topomaps, sources, suspects' properties, labels, a report):
 (c) ``labkit run`` (papermill and its kernel, all outputs), as a process tree.
 
 Each side starts without labkit's preprocessing cache (removed before it): a first run, which
-reads, filters and stores the entry, at the defaults. Peak memory is the largest sum of PSS (proportional set size: pages shared between processes,
+reads, filters and stores the entry, at the defaults. Wall time and memory come from two
+separate runs of each side: sampling PSS reads ``/proc/PID/smaps`` of every process of the tree
+every 50 ms, which costs CPU and holds each process's memory map lock, and it slowed the side
+that uses both cores (labkit: a worker beside the run) by about 10% (measured: 1.12x sampled,
+0.97x unsampled, same code, same hour). Peak memory is the largest sum of PSS (proportional set size: pages shared between processes,
 such as the topomap worker's with its forkserver, are split between them rather than counted
 twice) over the process tree (the run, its kernel, the topomap worker), sampled every 50 ms
 with psutil. Rounds are interleaved (a, b, c per
@@ -51,13 +55,15 @@ ica.run(params, sys.argv[3], verbose="warning")
 """
 
 
-def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and peak summed PSS (MiB) of ``cmd`` and all its descendants."""
+def measure(cmd: list[str], env: dict[str, str], *, memory: bool) -> tuple[float, float]:
+    """Wall seconds and, if ``memory``, peak summed PSS (MiB) of ``cmd`` and all its descendants (else 0)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     peak, done = 0, threading.Event()
 
     def sample() -> None:
+        if not memory:
+            return
         nonlocal peak
         root = psutil.Process(proc.pid)
         while not done.is_set():
@@ -108,9 +114,12 @@ def main() -> None:
     got: dict[str, list[tuple[float, float]]] = {k: [] for k in sides}
     for r in range(args.repeats):
         for name, cmd in sides.items():
-            shutil.rmtree(base / ".labkit-cache", ignore_errors=True)  # each side a first run: it reads and filters
-            out = Path(tempfile.mkdtemp(prefix="out-", dir=base))
-            got[name].append(measure(cmd(out), env))
+            timed = []
+            for memory in (False, True):  # wall from a run nobody samples; memory from a second, sampled run
+                shutil.rmtree(base / ".labkit-cache", ignore_errors=True)  # each a first run: it reads and filters
+                out = Path(tempfile.mkdtemp(prefix="out-", dir=base))
+                timed.append(measure(cmd(out), env, memory=memory))
+            got[name].append((timed[0][0], timed[1][1]))
             print(f"round {r + 1} {name}: {got[name][-1][0]:.1f} s, {got[name][-1][1]:.0f} MiB", flush=True)
         write_table(got, args, raw)
 
@@ -127,7 +136,8 @@ def write_table(got: dict[str, list[tuple[float, float]]], args: argparse.Namesp
     text = (f"{START}\n{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
             f"{os.cpu_count()} cores, Python {platform.python_version()}; {args.minutes:g}-minute 64-channel "
             f"recording ({size:.0f} MiB on disk), whole recording, fastica, {N_COMPONENTS} components, "
-            f"{len(next(iter(got.values())))} interleaved rounds. The machine is shared: other jobs ran meanwhile.\n\n"
+            f"{len(next(iter(got.values())))} interleaved rounds; wall from unsampled runs, memory from sampled ones; "
+            f"load average {os.getloadavg()[0]:.2f} when written.\n\n"
             + "\n".join(rows) + f"\n{END}")
     readme = README.read_text()
     if START in readme:
