@@ -263,7 +263,7 @@ class TopomapWorker:
     imported labkit.ica, so the worker only has to read the saved ICA file and draw.
     """
 
-    def __init__(self, workers: int = 2) -> None:
+    def __init__(self, workers: int = 2, preload: tuple[str, ...] = ("labkit.ica",)) -> None:
         import multiprocessing as mp
         import sys
 
@@ -279,7 +279,7 @@ class TopomapWorker:
         method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         ctx = mp.get_context(method)
         if method == "forkserver":
-            ctx.set_forkserver_preload(["labkit.ica"])
+            ctx.set_forkserver_preload(list(preload))
         # the first worker waits for the forkserver's imports (0.5 s): started in a thread, the run goes on meanwhile
         self._starting = threading.Thread(target=self._start, args=(workers, ctx), name="labkit-worker-start",
                                           daemon=True)
@@ -457,7 +457,8 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
                 # the worker's start-up (imports) overlaps the fit; a long recording's fit wants every core and
                 # the memory its copies take, so its worker starts after the fit (below)
                 long = raw._data.nbytes > LONG_RECORDING_BYTES
-                worker = None if long else TopomapWorker()
+                # (the labelling network's packages imported by the forkserver too: 0.6 s the labels' worker saves)
+                worker = None if long else TopomapWorker(preload=("labkit.ica", "mne_icalabel", "onnxruntime"))
                 with step("fit", folder, progress) as t:
                     ica = fit(raw, params, blas_threads=blas_threads, verbose=verbose)
                 timings["fit_s"] = t["seconds"]
