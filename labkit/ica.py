@@ -232,22 +232,32 @@ def _draw_topomaps(ica: mne.preprocessing.ICA, out_dir: Path) -> None:
         _save(fig, out_dir / name)
 
 
-def draw_topomaps_from_file(ica_file: str, out_dir: str, montage_positions: bool) -> None:
-    """In a worker process: read the saved ICA and draw its topomaps (positions are in the saved info)."""
+def _saved(ica_file: str) -> mne.preprocessing.ICA:
+    """In a worker process: the run's saved ICA, with figures drawn off-screen."""
     import matplotlib
 
     matplotlib.use("Agg")
-    ica = mne.preprocessing.read_ica(ica_file, verbose="error")
-    _draw_topomaps(ica, Path(out_dir))
+    return mne.preprocessing.read_ica(ica_file, verbose="error")
+
+
+def draw_topomaps_from_file(ica_file: str, out_dir: str) -> None:
+    """In a worker process: draw the saved ICA's topomaps (positions are in the saved info)."""
+    _draw_topomaps(_saved(ica_file), Path(out_dir))
+
+
+def report_section_from_file(ica_file: str, report_title: str, facts: dict[str, Any]) -> mne.Report:
+    """In a worker process: MNE's ICA section of the report for the saved ICA (:func:`report.ica_section`)."""
+    from . import report
+
+    return report.ica_section(_saved(ica_file), report_title, facts)
 
 
 def label_in_worker(ica_file: str, params_json: str, network: str) -> tuple[dict[str, Any] | None, list[str]]:
     """In a worker process: label the saved ICA; return the labels and the warnings raised meanwhile."""
     params = IcaParams.from_json(params_json)
-    saved = mne.preprocessing.read_ica(ica_file, verbose="error")
     caught = WarningLog()
     with caught.capturing():
-        found = _label(saved, params, network, "warning")
+        found = _label(_saved(ica_file), params, network, "warning")
     return found, caught.messages
 
 
@@ -256,11 +266,12 @@ def _warm() -> None:
 
 
 class TopomapWorker:
-    """One process for the topomaps, started from a clean forkserver (never a fork of the live kernel).
+    """Worker processes beside the plots (topomaps, MNE's ICA section of the report, a short recording's labels),
+    started from a clean forkserver (never a fork of the live kernel).
 
     Forking a process with live threads (the kernel's, BLAS's) can deadlock the child and
     is deprecated on Python 3.12+; a forkserver starts from a fresh interpreter that has
-    imported labkit.ica, so the worker only has to read the saved ICA file and draw.
+    imported labkit.ica, so a worker only has to read the saved ICA file and draw or label.
     """
 
     def __init__(self, workers: int = 2, preload: tuple[str, ...] = ("labkit.ica",)) -> None:
@@ -294,7 +305,7 @@ class TopomapWorker:
             logger.warning("no topomap worker (%s: %s); drawing here", type(err).__name__, err)
 
     def draw(self, ica_file: Path, out_dir: Path) -> "Future[None] | None":
-        return self.submit(draw_topomaps_from_file, str(ica_file), str(out_dir), True)
+        return self.submit(draw_topomaps_from_file, str(ica_file), str(out_dir))
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> "Future[Any] | None":
         """``fn(*args)`` in a worker, or None when there is none (the caller then does it itself)."""
@@ -492,7 +503,7 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
                         ica.exclude = sorted(set(suspects) | set(by_label))
                         ica.save(out / results.ICA_FILE, overwrite=True, verbose="error")
                 # MNE's ICA section of the report (0.5 s of drawing) too, from the saved ICA, beside the plots
-                section = worker.submit(report.ica_section_from_file, str(out / results.ICA_FILE), report.title(params),
+                section = worker.submit(report_section_from_file, str(out / results.ICA_FILE), report.title(params),
                                         {"exclude": list(ica.exclude), "topomaps_skipped": no_positions, **scores}
                                         ) if worker else None
                 with step("plot", folder, progress) as t:
@@ -613,22 +624,21 @@ def _label(ica: mne.preprocessing.ICA, params: IcaParams, network: str | None,
 def _labels_from_worker(labelling: "Future[Any]", caught: WarningLog, ica: mne.preprocessing.ICA,
                         params: IcaParams, network: str, verbose: bool | str | None) -> dict[str, Any] | None:
     """The worker's labels and warnings; if the worker failed, label here instead."""
-    try:
-        found, messages = labelling.result(timeout=600)
-    except Exception as err:
-        logger.warning("labelling in a worker process failed (%s: %s); labelling here", type(err).__name__, err)
+    got = _from_worker(labelling, "labelling", timeout=600)
+    if got is None:
         return _label(ica, params, network, verbose)
+    found, messages = got
     for message in messages:
         caught.add(message)
     return found
 
 
-def _from_worker(job: "Future[Any] | None", what: str) -> Any:
+def _from_worker(job: "Future[Any] | None", what: str, timeout: float = 300) -> Any:
     """A worker's result, or None (said in the log) when there is no worker or it failed: then it is done here."""
     if job is None:
         return None
     try:
-        return job.result(timeout=300)
+        return job.result(timeout=timeout)
     except Exception as err:
         logger.warning("%s in a worker process failed (%s: %s); done here instead", what, type(err).__name__, err)
         return None

@@ -79,13 +79,10 @@ def title(params: IcaParams) -> str:
     return f"labkit ICA {params.method}, {params.n_components} components"
 
 
-def ica_section_from_file(ica_file: str, report_title: str, facts: dict[str, Any]) -> mne.Report:
-    """In a worker process: a report holding MNE's ICA section of the saved ICA, for :func:`build` to finish."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+def ica_section(ica: mne.preprocessing.ICA, report_title: str, facts: dict[str, Any]) -> mne.Report:
+    """A report holding MNE's ICA section alone, for :func:`build` to finish (drawn by a worker beside the plots)."""
     report = mne.Report(title=report_title, verbose="error")
-    _add_ica(report, mne.preprocessing.read_ica(ica_file, verbose="error"), facts)
+    _add_ica(report, ica, facts)
     return report
 
 
@@ -93,8 +90,8 @@ def build(params: IcaParams, metrics: dict[str, Any], out_dir: Path, figures: li
           ica: mne.preprocessing.ICA | None = None, *, ica_section: mne.Report | None = None) -> Path:
     """Write ``report.html`` into ``out_dir`` from the metrics and the PNGs already drawn (no second rendering).
 
-    ``ica_section``: a report already holding MNE's ICA section (drawn by a worker beside the plots,
-    :func:`ica_section_from_file`); without it the section is drawn here from ``ica``.
+    ``ica_section``: a report already holding MNE's ICA section (:func:`ica_section`, drawn by a worker
+    beside the plots); without it the section is drawn here from ``ica``.
     """
     report = ica_section if ica_section is not None else mne.Report(title=title(params), verbose="error")
     if ica_section is None and ica is not None:
