@@ -60,6 +60,7 @@ def label(ica: mne.preprocessing.ICA, raw: mne.io.BaseRaw, network: str, *,
     """
     from mne_icalabel import label_components
 
+    _vectorize_topoplot()
     raw, done = labelling_copy(raw, network, verbose=verbose)
     if network == "megnet" and raw.n_times < MEGNET_MIN_SAMPLES:
         raise LabelsUnavailable(f"MEGnet needs at least {MEGNET_MIN_SAMPLES / MEGNET_SFREQ:g} s of data; "
@@ -76,6 +77,38 @@ def label(ica: mne.preprocessing.ICA, raw: mne.io.BaseRaw, network: str, *,
         "labels": [{"component": i, "label": str(lab), "probability": round(float(p), 4)}
                    for i, (lab, p) in enumerate(zip(found["labels"], proba, strict=True))],
     }
+
+
+def gdatav4(x: np.ndarray, y: np.ndarray, v: np.ndarray, xq: np.ndarray, yq: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """mne-icalabel's ``_gdatav4`` (MATLAB's biharmonic ``griddata``, ICLabel's topographic feature), with the
+    grid evaluated in one matrix product instead of a Python loop over its 1,024 points.
+
+    Same inputs, same outputs (equal to rounding; ``tests/test_labels.py`` compares the two): the loop took
+    0.7 s of a 20-component labelling and 1.1 s of a 30-component one, most of the labelling's time.
+    """
+    from mne_icalabel.iclabel._utils import _mergepoints2D
+
+    x, y, v = _mergepoints2D(x, y, v)
+    xy = np.squeeze(x + 1j * y)
+
+    def green(d: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = np.square(d) * (np.log(d) - 1)
+        g[d <= 1e-8] = 0  # its value at zero distance (the loop's np.isclose(d, 0))
+        return g
+
+    weights = np.linalg.lstsq(green(np.abs(np.subtract.outer(xy, xy))), v, rcond=-1)[0]
+    vq = green(np.abs((xq + 1j * yq)[..., np.newaxis] - xy)) @ np.ravel(weights)
+    return xq, yq, vq
+
+
+def _vectorize_topoplot() -> None:
+    """ICLabel's features use :func:`gdatav4`, while mne-icalabel's own function is the loop it replaces."""
+    from mne_icalabel.iclabel import _utils, features
+
+    if getattr(features, "_gdatav4", None) is getattr(_utils, "_gdatav4", None) is not None:
+        features._gdatav4 = gdatav4
 
 
 def excluded_by(labels: dict[str, Any] | None, threshold: float | None) -> list[int]:

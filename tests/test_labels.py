@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import mne
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from labkit import IcaParams, ica, results
+from labkit import IcaParams, ica, labels, results
 from labkit.datasets import DEMO_FILENAME, load_truth
 from labkit.widgets import ResultView
 
@@ -39,10 +42,10 @@ def test_iclabel_on_demo_labels_blink_and_heartbeat_excludes_nothing_by_itself(
         res = ica.run(params, tmp_path / "out", verbose="error")
     assert "labels: iclabel on a copy of the data (band-pass 1-100 Hz, average reference), for labelling only" \
         in caplog.text
-    labels = res.metrics["labels"]
-    assert labels["network"] == "iclabel" and "average reference" in labels["preprocessing"]
-    assert "band-pass 1-100 Hz" in labels["preprocessing"]
-    rows = {r["component"]: r for r in labels["labels"]}
+    found = res.metrics["labels"]
+    assert found["network"] == "iclabel" and "average reference" in found["preprocessing"]
+    assert "band-pass 1-100 Hz" in found["preprocessing"]
+    rows = {r["component"]: r for r in found["labels"]}
     blink = rows[_component_of(res, "blink")]
     assert blink["label"] == "eye blink" and blink["probability"] >= EYE_PROBABILITY, blink
     heart = rows[_component_of(res, "heartbeat")]
@@ -73,3 +76,41 @@ def test_label_threshold_excludes_artifact_labels_only(demo_dir: Path, tmp_path:
     assert set(by_label) <= set(results.read_components_tsv(tmp_path / "out" / results.COMPONENTS_TSV) or [])
     saved = mne.preprocessing.read_ica(tmp_path / "out" / results.ICA_FILE, verbose="error")
     assert sorted(saved.exclude) == res.metrics["exclude"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(3, 64), seed=st.integers(0, 2**32 - 1), on_electrode=st.booleans())
+def test_vectorized_gdatav4_equals_mne_icalabels_loop(n: int, seed: int, on_electrode: bool) -> None:
+    from mne_icalabel.iclabel._utils import _gdatav4
+
+    rng = np.random.default_rng(seed)
+    radius, angle = 0.5 * np.sqrt(rng.uniform(0, 1, n)), rng.uniform(0, 2 * np.pi, n)
+    x, y, v = radius * np.cos(angle), radius * np.sin(angle), rng.normal(size=(n, 1))
+    xq, yq = np.meshgrid(np.linspace(-0.5, 0.5, 32), np.linspace(-0.5, 0.5, 32))
+    if on_electrode:  # a grid point exactly on an electrode: the Green function's value at zero distance
+        xq[5, 7], yq[5, 7] = x[0], y[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the loop's log(0) at that point
+        expected = _gdatav4(x.copy(), y.copy(), v.copy(), xq, yq)[2]
+    got = labels.gdatav4(x.copy(), y.copy(), v.copy(), xq, yq)[2]
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
+
+
+@pytest.mark.filterwarnings("ignore:.*designed with extended infomax")
+def test_iclabel_topographic_feature_is_unchanged_by_the_vectorized_interpolation(demo_dir: Path) -> None:
+    from mne_icalabel.iclabel import _utils, features
+
+    params = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=20)
+    raw = ica.preprocess(ica.load(params, verbose="error"), params, verbose="error")
+    fitted = ica.fit(raw, params, verbose="error")
+    copy, _ = labels.labelling_copy(ica.load(params, verbose="error", scoring=False), "iclabel", verbose="error")
+    labels._vectorize_topoplot()
+    assert features._gdatav4 is labels.gdatav4
+    ours = features.get_iclabel_features(copy, fitted)
+    features._gdatav4 = _utils._gdatav4
+    try:
+        theirs = features.get_iclabel_features(copy, fitted)
+    finally:
+        features._gdatav4 = labels.gdatav4
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
