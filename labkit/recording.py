@@ -39,8 +39,13 @@ _BRAINVISION_HEADERS = (".vhdr", ".ahdr")
 ICA_CHANNEL_TYPES = ("eeg", "mag", "grad", "seeg", "ecog", "dbs", "csd", "eog", "hbo", "hbr")
 #: the fewest good channels worth an ICA (one channel has nothing to unmix)
 MIN_CHANNELS = 2
-#: MNE 1.13 renamed standard_1005 (deprecated) to colin27_1005; use whichever this MNE has
-STANDARD_MONTAGE = "colin27_1005" if "colin27_1005" in mne.channels.get_builtin_montages() else "standard_1005"
+
+
+@lru_cache(maxsize=1)
+def standard_montage() -> str:
+    """MNE 1.13 renamed standard_1005 (deprecated) to colin27_1005: whichever this MNE has. Asked when needed,
+    not at import: ``mne.channels`` imports scipy.linalg and FreeSurfer helpers (0.15 s before a run's kernel starts)."""
+    return "colin27_1005" if "colin27_1005" in mne.channels.get_builtin_montages() else "standard_1005"
 
 
 @lru_cache(maxsize=1)
@@ -311,17 +316,17 @@ def ensure_positions(raw: mne.io.BaseRaw, channel_type: str = "eeg") -> str | No
         return None
     if channel_type != "eeg":
         return "the MEG channels in this file have no sensor positions"
-    montage = mne.channels.make_standard_montage(STANDARD_MONTAGE)
+    montage = mne.channels.make_standard_montage(standard_montage())
     known = {n.lower() for n in montage.ch_names}
     unmatched = [n for n in names if n.lower() not in known]
     if unmatched:
         shown = ", ".join(unmatched[:8]) + (" ..." if len(unmatched) > 8 else "")
         return (
             f"the file has no electrode positions and {len(unmatched)} of {len(names)} EEG channel names "
-            f"({shown}) are not in the {STANDARD_MONTAGE} montage, so positions cannot be inferred"
+            f"({shown}) are not in the {standard_montage()} montage, so positions cannot be inferred"
         )
     raw.set_montage(montage, match_case=False, on_missing="ignore", verbose="error")
-    logger.info("No electrode positions in the file: applied the %s montage by channel name", STANDARD_MONTAGE)
+    logger.info("No electrode positions in the file: applied the %s montage by channel name", standard_montage())
     return None
 
 
