@@ -576,13 +576,19 @@ def run(params: IcaParams, out_dir: str | os.PathLike, *, folder: results.RunFol
     return AnalysisResult(ica=ica, raw=raw, metrics=metrics, folder=out, figures=drawn["figures"])
 
 
+#: a young (generation 0) collection after this many allocations during a run (Python's default: 700)
+YOUNG_COLLECTION_ALLOCATIONS = 50_000
+
+
 @contextlib.contextmanager
 def _rare_full_collections() -> Iterator[None]:
     """Python's full (generation 2) collections walk every object the imported libraries made (about 200,000):
-    seven of them cost 0.7 s of a long run. Young garbage is collected as usual, a full collection runs where
-    the run asks for one (:func:`_release_memory`), and the thresholds are restored afterwards."""
+    seven of them cost 0.7 s of a long run. Young garbage is collected every 50,000 allocations rather than 700
+    (as in a run's kernel, :mod:`labkit.kernel`: 0.3 s of a long in-process run, same peak memory), a full
+    collection runs where the run asks for one (:func:`_release_memory`), and the thresholds are restored
+    afterwards."""
     before = gc.get_threshold()
-    gc.set_threshold(before[0], before[1], max(before[2], 1000))
+    gc.set_threshold(max(before[0], YOUNG_COLLECTION_ALLOCATIONS), before[1], max(before[2], 1000))
     try:
         yield
     finally:
