@@ -174,6 +174,26 @@ def test_topomaps_drawn_by_a_forkserver_worker_never_a_fork(demo_dir: Path, tmp_
     assert "drawing them here" not in caplog.text and "no topomap worker" not in caplog.text
 
 
+def _blas_threads(info: list[dict]) -> set[int]:
+    return {pool["num_threads"] for pool in info if pool["user_api"] == "blas"}
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: BLAS has one thread anyway and there is no worker")
+def test_workers_and_the_plots_beside_them_keep_one_blas_thread(demo_dir: Path, tmp_path: Path) -> None:
+    """Idle BLAS threads spin: with three processes on the cores, one thread each (the drawing is no slower)."""
+    from threadpoolctl import threadpool_info
+
+    before = _blas_threads(threadpool_info())
+    assert max(before) > 1, "this machine's BLAS has several threads; the test means nothing otherwise"
+    with ica.TopomapWorker(workers=1) as worker:
+        assert _blas_threads(worker.submit(threadpool_info).result(timeout=120)) == {1}
+    seen: dict[str, set[int]] = {}
+    params = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=8, crop_tmax=20.0)
+    ica.run(params, tmp_path / "out", verbose="error", progress=lambda name: seen.update({name: _blas_threads(threadpool_info())}))
+    assert seen["plot"] == {1}, seen
+    assert _blas_threads(threadpool_info()) == before  # restored after the plots
+
+
 def test_the_rank_check_reads_a_sample_of_a_long_recording_and_finds_the_same_rank():
     """A structural deficiency (here the average reference) is in every sample: the strided sample finds it."""
     rng = np.random.default_rng(0)
