@@ -104,10 +104,12 @@ def gdatav4(x: np.ndarray, y: np.ndarray, v: np.ndarray, xq: np.ndarray, yq: np.
 
 
 def _vectorize_topoplot() -> None:
-    """ICLabel's features use :func:`gdatav4`, while mne-icalabel's own function is the loop it replaces."""
+    """Point ICLabel's features at :func:`gdatav4`. Nothing is replaced unless mne-icalabel's features still use
+    its own ``_gdatav4`` (a release that changes this leaves it alone, and the tests that compare the two fail)."""
     from mne_icalabel.iclabel import _utils, features
 
-    if getattr(features, "_gdatav4", None) is getattr(_utils, "_gdatav4", None) is not None:
+    loop = getattr(_utils, "_gdatav4", None)
+    if loop is not None and getattr(features, "_gdatav4", None) is loop:
         features._gdatav4 = gdatav4
 
 
