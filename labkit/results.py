@@ -107,12 +107,16 @@ _UMASK = _umask()
 
 
 def write_json(path: Path, data: Any) -> None:
+    """Replace ``path`` atomically with ``data`` as JSON (:func:`write_text`)."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def write_text(path: Path, text: str) -> None:
     """Replace ``path`` atomically: a private temporary file in the same folder, fsync, rename.
 
     A reader sees the old content or the new one, never a mix or an empty file; on any
     failure (a full disk) the temporary file is removed and the old content stays.
     """
-    text = json.dumps(data, indent=2, sort_keys=True, default=str)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would make it (mkstemp makes 0600)
@@ -739,7 +743,7 @@ def write_components_tsv(path: Path, n_components: int, bad: dict[int, str],
             found = by_component.get(i)
             row += [found["label"], f"{found['probability']:.4f}"] if found else ["n/a", "n/a"]
         rows.append("\t".join(row))
-    path.write_text("\n".join(rows) + "\n")
+    write_text(path, "\n".join(rows) + "\n")  # a cut write never reads back as "no component is bad"
     return path
 
 

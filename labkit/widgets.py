@@ -445,7 +445,7 @@ class ResultView(W.VBox):
         bad = {i: self.suspects.get(i, "manual") for i in self.excluded}
         bad = {i: (f"{why} suspect" if why != "manual" else "marked bad by hand") for i, why in bad.items()}
         return results.write_components_tsv(self.result.file(results.COMPONENTS_TSV), self.n_components, bad,
-                                    labels=self.result.metrics.get("labels"))
+                                            labels=self.result.metrics.get("labels"))
 
     def apply(self) -> Path:
         """Save the exclusions, then write the whole recording with them removed (``cleaned_raw.fif``)."""

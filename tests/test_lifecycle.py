@@ -311,6 +311,18 @@ def test_a_full_disk_still_records_the_failure_and_loses_nothing(small_disk):
     no_leftovers(found.path)
 
 
+def test_components_tsv_cut_by_a_full_disk_keeps_the_marks_it_had(small_disk):
+    """A half-written components.tsv would read back as "nothing is bad": the old file stays whole instead."""
+    tsv = small_disk / results.COMPONENTS_TSV
+    results.write_components_tsv(tsv, 5, {1: "EOG suspect", 3: "marked bad by hand"})
+    fill(small_disk)
+    many = {"labels": [{"component": i, "label": "eye blink", "probability": 0.5} for i in range(20_000)]}
+    with pytest.raises(OSError):
+        results.write_components_tsv(tsv, 20_000, {0: "x" * 100}, labels=many)
+    assert results.read_components_tsv(tsv) == [1, 3]
+    no_leftovers(small_disk)
+
+
 def test_a_failure_that_cannot_be_recorded_still_names_the_folder_failed(small_disk):
     folder = RunFolder.create(params_in(small_disk), "fuller")
     folder.start()
