@@ -35,12 +35,16 @@ MaxIter = Union[int, Literal["auto"]]
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
 RUN_ID_ALLOWED = ("1 to 63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit "
                   "(e.g. 20260101-120000-000-abc123)")
+#: suffixes of a result folder's other states (``labkit.results``): a run id ending so would name another run's folder
+RUN_ID_RESERVED_SUFFIXES = (".partial", ".failed")
 
 
 def check_run_id(run_id: Any, field: str = "run_id") -> str:
     """The one run-id check (CLI, result folders, cluster, hub): a full match, never a path or a label breaker."""
     if not isinstance(run_id, str) or RUN_ID_PATTERN.fullmatch(run_id) is None:
         raise ParameterError(field, run_id, RUN_ID_ALLOWED)
+    if run_id.endswith(RUN_ID_RESERVED_SUFFIXES):
+        raise ParameterError(field, run_id, f"a name not ending in {' or '.join(map(repr, RUN_ID_RESERVED_SUFFIXES))}")
     return run_id
 
 

@@ -28,14 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .errors import LabkitError, ParameterError, RunFailed
-from .params import IcaParams, check_run_id
+from .errors import LabkitError, RunFailed
+from .params import RUN_ID_RESERVED_SUFFIXES, IcaParams, check_run_id
 
 logger = logging.getLogger(__name__)
 
 FOLDER_PREFIX = "PreExperiment_ICA_"
-PARTIAL = ".partial"
-FAILED = ".failed"
+PARTIAL, FAILED = RUN_ID_RESERVED_SUFFIXES
 STATES = ("queued", "running", "succeeded", "failed")
 #: what a reader reports for a folder whose files cannot be read (never written as a state)
 DAMAGED = "damaged"
@@ -182,8 +181,6 @@ class RunFolder:
 
     def __init__(self, base_dir: str | os.PathLike, run_id: str) -> None:
         check_run_id(run_id)
-        if run_id.endswith((PARTIAL, FAILED)):  # would name another run's partial or failed folder
-            raise ParameterError("run_id", run_id, f"a name not ending in {PARTIAL!r} or {FAILED!r}")
         self.base_dir = Path(base_dir)
         self.run_id = run_id
         self._lock = threading.Lock()  # one status update at a time in this process (steps, heartbeats)

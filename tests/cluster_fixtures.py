@@ -65,9 +65,51 @@ class Emulator:
 
         return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(10)
 
+    # How kmock (0.8) counts for a sliced reaction such as ``k["get", path][:1] << 500``:
+    # the slice is NOT counted per reaction nor from the reaction's creation. Every request is
+    # appended to the root's history before it is handled (kmock/_internal/apps.py:288-289); a
+    # reaction answers a request if ``request in reaction._source`` (apps.py:343-344), and for a
+    # Slicer that materializes the filter over the root's WHOLE history and slices it
+    # (dsl.py:353-355, membership by identity: dsl.py:142-146). So ``[:1]`` is "the first
+    # matching request this emulator ever saw": added after matching requests were served (a
+    # module-scoped emulator, or earlier requests in the same test), it never fires.
+    # Also: among reactions of equal priority the OLDEST matching one answers (a stable sort,
+    # apps.py:333-338), so an unsliced reaction shadows later ones on the same filter.
+    # Each reaction records the requests it answered (dsl.py:467-479): ``len(reaction)`` on the
+    # emulator's loop is how often it fired -- see :meth:`served`.
     def react(self, build: Callable[[Any], Any]) -> Any:
-        """Add a reaction with the DSL, e.g. ``emu.react(lambda k: k['get /api/v1/...'][:1] << 500)``."""
+        """Add a reaction with the DSL, e.g. ``emu.react(lambda k: k['get /api/v1/...'][:1] << 500)``.
+
+        A slice counts from the emulator's first request (see above); use :meth:`react_next`
+        to count from now on.
+        """
         return self.run(lambda: build(self.kmock))
+
+    def react_next(self, where: Callable[[Any], Any], respond: Callable[[Any], Any], n: int | None = 1,
+                   skip: int = 0) -> Any:
+        """React to matching requests that arrive from now on: skip ``skip`` of them, then answer
+        ``n`` (``None``: all the rest), whatever the emulator served before.
+
+        ``where`` builds the filter, ``respond`` the reaction on the slice, e.g.
+        ``emu.react_next(lambda k: k["get", path], lambda v: v << 500)``. Returns the reaction,
+        for :meth:`served`. Counting and adding happen in one step on the emulator's loop, so no
+        request slips in between.
+        """
+
+        def build() -> Any:
+            view = where(self.kmock)
+            start = len(view) + skip
+            return respond(view[start:None if n is None else start + n])
+
+        return self.run(build)
+
+    def served(self, reaction: Any) -> int:
+        """How many requests ``reaction`` (as returned by :meth:`react`/:meth:`react_next`) has answered."""
+        return self.run(lambda: len(reaction))
+
+    def answered(self, reaction: Any) -> list[Any]:
+        """The requests ``reaction`` has answered (kmock Requests; ``.id`` is the place in the emulator's history)."""
+        return self.run(lambda: list(reaction))
 
     def requests(self) -> list[Any]:
         return self.run(lambda: list(self.kmock))
@@ -118,7 +160,8 @@ class Controllers:
              node: str | None, status: dict[str, Any] | None) -> str:
         labels = dict(template["metadata"].get("labels") or {}, **extra_labels)
         pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": name, "namespace": self.ns, "labels": labels, "creationTimestamp": now()},
+               "metadata": {"name": name, "namespace": self.ns, "labels": labels, "creationTimestamp": now(),
+                            "annotations": dict(template["metadata"].get("annotations") or {})},
                "spec": dict(template["spec"], **({"nodeName": node} if node else {})),
                "status": dict({"phase": phase}, **(status or {}))}
         self.core.create_namespaced_pod(self.ns, pod)

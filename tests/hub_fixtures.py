@@ -25,7 +25,13 @@ import requests
 import yaml
 from cluster_fixtures import NS, Emulator, write_kubeconfig
 
-USERS = ("alice", "bob", "alice.b@lab.org")
+from labkit.cluster.manifests import legacy_owner_label
+
+#: a 70-character hub name, and the clean name labkit 0.1 turned it into (its old owner label)
+LONG_USER = "maria.sklodowska-curie.radioactivity.labs@physics.sorbonne.example.org"
+#: hub users literally named as labkit 0.1's owner labels of alice.b@lab.org and LONG_USER (issue 17)
+SQUATTERS = {"alice.b@lab.org": "alice-b-lab-org-00e968", LONG_USER: legacy_owner_label(LONG_USER)}
+USERS = ("alice", "bob", "alice.b@lab.org", LONG_USER, *SQUATTERS.values())
 SERVICE = "labkit"
 
 
@@ -96,7 +102,7 @@ class Hub:
         self.settings_file.write_text(yaml.safe_dump({"cluster": {
             "namespace": NS, "image": "registry.lab.example/labkit:0.1.0",
             "storage": {"nfs_server": "nfs.lab.example", "nfs_path": "/export/home/{username}"},
-            "watch_timeout": 5, "api_retries": 2,
+            "watch_timeout": 5, "api_retries": 2, "api_max_backoff": 2,
             "profiles": {"large-memory": {"description": "64 GiB", "resources": {"memory_limit": "64Gi"}},
                          "edge": {"node_selector": {"site": "edge"},
                                   "tolerations": [{"key": "edge", "operator": "Exists", "effect": "NoSchedule"}]}},
@@ -126,13 +132,15 @@ class Hub:
         env.pop("KUBERNETES_SERVICE_HOST", None)
         return env
 
-    def start_service(self) -> None:
+    def start_service(self, ready: bool = True) -> None:
+        """Start ``labkit hub-service``; wait until it answers its health probe (``ready``: with 200)."""
         labkit = shutil.which("labkit") or "labkit"
         log = open(self.dir / "service.log", "ab")
         self.service = subprocess.Popen([sys.executable, "-c", "from labkit.cli import main; main()", "hub-service"]
                                         if not labkit else [labkit, "hub-service"], env=self.service_env(),
                                         cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_http(f"http://127.0.0.1:{self.service_port}/services/{SERVICE}/api/health", proc=self.service)
+        wait_http(f"http://127.0.0.1:{self.service_port}/services/{SERVICE}/api/health", proc=self.service,
+                  ok=(200,) if ready else (200, 503))
 
     def stop_service(self) -> None:
         if self.service is not None and self.service.poll() is None:
@@ -150,12 +158,16 @@ class Hub:
         return resp
 
     def user_token(self, user: str) -> str:
+        return self.new_token(user)[0]
+
+    def new_token(self, user: str, expires_in: int = 3600) -> tuple[str, str]:
+        """(token, token id) of a new API token of ``user`` (created if need be)."""
         resp = self.admin("POST", f"users/{requests.utils.quote(user, safe='')}")
         assert resp.status_code in (201, 409), resp.text
         resp = self.admin("POST", f"users/{requests.utils.quote(user, safe='')}/tokens",
-                          json={"note": "labkit tests", "expires_in": 3600})
+                          json={"note": "labkit tests", "expires_in": expires_in})
         assert resp.status_code == 201, resp.text
-        return resp.json()["token"]
+        return resp.json()["token"], resp.json()["id"]
 
     def call(self, user: str | None, method: str, path: str, **kwargs: Any) -> requests.Response:
         headers = dict(kwargs.pop("headers", {}))

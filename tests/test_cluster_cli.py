@@ -117,7 +117,7 @@ def test_another_users_job_is_refused_by_the_cli(cluster_env: Emulator, monkeypa
     assert runner.invoke(main, ["submit"]).exit_code == 0
     monkeypatch.setenv("JUPYTERHUB_USER", "anna")
     result = runner.invoke(main, ["cancel", f"labkit-bob-{IcaParams().digest}"])
-    assert result.exit_code != 0 and "belongs to bob" in result.output and "Traceback" not in result.output
+    assert result.exit_code != 0 and "is not yours" in result.output and "Traceback" not in result.output
 
 
 def test_unreachable_cluster_is_explained(cluster_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

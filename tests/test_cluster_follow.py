@@ -35,11 +35,13 @@ def test_a_watch_error_500_is_retried_with_backoff(emulator: Emulator) -> None:
     sleeps = Sleeps()
     jobs = jobs_for(emulator, sleeps=sleeps)
     sub = jobs.submit(IcaParams())
-    emulator.react(lambda k: k["get", JOBS_PATH, WATCH][:2] << error_event(500, "etcdserver: leader changed"))
+    errors = emulator.react_next(lambda k: k["get", JOBS_PATH, WATCH],
+                                 lambda v: v << error_event(500, "etcdserver: leader changed"), n=2)
     ctl = Controllers(emulator.api_client())
 
     final, _ = follow(jobs, sub.name, runs_then_completes(ctl, sub.name, 0.3))
     assert isinstance(final, JobStatus) and final.phase == "succeeded", final
+    assert emulator.served(errors) == 2
     assert jobs.watch_state.get("retried") == 2
     assert sleeps[:2] == [0.5, 1.0]  # bounded exponential backoff between the two errors
 
@@ -56,13 +58,15 @@ def test_lines_that_are_not_events_are_skipped_with_a_warning(emulator: Emulator
                                                              caplog: pytest.LogCaptureFixture) -> None:
     jobs = jobs_for(emulator)
     sub = jobs.submit(IcaParams())
-    emulator.react(lambda k: k["get", JOBS_PATH, WATCH][:1] << b'42\n"hello"\n[1, 2]\nnot json\n{"type": "ADDED"}\n')
+    garbage = emulator.react_next(lambda k: k["get", JOBS_PATH, WATCH],
+                                  lambda v: v << b'42\n"hello"\n[1, 2]\nnot json\n{"type": "ADDED"}\n')
     ctl = Controllers(emulator.api_client())
 
     with caplog.at_level(logging.WARNING, logger="labkit.cluster.follow"):
         final, _ = follow(jobs, sub.name, runs_then_completes(ctl, sub.name))
     assert isinstance(final, JobStatus) and final.phase == "succeeded", final
     skipped = [r.getMessage() for r in caplog.records if "not an event" in r.getMessage()]
+    assert emulator.served(garbage) == 1
     assert len(skipped) == 5 and "'42'" in skipped[0]
     assert not [r for r in caplog.records if r.exc_info]  # no traceback
 

@@ -259,12 +259,13 @@ def test_watch_resumes_after_410_gone(emulator: Emulator) -> None:
     sub = jobs.submit(IcaParams())
     gone = {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410,
                                          "reason": "Expired", "message": "too old resource version: 1 (2)"}}
-    emulator.react(lambda k: k["get", JOBS_PATH, kmock.params({"watch": "true"})][:1]
-                   << json.dumps(gone).encode() + b"\n")
+    expired = emulator.react_next(lambda k: k["get", JOBS_PATH, kmock.params({"watch": "true"})],
+                                  lambda v: v << json.dumps(gone).encode() + b"\n")
     ctl = Controllers(emulator.api_client())
 
     final, _ = follow(jobs, sub.name, runs_then_completes(ctl, sub.name, 0.5))
     assert isinstance(final, JobStatus) and final.phase == "succeeded", final
+    assert emulator.served(expired) == 1  # the first watch did meet the 410
     assert jobs.watch_state.get("relisted", 0) >= 1
     paths = [(r.method, r.url.path, dict(r.params)) for r in emulator.requests()]
     watches = [i for i, (m, p, q) in enumerate(paths) if p == JOBS_PATH and q.get("watch") == "true"]
@@ -291,10 +292,13 @@ def test_429_with_retry_after_and_500_are_retried(emulator: Emulator) -> None:
     job_path = f"{JOBS_PATH}/{sub.name}"
     too_many = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 429, "reason": "TooManyRequests",
                 "message": "rate limited"}
-    emulator.react(lambda k: k["get", job_path][:1] << 429 << kmock.headers({"Retry-After": "2"}) << too_many)
-    emulator.react(lambda k: k["get", job_path][1:2] << 500 << {"kind": "Status", "code": 500, "message": "etcd"})
+    limited = emulator.react_next(lambda k: k["get", job_path],
+                                  lambda v: v << 429 << kmock.headers({"Retry-After": "2"}) << too_many)
+    failed = emulator.react_next(lambda k: k["get", job_path],
+                                 lambda v: v << 500 << {"kind": "Status", "code": 500, "message": "etcd"}, skip=1)
     status = jobs.status(sub.name)
     assert status.phase == "pending" and status.run_id == sub.run_id  # the third attempt answered
+    assert emulator.served(limited) == emulator.served(failed) == 1
     reads = [r for r in emulator.requests() if r.method == "GET" and r.url.path == job_path]
     assert len(reads) == 3
     assert sleeps[0] == 2.0  # honoured Retry-After
@@ -305,8 +309,10 @@ def test_a_retried_create_that_went_through_is_not_duplicated(emulator: Emulator
     """A 500 whose create was nevertheless stored: the retry meets 409 and recognises its own Job."""
     sleeps = Sleeps()
     jobs = jobs_for(emulator, sleeps=sleeps)
-    emulator.react(lambda k: k["post", JOBS_PATH][:1] << 500 << {"kind": "Status", "code": 500, "message": "timeout"})
+    lost = emulator.react_next(lambda k: k["post", JOBS_PATH],
+                               lambda v: v << 500 << {"kind": "Status", "code": 500, "message": "timeout"})
     sub = jobs.submit(IcaParams())
+    assert emulator.served(lost) == 1
     assert not sub.attached and len(sleeps) == 1
     assert [s.name for s in jobs.list()] == [sub.name]
 
@@ -315,11 +321,13 @@ def test_retries_are_bounded_and_explained(emulator: Emulator) -> None:
     sleeps = Sleeps()
     jobs = jobs_for(emulator, sleeps=sleeps, api_retries=2, api_max_backoff=1)
     sub = jobs.submit(IcaParams())
-    emulator.react(lambda k: k["get", f"{JOBS_PATH}/{sub.name}"] << 503 << kmock.headers({"Retry-After": "3600"})
-                   << {"kind": "Status", "code": 503, "message": "overloaded"})
+    overloaded = emulator.react(lambda k: k["get", f"{JOBS_PATH}/{sub.name}"] << 503
+                                << kmock.headers({"Retry-After": "3600"})
+                                << {"kind": "Status", "code": 503, "message": "overloaded"})
     with pytest.raises(ClusterUnavailable, match="kept answering HTTP 503"):
         jobs.status(sub.name)
     assert sleeps == [1, 1]  # Retry-After capped at api_max_backoff; 3 attempts in all
+    assert emulator.served(overloaded) == 3
 
 
 def test_403_is_a_clear_permission_error(emulator: Emulator) -> None:
@@ -340,12 +348,14 @@ def test_logs_are_streamed_while_the_pod_runs(emulator: Emulator) -> None:
     pod = ctl.create_pod(sub.name, phase="Running", node="n1")
     streaming = threading.Event()
     path = f"get /api/v1/namespaces/{NS}/pods/{pod}/log"
-    emulator.react(lambda k: k[path][:1] >> streaming << (b"2026-01-01T00:00:01Z reading recording\n",
-                   b"2026-01-01T00:00:02Z fitting ICA (fastica, 30 components)\n", b"2026-01-01T00:00:03Z done\n"))
-    emulator.react(lambda k: k[path][1:] << b"")
+    first = emulator.react_next(lambda k: k[path], lambda v: v >> streaming << (
+        b"2026-01-01T00:00:01Z reading recording\n", b"2026-01-01T00:00:02Z fitting ICA (fastica, 30 components)\n",
+        b"2026-01-01T00:00:03Z done\n"))
+    emulator.react_next(lambda k: k[path], lambda v: v << b"", n=None, skip=1)
     threading.Thread(target=lambda: streaming.wait(10) and ctl.pod_status(pod, phase="Succeeded"), daemon=True).start()
     lines = list(jobs.logs(sub.name, follow=True))
     assert lines == ["reading recording", "fitting ICA (fastica, 30 components)", "done"]
+    assert emulator.served(first) == 1
     log_reqs = [r for r in emulator.requests() if r.url.path.endswith(f"/pods/{pod}/log")]
     assert len(log_reqs) <= 3  # stopped following once the pod ended
     log_req = log_reqs[0]
@@ -372,7 +382,7 @@ def test_listing_is_by_owner_and_other_users_jobs_are_refused(emulator: Emulator
     assert any("labkit.io/owner=anna" in s for s in selectors)
     for action in (lambda: anna.cancel(b.name), lambda: anna.status(b.name), lambda: list(anna.logs(b.name)),
                    lambda: anna.watch(b.name, timeout=2)):
-        with pytest.raises(NotYourJob, match="belongs to Bob.Smith"):
+        with pytest.raises(NotYourJob, match=r"is not yours \(anna\)"):
             action()
     assert not [r for r in emulator.requests() if r.method == "DELETE"]
     assert [s.name for s in bob.list()] == [b.name]  # still there
@@ -620,10 +630,11 @@ def test_following_a_log_resumes_after_the_stream_drops(emulator: Emulator) -> N
     pod = ctl.create_pod(sub.name, phase="Running", node="n1")
     path = f"get /api/v1/namespaces/{NS}/pods/{pod}/log"
     second = threading.Event()
-    emulator.react(lambda k: k[path][:1] << b"2026-01-01T00:00:01.000Z load\n2026-01-01T00:00:02.000Z fit 1\n")
-    emulator.react(lambda k: k[path][1:2] >> second
-                   << b"2026-01-01T00:00:02.000Z fit 1\n2026-01-01T00:00:03.000Z fit 2\n2026-01-01T00:00:04.000Z done\n")
-    emulator.react(lambda k: k[path][2:] << b"")
+    dropped = emulator.react_next(lambda k: k[path],
+                                  lambda v: v << b"2026-01-01T00:00:01.000Z load\n2026-01-01T00:00:02.000Z fit 1\n")
+    resumed = emulator.react_next(lambda k: k[path], lambda v: v >> second << (
+        b"2026-01-01T00:00:02.000Z fit 1\n2026-01-01T00:00:03.000Z fit 2\n2026-01-01T00:00:04.000Z done\n"), skip=1)
+    emulator.react_next(lambda k: k[path], lambda v: v << b"", n=None, skip=2)
 
     def kubelet() -> None:
         assert second.wait(10)
@@ -632,6 +643,7 @@ def test_following_a_log_resumes_after_the_stream_drops(emulator: Emulator) -> N
     threading.Thread(target=kubelet, daemon=True).start()
     lines = list(jobs.logs(sub.name, follow=True))
     assert lines == ["load", "fit 1", "fit 2", "done"]  # resumed once, nothing repeated or lost
+    assert emulator.served(dropped) == emulator.served(resumed) == 1
     requests = [r for r in emulator.requests() if r.url.path.endswith(f"/pods/{pod}/log")]
     assert int(requests[1].params.get("sinceSeconds")) > 10  # from the last line's time, with overlap
     assert len(requests) <= 4  # stopped following once the pod ended
@@ -672,8 +684,10 @@ def test_a_retried_volcano_create_that_went_through_is_not_an_attach(emulator: E
     sleeps = Sleeps()
     jobs = jobs_for(emulator, sleeps=sleeps, scheduler={"name": "volcano"})
     path = f"/apis/batch.volcano.sh/v1alpha1/namespaces/{NS}/jobs"
-    emulator.react(lambda k: k["post", path][:1] << 500 << {"kind": "Status", "code": 500, "message": "timeout"})
+    lost = emulator.react_next(lambda k: k["post", path],
+                               lambda v: v << 500 << {"kind": "Status", "code": 500, "message": "timeout"})
     sub = jobs.submit_sweep([IcaParams(random_state=s) for s in range(2)])
+    assert emulator.served(lost) == 1
     assert not sub.attached and not sub.warnings and len(sleeps) == 1
     assert [s.name for s in jobs.list()] == [sub.name]
 

@@ -24,7 +24,7 @@ from test_cluster_jobs import _completed_run
 
 from labkit.cli import main
 from labkit.cluster.jobs import ClusterJobs, JobStatus
-from labkit.cluster.manifests import LABEL_RUN_ID
+from labkit.cluster.manifests import APP, LABEL_NAME, LABEL_RUN_ID
 from labkit.hub.client import HubJobs
 from labkit.params import IcaParams
 
@@ -201,20 +201,61 @@ def test_the_service_restarting_mid_watch_loses_nothing(hub: Hub, as_user: Any) 
     assert outcome[0].phase == "succeeded" and seen[0] == "pending" and seen[-1] == "succeeded"
 
 
+def service_jobs_watches(k: Any) -> Any:
+    """The hub service's Jobs watches: its informer's label selector (a ClusterJobs watch selects one name)."""
+    return k["get", f"/apis/batch/v1/namespaces/{NS}/jobs",
+             kmock.params({"watch": "true", "labelSelector": f"{LABEL_NAME}={APP}"})]
+
+
+def service_health(hub: Hub) -> dict[str, Any]:
+    """The service's health JSON: 200 when its caches are current, 503 (with a reason) while one is failing."""
+    resp = hub.call(None, "GET", "api/health")
+    assert resp.status_code in (200, 503), resp.text
+    return resp.json()
+
+
+def eventually(check: Any, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def test_a_watch_error_on_the_service_side_is_waited_out(hub: Hub) -> None:
     """The service's own watch meets a 500 ERROR event: it backs off, watches again, and keeps serving."""
-    hub.emulator.react(lambda k: k["get", f"/apis/batch/v1/namespaces/{NS}/jobs", kmock.params({"watch": "true"})][:1]
-                       << json.dumps({"type": "ERROR", "object": {"kind": "Status", "code": 500,
-                                                                  "message": "etcd"}}).encode() + b"\n")
+    errors_before = service_health(hub)["jobs"]["errors"]
+    # the service's NEXT Jobs watch: a kmock slice counts from the (module-scoped) emulator's first
+    # request, so ``[:1]`` is a watch the service made long ago; react_next counts from now
+    boom = hub.emulator.react_next(service_jobs_watches, lambda v: v << json.dumps(
+        {"type": "ERROR", "object": {"kind": "Status", "code": 500, "message": "etcd"}}).encode() + b"\n")
+    # a quiet watch ends within watch_timeout (5 s) + 2 s, and the next one meets the ERROR
+    eventually(lambda: hub.emulator.served(boom) and service_health(hub)["jobs"]["errors"] > errors_before)
+    assert hub.emulator.served(boom) == 1, "the service's Jobs watch never met the injected ERROR"
+    assert service_health(hub)["jobs"]["errors"] > errors_before, "the service did not count the watch ERROR"
+    [errored] = hub.emulator.answered(boom)
+
+    # it watches again (after its backoff) ...
+    assert eventually(lambda: any(r.id > errored.id for r in hub.emulator.run(
+        lambda: list(service_jobs_watches(hub.emulator.kmock))))), "the service never watched its Jobs again"
+    # ... and still serves: a run submitted now is listed, and what the cluster then does to it reaches the
+    # service's cache (the Job's Complete condition: the service's own write has no status)
     resp = hub.call("bob", "POST", "api/runs", json={"params": {"n_components": 21}})
-    assert resp.status_code == 201
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        names = [r["name"] for r in hub.call("bob", "GET", "api/runs").json()["runs"]]
-        if resp.json()["name"] in names:
-            break
-        time.sleep(0.3)
-    assert resp.json()["name"] in names
+    assert resp.status_code == 201, resp.text
+    name = resp.json()["name"]
+    ctl = Controllers(hub.emulator.api_client())
+    ctl.wait_for_job(name)
+    pod = ctl.create_pod(name, phase="Running", node="n1")
+    ctl.pod_status(pod, phase="Succeeded")
+    ctl.job_condition(name, "Complete")
+    runs: dict[str, Any] = {}
+
+    def succeeded() -> bool:
+        runs.update({r["name"]: r for r in hub.call("bob", "GET", "api/runs").json()["runs"]})
+        return runs.get(name, {}).get("phase") == "succeeded"
+
+    assert eventually(succeeded), runs.get(name)
 
 
 PARAM_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=20),

@@ -324,7 +324,11 @@ def test_a_kubespawner_escaped_user_gets_exactly_the_hubs_directory() -> None:
     unlabelled = copy.deepcopy(job)
     for meta in (unlabelled["metadata"], unlabelled["spec"]["template"]["metadata"]):
         del meta["labels"]["labkit.io/owner-dir"]
-    refused(unlabelled, f"subPath {job['metadata']['labels']['labkit.io/owner']}")  # fails closed
+    assert job["metadata"]["labels"]["labkit.io/owner"] == slug  # the owner label is the hub's slug too
+    assert admit(unlabelled) == []  # so without owner-dir the policy falls back to the same directory
+    for meta in (unlabelled["metadata"], unlabelled["spec"]["template"]["metadata"]):
+        meta["labels"]["labkit.io/owner"] = "alice-b-lab-org-00e968"  # labkit 0.1's label: another user's name
+    refused(unlabelled, "subPath alice-b-lab-org-00e968")  # fails closed
     nfs = alice_job(shipped_settings(storage=dict(nfs_server="nfs.lab.example")), user="alice.b@lab.org")
     assert nfs["spec"]["template"]["spec"]["volumes"][0]["nfs"]["path"] == f"/userdata/{slug}"
     assert admit(nfs, params=nfs_params()) == []

@@ -137,7 +137,7 @@ def _follow_sweep(jobs: Any, sweep_id: str, names: list[str] = ()) -> None:
 
 
 def _submit_sweep(jobs: Any, sweep_file: Any, values: dict[str, Any], *, volcano: bool | None,
-                  sweep_id: str | None, force: bool, min_available: int, wait: bool) -> None:
+                  sweep_id: str | None, force: bool, min_available: int | None, wait: bool) -> None:
     from ..sweeps import load_sets
 
     given = {k: v for k, v in values.items() if v is not None}
@@ -174,14 +174,15 @@ def _submit_sweep(jobs: Any, sweep_file: Any, values: dict[str, Any], *, volcano
                    "flags override every set")
 @click.option("--volcano/--no-volcano", default=None,
               help="a sweep as one Volcano Job [default: when scheduler.name is volcano], else one Job per set")
-@click.option("--min-available", type=click.IntRange(1), default=1, show_default=True,
-              help="Volcano minAvailable: how many runs of the sweep must fit at once to start")
+@click.option("--min-available", type=click.IntRange(1), default=None,
+              help="Volcano minAvailable: how many runs of the sweep must fit at once to start "
+                   "[default: scheduler.min_available; on a hub only the admin's setting]")
 @click.option("--sweep-id", default=None, help="name the sweep [default: a hash of its sets]")
 @click.option("--wait/--no-wait", default=False, help="follow until it finishes (exit 1 if it fails)")
 @click.option("-f", "--follow", is_flag=True, help="stream the run's log while waiting (implies --wait)")
 @_explained
 def submit_cmd(params_file: Any, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
-               force: bool, run_id: str | None, sweep_file: Any, volcano: bool | None, min_available: int,
+               force: bool, run_id: str | None, sweep_file: Any, volcano: bool | None, min_available: int | None,
                sweep_id: str | None, wait: bool, follow: bool, **values: Any) -> None:
     """Run a parameter set (or a sweep of them) as Kubernetes Jobs on your data directory.
 

@@ -17,7 +17,7 @@ import urllib3
 
 from . import api
 from .errors import ClusterError, ClusterGone, ClusterNotFound, ClusterUnavailable
-from .manifests import CONTAINER, LABEL_OWNER, LABEL_SWEEP
+from .manifests import CONTAINER, LABEL_SWEEP, owner_selector
 from .status import VOLCANO_GROUP, VOLCANO_VERSION, JobPendingTooLong, JobStatus, SweepStatus
 
 logger = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ class Following:
             if current.kind == "volcano":
                 self._wait_for_volcano(current.name, state)
             else:
-                selector = _selector({LABEL_OWNER: self.owner, LABEL_SWEEP: current.sweep_id})
+                selector = f"{owner_selector(self.user)},{LABEL_SWEEP}={current.sweep_id}"
                 self._wait(self.batch.list_namespaced_job, (self.namespace,), f"the Jobs of sweep {sweep_id}",
                            state, {"label_selector": selector})
 

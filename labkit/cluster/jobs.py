@@ -24,19 +24,21 @@ from . import api
 from .errors import ClusterConflict, ClusterError, ClusterForbidden, ClusterNotFound, NotYourJob, SettingsError
 from .follow import Following, _selector
 from .manifests import (
-    ANN_USER,
     APP,
     CONTAINER,
     LABEL_NAME,
-    LABEL_OWNER,
     LABEL_RUN_ID,
     LABEL_SWEEP,
     build_job,
     build_volcano_job,
+    check_run_id,
     cluster_params,
     default_sweep_id,
     job_name,
+    owned_by,
     owner_label,
+    owner_selector,
+    short_hash,
     sweep_label,
     version_mismatch,
 )
@@ -55,6 +57,7 @@ from .status import (  # noqa: F401 (the face's vocabulary, re-exported)
     describe,
     describe_volcano,
     task_run_ids,
+    volcano_summary,
 )
 
 logger = logging.getLogger(__name__)
@@ -159,16 +162,21 @@ class ClusterJobs(Following):
         return obj if isinstance(obj, dict) else self.client.sanitize_for_serialization(obj)
 
     def _check_owner(self, job: dict[str, Any]) -> dict[str, Any]:
-        labels = (job.get("metadata") or {}).get("labels") or {}
-        name = (job.get("metadata") or {}).get("name")
-        if labels.get(LABEL_NAME) != APP:
+        """The object if it is exactly this user's (:func:`~labkit.cluster.manifests.owned_by`), else NotYourJob.
+
+        The message never says whose it is: that too is another user's business.
+        """
+        meta = job.get("metadata") or {}
+        name = meta.get("name")
+        if (meta.get("labels") or {}).get(LABEL_NAME) != APP:
             raise NotYourJob(f"{name} is not a labkit Job; labkit only acts on Jobs it created")
-        owner = labels.get(LABEL_OWNER)
-        if owner != self.owner:
-            who = (job.get("metadata") or {}).get("annotations", {}).get(ANN_USER) or owner or "nobody"
-            raise NotYourJob(f"The Job {name} belongs to {who}, not to you ({self.user}); "
-                             "labkit only shows, follows and cancels your own Jobs")
+        if not owned_by(job, self.user):
+            raise NotYourJob(f"The Job {name} is not yours ({self.user}); labkit only shows, follows and cancels "
+                             "your own Jobs")
         return job
+
+    def _owner_selector(self, extra: dict[str, str] | None = None) -> str:
+        return ",".join([owner_selector(self.user), *(f"{k}={v}" for k, v in (extra or {}).items())])
 
     def get_job(self, name: str) -> dict[str, Any]:
         """The Job as a dict, refused if it belongs to someone else."""
@@ -322,14 +330,19 @@ class ClusterJobs(Following):
         return out
 
     def submit_sweep(self, params_list: Sequence[IcaParams], *, volcano: bool | None = None,
-                     sweep_id: str | None = None, force: bool = False, min_available: int = 1) -> SweepSubmission:
+                     sweep_id: str | None = None, force: bool = False, min_available: int | None = None,
+                     run_ids: Sequence[str] | None = None) -> SweepSubmission:
         """Submit a sweep: one Volcano Job with ``minAvailable`` (``volcano``, default: when the
-        scheduler setting is Volcano), else one batch/v1 Job per set labelled with the sweep id.
+        scheduler setting is Volcano; ``min_available``, default: ``scheduler.min_available``),
+        else one batch/v1 Job per set labelled with the sweep id.
 
         Repeated sets run once; a set whose result is already in the user's directory is
         reported instead of run again, and an identical sweep attaches to its Jobs, unless ``force``.
+        ``run_ids`` (one per distinct set, in order) make a forced sweep repeatable: sending the
+        same ids again attaches to the Jobs they made instead of starting a second sweep.
         """
         volcano = self.settings.scheduler.name == "volcano" if volcano is None else volcano
+        min_available = self.settings.scheduler.min_available if min_available is None else min_available
         distinct: dict[str, IcaParams] = {}
         for params in params_list:
             distinct.setdefault(params.digest, params)
@@ -340,12 +353,18 @@ class ClusterJobs(Following):
         if len(distinct) < len(params_list):
             warnings.append(f"{len(params_list) - len(distinct)} repeated parameter set(s) run only once")
         sets = list(distinct.values())
+        if run_ids is not None:
+            if len(run_ids) != len(sets):
+                raise SettingsError(f"run_ids: {len(run_ids)} ids for {len(sets)} distinct parameter sets")
+            run_ids = [check_run_id(r, f"run_ids.{i}") for i, r in enumerate(run_ids)]
         sweep_id = sweep_label(sweep_id or default_sweep_id(sets))
-        if force:
-            sweep_id = sweep_label(f"{sweep_id}-{os.urandom(3).hex()[:5]}")  # a new sweep, not the earlier one
+        if force:  # a new sweep, not the earlier one; the same one again when the same run ids come back
+            salt = short_hash(",".join(run_ids), 5) if run_ids else os.urandom(3).hex()[:5]
+            sweep_id = sweep_label(f"{sweep_id}-{salt}")
+        ids = dict(zip((p.digest for p in sets), run_ids or (), strict=False))
         if not volcano:
             done = {} if force else self._completed(sets)
-            runs = tuple(self._submit(p, done.get(p.digest), force=force, run_id=None, sweep_id=sweep_id)
+            runs = tuple(self._submit(p, done.get(p.digest), force=force, run_id=ids.get(p.digest), sweep_id=sweep_id)
                          for p in sets)
             for sub in runs:
                 if sub.attached and (sub.manifest["metadata"].get("labels") or {}).get(LABEL_SWEEP) != sweep_id:
@@ -359,7 +378,8 @@ class ClusterJobs(Following):
                          for p in sets if (r := done.get(p.digest)) is not None)
         if not todo:
             return SweepSubmission(sweep_id, "volcano", existing, warnings=tuple(warnings))
-        manifest = build_volcano_job(todo, self.settings, self.user, sweep_id, min_available=min_available)
+        manifest = build_volcano_job(todo, self.settings, self.user, sweep_id, min_available=min_available,
+                                     run_ids=[ids[p.digest] for p in todo] if ids else None)
         manifest["metadata"]["namespace"] = self.namespace
         name = manifest["metadata"]["name"]
         attached = False
@@ -413,12 +433,10 @@ class ClusterJobs(Following):
 
     def volcano_jobs(self, sweep_id: str | None = None) -> list[dict[str, Any]]:
         """This user's labkit Volcano Jobs; none when Volcano is not installed (or not allowed and not configured)."""
-        selector = {LABEL_NAME: APP, LABEL_OWNER: self.owner}
-        if sweep_id:
-            selector[LABEL_SWEEP] = sweep_label(sweep_id)
+        selector = {LABEL_SWEEP: sweep_label(sweep_id)} if sweep_id else {}
         try:
             listed = self.call(self.custom.list_namespaced_custom_object, VOLCANO_GROUP, VOLCANO_VERSION,
-                               self.namespace, "jobs", label_selector=_selector(selector),
+                               self.namespace, "jobs", label_selector=self._owner_selector(selector),
                                what="list your Volcano Jobs")
         except ClusterNotFound:  # no Volcano CRD in this cluster
             return []
@@ -426,7 +444,8 @@ class ClusterJobs(Following):
             if self.settings.scheduler.name == "volcano":
                 raise
             return []
-        return [j for j in listed.get("items") or [] if _matches((j.get("metadata") or {}).get("labels"), selector)]
+        return [j for j in listed.get("items") or []
+                if owned_by(j, self.user) and _matches((j.get("metadata") or {}).get("labels"), selector)]
 
     def volcano_pods(self, name: str) -> list[dict[str, Any]]:
         listed = self.call(self.core.list_namespaced_pod, self.namespace,
@@ -505,33 +524,24 @@ class ClusterJobs(Following):
 
         With ``volcano`` a Volcano sweep is one row (``kind='volcano'``) counting its runs.
         """
-        selector = {LABEL_NAME: APP, LABEL_OWNER: self.owner}
-        if sweep_id:
-            selector[LABEL_SWEEP] = sweep_id
-        listed = self.call(self.batch.list_namespaced_job, self.namespace, label_selector=_selector(selector),
+        selector = {LABEL_SWEEP: sweep_label(sweep_id)} if sweep_id else {}
+        listed = self.call(self.batch.list_namespaced_job, self.namespace, label_selector=self._owner_selector(selector),
                            what="list your Jobs")
         jobs = [self._dict(j) for j in listed.items]
-        mine = [j for j in jobs if _matches((j.get("metadata") or {}).get("labels"), selector)]
+        mine = [j for j in jobs if owned_by(j, self.user) and _matches((j.get("metadata") or {}).get("labels"), selector)]
         pods_by_job: dict[str, list[dict[str, Any]]] = {}
         if mine:  # one call for all pods, so the table shows pod states (pull errors, node) too
-            pod_selector = {LABEL_NAME: APP, LABEL_OWNER: self.owner}
             listed_pods = self.call(self.core.list_namespaced_pod, self.namespace,
-                                    label_selector=_selector(pod_selector), what="list your pods")
-            for pod in (self._dict(p) for p in listed_pods.items):
+                                    label_selector=self._owner_selector(), what="list your pods")
+            names = {j["metadata"]["name"] for j in mine}
+            for pod in (self._dict(p) for p in listed_pods.items):  # a pod is mine when its Job is
                 labels = (pod.get("metadata") or {}).get("labels") or {}
-                if not _matches(labels, pod_selector):
-                    continue
                 job = next((labels[k] for k in JOB_NAME_LABELS if labels.get(k)), None)
-                if job:
+                if job in names:
                     pods_by_job.setdefault(job, []).append(pod)
         out = [describe(j, pods_by_job.get(j["metadata"]["name"], [])) for j in mine]
         for vjob in self.volcano_jobs(sweep_id) if volcano else []:
-            sweep = describe_volcano(vjob, self.volcano_pods(vjob["metadata"]["name"]))
-            meta = vjob.get("metadata") or {}
-            out.append(JobStatus(name=sweep.name, namespace=meta.get("namespace", ""), phase=sweep.phase,
-                                 reason=f"Volcano {sweep.volcano_phase}; {sweep.reason}", owner=self.owner,
-                                 sweep_id=sweep.sweep_id, created=str(meta.get("creationTimestamp") or ""),
-                                 kind="volcano"))
+            out.append(volcano_summary(vjob, self.volcano_pods(vjob["metadata"]["name"])))
         return sorted(out, key=lambda s: (s.created, s.name), reverse=True)
 
     # -- results ----------------------------------------------------------------

@@ -20,7 +20,16 @@ from typing import Any, Sequence
 from ..params import IcaParams
 from ..results import new_run_id
 from .errors import SettingsError
-from .names import check_run_id, is_dns_label, is_label_value, sanitize_name, short_hash, user_dir  # noqa: F401 (re-exported)
+from .names import (  # noqa: F401 (re-exported)
+    check_run_id,
+    fit_slug,
+    is_dns_label,
+    is_label_value,
+    kubespawner_slug,
+    sanitize_name,
+    short_hash,
+    user_dir,
+)
 from .settings import ClusterSettings
 
 APP = "labkit"
@@ -45,22 +54,56 @@ ANN_VOLCANO_QUEUE = "scheduling.volcano.sh/queue-name"
 VOLCANO_API = "batch.volcano.sh/v1alpha1"
 
 def owner_label(user: str) -> str:
-    """The ``labkit.io/owner`` value for a user (sanitized; compare with this, not the raw name)."""
+    """The ``labkit.io/owner`` value for a user: KubeSpawner's slug, injective over user names.
+
+    It selects a user's objects; :func:`owned_by` also checks the exact name in ``labkit.io/user``.
+    """
+    return kubespawner_slug(user)
+
+
+def legacy_owner_label(user: str) -> str:
+    """The owner label labkit 0.1 wrote (``sanitize_name``; not injective): still read, never written."""
     return sanitize_name(user, 63)
 
 
+def owner_labels(user: str) -> tuple[str, ...]:
+    """The owner label values a user's objects may carry: today's, then the legacy one if it differs."""
+    return tuple(dict.fromkeys((owner_label(user), legacy_owner_label(user))))
+
+
+def owner_selector(user: str) -> str:
+    """A label selector for the user's labkit objects (set-based while legacy labels may exist)."""
+    values = owner_labels(user)
+    owner = f"{LABEL_OWNER}={values[0]}" if len(values) == 1 else f"{LABEL_OWNER} in ({','.join(values)})"
+    return f"{LABEL_NAME}={APP},{owner}"
+
+
+def owned_by(obj: dict[str, Any], user: str) -> bool:
+    """True only for a labkit object of exactly ``user``: an owner label of theirs *and* their exact name.
+
+    The label alone is a selector; the ``labkit.io/user`` annotation holds the hub's name
+    verbatim, so two users never pass for one another, whatever their labels.
+    """
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    if not isinstance(meta, dict):
+        return False
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    return (labels.get(LABEL_NAME) == APP and labels.get(LABEL_OWNER) in owner_labels(user)
+            and annotations.get(ANN_USER) == user)
+
+
 def job_name(user: str, params: IcaParams, rerun: str | None = None) -> str:
-    """``labkit-<user>-<digest>[-<rerun hash>]``: deterministic, DNS-1123, at most 63 characters."""
+    """``labkit-<user slug>-<digest>[-<rerun hash>]``: deterministic, DNS-1123, at most 63 characters."""
     tail = params.digest + (f"-{short_hash(rerun, 5)}" if rerun else "")
     room = 63 - len("labkit-") - len(tail) - 1
-    return f"labkit-{sanitize_name(user, room)}-{tail}"
+    return f"labkit-{fit_slug(owner_label(user), user, room)}-{tail}"
 
 
 def sweep_name(user: str, params_list: Sequence[IcaParams], sweep_id: str | None = None) -> str:
     key = sweep_id or ",".join(sorted(p.digest for p in params_list))
     tail = short_hash(key, 10)
     room = 63 - len("labkit-sweep-") - len(tail) - 1
-    return f"labkit-sweep-{sanitize_name(user, room)}-{tail}"
+    return f"labkit-sweep-{fit_slug(owner_label(user), user, room)}-{tail}"
 
 
 def default_sweep_id(params_list: Sequence[IcaParams]) -> str:
@@ -112,7 +155,7 @@ def _volume(settings: ClusterSettings, user: str) -> tuple[dict[str, Any], dict[
     if st.read_only:
         mount["readOnly"] = True
     if st.pvc:
-        volume: dict[str, Any] = {"name": VOLUME, "persistentVolumeClaim": {"claimName": st.pvc.replace("{user}", sanitize_name(user))}}
+        volume: dict[str, Any] = {"name": VOLUME, "persistentVolumeClaim": {"claimName": st.pvc.replace("{user}", owner_label(user))}}
         if st.pvc_sub_path:
             mount["subPath"] = st.user_path(st.pvc_sub_path, user)
     elif st.nfs_server:

@@ -33,7 +33,11 @@ def is_label_value(value: str) -> bool:
 
 
 def sanitize_name(text: str, max_len: int = 63) -> str:
-    """A DNS-1123 label from any text: lowercase ``[a-z0-9-]``, at most ``max_len``.
+    """A DNS-1123 label from any text (a sweep id): lowercase ``[a-z0-9-]``, at most ``max_len``.
+
+    Not for identities: it keeps an already clean name, so it is not injective over user
+    names (``alice-b-lab-org-00e968`` is also what ``alice.b@lab.org`` becomes); use
+    :func:`kubespawner_slug` for anything derived from a user.
 
     If anything had to change (case, characters, length) a short hash of the original
     is appended, so ``Anna.B`` and ``anna-b`` never collide.
@@ -48,6 +52,18 @@ def sanitize_name(text: str, max_len: int = 63) -> str:
     return f"{base}-{suffix}"
 
 
+def fit_slug(slug: str, user: str, max_len: int) -> str:
+    """``slug`` (a :func:`kubespawner_slug`) cut to ``max_len``: a cut one ends in ``---`` and a hash of ``user``.
+
+    Clean slugs never contain ``--``, so a cut slug can only meet another hashed one (a
+    collision of the hash), never a user's own clean name.
+    """
+    if len(slug) <= max_len:
+        return slug
+    digest = short_hash(user, 8)
+    return f"{slug[:max(1, max_len - len(digest) - 3)].rstrip('-') or 'x'}---{digest}"
+
+
 def user_dir(user: str) -> str:
     """The raw user name as one directory component; refuses anything that could leave the export."""
     if _USER_DIR.fullmatch(user) is None or ".." in user:
@@ -58,6 +74,12 @@ def user_dir(user: str) -> str:
 
 def kubespawner_slug(name: str) -> str:
     """KubeSpawner's ``{username}``: the name if it is a safe object name, else a stripped name and a hash.
+
+    Injective (up to the hash): a name it keeps never contains ``--``, and a name it escapes
+    always carries ``---`` and a hash of the exact name, so ``alice.b@lab.org`` and the
+    clean name ``alice-b-lab-org-00e968`` never share a slug. labkit's owner label, Job
+    names and ``{user}`` namespaces and claims are all this slug (:func:`fit_slug` where a
+    name has less room).
 
     The scheme of ``kubespawner.slugs.safe_slug`` (KubeSpawner 7, z2jh 4), written here
     because kubespawner cannot be installed beside labkit everywhere; tests pin it to

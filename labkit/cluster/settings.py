@@ -29,7 +29,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 from pydantic_settings.sources.utils import parse_env_vars
 
 from .errors import SettingsError
-from .names import is_dns_label, is_label_value, kubespawner_slug, sanitize_name, user_dir
+from .names import fit_slug, is_dns_label, is_label_value, kubespawner_slug, user_dir
 
 ENV_PREFIX = "LABKIT_CLUSTER_"
 CONFIG_ENV = "LABKIT_CLUSTER_CONFIG"
@@ -61,7 +61,7 @@ class StorageSettings(_Group):
     nfs_server: str = ""
     #: exported path on the NFS server
     nfs_path: str = "/userdata/{username}"
-    #: name of an existing PersistentVolumeClaim to mount instead of NFS (``{user}`` is sanitized to a DNS label)
+    #: name of an existing PersistentVolumeClaim to mount instead of NFS (``{user}`` becomes KubeSpawner's slug of the name)
     pvc: str = ""
     #: subdirectory of the PVC to mount; empty mounts the whole claim
     pvc_sub_path: str = ""
@@ -151,6 +151,8 @@ class SchedulerSettings(_Group):
     queue: str = ""
     #: Volcano PriorityClass name for the pods (empty for none)
     priority_class: str = ""
+    #: a Volcano sweep's gang size (``minAvailable``): how many of its runs must start together
+    min_available: int = Field(1, ge=1)
 
     @field_validator("queue", "priority_class")
     @classmethod
@@ -304,7 +306,7 @@ class ClusterSettings(BaseSettings):
         if "{user}" not in self.namespace:
             return self.namespace
         room = 63 - len(self.namespace.replace("{user}", ""))
-        return self.namespace.replace("{user}", sanitize_name(user, max(room, 8)))
+        return self.namespace.replace("{user}", fit_slug(kubespawner_slug(user), user, max(room, 12)))
 
     def with_profile(self, name: str | None) -> "ClusterSettings":
         """These settings with the admin's profile ``name`` applied (None or empty: unchanged)."""

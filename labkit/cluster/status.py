@@ -345,3 +345,13 @@ def describe_volcano(vjob: dict[str, Any], pods: Sequence[dict[str, Any]] = (),
         runs.append(replace(status, kind="task"))
     return SweepStatus(sweep_id=labels.get(LABEL_SWEEP, ""), runs=tuple(runs), kind="volcano",
                        name=meta.get("name", ""), volcano_phase=vphase)
+
+
+def volcano_summary(vjob: dict[str, Any], pods: Sequence[dict[str, Any]] = ()) -> JobStatus:
+    """A whole Volcano sweep as one row of a run list (``kind='volcano'``), counting its runs. Pure."""
+    sweep = describe_volcano(vjob, pods)
+    meta = vjob.get("metadata") or {}
+    return JobStatus(name=sweep.name, namespace=meta.get("namespace", ""), phase=sweep.phase,
+                     reason=f"Volcano {sweep.volcano_phase}; {sweep.reason}",
+                     owner=(meta.get("labels") or {}).get(LABEL_OWNER, ""), sweep_id=sweep.sweep_id,
+                     created=str(meta.get("creationTimestamp") or ""), kind="volcano")

@@ -31,8 +31,10 @@ DECIDED_BY_THE_SERVICE = {
     "resources": "resources come from the admin's profiles (choose one with 'profile')",
     "node_selector": "placement comes from the admin's profiles (choose one with 'profile')",
     "tolerations": "placement comes from the admin's profiles (choose one with 'profile')",
-    "scheduler": "the queue is the admin's setting",
-    "queue": "the queue is the admin's setting",
+    "scheduler": "the scheduler and the queue are the admin's settings",
+    "queue": "the scheduler and the queue are the admin's settings",
+    "volcano": "the scheduler and the queue are the admin's settings",
+    "min_available": "a Volcano sweep's gang size is the admin's setting (scheduler.min_available)",
 }
 
 
@@ -66,30 +68,45 @@ class SweepBody(_Body):
     sets: list[dict[str, Any]] = Field(min_length=1, max_length=2000)
     profile: Optional[str] = None
     sweep_id: Optional[str] = None
+    #: one per distinct set, in order: the idempotency keys of the sweep's runs (a retry attaches)
+    run_ids: Optional[list[str]] = Field(None, min_length=1, max_length=2000)
     force: bool = False
-    volcano: Optional[bool] = None
-    min_available: int = Field(1, ge=1)
 
 
-def parse(model: type[_Body], raw: bytes) -> Any:
-    """The body as ``model``; any problem is a :class:`BodyError` naming the field."""
+class TooLarge(BodyError):
+    """A body over the size limit (HTTP 413)."""
+
+
+def parse(model: type[_Body], raw: bytes, *, max_bytes: int = 1 << 20, max_depth: int = 16) -> Any:
+    """The body as ``model``; any problem is a :class:`BodyError` naming the field.
+
+    Bodies are bounded (``max_bytes``, ``max_depth``) and nothing a user sent is echoed
+    back at length: a refused key or value is shown cut to 80 characters.
+    """
+    if len(raw) > max_bytes:
+        raise TooLarge("", f"the body is {len(raw):,} bytes; the limit is {max_bytes:,} bytes")
     try:
         data = json.loads(raw or b"null")
+    except RecursionError:
+        raise BodyError("", f"the body is nested too deeply (the limit is {max_depth} levels)") from None
     except (ValueError, UnicodeDecodeError) as err:
-        raise BodyError("", f"the body is not JSON ({err})") from None
+        raise BodyError("", f"the body is not JSON ({_short(str(err))})") from None
+    if _depth(data, max_depth) > max_depth:
+        raise BodyError("", f"the body is nested too deeply (the limit is {max_depth} levels)")
     if not isinstance(data, dict):
         raise BodyError("", f"the body must be a JSON object, got {type(data).__name__}")
     allowed = ", ".join(model.model_fields)
     for key in data:
         if key not in model.model_fields:
             why = DECIDED_BY_THE_SERVICE.get(str(key).lower(), "it is not something a user chooses")
-            raise BodyError(str(key), f"unknown field; you may send only: {allowed} ({why})")
+            field = key if len(key) <= 80 else key[:77] + "..."
+            raise BodyError(field, f"unknown field; you may send only: {allowed} ({why})")
     try:
         return model.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise BodyError(where, f"{first['msg']} (got {_short(first.get('input'))})") from None
+        raise BodyError(_short_text(where), f"{first['msg']} (got {_short(first.get('input'))})") from None
 
 
 def params_from(data: dict[str, Any], where: str = "params") -> IcaParams:
@@ -97,11 +114,27 @@ def params_from(data: dict[str, Any], where: str = "params") -> IcaParams:
     try:
         return IcaParams.from_dict(data)
     except ParameterError as err:
-        raise BodyError(f"{where}.{err.field}", str(err)) from None
+        raise BodyError(f"{where}.{_short_text(err.field)}", _short_text(str(err), 400)) from None
     except (TypeError, ValueError, OverflowError) as err:  # a value no parameter can take
-        raise BodyError(where, f"not a parameter set ({err})") from None
+        raise BodyError(where, f"not a parameter set ({_short_text(str(err), 200)})") from None
+
+
+def _depth(data: Any, limit: int) -> int:
+    """How deeply ``data`` nests lists and dicts (iterative; stops counting past ``limit``)."""
+    deepest, todo = 0, [(data, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, level)
+            if level > limit:
+                return level
+            todo.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return _short_text(repr(value))
+
+
+def _short_text(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -23,6 +23,7 @@ from ..cluster.jobs import ClusterJobs, JobPendingTooLong, JobStatus, Submission
 from ..cluster.settings import ClusterSettings
 from ..errors import LabkitError, ParameterError
 from ..params import IcaParams
+from ..results import new_run_id
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class HubJobs(ClusterJobs):
     def __init__(self, settings: ClusterSettings | None = None, user: str | None = None, api_client: Any = None, *,
                  sleep: Callable[[float], None] = time.sleep, poll_interval: float | None = None,
                  user_dir_here: bool = True, url: str | None = None, token: str | None = None,
-                 profile: str | None = None) -> None:
+                 profile: str | None = None, timeout: float = 30.0) -> None:
         self.settings = settings or ClusterSettings.load()
         self.url = (url or hub_service_url() or "").rstrip("/") + "/"
         if self.url == "/":
@@ -79,11 +80,22 @@ class HubJobs(ClusterJobs):
         self.poll_interval = poll_interval if poll_interval is not None else 30.0
         self.watch_state: dict[str, Any] = {}
         self.http = urllib3.PoolManager(retries=False)
+        #: seconds to wait for an answer to a short request before trying again (when that is safe)
+        self.timeout = timeout
 
     # -- HTTP ----------------------------------------------------------------------------------
     def request(self, method: str, path: str, body: Any = None, *, query: dict[str, Any] | None = None,
-                timeout: float = 30.0, stream: bool = False, attempts: int = 8) -> Any:
-        """One API call; waits out the service restarting (connection refused, 502/503/504)."""
+                timeout: float | None = None, stream: bool = False, attempts: int = 8,
+                repeatable: bool | None = None) -> Any:
+        """One API call; waits out the service restarting (connection refused, 502/503/504).
+
+        A request that may have reached the service (a read timeout, a 502/504 from the proxy)
+        is sent again only when ``repeatable``: reads are, and so are submits carrying their
+        idempotency key (run ids) and cancels (the service answers a repeated one with what
+        it cancelled). Anything else is never repeated blindly.
+        """
+        repeatable = method == "GET" if repeatable is None else repeatable
+        timeout = self.timeout if timeout is None else timeout
         url = self.url + path + (f"?{urlencode(query)}" if query else "")
         headers = {"Authorization": f"token {self.token}", "Accept": "application/json"}
         data = None
@@ -97,8 +109,11 @@ class HubJobs(ClusterJobs):
                                          timeout=urllib3.Timeout(connect=10.0, read=timeout))
             except urllib3.exceptions.HTTPError as err:
                 problem = f"{type(err).__name__}: {err}"
+                if not (repeatable or _never_sent(err)):
+                    raise ClusterUnavailable(f"The labkit service did not answer {method} {path} ({problem}); it may "
+                                             "have done it: look with labkit jobs before trying again") from None
             else:
-                if resp.status not in RETRY:
+                if resp.status not in RETRY or (resp.status != 503 and not repeatable):
                     if resp.status >= 400:
                         raise _error(resp, method, path)
                     return resp if stream else (json.loads(resp.data) if resp.data else {})
@@ -119,13 +134,19 @@ class HubJobs(ClusterJobs):
                                                               "it again)",), done)
         if sweep_id is not None:
             return self.submit_sweep([params], sweep_id=sweep_id, force=force, profile=profile).runs[0]
-        body = {"params": params.to_dict(), "force": force, "run_id": run_id, "profile": profile or self.profile}
-        out = self.request("POST", "api/runs", {k: v for k, v in body.items() if v is not None})
+        body = {"params": params.to_dict(), "force": force, "run_id": run_id or new_run_id(params),
+                "profile": profile or self.profile}  # the run id is the idempotency key: a retry attaches
+        out = self.request("POST", "api/runs", {k: v for k, v in body.items() if v is not None}, repeatable=True)
         return _submission(out)
 
     def submit_sweep(self, params_list: Sequence[IcaParams], *, volcano: bool | None = None,
-                     sweep_id: str | None = None, force: bool = False, min_available: int = 1,
+                     sweep_id: str | None = None, force: bool = False, min_available: int | None = None,
                      profile: str | None = None) -> SweepSubmission:
+        if volcano is not None or min_available not in (None, 1):
+            raise ParameterError("volcano" if volcano is not None else "min_available",
+                                 volcano if volcano is not None else min_available,
+                                 "nothing on a hub: the admin's settings choose the scheduler, the queue and the "
+                                 "gang size (drop --volcano/--min-available)")
         sets = list({p.digest: p for p in params_list}.values())
         if not sets:
             raise ParameterError("sets", [], "at least one parameter set")
@@ -134,9 +155,10 @@ class HubJobs(ClusterJobs):
         todo = [p for p in sets if done.get(p.digest) is None]
         if not todo:
             return SweepSubmission(sweep_id or "", "jobs", existing)
-        body = {"sets": [p.to_dict() for p in todo], "force": force, "sweep_id": sweep_id, "volcano": volcano,
-                "min_available": min_available, "profile": profile or self.profile}
-        out = self.request("POST", "api/sweeps", {k: v for k, v in body.items() if v is not None}, timeout=120.0)
+        body = {"sets": [p.to_dict() for p in todo], "run_ids": [f"{new_run_id(p)}-{i}" for i, p in enumerate(todo)],
+                "force": force, "sweep_id": sweep_id, "profile": profile or self.profile}
+        out = self.request("POST", "api/sweeps", {k: v for k, v in body.items() if v is not None}, timeout=120.0,
+                           repeatable=True)
         runs = tuple(_submission(r) for r in out["runs"])
         return SweepSubmission(out["sweep_id"], out["kind"], existing + runs, out.get("name", ""),
                                out.get("attached", False), (), tuple(out.get("warnings") or ()))
@@ -216,14 +238,23 @@ class HubJobs(ClusterJobs):
 
     # -- manage ----------------------------------------------------------------------------------
     def cancel(self, name: str, propagation: str = "Background") -> None:
-        self.request("DELETE", f"api/runs/{quote(name, safe='')}")
+        self.request("DELETE", f"api/runs/{quote(name, safe='')}", repeatable=True)
 
     def cancel_sweep(self, sweep_id: str, propagation: str = "Background") -> list[str]:
-        return list(self.request("DELETE", f"api/sweeps/{quote(sweep_id, safe='')}")["cancelled"])
+        """Cancel the sweep; the names of its runs cancelled now or by an earlier (repeated) cancel."""
+        return list(self.request("DELETE", f"api/sweeps/{quote(sweep_id, safe='')}", repeatable=True,
+                                 timeout=120.0)["cancelled"])
 
     def result_folder(self, name: str) -> dict[str, Any]:
         """Where the run's result folder is in your directory (``folder``), with its phase."""
         return self.request("GET", f"api/runs/{quote(name, safe='')}/result")
+
+
+def _never_sent(err: urllib3.exceptions.HTTPError) -> bool:
+    """True when the request cannot have reached the service (no connection was made)."""
+    reason = getattr(err, "reason", None)
+    return isinstance(err, urllib3.exceptions.NewConnectionError) or isinstance(
+        reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
 
 
 class RequestRefused(LabkitError):
