@@ -370,3 +370,36 @@ def test_the_service_waits_out_a_throttling_api_server_instead_of_exiting(hub: H
     finally:
         if hub.service is None or hub.service.poll() is not None:
             hub.start_service()
+
+
+def test_a_volcano_sweep_is_the_admins_choice_and_is_listed_followed_and_cancelled(hub: Hub) -> None:
+    """With the admin's scheduler Volcano (gang size 2), a user's sweep is one Volcano Job they see and manage."""
+    import yaml
+
+    original = hub.settings_file.read_text()
+    settings = yaml.safe_load(original)
+    settings["cluster"]["scheduler"] = {"name": "volcano", "queue": "eeg", "min_available": 2}
+    hub.settings_file.write_text(yaml.safe_dump(settings))
+    hub.stop_service()
+    try:
+        hub.start_service()
+        sub = hub.call("bob", "POST", "api/sweeps", json={"sets": [{"n_components": n} for n in (51, 52, 53)],
+                                                          "sweep_id": "bob-volcano"})
+        assert sub.status_code == 201 and sub.json()["kind"] == "volcano", sub.text
+        vjob = Controllers(hub.emulator.api_client()).wait_for_volcano_job(sub.json()["name"])
+        assert vjob["spec"]["minAvailable"] == 2 and vjob["spec"]["queue"] == "eeg"
+        assert eventually(lambda: sub.json()["name"] in names_of(hub, "bob"))
+        assert sub.json()["name"] not in names_of(hub, "alice")
+        sweep = hub.call("bob", "GET", "api/sweeps/bob-volcano")
+        assert sweep.status_code == 200 and sweep.json()["kind"] == "volcano" and len(sweep.json()["runs"]) == 3
+        run = sweep.json()["runs"][0]["name"]
+        assert hub.call("bob", "GET", f"api/runs/{run}").json()["phase"] == "pending"
+        assert hub.call("alice", "GET", f"api/runs/{run}").status_code == 404
+        assert hub.call("alice", "DELETE", "api/sweeps/bob-volcano").status_code == 404
+        cancelled = hub.call("bob", "DELETE", "api/sweeps/bob-volcano")
+        assert cancelled.status_code == 200 and cancelled.json()["cancelled"] == [sub.json()["name"]], cancelled.text
+        assert eventually(lambda: sub.json()["name"] not in names_of(hub, "bob"))
+    finally:
+        hub.settings_file.write_text(original)
+        hub.stop_service()
+        hub.start_service()

@@ -553,6 +553,9 @@ def test_the_deployment_starts_the_service_its_probe_and_the_hub_expect(tmp_path
         assert probe["port"] == "http"
         wait_http(f"http://127.0.0.1:{local}{probe['path']}", timeout=90, proc=proc)
         assert probe["path"] == env["JUPYTERHUB_SERVICE_PREFIX"] + "api/health"
+        live = container["livenessProbe"]["httpGet"]
+        assert live["port"] == "http" and live["path"] == probe["path"] + "/live"
+        wait_http(f"http://127.0.0.1:{local}{live['path']}", timeout=10, proc=proc)
     finally:
         proc.terminate()
         proc.wait(20)

@@ -1,6 +1,10 @@
 """labkit on a shared JupyterHub: a hub service holds the Kubernetes rights and submits for users.
 
-* :mod:`~labkit.hub.service` - the service (``labkit hub-service``): tornado + JupyterHub's HubAuth;
+* :mod:`~labkit.hub.service` - the service's state (``labkit hub-service``): watch caches,
+  status reads (cached, or from the API while a cache is not current), cancellations;
+* :mod:`~labkit.hub.handlers` - its HTTP API (tornado), errors converted at one place;
+* :mod:`~labkit.hub.identity` - who is asking: the hub, asked afresh on every request;
+* :mod:`~labkit.hub.fairness` - per-user limits and the pools one user cannot fill;
 * :mod:`~labkit.hub.bodies` - what a request may contain (parameters and profile names only);
 * :mod:`~labkit.hub.informer` - one list + watch per kind serves every user's status;
 * :mod:`~labkit.hub.client` - the notebook/CLI side: :class:`~labkit.hub.client.HubJobs`,
