@@ -1,5 +1,8 @@
 """Hub service costs: submit latency through the service vs a direct create, and list/status at 100 users x 20 Jobs.
 
+Every request's token is checked with the hub afresh (no cache), as the service does since
+issue 17; before that, HubAuth's cache answered for up to 60 s.
+
 Real parts: JupyterHub + configurable-http-proxy, the labkit service as its own process
 (``labkit hub-service``), kmock's Kubernetes emulator as the cluster (tests/hub_fixtures.py).
 
@@ -72,7 +75,7 @@ def main() -> None:
         session = requests.Session()
         headers = {"Authorization": f"token {hub.tokens['alice']}"}
         service = f"http://127.0.0.1:{hub.service_port}/services/labkit/"
-        session.get(hub.service_url + "api/runs", headers=headers)  # the first token check fills HubAuth's cache
+        session.get(hub.service_url + "api/runs", headers=headers)  # warm-up (connections); every request asks the hub
         for i in range(args.submits):
             for base, out in ((hub.service_url, via_proxy), (service, via_service)):
                 body = {"params": {"n_components": 2 + i, "random_state": len(out) + (0 if out is via_proxy else 9999)},
@@ -92,7 +95,7 @@ def main() -> None:
         lists, statuses = [], []
         for user in users:
             h = {"Authorization": f"token {tokens[user]}"}
-            session.get(hub.service_url + "api/runs", headers=h)  # token check cached from here on
+            session.get(hub.service_url + "api/runs", headers=h)  # warm-up; the token is checked afresh every time
             t = time.perf_counter()
             runs = session.get(hub.service_url + "api/runs", headers=h).json()["runs"]
             lists.append(time.perf_counter() - t)

@@ -102,7 +102,7 @@ class Hub:
         self.settings_file.write_text(yaml.safe_dump({"cluster": {
             "namespace": NS, "image": "registry.lab.example/labkit:0.1.0",
             "storage": {"nfs_server": "nfs.lab.example", "nfs_path": "/export/home/{username}"},
-            "watch_timeout": 5, "api_retries": 2, "api_max_backoff": 2,
+            "watch_timeout": 5, "api_retries": 2, "api_max_backoff": 2, "hub": {"token_recheck_seconds": 1},
             "profiles": {"large-memory": {"description": "64 GiB", "resources": {"memory_limit": "64Gi"}},
                          "edge": {"node_selector": {"site": "edge"},
                                   "tolerations": [{"key": "edge", "operator": "Exists", "effect": "NoSchedule"}]}},

@@ -135,11 +135,11 @@ def test_tokens_only_from_the_header_and_never_in_the_log(hub: Hub) -> None:
     assert alice not in log and bob not in log
 
 
-def open_follow(hub: Hub, user: str, name: str) -> socket.socket:
+def open_follow(hub: Hub, user: str, name: str, token: str | None = None) -> socket.socket:
     """A raw ``GET .../log?follow=1`` through the proxy (which sends no headers before the first line)."""
     sock = socket.create_connection(("127.0.0.1", hub.public_port), timeout=30)
     sock.sendall(f"GET /services/labkit/api/runs/{name}/log?follow=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                 f"Authorization: token {hub.tokens[user]}\r\n\r\n".encode())
+                 f"Authorization: token {token or hub.tokens[user]}\r\n\r\n".encode())
     return sock
 
 
@@ -182,6 +182,35 @@ def test_one_users_log_follows_cannot_delay_anothers_submit_and_cancel(hub: Hub)
         if not reply:
             break
     assert not reply, reply[:200]
+
+
+def test_a_log_follow_stops_once_its_token_is_revoked(hub: Hub) -> None:
+    """A follow lasts hours: the service asks the hub again every ``hub.token_recheck_seconds`` (1 s here)."""
+    token, token_id = hub.new_token("bob")
+    name = hub.call("bob", "POST", "api/runs", json={"params": {"n_components": 29}, "force": True}).json()["name"]
+    ctl = Controllers(hub.emulator.api_client())
+    pod = ctl.create_pod(name, phase="Running", node="n1")
+
+    async def slow_log() -> Any:
+        for i in range(60):
+            yield f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}Z line {i}\n".encode()
+            await asyncio.sleep(0.25)
+
+    hub.emulator.react(lambda k: k[f"get /api/v1/namespaces/{NS}/pods/{pod}/log"] << slow_log())
+    assert eventually(lambda: hub.call("bob", "GET", f"api/runs/{name}").json()["phase"] == "running")
+    sock = open_follow(hub, "bob", name, token)
+    received = b""
+    while b"line 1\n" not in received:
+        chunk = answered(sock, 10)
+        assert chunk, received
+        received += chunk
+    assert hub.admin("DELETE", f"users/bob/tokens/{token_id}").status_code == 204
+    deadline = time.monotonic() + 10
+    while b"no longer accepts your token" not in received and time.monotonic() < deadline:
+        received += answered(sock, 1)
+    sock.close()
+    assert b"no longer accepts your token" in received, received[-300:]
+    assert b"line 59" not in received  # stopped long before the log ended
 
 
 def test_long_polls_are_limited_per_user(hub: Hub) -> None:
@@ -395,6 +424,8 @@ def test_a_volcano_sweep_is_the_admins_choice_and_is_listed_followed_and_cancell
         run = sweep.json()["runs"][0]["name"]
         assert hub.call("bob", "GET", f"api/runs/{run}").json()["phase"] == "pending"
         assert hub.call("alice", "GET", f"api/runs/{run}").status_code == 404
+        one = hub.call("bob", "DELETE", f"api/runs/{run}")  # a run of a sweep goes with its sweep, never "cancelled"
+        assert one.status_code == 400 and "DELETE api/sweeps/bob-volcano" in one.json()["error"], one.text
         assert hub.call("alice", "DELETE", "api/sweeps/bob-volcano").status_code == 404
         cancelled = hub.call("bob", "DELETE", "api/sweeps/bob-volcano")
         assert cancelled.status_code == 200 and cancelled.json()["cancelled"] == [sub.json()["name"]], cancelled.text

@@ -162,6 +162,27 @@ class SchedulerSettings(_Group):
         return value
 
 
+class HubSettings(_Group):
+    """The hub service's fair-use limits (the defaults suit a lab hub of a few hundred users)."""
+
+    #: log follows (``GET api/runs/<name>/log?follow=1``) one user may hold at once
+    follows_per_user: int = Field(4, ge=1)
+    #: long-polls (``?wait=``) one user may hold at once
+    polls_per_user: int = Field(8, ge=1)
+    #: threads streaming logs, for everyone (a follow beyond them is refused with 429)
+    follow_threads: int = Field(64, ge=1)
+    #: threads for short Kubernetes calls (submit, cancel, direct reads), never used by follows
+    api_threads: int = Field(16, ge=1)
+    #: the largest request body, in bytes
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    #: the deepest nesting of JSON arrays and objects in a body
+    max_body_depth: int = Field(16, ge=4)
+    #: what ``Retry-After`` says when a limit is reached, in seconds
+    retry_after: int = Field(5, ge=1)
+    #: how often a long answer (a log follow) asks the hub again whether the token is still good, seconds
+    token_recheck_seconds: float = Field(30.0, gt=0)
+
+
 class Profile(_Group):
     """An admin-defined choice users may pick by name (e.g. ``large-memory``, ``edge``)."""
 
@@ -212,6 +233,8 @@ class ClusterSettings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     #: scheduler and queue
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    #: the hub service's per-user limits
+    hub: HubSettings = Field(default_factory=HubSettings)
     #: a Job still pending after this many seconds is reported with the scheduler's reason
     pending_timeout: float = Field(600.0, gt=0)
     #: how long one watch request lasts before it is renewed, seconds

@@ -3,37 +3,17 @@
 Log follows and long-polls hold a connection (and a follow holds a thread) for minutes,
 so each user may hold only a few at once; beyond that the answer is 429 with
 ``Retry-After``, naming the limit. Follows run on their own thread pool, so however many
-there are, the pool that submits, cancels and reads for everyone stays free.
+there are, the pool that submits, cancels and reads for everyone stays free. The limits
+are the admin's :class:`~labkit.cluster.settings.HubSettings` (``hub:`` in the settings).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from dataclasses import dataclass
 from typing import Iterator
 
 from .identity import Refused
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The service's limits (the defaults suit a lab hub of a few hundred users)."""
-
-    #: log follows (``GET api/runs/<name>/log?follow=1``) one user may hold at once
-    follows_per_user: int = 4
-    #: long-polls (``?wait=``) one user may hold at once
-    polls_per_user: int = 8
-    #: threads streaming logs, for everyone (a follow beyond them is refused with 429)
-    follow_threads: int = 64
-    #: threads for short Kubernetes calls (submit, cancel, direct reads), never used by follows
-    api_threads: int = 16
-    #: the largest request body, in bytes
-    max_body_bytes: int = 1 << 20
-    #: the deepest nesting of JSON arrays and objects in a body
-    max_body_depth: int = 16
-    #: what ``Retry-After`` says when a limit is reached, in seconds
-    retry_after: int = 5
 
 
 class Slots:

@@ -61,6 +61,8 @@ def submission_json(sub: Submission, replayed: bool = False) -> dict[str, Any]:
 def _status_of(err: BaseException) -> int:
     if isinstance(err, Refused):
         return err.status
+    if isinstance(err, web.HTTPError):  # tornado's own: an unknown method, a malformed request
+        return err.status_code
     if isinstance(err, TooLarge):
         return 413
     if isinstance(err, (BodyError, ParameterError)):
@@ -123,10 +125,18 @@ class Handler(web.RequestHandler):
         self.gone.set()
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if _status_of(value) >= 500 and not isinstance(value, LabkitError):
-            super().log_exception(typ, value, tb)
+        """Unexpected errors with their traceback; refusals in one line. Paths only, never query strings."""
+        if _status_of(value) >= 500 and not isinstance(value, (LabkitError, web.HTTPError)):
+            logger.error("%s %s failed", self.request.method, self.request.path, exc_info=(typ, value, tb))
         else:
             logger.info("%s %s refused: %s", self.request.method, self.request.path, value)
+
+    async def still_allowed(self) -> bool:
+        """Is the request's token still good? Asked again during long answers (a follow lasts hours)."""
+        try:
+            return await current_user(self.hub_auth, self.request, self.scopes) == self.user
+        except Refused:
+            return False
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         err = kwargs.get("exc_info", (None, None, None))[1]
@@ -255,6 +265,9 @@ class RunHandler(Handler):
             if not self.service.cancelled.has(self.user, name):
                 raise
             return self.send_json({"name": name, "cancelled": True, "already": True})
+        if st.kind == "task":
+            raise BodyError("name", f"{name} is one run of a Volcano sweep: cancel the sweep "
+                                    f"(DELETE api/sweeps/{st.sweep_id})")
         jobs = self.service.user_jobs(self.user)
         try:
             await self.service.run(jobs.cancel, name)
@@ -274,7 +287,7 @@ class ResultHandler(Handler):
 
 class LogHandler(Handler):
     """A run's log; with ``follow`` it waits (without a thread) for the pod, then streams until the run
-    ends or the client leaves. Each user holds at most ``Limits.follows_per_user`` follows."""
+    ends or the client leaves. Each user holds at most ``hub.follows_per_user`` follows."""
 
     async def get(self, name: str) -> None:
         await self.service.status(self.user, _name(name))
@@ -299,11 +312,18 @@ class LogHandler(Handler):
     async def stream(self, lines: Iterator[str]) -> None:
         """Send ``lines`` as they come, on the follow pool; stop when the client leaves."""
         done = object()
+        loop = asyncio.get_running_loop()
+        checked = loop.time()
         try:
             while not self.gone.is_set():
                 line = await self.service.follow(next, lines, done)
                 if line is done:
                     break
+                if loop.time() - checked > self.service.limits.token_recheck_seconds:
+                    if not await self.still_allowed():
+                        self.write("labkit: the hub no longer accepts your token; log follow stopped\n")
+                        break
+                    checked = loop.time()
                 self.write(line + "\n")
                 await self.flush()
         finally:

@@ -49,7 +49,7 @@ from ..cluster.status import (
     volcano_summary,
 )
 from .bodies import BodyError
-from .fairness import Limits, Slots
+from .fairness import Slots
 from .informer import Informer
 
 logger = logging.getLogger(__name__)
@@ -91,10 +91,9 @@ class Cancellations:
 class Service:
     """The service's state: settings, one API client, the informers, the pools and the per-user limits."""
 
-    def __init__(self, settings: ClusterSettings, api_client: k8s.ApiClient, namespace: str | None = None,
-                 limits: Limits | None = None) -> None:
+    def __init__(self, settings: ClusterSettings, api_client: k8s.ApiClient, namespace: str | None = None) -> None:
         self.settings = settings
-        self.limits = limits or Limits()
+        self.limits = settings.hub
         self.client = api.own_retries(api_client)
         if "{user}" in settings.namespace:
             raise ClusterError("The hub service runs every user's Jobs in one namespace: set namespace without "
