@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import kmock
 import pytest
 import requests
 import yaml
 from cluster_fixtures import NS, Emulator, write_kubeconfig
 
-from labkit.cluster.manifests import legacy_owner_label
+from labkit.cluster.manifests import APP, LABEL_NAME, legacy_owner_label
 
 #: a 70-character hub name, and the clean name labkit 0.1 turned it into (its old owner label)
 LONG_USER = "maria.sklodowska-curie.radioactivity.labs@physics.sorbonne.example.org"
@@ -189,6 +190,29 @@ class Hub:
                 os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
             except (ValueError, ProcessLookupError):
                 pass
+
+
+def service_jobs_watches(k: Any) -> Any:
+    """The hub service's Jobs watches (its informer's label selector; a ClusterJobs watch selects one name)."""
+    return k["get", f"/apis/batch/v1/namespaces/{NS}/jobs",
+             kmock.params({"watch": "true", "labelSelector": f"{LABEL_NAME}={APP}"})]
+
+
+def service_health(hub: Hub) -> tuple[int, dict[str, Any]]:
+    """(status, JSON) of the service's health: 200 while its caches are current, 503 with a reason otherwise."""
+    resp = hub.call(None, "GET", "api/health")
+    assert resp.status_code in (200, 503), resp.text
+    return resp.status_code, resp.json()
+
+
+def eventually(check: Any, timeout: float = 40.0) -> bool:
+    """Poll ``check`` until it is true (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ import kmock
 import pytest
 import requests
 from cluster_fixtures import NS, Controllers, Emulator, user_dir  # noqa: F401 (fixtures)
-from hub_fixtures import LONG_USER, SQUATTERS, Hub, hub, module_emulator  # noqa: F401 (fixtures)
+from hub_fixtures import SQUATTERS, Hub, eventually, hub, module_emulator, service_jobs_watches  # noqa: F401
+from hub_fixtures import service_health as health
 
 from labkit.cluster.manifests import build_job, legacy_owner_label
 from labkit.cluster.settings import ClusterSettings
@@ -157,6 +158,24 @@ def test_one_users_log_follows_cannot_delay_anothers_submit_and_cancel(hub: Hub)
     assert pending.status_code == 201, pending.text
     name = pending.json()["name"]  # no pod: every follow waits for it
     follows = [open_follow(hub, "bob", name) for _ in range(70)]
+    try:
+        check_follows_and_alices_latency(hub, follows)
+    finally:
+        for sock in follows:
+            sock.close()
+    # bob's followers stop when his clients go: his slots come back
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        again = open_follow(hub, "bob", name)
+        time.sleep(0.5)
+        reply = answered(again)
+        again.close()
+        if not reply:
+            break
+    assert not reply, reply[:200]
+
+
+def check_follows_and_alices_latency(hub: Hub, follows: list[socket.socket]) -> None:
     time.sleep(3)
     answers = [answered(s) for s in follows]
     refused = [a for a in answers if a.startswith(b"HTTP/1.1 429")]
@@ -170,18 +189,6 @@ def test_one_users_log_follows_cannot_delay_anothers_submit_and_cancel(hub: Hub)
         assert sub.status_code == 201, sub.text
         assert hub.call("alice", "DELETE", f"api/runs/{sub.json()['name']}").status_code == 200
         assert time.monotonic() - started < 3.0
-    # bob's followers stop when his clients go: his slots come back
-    for sock in follows:
-        sock.close()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        again = open_follow(hub, "bob", name)
-        time.sleep(0.5)
-        reply = answered(again)
-        again.close()
-        if not reply:
-            break
-    assert not reply, reply[:200]
 
 
 def test_a_log_follow_stops_once_its_token_is_revoked(hub: Hub) -> None:
@@ -241,11 +248,15 @@ def test_the_client_refuses_volcano_choices_on_a_hub_before_sending(hub: Hub) ->
         jobs.submit_sweep([IcaParams(n_components=3)], volcano=True)
 
 
-@pytest.mark.parametrize("run_id", ["a.partial", "b.failed", "../x", "x" * 64, "-x"])
+@pytest.mark.parametrize("run_id", ["a.partial", "b.failed",  # new: the runner's own refusal, now at the door
+                                    "../x", "x" * 64, "-x"])  # refused before too: regression guards
 def test_run_ids_the_runner_refuses_are_refused_at_the_door(hub: Hub, run_id: str) -> None:
-    resp = hub.call("bob", "POST", "api/runs", json={"params": {}, "run_id": run_id})
+    resp = hub.call("bob", "POST", "api/runs", json={"params": {"n_components": 35 + len(run_id) % 7,
+                                                                "random_state": len(run_id)},
+                                                     "run_id": run_id, "force": True})
     assert resp.status_code == 400 and resp.json()["field"] == "run_id", resp.text
     assert "allowed" in resp.json()["error"]
+    assert not [j for j in jobs_in_cluster(hub).values() if j["metadata"]["labels"].get("labkit.io/run-id") == run_id]
 
 
 def test_bodies_are_bounded_in_depth_and_size_and_never_echoed_at_length(hub: Hub) -> None:
@@ -316,25 +327,6 @@ def test_cancelling_again_succeeds_and_says_what_was_cancelled(hub: Hub) -> None
     assert hub.call("alice", "DELETE", f"api/runs/{run}").status_code == 404
 
 
-def service_jobs_watches(k: Any) -> Any:
-    """The hub service's Jobs watches (its informer's selector; a ClusterJobs watch selects one name)."""
-    return k["get", JOBS, kmock.params({"watch": "true", "labelSelector": "app.kubernetes.io/name=labkit"})]
-
-
-def health(hub: Hub) -> tuple[int, dict[str, Any]]:
-    resp = hub.call(None, "GET", "api/health")
-    return resp.status_code, resp.json()
-
-
-def eventually(check: Any, timeout: float = 40.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
-
-
 def bobs_job(hub: Hub, n_components: int) -> str:
     """A Job of bob's made behind the service's back (as another replica would): only its watch can tell."""
     settings = ClusterSettings.from_dict({"namespace": NS, "image": "registry.lab.example/labkit:0.1.0",
@@ -350,10 +342,10 @@ def test_a_malformed_event_neither_kills_the_cache_nor_hides_what_comes_after(hu
     bad = hub.emulator.react_next(service_jobs_watches, lambda v: v << b'{"type": "MODIFIED", "object": {}}\n'
                                   b'{"type": "ADDED", "object": {"metadata": {"name": 7}}}\n')
     assert eventually(lambda: hub.emulator.served(bad) == 1), "the service's Jobs watch never met the bad events"
-    # the first is counted; the rest of that watch is dropped, and the informer lists again
-    assert eventually(lambda: health(hub)[1]["jobs"]["malformed"] >= before + 1)
     name = bobs_job(hub, 41)
     assert eventually(lambda: name in names_of(hub, "bob")), "a Job made after the bad events never appeared"
+    # the first is counted; the rest of that watch is dropped, and the informer lists again
+    assert health(hub)[1]["jobs"]["malformed"] >= before + 1
     Controllers(hub.emulator.api_client()).job_condition(name, "Complete")
     assert eventually(lambda: hub.call("bob", "GET", f"api/runs/{name}").json()["phase"] == "succeeded")
     assert eventually(lambda: health(hub)[0] == 200)
@@ -365,6 +357,15 @@ def test_watch_errors_make_health_503_and_no_stale_state_is_served(hub: Hub) -> 
     assert eventually(lambda: name in names_of(hub, "bob"))
     error = json.dumps({"type": "ERROR", "object": {"kind": "Status", "code": 500, "message": "etcd"}}).encode()
     failing = hub.emulator.react_next(service_jobs_watches, lambda v: v << error + b"\n", n=10)
+    try:
+        check_503_and_fresh_reads(hub, failing, name)
+    finally:  # all ten used up, so none is left over for the next test
+        eventually(lambda: hub.emulator.served(failing) == 10, 90)
+    assert eventually(lambda: health(hub)[0] == 200, 90), health(hub)
+    assert hub.call("bob", "GET", f"api/runs/{name}").json()["phase"] == "succeeded"
+
+
+def check_503_and_fresh_reads(hub: Hub, failing: Any, name: str) -> None:
     assert eventually(lambda: hub.emulator.served(failing) >= 1)
     assert eventually(lambda: health(hub)[0] == 503, 20)
     status, body = health(hub)
@@ -376,25 +377,23 @@ def test_watch_errors_make_health_503_and_no_stale_state_is_served(hub: Hub) -> 
     still_failing = health(hub)[0] == 503
     assert still_failing, "the watch recovered before the reads: the test proved nothing"
     assert seen["phase"] == "succeeded" and listed[name] == "succeeded", (seen, listed)
-    assert eventually(lambda: health(hub)[0] == 200, 90), health(hub)
-    assert hub.call("bob", "GET", f"api/runs/{name}").json()["phase"] == "succeeded"
 
 
 def test_the_service_waits_out_a_throttling_api_server_instead_of_exiting(hub: Hub) -> None:
-    """Its first lists answered 429 with Retry-After for longer than the old 30 s start-up limit."""
+    """Its first five lists answered 429 with Retry-After 9 s: about 40 s, past the old 30 s start-up limit."""
     hub.stop_service()
     lists = hub.emulator.react_next(
         lambda k: k["get", JOBS, kmock.params({"labelSelector": "app.kubernetes.io/name=labkit"})]
         - k["get", JOBS, kmock.params({"watch": "true"})],
         lambda v: v << 429 << kmock.headers({"Retry-After": "9"}) << {"kind": "Status", "code": 429,
-                                                                      "message": "slow down"}, n=4)
+                                                                      "message": "slow down"}, n=5)
     try:
         hub.start_service(ready=False)
         status, body = health(hub)
         assert status == 503 and body["ready"] is False and "labkit Jobs" in body["reason"], body
         assert hub.call("bob", "GET", "api/runs").status_code in (200, 503)  # answered, not hung
         assert eventually(lambda: health(hub)[0] == 200, 120), health(hub)
-        assert hub.emulator.served(lists) == 4
+        assert hub.emulator.served(lists) == 5
         assert hub.service is not None and hub.service.poll() is None  # it never exited
     finally:
         if hub.service is None or hub.service.poll() is not None:

@@ -13,18 +13,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import kmock
 import pytest
 from click.testing import CliRunner
 from cluster_fixtures import NS, Controllers, Emulator, user_dir  # noqa: F401 (fixtures)
-from hub_fixtures import Hub, hub, module_emulator  # noqa: F401 (fixtures)
+from hub_fixtures import Hub, eventually, hub, module_emulator, service_health, service_jobs_watches  # noqa: F401
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_cluster_jobs import _completed_run
 
 from labkit.cli import main
 from labkit.cluster.jobs import ClusterJobs, JobStatus
-from labkit.cluster.manifests import APP, LABEL_NAME, LABEL_RUN_ID
+from labkit.cluster.manifests import LABEL_RUN_ID
 from labkit.hub.client import HubJobs
 from labkit.params import IcaParams
 
@@ -201,39 +200,17 @@ def test_the_service_restarting_mid_watch_loses_nothing(hub: Hub, as_user: Any) 
     assert outcome[0].phase == "succeeded" and seen[0] == "pending" and seen[-1] == "succeeded"
 
 
-def service_jobs_watches(k: Any) -> Any:
-    """The hub service's Jobs watches: its informer's label selector (a ClusterJobs watch selects one name)."""
-    return k["get", f"/apis/batch/v1/namespaces/{NS}/jobs",
-             kmock.params({"watch": "true", "labelSelector": f"{LABEL_NAME}={APP}"})]
-
-
-def service_health(hub: Hub) -> dict[str, Any]:
-    """The service's health JSON: 200 when its caches are current, 503 (with a reason) while one is failing."""
-    resp = hub.call(None, "GET", "api/health")
-    assert resp.status_code in (200, 503), resp.text
-    return resp.json()
-
-
-def eventually(check: Any, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
-
-
 def test_a_watch_error_on_the_service_side_is_waited_out(hub: Hub) -> None:
     """The service's own watch meets a 500 ERROR event: it backs off, watches again, and keeps serving."""
-    errors_before = service_health(hub)["jobs"]["errors"]
+    errors_before = service_health(hub)[1]["jobs"]["errors"]
     # the service's NEXT Jobs watch: a kmock slice counts from the (module-scoped) emulator's first
     # request, so ``[:1]`` is a watch the service made long ago; react_next counts from now
     boom = hub.emulator.react_next(service_jobs_watches, lambda v: v << json.dumps(
         {"type": "ERROR", "object": {"kind": "Status", "code": 500, "message": "etcd"}}).encode() + b"\n")
     # a quiet watch ends within watch_timeout (5 s) + 2 s, and the next one meets the ERROR
-    eventually(lambda: hub.emulator.served(boom) and service_health(hub)["jobs"]["errors"] > errors_before)
+    eventually(lambda: hub.emulator.served(boom) and service_health(hub)[1]["jobs"]["errors"] > errors_before)
     assert hub.emulator.served(boom) == 1, "the service's Jobs watch never met the injected ERROR"
-    assert service_health(hub)["jobs"]["errors"] > errors_before, "the service did not count the watch ERROR"
+    assert service_health(hub)[1]["jobs"]["errors"] > errors_before, "the service did not count the watch ERROR"
     [errored] = hub.emulator.answered(boom)
 
     # it watches again (after its backoff) ...
