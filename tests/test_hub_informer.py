@@ -267,3 +267,21 @@ def test_health_says_when_the_cache_is_too_old_or_the_thread_stopped(emulator: E
     finally:
         inf.stop()
     assert inf.health() == (False, "labkit Jobs: informer thread stopped")
+
+
+def test_the_index_answers_one_owners_objects_through_lists_watches_and_deletes(emulator: Emulator) -> None:
+    """``index`` (the service's: the exact hub name) is kept with the cache, so a look needs no namespace-wide pass."""
+    first = create(emulator, "anna", 61)
+    inf = informer(emulator, index=lambda o: o["metadata"]["annotations"]["labkit.io/user"])
+    try:
+        wait_ready(inf)
+        assert [o["metadata"]["name"] for o in inf.indexed("anna")] == [first]
+        second, bobs = create(emulator, "anna", 62), create(emulator, "bob", 63)
+        eventually(lambda: len(inf.indexed("anna")) == 2 and len(inf.indexed("bob")) == 1)
+        k8s.BatchV1Api(emulator.api_client()).delete_namespaced_job(first, NS)
+        eventually(lambda: [o["metadata"]["name"] for o in inf.indexed("anna")] == [second])
+        assert [o["metadata"]["name"] for o in inf.indexed("bob")] == [bobs] and inf.indexed("carol") == []
+        inf.forget(second)
+        assert inf.indexed("anna") == []
+    finally:
+        inf.stop()

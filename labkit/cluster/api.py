@@ -47,7 +47,7 @@ def load_api_client() -> k8s.ApiClient:
         except (config.ConfigException, OSError, TypeError) as err:
             raise ClusterUnavailable(
                 "No Kubernetes access configured: not inside a cluster pod and no usable kubeconfig "
-                f"({err}). On the hub this needs the service account from k8s/rbac.yaml; elsewhere set "
+                f"({err}). On the hub this needs the service account of k8s/labkit-service-rbac.yaml; elsewhere set "
                 "KUBECONFIG."
             ) from None
     return own_retries(k8s.ApiClient())
@@ -126,7 +126,7 @@ def explain(err: ApiException, what: str) -> ClusterError:
                                 "log in again or ask the admin to check the hub's service account")
     if status == 403:
         return ClusterForbidden(f"Cannot {what}: not allowed ({msg}). The service account needs the permissions "
-                                "in k8s/rbac.yaml; ask your cluster admin")
+                                "in k8s/labkit-service-rbac.yaml; ask your cluster admin")
     if status == 404:
         return ClusterNotFound(f"Cannot {what}: it does not exist (maybe finished and cleaned up, or cancelled)")
     if status == 409:

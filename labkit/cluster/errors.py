@@ -16,7 +16,7 @@ class ClusterUnavailable(ClusterError):
 
 
 class ClusterForbidden(ClusterError):
-    """HTTP 403: the service account is not allowed to do this (see k8s/rbac.yaml)."""
+    """HTTP 403: the service account is not allowed to do this (see k8s/labkit-service-rbac.yaml)."""
 
 
 class ClusterNotFound(ClusterError):

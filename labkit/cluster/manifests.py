@@ -12,6 +12,7 @@ A forced rerun appends a short hash of its run id.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import PurePosixPath
@@ -66,8 +67,11 @@ def legacy_owner_label(user: str) -> str:
     return sanitize_name(user, 63)
 
 
+@functools.lru_cache(maxsize=4096)
 def owner_labels(user: str) -> tuple[str, ...]:
-    """The owner label values a user's objects may carry: today's, then the legacy one if it differs."""
+    """The owner label values a user's objects may carry: today's, then the legacy one if it differs.
+
+    Cached: the hub service asks it for every object of a namespace-wide list."""
     return tuple(dict.fromkeys((owner_label(user), legacy_owner_label(user))))
 
 

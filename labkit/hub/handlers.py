@@ -250,9 +250,8 @@ class RunsHandler(Handler):
 class RunHandler(Handler):
     async def get(self, name: str) -> None:
         _name(name)
-        await self.service.status(self.user, name)  # 404 unless it is the user's
 
-        async def read() -> dict[str, Any]:
+        async def read() -> dict[str, Any]:  # 404 unless it is the user's
             return status_json(await self.service.status(self.user, name))
 
         await self.long_poll(read)
@@ -365,9 +364,8 @@ class SweepsHandler(Handler):
 class SweepHandler(Handler):
     async def get(self, sweep: str) -> None:
         _sweep_id(sweep)
-        await self.service.sweep(self.user, sweep)  # 404 unless it is the user's
 
-        async def read() -> dict[str, Any]:
+        async def read() -> dict[str, Any]:  # 404 unless it is the user's
             st = await self.service.sweep(self.user, sweep)
             return {"sweep_id": st.sweep_id, "kind": st.kind, "name": st.name, "phase": st.phase,
                     "reason": st.reason, "done": st.done, "runs": [status_json(r) for r in st.runs]}

@@ -60,7 +60,8 @@ class Informer:
 
     def __init__(self, list_fn: Callable[..., Any], namespace: str, label_selector: str, what: str, *,
                  on_change: Callable[[dict[str, Any]], None] | None = None, watch_timeout: float = 60.0,
-                 max_backoff: float = 30.0, max_age: float | None = None, relist_interval: float = 5.0) -> None:
+                 max_backoff: float = 30.0, max_age: float | None = None, relist_interval: float = 5.0,
+                 index: Callable[[dict[str, Any]], str | None] | None = None) -> None:
         self.list_fn = list_fn
         self.namespace = namespace
         self.label_selector = label_selector
@@ -72,6 +73,10 @@ class Informer:
         self.max_age = 2 * watch_timeout + 10 if max_age is None else max_age
         self.relist_interval = relist_interval
         self.objects: dict[str, dict[str, Any]] = {}
+        #: like client-go's Indexer: ``index(obj)`` -> key (the owner, say), kept with ``objects``,
+        #: so :meth:`indexed` answers one user's objects without a pass over the whole namespace
+        self.index = index
+        self._by_key: dict[str | None, dict[str, dict[str, Any]]] = {}
         self.resource_version = ""
         self.lock = threading.Lock()
         self.ready = threading.Event()
@@ -102,18 +107,54 @@ class Informer:
         with self.lock:
             return self.objects.get(name)
 
+    def indexed(self, key: str) -> list[dict[str, Any]]:
+        """The objects whose ``index(obj)`` is ``key`` (needs ``index``)."""
+        with self.lock:
+            return list(self._by_key.get(key, {}).values())
+
     def remember(self, obj: dict[str, Any]) -> None:
         """Put what this process just created in the cache at once (read your own writes); the watch refines it."""
+        name = obj["metadata"]["name"]
         with self.lock:
-            self.objects.setdefault(obj["metadata"]["name"], obj)
+            if name not in self.objects:
+                self._put(name, obj)
         self._changed(obj)
 
     def forget(self, name: str) -> None:
         """Drop what this process just deleted (its DELETED event may come later)."""
         with self.lock:
-            obj = self.objects.pop(name, None)
+            obj = self._drop(name)
         if obj is not None:
             self._changed(obj)
+
+    # -- the cache and its index (callers hold the lock) ------------------------------------------
+    def _key(self, obj: dict[str, Any]) -> str | None:
+        if self.index is None:
+            return None
+        try:
+            return self.index(obj)
+        except Exception:  # an index must never stop the cache
+            logger.exception("index of %s failed", self.what)
+            return None
+
+    def _put(self, name: str, obj: dict[str, Any]) -> None:
+        old = self.objects.get(name)
+        if old is not None:
+            self._by_key.get(self._key(old), {}).pop(name, None)
+        self.objects[name] = obj
+        self._by_key.setdefault(self._key(obj), {})[name] = obj
+
+    def _drop(self, name: str) -> dict[str, Any] | None:
+        obj = self.objects.pop(name, None)
+        if obj is not None:
+            self._by_key.get(self._key(obj), {}).pop(name, None)
+        return obj
+
+    def _replace(self, fresh: dict[str, dict[str, Any]]) -> None:
+        self.objects = fresh
+        self._by_key = {}
+        for name, obj in fresh.items():
+            self._by_key.setdefault(self._key(obj), {})[name] = obj
 
     # -- currency ----------------------------------------------------------------------------
     def health(self, max_age: float | None = None) -> Health:
@@ -206,7 +247,7 @@ class Informer:
         with self.lock:
             changed = [o for n, o in fresh.items() if self.objects.get(n) != o]
             gone = [o for n, o in self.objects.items() if n not in fresh]
-            self.objects = fresh
+            self._replace(fresh)
             self.resource_version = _meta(listed, "resourceVersion") or ""
         self.last_sync = time.monotonic()
         self.ready.set()
@@ -259,10 +300,10 @@ class Informer:
             name = _meta(obj, "name")
             with self.lock:  # an event that changes nothing (a replayed ADDED, a late DELETED) is not told
                 if kind == "DELETED":
-                    news = self.objects.pop(name, None) is not None
+                    news = self._drop(name) is not None
                 else:
                     news = self.objects.get(name) != obj
-                    self.objects[name] = obj
+                    self._put(name, obj)
             if news:
                 self._changed(obj)
         self.resource_version = _meta(obj, "resourceVersion") or self.resource_version

@@ -111,7 +111,7 @@ class Service:
         self._submitting: dict[tuple[str, str], asyncio.Lock] = {}
         selector = f"{LABEL_NAME}={APP}"
         kw = {"on_change": self._changed, "watch_timeout": settings.watch_timeout,
-              "max_backoff": settings.api_max_backoff}
+              "max_backoff": settings.api_max_backoff, "index": _user_of}
         self.jobs = Informer(k8s.BatchV1Api(self.client).list_namespaced_job, self.namespace, selector,
                              "labkit Jobs", **kw)
         self.pods = Informer(k8s.CoreV1Api(self.client).list_namespaced_pod, self.namespace, selector,
@@ -185,8 +185,8 @@ class Service:
 
     def job_with_run_id(self, user: str, run_id: str) -> dict[str, Any] | None:
         """The user's Job carrying ``run_id`` in the cache (a submit already made with this key)."""
-        return next((j for j in self.jobs.snapshot() if _labels(j).get(LABEL_RUN_ID) == run_id and owned_by(j, user)),
-                    None)
+        return next((j for j in self.jobs.indexed(user) if _labels(j).get(LABEL_RUN_ID) == run_id
+                     and owned_by(j, user)), None)
 
     # -- statuses: from the cache while it is current, else from the API ---------------------
     async def statuses(self, user: str, sweep: str | None = None) -> list[JobStatus]:
@@ -194,9 +194,9 @@ class Service:
         if not self.current():
             return await self.run(lambda: self.user_jobs(user).list(sweep))
         label = sweep_label(sweep) if sweep else None
-        mine = [j for j in self.jobs.snapshot() if owned_by(j, user)
+        mine = [j for j in self.jobs.indexed(user) if owned_by(j, user)
                 and (label is None or _labels(j).get(LABEL_SWEEP) == label)]
-        pods = self._pods_by_job({j["metadata"]["name"] for j in mine})
+        pods = self._pods_by_job({j["metadata"]["name"] for j in mine}, user)
         out = [describe(j, pods.get(j["metadata"]["name"], [])) for j in mine]
         out += [volcano_summary(v, self._volcano_pods(v)) for v in self._volcano_jobs(user, label)]
         return sorted(out, key=lambda s: (s.created, s.name), reverse=True)
@@ -220,7 +220,7 @@ class Service:
         job = self.jobs.get(name)
         if job is None or not owned_by(job, user):
             raise missing
-        return describe(job, self._pods_by_job({name}).get(name, []))
+        return describe(job, self._pods_by_job({name}, user).get(name, []))
 
     async def sweep(self, user: str, sweep_id: str) -> SweepStatus:
         """Every run of the user's sweep (its Volcano Job's tasks, or its labelled Jobs)."""
@@ -240,9 +240,10 @@ class Service:
             raise ClusterNotFound(f"You have no sweep {sweep_id} (see: labkit jobs)")
         return SweepStatus(label, tuple(sorted(runs, key=lambda s: s.name)), "jobs")
 
-    def _pods_by_job(self, names: set[str]) -> dict[str, list[dict[str, Any]]]:
+    def _pods_by_job(self, names: set[str], user: str) -> dict[str, list[dict[str, Any]]]:
+        """The pods of these Jobs (of ``user``'s: pods carry their Job's template annotations)."""
         out: dict[str, list[dict[str, Any]]] = {}
-        for pod in self.pods.snapshot():
+        for pod in self.pods.indexed(user):
             labels = _labels(pod)
             job = next((labels[k] for k in JOB_NAME_LABELS if labels.get(k)), "")
             if job in names:
@@ -252,17 +253,17 @@ class Service:
     def _volcano_jobs(self, user: str, sweep_label_value: str | None = None) -> list[dict[str, Any]]:
         if self.volcano is None:
             return []
-        return [v for v in self.volcano.snapshot() if owned_by(v, user)
+        return [v for v in self.volcano.indexed(user) if owned_by(v, user)
                 and (sweep_label_value is None or _labels(v).get(LABEL_SWEEP) == sweep_label_value)]
 
     def _volcano_pods(self, vjob: dict[str, Any]) -> list[dict[str, Any]]:
-        name = vjob["metadata"]["name"]
-        return [p for p in self.pods.snapshot() if any(_labels(p).get(k) == name for k in VOLCANO_JOB_LABELS)]
+        name, user = vjob["metadata"]["name"], _user_of(vjob)
+        return [p for p in self.pods.indexed(user or "") if any(_labels(p).get(k) == name for k in VOLCANO_JOB_LABELS)]
 
     # -- long-poll ---------------------------------------------------------------------------
     def _changed(self, obj: dict[str, Any]) -> None:  # informer threads
-        user = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANN_USER)
-        if isinstance(user, str) and self.loop is not None:
+        user = _user_of(obj)
+        if user is not None and self.loop is not None:
             self.loop.call_soon_threadsafe(self._wake, user)
 
     def _wake(self, user: str) -> None:
@@ -280,6 +281,14 @@ class Service:
             pass
         finally:
             self.waiters.get(user, set()).discard(fut)
+
+
+def _user_of(obj: dict[str, Any]) -> str | None:
+    """The exact hub name an object was made for (``labkit.io/user``): the caches' index."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    annotations = (meta.get("annotations") if isinstance(meta, dict) else None) or {}
+    user = annotations.get(ANN_USER) if isinstance(annotations, dict) else None
+    return user if isinstance(user, str) else None
 
 
 def _labels(obj: dict[str, Any]) -> dict[str, str]:
