@@ -286,6 +286,15 @@ def test_the_same_idempotency_key_twice_makes_one_job(hub: Hub) -> None:
     assert len(made) == 1
 
 
+def test_a_run_id_already_used_for_another_set_is_a_conflict_not_a_replay(hub: Hub) -> None:
+    first = hub.call("bob", "POST", "api/runs", json={"params": {"n_components": 36}, "run_id": "bob-key-2"})
+    assert first.status_code == 201, first.text
+    other = hub.call("bob", "POST", "api/runs", json={"params": {"n_components": 37}, "run_id": "bob-key-2"})
+    assert other.status_code == 409 and first.json()["name"] in other.json()["error"], other.text
+    made = [j for j in jobs_in_cluster(hub).values() if j["metadata"]["labels"]["labkit.io/run-id"] == "bob-key-2"]
+    assert len(made) == 1
+
+
 def test_a_slow_create_retried_by_the_client_makes_one_job(hub: Hub) -> None:
     slowly = threading.Event()
 

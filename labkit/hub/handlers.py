@@ -31,7 +31,7 @@ from tornado import iostream, web
 
 from ..cluster.errors import ClusterConflict, ClusterError, ClusterNotFound, ClusterUnavailable, NotYourJob
 from ..cluster.jobs import JobPendingTooLong, JobStatus, Submission
-from ..cluster.manifests import LABEL_RUN_ID, check_run_id, is_dns_label, is_label_value
+from ..cluster.manifests import LABEL_DIGEST, LABEL_RUN_ID, check_run_id, is_dns_label, is_label_value
 from ..errors import LabkitError, ParameterError
 from ..results import FOLDER_PREFIX
 from .bodies import BodyError, SubmitBody, SweepBody, TooLarge, params_from, parse
@@ -240,6 +240,9 @@ class RunsHandler(Handler):
             earlier = self.service.job_with_run_id(self.user, run_id)
             if earlier is not None:  # the same key again: what the first request made
                 meta = earlier["metadata"]
+                if meta["labels"].get(LABEL_DIGEST) != params.digest:
+                    raise ClusterConflict(f"run_id: {run_id!r} already names your run {meta['name']} of another "
+                                          "parameter set; choose another run id (or none)")
                 sub = Submission(meta["name"], meta.get("namespace", ""), meta["labels"][LABEL_RUN_ID], False, earlier)
                 return self.send_json(submission_json(sub, replayed=True), 200)
             sub = await self.service.run(lambda: jobs.submit(params, force=body.force, run_id=run_id))
