@@ -99,8 +99,7 @@ def parse(model: type[_Body], raw: bytes, *, max_bytes: int = 1 << 20, max_depth
     for key in data:
         if key not in model.model_fields:
             why = DECIDED_BY_THE_SERVICE.get(str(key).lower(), "it is not something a user chooses")
-            field = key if len(key) <= 80 else key[:77] + "..."
-            raise BodyError(field, f"unknown field; you may send only: {allowed} ({why})")
+            raise BodyError(_short_text(key), f"unknown field; you may send only: {allowed} ({why})")
     try:
         return model.model_validate(data)
     except ValidationError as err:
