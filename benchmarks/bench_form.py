@@ -47,7 +47,7 @@ def cold(base: Path, rel: str, repeat: int) -> dict[str, float]:
 
 
 def warm(base: Path, rel: str, repeat: int) -> dict[str, float]:
-    from labkit import recording
+    from labkit.analysis import recording
     from labkit.widgets import IcaForm
 
     IcaForm(base_dir=base).browser.choose(rel)  # warm-up: imports, first widget classes
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="append the markdown row to this file")
     args = parser.parse_args(argv)
 
-    from labkit.datasets import DEMO_FILENAME, write_demo
+    from labkit.analysis.datasets import DEMO_FILENAME, write_demo
 
     with tempfile.TemporaryDirectory() as tmp:
         base = args.base_dir or Path(tmp)

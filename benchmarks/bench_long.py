@@ -1,13 +1,13 @@
 """A long recording: wall time and peak memory of a labkit run against the naive script (issue 10, item 8).
 
-The recording: :func:`labkit.datasets.write_long`, 30 minutes, 64 channels (60 EEG, 2 EOG,
+The recording: :func:`labkit.analysis.datasets.write_long`, 30 minutes, 64 channels (60 EEG, 2 EOG,
 ECG, a stimulus channel) at 250 Hz: 115 MB of float64 samples in memory. Both sides
 analyse the whole recording (``crop_tmax`` none) with the prototype's other defaults
 (fastica, 30 components, 1-30 Hz, eeg, seed 97) and produce the same outputs (the ICA,
 topomaps, sources, suspects' properties, labels, a report):
 
 (a) ``benchmarks/naive_ica.py`` as a fresh ``python`` process;
-(b) ``labkit.ica.run`` in a fresh ``python`` process (the analysis a run's kernel executes);
+(b) ``labkit.analysis.ica.run`` in a fresh ``python`` process (the analysis a run's kernel executes);
 (c) ``labkit run`` (papermill and its kernel, all outputs), as a process tree.
 
 Each side starts without labkit's preprocessing cache (removed before it): a first run, which
@@ -49,7 +49,8 @@ START, END = "<!-- bench_long -->", "<!-- /bench_long -->"
 N_COMPONENTS = 30
 API = """
 import sys
-from labkit import IcaParams, ica
+from labkit.analysis import ica
+from labkit import IcaParams
 params = IcaParams(base_dir=sys.argv[1], raw_file_path=sys.argv[2], crop_tmax=None, n_components=int(sys.argv[4]))
 ica.run(params, sys.argv[3], verbose="warning")
 """
@@ -97,7 +98,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--base-dir", default=None)
     args = ap.parse_args()
-    from labkit.datasets import LONG_FILENAME, write_long
+    from labkit.analysis.datasets import LONG_FILENAME, write_long
 
     base = Path(args.base_dir or tempfile.mkdtemp(prefix="labkit-long-"))
     raw = write_long(base, minutes=args.minutes)
@@ -105,7 +106,7 @@ def main() -> None:
     sides = {
         "a naive script": lambda out: [sys.executable, str(NAIVE), str(raw), "fastica", str(out), str(N_COMPONENTS),
                                        "none"],
-        "b labkit.ica.run": lambda out: [sys.executable, "-c", API, str(base), LONG_FILENAME, str(out),
+        "b labkit.analysis.ica.run": lambda out: [sys.executable, "-c", API, str(base), LONG_FILENAME, str(out),
                                          str(N_COMPONENTS)],
         "c labkit run": lambda out: [str(Path(sys.executable).with_name("labkit")), "run", "--base-dir", str(base),
                                      "--raw-file-path", LONG_FILENAME, "--crop-tmax", "none",

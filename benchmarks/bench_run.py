@@ -8,7 +8,7 @@ components, eeg), for each ICA method:
 (b) ``labkit run ... --n-components 20 --method M`` as a subprocess (papermill, all outputs), the
     console script installed beside this interpreter (as (a) runs ``python`` itself: a version
     manager's shim on PATH, such as pyenv's, would add its own ~0.15 s bash start to (b) only);
-(c) ``labkit.ica.run(params, out_dir)`` inside this process (after one warm-up import).
+(c) ``labkit.analysis.ica.run(params, out_dir)`` inside this process (after one warm-up import).
 
 Each is repeated ``--repeats`` times (interleaved: a, b, c per method per round);
 medians, the ratios b/a and c/a and their medians over methods are written as a
@@ -89,7 +89,7 @@ def run_cli(base: Path, method: str) -> dict:
 
 
 def run_api(base: Path, method: str, work: Path) -> dict:
-    from labkit import ica
+    from labkit.analysis import ica
     from labkit.params import IcaParams
 
     params = IcaParams(base_dir=str(base), raw_file_path=RAW_REL, method=method, n_components=N_COMPONENTS)
@@ -199,11 +199,11 @@ def main() -> None:
 
     started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     base = Path(args.base_dir or tempfile.mkdtemp(prefix="labkit-bench-")).resolve()
-    from labkit.datasets import write_demo
+    from labkit.analysis.datasets import write_demo
 
     raw = Path(write_demo(base))  # reuses an existing file
     t0 = time.perf_counter()
-    import labkit.ica  # noqa: F401  warm-up import for (c): mne, matplotlib, labkit
+    import labkit.analysis.ica  # noqa: F401  warm-up import for (c): mne, matplotlib, labkit
     print(f"warm-up import {time.perf_counter() - t0:.2f} s; data {raw}", flush=True)
     work = base / "bench-out"
     work.mkdir(exist_ok=True)

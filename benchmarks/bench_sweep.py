@@ -45,7 +45,7 @@ def _fresh_base(root: Path, name: str, demo: Path) -> Path:
 
 
 def naive_loop(base: Path, sets: list[dict], parallel: int = 2) -> dict:
-    from labkit.datasets import DEMO_FILENAME
+    from labkit.analysis.datasets import DEMO_FILENAME
 
     def one(i_set):
         i, s = i_set
@@ -63,7 +63,7 @@ def naive_loop(base: Path, sets: list[dict], parallel: int = 2) -> dict:
 
 
 def labkit_sweep(base: Path, sets: list[dict], workers: int, cache: bool = True) -> dict:
-    from labkit.results import list_runs
+    from labkit.results.folder import list_runs
 
     sets_file = base / "sets.json"
     sets_file.write_text(json.dumps([{**s, "base_dir": str(base)} for s in sets]))
@@ -128,7 +128,7 @@ def main() -> None:
     ap.add_argument("--arms", default="naive,w2,w1,w2_nocache")
     ap.add_argument("--write-readme", action="store_true")
     args = ap.parse_args()
-    from labkit.datasets import DEMO_FILENAME, write_demo
+    from labkit.analysis.datasets import DEMO_FILENAME, write_demo
 
     methods = args.methods.split(",")
     sets = [{"raw_file_path": DEMO_FILENAME, "method": m, "n_components": args.n_components, "random_state": s,

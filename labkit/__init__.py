@@ -5,8 +5,8 @@ The story, module by module: ``params`` (the parameter set) -> ``recording`` and
 papermill, Kubernetes) -> faces (``cli``, ``widgets``).
 """
 
-from .errors import LabkitError, ParameterError, RecordingError, RunFailed
-from .params import IcaParams
+from labkit.errors import LabkitError, ParameterError, RecordingError, RunFailed
+from labkit.params import IcaParams
 
 __version__ = "0.1.0"
 

@@ -1,3 +1,3 @@
-from .cli import main
+from labkit.cli.main import main
 
 main()

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Union
 
-from .errors import ParameterError
+from labkit.errors import ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .recording import RecordingInfo
+    from labkit.analysis.recording import RecordingInfo
 
 METHODS = ("fastica", "picard", "infomax")
 #: channel types a researcher may analyse (MNE ``pick`` names; ``meg`` means mag + grad)
@@ -35,7 +35,7 @@ MaxIter = Union[int, Literal["auto"]]
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
 RUN_ID_ALLOWED = ("1 to 63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit "
                   "(e.g. 20260101-120000-000-abc123)")
-#: suffixes of a result folder's other states (``labkit.results``): a run id ending so would name another run's folder
+#: suffixes of a result folder's other states (``labkit.results.folder``): a run id ending so would name another run's folder
 RUN_ID_RESERVED_SUFFIXES = (".partial", ".failed")
 
 
@@ -451,7 +451,7 @@ def static_problems(values: Mapping[str, Any]) -> list[ParameterError]:
 
 
 def recording_problems(params: IcaParams, rec: "RecordingInfo") -> list[ParameterError]:
-    """Rules that need the recording's header (crop, Nyquist, channel type, rank): :func:`labkit.recording.header_problems`."""
-    from .recording import header_problems
+    """Rules that need the recording's header (crop, Nyquist, channel type, rank): :func:`labkit.analysis.recording.header_problems`."""
+    from labkit.analysis.recording import header_problems
 
     return header_problems(params, rec)

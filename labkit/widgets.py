@@ -32,18 +32,10 @@ import ipywidgets as W
 import traitlets
 from IPython.display import HTML, clear_output, display
 
-from . import recording, results
-from .errors import LabkitError, ParameterError
-from .params import (
-    CHANNEL_TYPES,
-    FIELD_BY_NAME,
-    FIELDS,
-    METHODS,
-    IcaParams,
-    _coerce,
-    recording_problems,
-    static_problems,
-)
+from labkit.analysis import recording
+from labkit.results import folder as results
+from labkit.errors import LabkitError, ParameterError
+from labkit.params import CHANNEL_TYPES, FIELD_BY_NAME, FIELDS, METHODS, IcaParams, _coerce, recording_problems, static_problems
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +48,7 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(IcaParams)}
 _ERR_STYLE = "color:#b00020;font-size:90%"
 
 
-#: the steps of a run, for the progress bar (mirrors labkit.ica.STEPS; checked in tests)
+#: the steps of a run, for the progress bar (mirrors labkit.analysis.ica.STEPS; checked in tests)
 STEPS = ("load", "filter", "fit", "score", "plot", "label", "report")
 
 
@@ -93,15 +85,15 @@ def cluster_status() -> tuple[bool, str]:
     if not os.environ.get("LABKIT_CLUSTER_CONFIG"):
         return False, "No cluster configured (LABKIT_CLUSTER_CONFIG is not set)."
     try:
-        from .cluster.jobs import ClusterJobs  # noqa: F401
+        from labkit.runners.cluster.jobs import ClusterJobs  # noqa: F401
     except Exception as err:  # missing module or missing kubernetes client
         return False, f"Cluster support unavailable: {type(err).__name__}: {err}"
     return True, ""
 
 
 def _cluster() -> Any:
-    """The user's :class:`labkit.cluster.jobs.ClusterJobs` (settings from ``LABKIT_CLUSTER_CONFIG``)."""
-    from .cluster.jobs import ClusterJobs
+    """The user's :class:`labkit.runners.cluster.jobs.ClusterJobs` (settings from ``LABKIT_CLUSTER_CONFIG``)."""
+    from labkit.runners.cluster.jobs import ClusterJobs
 
     return ClusterJobs()
 
@@ -405,7 +397,7 @@ class ResultView(W.VBox):
         """The analysed data again (same crop and filter as the fit), read once per view."""
         with self._lock:
             if self._raw is None:
-                from . import ica as ica_mod
+                from labkit.analysis import ica as ica_mod
                 params = self.result.params
                 if params is None:
                     raise LabkitError(f"Run {self.result.run_id} has no readable params.json")
@@ -777,7 +769,7 @@ class IcaForm(W.VBox):
 
     def run_here(self):
         """Start the current set in a child process and watch it; returns the process handle."""
-        from . import runners
+        from labkit.runners import local as runners
 
         params = self.params
         if params is None:
@@ -934,7 +926,7 @@ class IcaForm(W.VBox):
 
     def run_sweep_here(self) -> threading.Thread:
         """Run the sweep (x seeds) on this machine in a background thread; the table lands in ``sweep_table``."""
-        from .sweeps import expand, run_sweep
+        from labkit.study.sweeps import expand, run_sweep
 
         seeds = self.sweep_seeds.value
         sets = [q for p in self.sweep for q in (expand(p, seeds=seeds) if seeds > 1 else [p])]

@@ -13,7 +13,7 @@ REAL_DATA = Path(os.environ.get("LABKIT_REAL_DATA", Path(__file__).resolve().par
 
 @pytest.fixture(scope="session")
 def demo_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from labkit.datasets import write_demo
+    from labkit.analysis.datasets import write_demo
 
     base = tmp_path_factory.mktemp("demo-source")
     write_demo(base)
@@ -46,10 +46,11 @@ def fitted_runs(tmp_path_factory: pytest.TempPathFactory, demo_source: Path) -> 
     20 s), one fit on a copy of the demo without ground truth, and one failed run, in folders as labkit writes them."""
     import json
 
-    from labkit import IcaParams, provenance
-    from labkit import ica as analysis
-    from labkit.datasets import DEMO_FILENAME
-    from labkit.results import ICA_FILE, METRICS_FILE, RunFolder
+    from labkit.results import provenance
+    from labkit import IcaParams
+    from labkit.analysis import ica as analysis
+    from labkit.analysis.datasets import DEMO_FILENAME
+    from labkit.results.folder import ICA_FILE, METRICS_FILE, RunFolder
 
     base = tmp_path_factory.mktemp("fitted-runs")
     shutil.copytree(demo_source, base, dirs_exist_ok=True)

@@ -26,7 +26,7 @@ import requests
 import yaml
 from cluster_fixtures import NS, Emulator, write_kubeconfig
 
-from labkit.cluster.manifests import APP, LABEL_NAME, legacy_owner_label
+from labkit.runners.cluster.manifests import APP, LABEL_NAME, legacy_owner_label
 
 #: a 70-character hub name, and the clean name labkit 0.1 turned it into (its old owner label)
 LONG_USER = "maria.sklodowska-curie.radioactivity.labs@physics.sorbonne.example.org"
@@ -137,7 +137,7 @@ class Hub:
         """Start ``labkit hub-service``; wait until it answers its health probe (``ready``: with 200)."""
         labkit = shutil.which("labkit") or "labkit"
         log = open(self.dir / "service.log", "ab")
-        self.service = subprocess.Popen([sys.executable, "-c", "from labkit.cli import main; main()", "hub-service"]
+        self.service = subprocess.Popen([sys.executable, "-c", "from labkit.cli.main import main; main()", "hub-service"]
                                         if not labkit else [labkit, "hub-service"], env=self.service_env(),
                                         cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_http(f"http://127.0.0.1:{self.service_port}/services/{SERVICE}/api/health", proc=self.service,

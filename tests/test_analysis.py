@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from labkit import IcaParams, ica, recording, results
-from labkit.cli import main
-from labkit.datasets import DEMO_FILENAME
+from labkit.analysis import ica
+from labkit.analysis import recording
+from labkit.results import folder as results
+from labkit import IcaParams
+from labkit.cli.main import main
+from labkit.analysis.datasets import DEMO_FILENAME
 from labkit.errors import ParameterError, RecordingError
 
 REPO = Path(__file__).resolve().parents[1]

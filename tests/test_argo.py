@@ -9,10 +9,10 @@ from click.testing import CliRunner
 from hera.workflows import models
 
 from labkit import IcaParams
-from labkit.argo import MOUNT, sweep_workflow
-from labkit.cli import main
-from labkit.datasets import DEMO_FILENAME
-from labkit.sweeps import expand
+from labkit.runners.argo import MOUNT, sweep_workflow
+from labkit.cli.main import main
+from labkit.analysis.datasets import DEMO_FILENAME
+from labkit.study.sweeps import expand
 
 
 def _templates(doc: dict) -> dict[str, dict]:

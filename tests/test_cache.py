@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from labkit import IcaParams, ica, recording
-from labkit.cache import Cache, cache_dir, key, slot
-from labkit.cli import main
-from labkit.datasets import DEMO_FILENAME
+from labkit.analysis import ica
+from labkit.analysis import recording
+from labkit import IcaParams
+from labkit.analysis.cache import Cache, cache_dir, key, slot
+from labkit.cli.main import main
+from labkit.analysis.datasets import DEMO_FILENAME
 
 
 def _params(demo_dir, **kw) -> IcaParams:
@@ -135,7 +137,7 @@ def test_read_only_directory_runs_uncached(demo_dir):
 
 @pytest.mark.parametrize("value", ["lots", "1e3x"])
 def test_bad_size_setting_names_the_variable(value, monkeypatch):
-    from labkit.cache import max_bytes
+    from labkit.analysis.cache import max_bytes
 
     monkeypatch.setenv("LABKIT_CACHE_MAX_BYTES", value)
     with pytest.raises(ValueError, match="LABKIT_CACHE_MAX_BYTES"):
@@ -167,7 +169,7 @@ def test_the_last_entry_stays_in_memory_while_it_is_on_disk(demo_dir, caplog):
     """A warm kernel's next run reads its data from memory, a copy it may change; a cleared cache is read again."""
     params, count = _params(demo_dir), Counting()
     first = preprocessed(params, count)
-    with caplog.at_level("INFO", logger="labkit.cache"):
+    with caplog.at_level("INFO", logger="labkit.analysis.cache"):
         second = preprocessed(params.replace(random_state=5), count)
     assert count.calls == 1 and "kept in memory" in caplog.text
     second._data[:] = 0  # the run's own copy: the next run still gets the filtered data

@@ -8,7 +8,7 @@ import sys
 
 from click.testing import CliRunner
 
-from labkit.cli import main
+from labkit.cli.main import main
 
 
 def test_bad_flag_value_exits_2_naming_the_field(tmp_path):
@@ -45,7 +45,7 @@ def _fake_runs(base):
     import json
 
     from labkit import IcaParams
-    from labkit.results import RunFolder
+    from labkit.results.folder import RunFolder
 
     params = IcaParams(base_dir=str(base), raw_file_path="sub-01/eeg/a_very_long_recording_name_for_sub-01_raw.fif")
     failed = RunFolder.create(params, run_id="20260101-120000-000-aaaaaa")
@@ -95,14 +95,14 @@ def test_runs_of_an_empty_or_missing_folder(tmp_path):
 
 
 def test_cluster_commands_are_offered_but_imported_only_when_used():
-    from labkit.cli import _Commands
-    from labkit.cluster.cli import COMMANDS
+    from labkit.cli.main import _Commands
+    from labkit.cli.cluster import COMMANDS
 
     assert set(_Commands.cluster) == {c.name for c in COMMANDS}
     listed = CliRunner().invoke(main, ["--help"]).output
     assert all(f"  {name} " in listed for name in _Commands.cluster)
     assert CliRunner().invoke(main, ["render", "--help"]).exit_code == 0
-    code = "import sys, labkit.cli; print(sorted(m for m in sys.modules if m.startswith('labkit.cluster')))"
+    code = "import sys, labkit.cli.main; print(sorted(m for m in sys.modules if m.startswith('labkit.runners.cluster')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", "labkit run must not pay for importing the cluster commands"
 
@@ -121,7 +121,7 @@ def test_bad_run_id_exits_2_before_any_folder(tmp_path):
 
 def test_logs_of_a_local_run_need_no_cluster(tmp_path, monkeypatch):
     from labkit import IcaParams
-    from labkit.results import RunFolder
+    from labkit.results.folder import RunFolder
 
     monkeypatch.delenv("LABKIT_CLUSTER_CONFIG", raising=False)
     folder = RunFolder.create(IcaParams(base_dir=str(tmp_path)), run_id="local-1")
@@ -135,7 +135,7 @@ def test_logs_follow_a_local_run_until_it_ends(tmp_path):
     import time
 
     from labkit import IcaParams
-    from labkit.results import RunFolder
+    from labkit.results.folder import RunFolder
 
     folder = RunFolder.create(IcaParams(base_dir=str(tmp_path)), run_id="local-2")
     folder.start()
@@ -174,8 +174,8 @@ def test_render_needs_no_cluster_configuration(monkeypatch):
 
 
 def test_run_summary_tells_outcome_warnings_suspects_and_report(tmp_path):
-    from labkit.cli import run_summary, summary_lines
-    from labkit.results import list_runs
+    from labkit.cli.main import run_summary, summary_lines
+    from labkit.results.folder import list_runs
 
     _fake_runs(tmp_path)
     _, warned, clean = list_runs(tmp_path)

@@ -16,7 +16,7 @@ import yaml
 from click.testing import CliRunner
 from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir, write_kubeconfig  # noqa: F401
 
-from labkit.cli import main
+from labkit.cli.main import main
 from labkit.params import IcaParams
 
 pytestmark = pytest.mark.timeout(30)
@@ -248,7 +248,7 @@ def test_submit_a_sweep_of_jobs_and_wait(cluster_env: Emulator, tmp_path: Path) 
 
 
 def test_a_set_that_already_ran_is_reported_with_its_folder(cluster_env: Emulator, user_dir: Path) -> None:
-    from labkit.results import ICA_FILE, METRICS_FILE, RunFolder
+    from labkit.results.folder import ICA_FILE, METRICS_FILE, RunFolder
 
     folder = RunFolder.create(IcaParams(base_dir=str(user_dir)), "20260101-000000-000-old")
     folder.start()

@@ -1,4 +1,4 @@
-"""The pure part of following a Job: :func:`labkit.cluster.jobs.describe` in every situation, in words."""
+"""The pure part of following a Job: :func:`labkit.runners.cluster.jobs.describe` in every situation, in words."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from labkit.cluster.jobs import describe
+from labkit.runners.cluster.jobs import describe
 
 JOB = {"metadata": {"name": "labkit-anna-abc", "namespace": "ns",
                     "labels": {"labkit.io/run-id": "r1", "labkit.io/owner": "anna", "labkit.io/digest": "abc"}},

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from labkit.cluster.manifests import build_job
-from labkit.cluster.settings import ClusterSettings
+from labkit.runners.cluster.manifests import build_job
+from labkit.runners.cluster.settings import ClusterSettings
 from labkit.params import IcaParams
-from labkit.results import find_run
+from labkit.results.folder import find_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -31,7 +31,7 @@ def _labkit_command(command: list[str]) -> list[str]:
 
 
 def test_generated_job_runs_locally_and_leaves_a_complete_result(tmp_path: Path) -> None:
-    from labkit.datasets import write_demo
+    from labkit.analysis.datasets import write_demo
 
     raw = write_demo(tmp_path)
     settings = ClusterSettings.from_dict({"storage": {"nfs_server": "nfs.lab.example"}})
@@ -81,7 +81,7 @@ def test_a_failing_run_reports_the_prototype_way(tmp_path: Path) -> None:
     assert proc.returncode in rules[0]["onExitCodes"]["values"] and rules[0]["action"] == "FailJob"
 
     # what the watcher makes of it: the Job failed by the policy, the reason from the log's last line
-    from labkit.cluster.status import describe
+    from labkit.runners.cluster.status import describe
 
     failed_job = dict(job, status={"conditions": [{
         "type": "Failed", "status": "True", "reason": "PodFailurePolicy",

@@ -9,8 +9,8 @@ from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir  # no
 from test_cluster_jobs import jobs_for, settings
 from test_cluster_manifests import validate
 
-from labkit.cluster.manifests import build_job
-from labkit.cluster.status import describe
+from labkit.runners.cluster.manifests import build_job
+from labkit.runners.cluster.status import describe
 from labkit.errors import ParameterError
 from labkit.params import IcaParams
 

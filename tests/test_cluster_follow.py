@@ -17,8 +17,8 @@ import pytest
 from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir  # noqa: F401 (fixtures)
 from test_cluster_jobs import JOBS_PATH, Sleeps, follow, jobs_for, runs_then_completes
 
-from labkit.cluster.errors import ClusterUnavailable
-from labkit.cluster.jobs import JobStatus
+from labkit.runners.cluster.errors import ClusterUnavailable
+from labkit.runners.cluster.jobs import JobStatus
 from labkit.params import IcaParams
 
 pytestmark = pytest.mark.timeout(30)
@@ -62,7 +62,7 @@ def test_lines_that_are_not_events_are_skipped_with_a_warning(emulator: Emulator
                                   lambda v: v << b'42\n"hello"\n[1, 2]\nnot json\n{"type": "ADDED"}\n')
     ctl = Controllers(emulator.api_client())
 
-    with caplog.at_level(logging.WARNING, logger="labkit.cluster.follow"):
+    with caplog.at_level(logging.WARNING, logger="labkit.runners.cluster.follow"):
         final, _ = follow(jobs, sub.name, runs_then_completes(ctl, sub.name))
     assert isinstance(final, JobStatus) and final.phase == "succeeded", final
     skipped = [r.getMessage() for r in caplog.records if "not an event" in r.getMessage()]

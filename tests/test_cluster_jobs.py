@@ -17,12 +17,12 @@ import kmock
 import pytest
 from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir  # noqa: F401 (fixtures)
 
-from labkit.cluster.errors import ClusterError, ClusterForbidden, ClusterUnavailable, NotYourJob
-from labkit.cluster.jobs import ClusterJobs, JobPendingTooLong, JobStatus
-from labkit.cluster.manifests import LABEL_OWNER, LABEL_RUN_ID
-from labkit.cluster.settings import ClusterSettings
+from labkit.runners.cluster.errors import ClusterError, ClusterForbidden, ClusterUnavailable, NotYourJob
+from labkit.runners.cluster.jobs import ClusterJobs, JobPendingTooLong, JobStatus
+from labkit.runners.cluster.manifests import LABEL_OWNER, LABEL_RUN_ID
+from labkit.runners.cluster.settings import ClusterSettings
 from labkit.params import IcaParams
-from labkit.results import ICA_FILE, METRICS_FILE, RunFolder, find_run
+from labkit.results.folder import ICA_FILE, METRICS_FILE, RunFolder, find_run
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -485,7 +485,7 @@ def test_a_volcano_job_that_ends_early_fails_the_unfinished_runs(emulator: Emula
 
 
 def test_a_sweep_of_plain_jobs_is_listed_and_watched_by_its_id(emulator: Emulator, user_dir: Path) -> None:
-    from labkit import sweeps
+    from labkit.study import sweeps
 
     jobs = jobs_for(emulator)
     sets = [IcaParams(method=m) for m in ("fastica", "picard")]

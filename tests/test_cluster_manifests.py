@@ -19,10 +19,10 @@ import pytest
 import yaml
 
 from labkit import __version__
-from labkit.cluster import build_job, build_volcano_job, job_name, sanitize_name
-from labkit.cluster.errors import SettingsError
-from labkit.cluster.manifests import image_version, is_dns_label, is_label_value, version_mismatch
-from labkit.cluster.settings import ClusterSettings
+from labkit.runners.cluster import build_job, build_volcano_job, job_name, sanitize_name
+from labkit.runners.cluster.errors import SettingsError
+from labkit.runners.cluster.manifests import image_version, is_dns_label, is_label_value, version_mismatch
+from labkit.runners.cluster.settings import ClusterSettings
 from labkit.params import IcaParams
 
 K8S_DIR = Path(__file__).resolve().parents[1] / "k8s"

@@ -9,10 +9,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from labkit.cluster.errors import SettingsError
-from labkit.cluster.manifests import build_job
-from labkit.cluster.names import is_dns_label, is_label_value, kubespawner_slug, user_dir
-from labkit.cluster.settings import ClusterSettings
+from labkit.runners.cluster.errors import SettingsError
+from labkit.runners.cluster.manifests import build_job
+from labkit.runners.cluster.names import is_dns_label, is_label_value, kubespawner_slug, user_dir
+from labkit.runners.cluster.settings import ClusterSettings
 from labkit.params import IcaParams
 
 

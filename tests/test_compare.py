@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from labkit import compare as cmp
-from labkit import sweeps
+from labkit.study import compare as cmp
+from labkit.study import sweeps
 
 
 def _frame(groups: dict[str, list[float]], *, seeds: dict[str, list[int]] | None = None,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from labkit import datasets
-from labkit.datasets import (
+from labkit.analysis import datasets
+from labkit.analysis.datasets import (
     DEMO_FILENAME,
     EEG_CH_NAMES,
     TRUTH_SUFFIX,

@@ -16,11 +16,12 @@ import pytest
 from click.testing import CliRunner
 from cluster_fixtures import Emulator, emulator  # noqa: F401 (fixture)
 
-from labkit import IcaParams, results
-from labkit.cli import main
-from labkit.cluster.jobs import ClusterJobs
-from labkit.cluster.settings import ClusterSettings
-from labkit.datasets import DEMO_FILENAME
+from labkit.results import folder as results
+from labkit import IcaParams
+from labkit.cli.main import main
+from labkit.runners.cluster.jobs import ClusterJobs
+from labkit.runners.cluster.settings import ClusterSettings
+from labkit.analysis.datasets import DEMO_FILENAME
 
 pytestmark = pytest.mark.slow
 #: every point a run can be killed at, in order: the runner before the kernel starts, the kernel taking

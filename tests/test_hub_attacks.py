@@ -22,9 +22,9 @@ from cluster_fixtures import NS, Controllers, Emulator, user_dir  # noqa: F401 (
 from hub_fixtures import SQUATTERS, Hub, eventually, hub, module_emulator, service_jobs_watches  # noqa: F401
 from hub_fixtures import service_health as health
 
-from labkit.cluster.manifests import build_job, legacy_owner_label
-from labkit.cluster.settings import ClusterSettings
-from labkit.hub.client import HubJobs
+from labkit.runners.cluster.manifests import build_job, legacy_owner_label
+from labkit.runners.cluster.settings import ClusterSettings
+from labkit.runners.hub import HubJobs
 from labkit.params import IcaParams
 
 pytestmark = pytest.mark.timeout(180)

@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_cluster_jobs import _completed_run
 
-from labkit.cli import main
-from labkit.cluster.jobs import ClusterJobs, JobStatus
-from labkit.cluster.manifests import LABEL_RUN_ID
-from labkit.hub.client import HubJobs
+from labkit.cli.main import main
+from labkit.runners.cluster.jobs import ClusterJobs, JobStatus
+from labkit.runners.cluster.manifests import LABEL_RUN_ID
+from labkit.runners.hub import HubJobs
 from labkit.params import IcaParams
 
 pytestmark = pytest.mark.timeout(120)

@@ -13,9 +13,9 @@ import pytest
 from cluster_fixtures import NS, Emulator, emulator, user_dir  # noqa: F401 (fixtures)
 from kubernetes import client as k8s
 
-from labkit.cluster import api
-from labkit.cluster.manifests import build_job
-from labkit.cluster.settings import ClusterSettings
+from labkit.runners.cluster import api
+from labkit.runners.cluster.manifests import build_job
+from labkit.runners.cluster.settings import ClusterSettings
 from labkit.hub.informer import Informer, wait_ready
 from labkit.params import IcaParams
 

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from labkit import IcaParams, ParameterError
-from labkit.cli import main
+from labkit.cli.main import main
 from labkit.params import FIELD_BY_NAME, FIELDS, check_run_id, sets_from_text
 
 FAST = settings(max_examples=60, deadline=None, derandomize=True,
@@ -297,7 +297,7 @@ namespaces = st.fixed_dictionaries(
 @example({"raw_file_path": "x_raw.fif", "run_dir": "/tmp/PreExperiment_ICA_r1"}, "base")
 @example({"raw_file_path": "x_raw.fif"}, "missing")
 def test_papermill_parameters_start_a_run_or_name_the_field(namespace, where):
-    from labkit import template
+    from labkit.runners import template
 
     with _sandbox() as (outer, base):
         old_env = os.environ.get("BASE_DIR")

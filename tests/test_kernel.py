@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit import kernel
+from labkit.runners import kernel
 
 
 def _start(name: str, tmp_path: Path):
@@ -93,9 +93,9 @@ def test_headless_kernel_skips_only_the_debugger_and_completion(tmp_path):
         kc = km.client()
         kc.start_channels()
         code = ("import gc, sys, IPython.core.completer as c, ipykernel.debugger as d\n"
-                "print(c.JEDI_INSTALLED, d._is_debugpy_available, 'labkit.template' in sys.modules)\n"
+                "print(c.JEDI_INSTALLED, d._is_debugpy_available, 'labkit.runners.template' in sys.modules)\n"
                 "print(gc.get_threshold() == kernel_thresholds, gc.get_freeze_count() > 1000)\n"
-                "from labkit import template\n"
+                "from labkit.runners import template\n"
                 "print(template.__name__)").replace("kernel_thresholds", repr(kernel.GC_THRESHOLDS))
 
         async def scenario() -> str:
@@ -105,7 +105,7 @@ def test_headless_kernel_skips_only_the_debugger_and_completion(tmp_path):
             assert not errors, errors
             return "".join(m["content"]["text"] for m in seen if m["msg_type"] == "stream")
 
-        assert asyncio.run(scenario()).split() == ["False", "False", "False", "True", "True", "labkit.template"]
+        assert asyncio.run(scenario()).split() == ["False", "False", "False", "True", "True", "labkit.runners.template"]
         kc.stop_channels()
     finally:
         km.shutdown_kernel(now=True)

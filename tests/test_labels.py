@@ -1,4 +1,4 @@
-"""Automatic labels on the demo data, whose sources are known (labkit.datasets' ground truth)."""
+"""Automatic labels on the demo data, whose sources are known (labkit.analysis.datasets' ground truth)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labkit import IcaParams, ica, labels, results
-from labkit.datasets import DEMO_FILENAME, load_truth
+from labkit.analysis import ica
+from labkit.analysis import labels
+from labkit.results import folder as results
+from labkit import IcaParams
+from labkit.analysis.datasets import DEMO_FILENAME, load_truth
 from labkit.widgets import ResultView
 
 pytestmark = pytest.mark.slow
@@ -20,7 +23,7 @@ pytestmark = pytest.mark.slow
 # Measured (fastica, 20 components, 60 s; ICA seeds 0-8 and 97 on the default demo): ICLabel gives the blink
 # component "eye blink" at 0.967-0.973 and the saccade component "eye blink" at 1.00; 0.9 keeps a margin below
 # the worst case. The heartbeat component is "heart beat" at 0.953-0.972 (a diagonal map and a clean QRS time
-# course, see labkit.datasets); 0.9 keeps a similar margin. This holds for the default demo (random_state 42),
+# course, see labkit.analysis.datasets); 0.9 keeps a similar margin. This holds for the default demo (random_state 42),
 # which every fixture writes, not for every seed: random_state 1-3 give the heart class 0.00-0.13.
 EYE_PROBABILITY = 0.9
 HEART_PROBABILITY = 0.9

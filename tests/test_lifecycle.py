@@ -17,12 +17,13 @@ import pytest
 from click.testing import CliRunner
 from cluster_fixtures import emulator  # noqa: F401 (fixture)
 
-from labkit import IcaParams, results
-from labkit.cli import main
-from labkit.cluster.jobs import ClusterJobs
-from labkit.cluster.settings import ClusterSettings
+from labkit.results import folder as results
+from labkit import IcaParams
+from labkit.cli.main import main
+from labkit.runners.cluster.jobs import ClusterJobs
+from labkit.runners.cluster.settings import ClusterSettings
 from labkit.errors import RunFailed
-from labkit.results import RunFolder, RunIdTaken
+from labkit.results.folder import RunFolder, RunIdTaken
 
 
 def params_in(base: Path, **kw) -> IcaParams:

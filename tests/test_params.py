@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from labkit import IcaParams, ParameterError
-from labkit.options import param_options, params_from_cli
+from labkit.cli.options import param_options, params_from_cli
 from labkit.params import FIELDS, recording_problems
-from labkit.recording import RecordingInfo
+from labkit.analysis.recording import RecordingInfo
 
 CUSTOM = dict(base_dir="/data/alice", raw_file_path="sub-01/eeg/rec_raw.fif", method="picard", n_components=15,
               crop_tmin=2.5, crop_tmax=42.125, channel_type="eeg", filter_fmin=0.5, filter_fmax=40.0,

@@ -12,11 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from labkit import IcaParams
-from labkit.cache import Cache, cache_dir, key
-from labkit.datasets import DEMO_FILENAME
+from labkit.analysis.cache import Cache, cache_dir, key
+from labkit.analysis.datasets import DEMO_FILENAME
 from labkit.errors import ParameterError, RunFailed
-from labkit.pool import PoolRunner, WarmKernel
-from labkit.results import list_runs
+from labkit.runners.pool import PoolRunner, WarmKernel
+from labkit.results.folder import list_runs
 
 
 def _tiny(demo_dir, **kw) -> IcaParams:
@@ -77,7 +77,7 @@ def test_pool_runs_in_parallel_on_reused_kernels_and_survives_a_failure_and_a_cr
 def test_warm_kernel_has_the_imports_done_and_resets_between_runs(tmp_path):
     warm = WarmKernel()
     try:
-        warm.execute("import sys\nassert 'mne' in sys.modules and 'labkit.template' in sys.modules\nleft = 1")
+        warm.execute("import sys\nassert 'mne' in sys.modules and 'labkit.runners.template' in sys.modules\nleft = 1")
         warm.prepare(tmp_path, 1)
         warm.execute(f"import os\nassert 'left' not in globals() and os.getcwd() == {str(tmp_path)!r}")
         with pytest.raises(RuntimeError, match="ZeroDivisionError"):

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labkit import compare
-from labkit.datasets import DEMO_FILENAME, load_truth
-from labkit.quality import amari_index, best_match, quality_table, run_quality, unmixing
-from labkit.results import list_runs
-from labkit.sweeps import runs_table
+from labkit.study import compare
+from labkit.analysis.datasets import DEMO_FILENAME, load_truth
+from labkit.study.quality import amari_index, best_match, quality_table, run_quality, unmixing
+from labkit.results.folder import list_runs
+from labkit.study.sweeps import runs_table
 
 
 def _perfect(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -96,7 +96,7 @@ def test_table_has_parameters_metrics_provenance_and_quality(fitted_runs):
         assert column in frame.columns, column
     ok = frame[(frame.state == "succeeded") & (frame.raw_file_path == DEMO_FILENAME)]
     assert (ok["mne_version"] == mne.__version__).all() and ok["digest"].str.len().min() >= 10
-    from labkit.provenance import fingerprint
+    from labkit.results.provenance import fingerprint
 
     assert set(ok["recording_sha256"]) == {fingerprint(fitted_runs / DEMO_FILENAME)}
     assert set(ok["preprocessing"]) == {"computed"}  # the fixture's runs filter without the cache
@@ -160,7 +160,7 @@ def test_readme_comparison_snippet_runs(fitted_runs):
 def test_labkit_compare_command(fitted_runs, tmp_path):
     from click.testing import CliRunner
 
-    from labkit.cli import main
+    from labkit.cli.main import main
 
     out = CliRunner().invoke(main, ["compare", "--base-dir", str(fitted_runs), "--figures", str(tmp_path / "figs"),
                                     "--csv", str(tmp_path / "t.csv")])
@@ -183,8 +183,8 @@ def test_quality_of_an_ica_fit_on_a_channel_subset(demo_dir):
     import json
 
     from labkit import IcaParams
-    from labkit import ica as analysis
-    from labkit.results import ICA_FILE, METRICS_FILE, RunFolder, load_run
+    from labkit.analysis import ica as analysis
+    from labkit.results.folder import ICA_FILE, METRICS_FILE, RunFolder, load_run
 
     params = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=15, crop_tmax=20.0,
                        method="picard", random_state=0)

@@ -23,7 +23,7 @@ from typing import Iterator
 import pytest
 from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir, write_kubeconfig  # noqa: F401
 
-from labkit.datasets import DEMO_FILENAME
+from labkit.analysis.datasets import DEMO_FILENAME
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -81,7 +81,7 @@ def test_the_readme_blocks_are_found_and_each_has_a_runner():
 def test_parse_only_commands_are_in_the_readme_and_parse(tmp_path: Path) -> None:
     import shlex
 
-    from labkit.cli import main
+    from labkit.cli.main import main
 
     commands = [c for b in bash_blocks() for c in b]
     (tmp_path / "study.yaml").write_text(STUDY)
@@ -222,7 +222,7 @@ class _JobController:
 
     def _complete(self, job) -> None:
         from labkit import IcaParams
-        from labkit.results import ICA_FILE, METRICS_FILE, RunFolder
+        from labkit.results.folder import ICA_FILE, METRICS_FILE, RunFolder
 
         name = job.metadata.name
         pod = self.ctl.create_pod(name, phase="Running", node="worker-1")

@@ -15,8 +15,11 @@ import mne
 import pytest
 from click.testing import CliRunner
 
-from labkit import IcaParams, ica, recording, results
-from labkit.cli import main
+from labkit.analysis import ica
+from labkit.analysis import recording
+from labkit.results import folder as results
+from labkit import IcaParams
+from labkit.cli.main import main
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

@@ -9,8 +9,10 @@ import mne
 import numpy as np
 import pytest
 
-from labkit import IcaParams, ica, results
-from labkit.datasets import DEMO_FILENAME
+from labkit.analysis import ica
+from labkit.results import folder as results
+from labkit import IcaParams
+from labkit.analysis.datasets import DEMO_FILENAME
 from labkit.widgets import ResultView
 
 pytestmark = pytest.mark.slow

@@ -16,13 +16,16 @@ import nbformat
 import numpy as np
 import pytest
 
-from labkit import IcaParams, ica, results, runners
-from labkit.datasets import DEMO_FILENAME, load_truth
+from labkit.analysis import ica
+from labkit.results import folder as results
+from labkit.runners import local as runners
+from labkit import IcaParams
+from labkit.analysis.datasets import DEMO_FILENAME, load_truth
 from labkit.errors import ParameterError, RecordingError
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
-# Measured on the demo data (labkit.datasets, 5 recording seeds x 3 ICA seeds, 20 components): the
+# Measured on the demo data (labkit.analysis.datasets, 5 recording seeds x 3 ICA seeds, 20 components): the
 # blink is recovered at |r| >= 0.993 and the heartbeat at >= 0.849 by every method (0.94 at the
 # default seeds); unrelated components score < 0.1. The thresholds keep a margin below the worst case.
 RECOVERY = {"blink": 0.95, "heartbeat": 0.8}

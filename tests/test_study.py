@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labkit import IcaParams
-from labkit.datasets import DEMO_FILENAME
+from labkit.analysis.datasets import DEMO_FILENAME
 from labkit.errors import ParameterError
-from labkit.sweeps import Study, expand, find_recordings, load_sets, run_sweep
+from labkit.study.sweeps import Study, expand, find_recordings, load_sets, run_sweep
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir, write_kubeconfig  # noqa: F401
 
-from labkit.cli import main
+from labkit.cli.main import main
 from labkit.params import IcaParams
 
 pytestmark = pytest.mark.timeout(60)

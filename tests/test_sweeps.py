@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner
 
 from labkit import IcaParams
-from labkit.cli import main
-from labkit.datasets import DEMO_FILENAME
-from labkit.results import list_runs
-from labkit.sweeps import expand, load_sets, plan, run_sweep, runs_table
+from labkit.cli.main import main
+from labkit.analysis.datasets import DEMO_FILENAME
+from labkit.results.folder import list_runs
+from labkit.study.sweeps import expand, load_sets, plan, run_sweep, runs_table
 
 
 def test_expand_makes_every_combination():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import shutil
 
-from labkit.datasets import DEMO_FILENAME
+from labkit.analysis.datasets import DEMO_FILENAME
 from labkit.params import SAMPLE_DATA_PATH
-from labkit.template import default_locations
+from labkit.runners.template import default_locations
 
 
 def test_given_locations_are_kept(tmp_path, monkeypatch):

@@ -13,8 +13,9 @@ import mne
 import pytest
 from cluster_fixtures import NS, Controllers, cluster_config, emulator  # noqa: F401 (fixtures)
 
-from labkit import IcaParams, ParameterError, results
-from labkit.datasets import DEMO_FILENAME
+from labkit.results import folder as results
+from labkit import IcaParams, ParameterError
+from labkit.analysis.datasets import DEMO_FILENAME
 from labkit.widgets import (
     CLEANED_FILE,
     IcaForm,
@@ -309,7 +310,7 @@ def test_cluster_submit_and_jobs_through_the_cluster_client(demo_dir, cluster_co
     """
     from kubernetes import client as k8s
 
-    from labkit.cluster.manifests import LABEL_OWNER, LABEL_RUN_ID, LABEL_SWEEP
+    from labkit.runners.cluster.manifests import LABEL_OWNER, LABEL_RUN_ID, LABEL_SWEEP
 
     emu = cluster_config
     monkeypatch.setenv("LABKIT_CLUSTER_STORAGE__LOCAL_BASE_DIR", str(demo_dir))  # the form's directory, no results
@@ -366,7 +367,8 @@ def test_cluster_submit_and_jobs_through_the_cluster_client(demo_dir, cluster_co
 
 
 def test_progress_steps_mirror_the_analysis_steps():
-    from labkit import ica, widgets
+    from labkit.analysis import ica
+    from labkit import widgets
 
     assert widgets.STEPS == ica.STEPS
 

@@ -7,6 +7,6 @@
 * :mod:`~labkit.hub.fairness` - per-user limits and the pools one user cannot fill;
 * :mod:`~labkit.hub.bodies` - what a request may contain (parameters and profile names only);
 * :mod:`~labkit.hub.informer` - one list + watch per kind serves every user's status;
-* :mod:`~labkit.hub.client` - the notebook/CLI side: :class:`~labkit.hub.client.HubJobs`,
-  the same interface as :class:`~labkit.cluster.jobs.ClusterJobs`, talking to the service.
+* :mod:`~labkit.runners.hub` - the notebook/CLI side: :class:`~labkit.runners.hub.HubJobs`,
+  the same interface as :class:`~labkit.runners.cluster.jobs.ClusterJobs`, talking to the service.
 """

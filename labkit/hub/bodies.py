@@ -13,8 +13,8 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import LabkitError, ParameterError
-from ..params import IcaParams
+from labkit.errors import LabkitError, ParameterError
+from labkit.params import IcaParams
 
 #: keys people try, and why the service decides them itself
 DECIDED_BY_THE_SERVICE = {

@@ -4,7 +4,7 @@ Log follows and long-polls hold a connection (and a follow holds a thread) for m
 so each user may hold only a few at once; beyond that the answer is 429 with
 ``Retry-After``, naming the limit. Follows run on their own thread pool, so however many
 there are, the pool that submits, cancels and reads for everyone stays free. The limits
-are the admin's :class:`~labkit.cluster.settings.HubSettings` (``hub:`` in the settings).
+are the admin's :class:`~labkit.runners.cluster.settings.HubSettings` (``hub:`` in the settings).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import contextlib
 import threading
 from typing import Iterator
 
-from .identity import Refused
+from labkit.hub.identity import Refused
 
 
 class Slots:

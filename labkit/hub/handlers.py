@@ -29,14 +29,14 @@ from typing import Any, Awaitable, Callable, Iterator
 
 from tornado import iostream, web
 
-from ..cluster.errors import ClusterConflict, ClusterError, ClusterNotFound, ClusterUnavailable, NotYourJob
-from ..cluster.jobs import JobPendingTooLong, JobStatus, Submission
-from ..cluster.manifests import LABEL_DIGEST, LABEL_RUN_ID, check_run_id, is_dns_label, is_label_value
-from ..errors import LabkitError, ParameterError
-from ..results import FOLDER_PREFIX
-from .bodies import BodyError, SubmitBody, SweepBody, TooLarge, params_from, parse
-from .identity import Refused, current_user
-from .service import SERVICE_NAME, Service
+from labkit.runners.cluster.errors import ClusterConflict, ClusterError, ClusterNotFound, ClusterUnavailable, NotYourJob
+from labkit.runners.cluster.jobs import JobPendingTooLong, JobStatus, Submission
+from labkit.runners.cluster.manifests import LABEL_DIGEST, LABEL_RUN_ID, check_run_id, is_dns_label, is_label_value
+from labkit.errors import LabkitError, ParameterError
+from labkit.results.folder import FOLDER_PREFIX
+from labkit.hub.bodies import BodyError, SubmitBody, SweepBody, TooLarge, params_from, parse
+from labkit.hub.identity import Refused, current_user
+from labkit.hub.service import SERVICE_NAME, Service
 
 logger = logging.getLogger(__name__)
 access_log = logging.getLogger("labkit.hub.access")

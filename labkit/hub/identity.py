@@ -14,7 +14,7 @@ from typing import Any
 
 from tornado.httputil import HTTPServerRequest
 
-from ..errors import LabkitError
+from labkit.errors import LabkitError
 
 _AUTHORIZATION = re.compile(r"(?:token|bearer) +(\S+)", re.IGNORECASE)
 

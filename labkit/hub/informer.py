@@ -35,9 +35,9 @@ from typing import Any, Callable, NamedTuple
 
 from urllib3.exceptions import ReadTimeoutError
 
-from ..cluster import api
-from ..cluster.errors import ClusterError, ClusterGone
-from ..cluster.follow import _lines
+from labkit.runners.cluster import api
+from labkit.runners.cluster.errors import ClusterError, ClusterGone
+from labkit.runners.cluster.follow import _lines
 
 logger = logging.getLogger(__name__)
 

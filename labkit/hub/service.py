@@ -3,12 +3,12 @@
 Users hold no Kubernetes rights; this service does. Who is asking comes from the hub, asked
 afresh on every request (:mod:`labkit.hub.identity`), never from the body. Where and how a
 run executes (namespace, storage, uid/gid, security context, image, resources, scheduler,
-queue, gang size) comes from the admin's :class:`~labkit.cluster.settings.ClusterSettings`;
+queue, gang size) comes from the admin's :class:`~labkit.runners.cluster.settings.ClusterSettings`;
 a user chooses parameters and an admin-defined profile, nothing else (:mod:`labkit.hub.bodies`).
 
 Ownership: a user's objects carry their owner label (KubeSpawner's slug, injective over
 names) *and* their exact hub name in the ``labkit.io/user`` annotation;
-:func:`~labkit.cluster.manifests.owned_by` checks both on every read, attach and cancel.
+:func:`~labkit.runners.cluster.manifests.owned_by` checks both on every read, attach and cancel.
 
 Statuses are read from one :class:`~labkit.hub.informer.Informer` per kind (Jobs, pods, and
 Volcano Jobs when the admin's scheduler is Volcano) for the whole namespace: no API request
@@ -34,23 +34,15 @@ from urllib.parse import urlparse
 from kubernetes import client as k8s
 from tornado.ioloop import IOLoop
 
-from ..cluster import api
-from ..cluster.errors import ClusterError, ClusterNotFound, NotYourJob, SettingsError
-from ..cluster.jobs import ClusterJobs, JobStatus, SweepStatus
-from ..cluster.manifests import ANN_USER, APP, LABEL_NAME, LABEL_RUN_ID, LABEL_SWEEP, owned_by, sweep_label
-from ..cluster.settings import ClusterSettings
-from ..cluster.status import (
-    JOB_NAME_LABELS,
-    VOLCANO_GROUP,
-    VOLCANO_JOB_LABELS,
-    VOLCANO_VERSION,
-    describe,
-    describe_volcano,
-    volcano_summary,
-)
-from .bodies import BodyError
-from .fairness import Slots
-from .informer import Informer
+from labkit.runners.cluster import api
+from labkit.runners.cluster.errors import ClusterError, ClusterNotFound, NotYourJob, SettingsError
+from labkit.runners.cluster.jobs import ClusterJobs, JobStatus, SweepStatus
+from labkit.runners.cluster.manifests import ANN_USER, APP, LABEL_NAME, LABEL_RUN_ID, LABEL_SWEEP, owned_by, sweep_label
+from labkit.runners.cluster.settings import ClusterSettings
+from labkit.runners.cluster.status import JOB_NAME_LABELS, VOLCANO_GROUP, VOLCANO_JOB_LABELS, VOLCANO_VERSION, describe, describe_volcano, volcano_summary
+from labkit.hub.bodies import BodyError
+from labkit.hub.fairness import Slots
+from labkit.hub.informer import Informer
 
 logger = logging.getLogger(__name__)
 
@@ -327,7 +319,7 @@ async def serve(settings: ClusterSettings | None = None, api_client: k8s.ApiClie
     informers keep trying, ``api/health`` answers 503 with the reason meanwhile, and reads
     go to the API directly until the cache is current.
     """
-    from .handlers import make_app
+    from labkit.hub.handlers import make_app
 
     settings = settings or ClusterSettings.load()
     service = Service(settings, api_client or api.load_api_client())

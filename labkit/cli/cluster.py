@@ -1,0 +1,359 @@
+"""``labkit submit / jobs / logs / cancel / render``: the cluster face of the ``labkit`` command.
+
+The main click group (``labkit.cli.main``) offers :data:`COMMANDS`. Parameter flags are
+generated from :data:`labkit.params.FIELDS` (one ``--flag`` per field) plus
+``--params FILE.json``; cluster settings come from ``--settings FILE``,
+``$LABKIT_CLUSTER_CONFIG`` and ``LABKIT_CLUSTER_*`` variables, with ``--set key=value``
+overrides (``--set storage.nfs_server=nfs.lab.example``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from typing import Any, Callable
+
+import click
+import yaml
+
+from labkit.errors import LabkitError
+from labkit.cli.options import fail as _fail
+from labkit.cli.options import param_options, params_from_cli, read_params_file, run_id_option
+from labkit.runners.cluster.settings import ClusterSettings
+
+EXIT_FAILED = 1
+
+
+def _settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                           help="override one cluster setting, e.g. --set scheduler.queue=eeg")(command)
+    command = click.option("--settings", "settings_file", type=click.Path(dir_okay=False), default=None,
+                           help="cluster settings YAML/JSON [default: $LABKIT_CLUSTER_CONFIG, LABKIT_CLUSTER_*]")(command)
+    return click.option("--user", default=None, help="whose Jobs [default: $JUPYTERHUB_USER]")(command)
+
+
+def load_settings(settings_file: str | None, overrides: tuple[str, ...] = ()) -> ClusterSettings:
+    settings = ClusterSettings.load(settings_file)
+    if not overrides:
+        return settings
+    data = settings.to_dict()
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        target = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = _setting_value(value)
+    return ClusterSettings.from_dict(data)
+
+
+def _setting_value(text: str) -> Any:
+    """A ``--set`` value: JSON/YAML for lists and mappings, ``null`` for none, else the text itself,
+    parsed by the setting's own type (so ``--set scheduler.queue=on`` is the queue ``on``)."""
+    stripped = text.strip()
+    if stripped[:1] in ("[", "{"):
+        try:
+            return yaml.safe_load(stripped)
+        except yaml.YAMLError:
+            return text
+    return None if stripped.lower() in ("null", "none", "~") else text
+
+
+def _jobs(user: str | None, settings_file: str | None, overrides: tuple[str, ...]) -> Any:
+    from labkit.runners.cluster.jobs import ClusterJobs
+
+    return ClusterJobs(load_settings(settings_file, overrides), user)
+
+
+def _explained(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Report a labkit error in words (``labkit: ...``, its exit code), never as a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except LabkitError as err:
+            _fail(err)
+
+    return wrapper
+
+
+def _resolve(jobs: Any, name: str) -> str:
+    """Accept a Job name or a run id."""
+    if name.startswith("labkit-"):
+        return name
+    for st in jobs.list(volcano=False):
+        if st.run_id == name:
+            return st.name
+    from labkit.runners.cluster.jobs import task_run_ids
+
+    for vjob in jobs.volcano_jobs():
+        for task, run_id in zip(vjob["spec"]["tasks"], task_run_ids(vjob), strict=True):
+            if run_id == name:
+                return f"{vjob['metadata']['name']}-{task['name']}"
+    return name
+
+
+def _print_status(status: Any) -> None:
+    kind = ""
+    if status.phase == "failed" and status.infrastructure is not None:
+        kind = " [cluster problem]" if status.infrastructure else " [analysis error]"
+    click.echo(f"{status.summary()}{kind}")
+    if status.phase == "failed":
+        for line in status.events[-5:]:
+            click.echo(f"  event: {line}")
+
+
+def _table(rows: list[tuple[Any, ...]]) -> None:
+    """Columns padded to their widest cell; the last column is not padded."""
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        # the last column is left unpadded: zip stops at the widths
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + str(r[-1]))
+
+
+def _print_sweep(sweep: Any) -> None:
+    click.echo(sweep.summary())
+    _table([("RUN", "PHASE", "RUN ID", "NODE", "REASON")]
+           + [(r.name, r.phase, r.run_id, r.node or "-", r.reason) for r in sweep.runs])
+
+
+def _follow_sweep(jobs: Any, sweep_id: str, names: list[str] = ()) -> None:
+    final = jobs.watch_sweep(sweep_id, on_change=_print_status, names=names)
+    _print_sweep(final)
+    results = jobs.sweep_results(final)
+    for found in results:
+        click.echo(f"result {found.run_id} ({found.state}): {found.path}")
+    missing = sum(r.done for r in final.runs) - len(results)
+    if missing:
+        click.echo(f"labkit: {missing} result folder(s) not found under {jobs.settings.storage.local_dir()}; "
+                   "set storage.local_base_dir to where your data directory is mounted here", err=True)
+    if final.phase != "succeeded":
+        sys.exit(EXIT_FAILED)
+
+
+def _submit_sweep(jobs: Any, sweep_file: Any, values: dict[str, Any], *, volcano: bool | None,
+                  sweep_id: str | None, force: bool, min_available: int | None, wait: bool) -> None:
+    from labkit.study.sweeps import load_sets
+
+    given = {k: v for k, v in values.items() if v is not None}
+    sets = [p.replace(**given) if given else p for p in load_sets(read_params_file(sweep_file, "sweep"))]
+    sub = jobs.submit_sweep(sets, volcano=volcano, sweep_id=sweep_id, force=force, min_available=min_available)
+    for warning in sub.warnings:
+        click.echo(f"labkit: warning: {warning}", err=True)
+    todo = [r for r in sub.runs if r.existing is None]
+    if sub.kind == "volcano" and sub.name:
+        how = f"one Volcano Job {sub.name}, queue {jobs.settings.scheduler.queue or 'default'}"
+    else:
+        how = f"{len(todo)} Job{'s' if len(todo) != 1 else ''}"
+    click.echo(f"sweep {sub.sweep_id}: {len(sub.runs)} runs ({how}, namespace {jobs.namespace})")
+    for run in sub.runs:
+        if run.existing is not None:
+            click.echo(f"  already ran  run {run.run_id}: {run.existing.path}")
+        else:
+            click.echo(f"  {'attached to' if run.attached else 'submitted'}  {run.name} (run {run.run_id})")
+    if not todo:
+        click.echo("every set already ran; use --force to run them again")
+    elif wait:
+        _follow_sweep(jobs, sub.sweep_id, [r.name for r in todo] if sub.kind == "jobs" else [])
+    else:
+        click.echo(f"follow it with: labkit jobs --sweep {sub.sweep_id} --watch")
+
+
+@click.command("submit")
+@param_options
+@_settings_options
+@click.option("--force", is_flag=True, help="run again even if this parameter set already ran or was submitted")
+@run_id_option("name the result folder PreExperiment_ICA_<run-id>")
+@click.option("--sweep", "sweep_file", type=click.File("rb"), default=None, metavar="SETS.json",
+              help="submit a sweep: a JSON list of parameter sets (as the notebook form exports); "
+                   "flags override every set")
+@click.option("--volcano/--no-volcano", default=None,
+              help="a sweep as one Volcano Job [default: when scheduler.name is volcano], else one Job per set")
+@click.option("--min-available", type=click.IntRange(1), default=None,
+              help="Volcano minAvailable: how many runs of the sweep must fit at once to start "
+                   "[default: scheduler.min_available; on a hub only the admin's setting]")
+@click.option("--sweep-id", default=None, help="name the sweep [default: a hash of its sets]")
+@click.option("--wait/--no-wait", default=False, help="follow until it finishes (exit 1 if it fails)")
+@click.option("-f", "--follow", is_flag=True, help="stream the run's log while waiting (implies --wait)")
+@_explained
+def submit_cmd(params_file: Any, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
+               force: bool, run_id: str | None, sweep_file: Any, volcano: bool | None, min_available: int | None,
+               sweep_id: str | None, wait: bool, follow: bool, **values: Any) -> None:
+    """Run a parameter set (or a sweep of them) as Kubernetes Jobs on your data directory.
+
+    A set that already ran (its complete result folder is in your directory) is reported
+    instead of run again, and an identical set still on the cluster is followed, unless --force.
+    """
+    jobs = _jobs(user, settings_file, overrides)
+    if sweep_file is not None:
+        if params_file is not None or run_id:
+            raise click.UsageError("--sweep takes the sets from its file: no --params or --run-id with it")
+        _submit_sweep(jobs, sweep_file, values, volcano=volcano, sweep_id=sweep_id, force=force,
+                      min_available=min_available, wait=wait or follow)
+        return
+    sub = jobs.submit(params_from_cli(params_file, values), force=force, run_id=run_id, sweep_id=sweep_id)
+    for warning in sub.warnings:
+        click.echo(f"labkit: warning: {warning}", err=True)
+    if sub.existing is not None:
+        click.echo(f"already ran: run {sub.run_id} ({sub.existing.state}); use --force to run it again")
+        click.echo(str(sub.existing.path))
+        return
+    verb = "attached to" if sub.attached else "submitted"
+    click.echo(f"{verb} {sub.name} (run {sub.run_id}, namespace {sub.namespace})")
+    if not (wait or follow):
+        click.echo(f"follow it with: labkit logs -f {sub.name}")
+        return
+    if follow:
+        for line in jobs.logs(sub.name, follow=True):
+            click.echo(line)
+    final = jobs.watch(sub.name, on_change=_print_status if not follow else None)
+    if follow:
+        _print_status(final)
+    if final.phase == "succeeded":
+        try:
+            click.echo(str(jobs.result(final).path))
+        except LabkitError as err:
+            click.echo(f"labkit: {err}", err=True)
+    else:
+        sys.exit(EXIT_FAILED)
+
+
+@click.command("jobs")
+@_settings_options
+@click.option("--sweep", "sweep_id", default=None, help="the runs of this sweep, one row each")
+@click.option("--watch", is_flag=True, help="with --sweep: follow until every run is done (exit 1 if one fails)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@_explained
+def jobs_cmd(user: str | None, settings_file: str | None, overrides: tuple[str, ...], sweep_id: str | None,
+             watch: bool, as_json: bool) -> None:
+    """List your labkit Jobs (and Volcano sweeps) with their state."""
+    import dataclasses
+
+    jobs = _jobs(user, settings_file, overrides)
+    if watch and not sweep_id:
+        raise click.UsageError("--watch follows a sweep: give --sweep ID")
+    if sweep_id:
+        if watch:
+            _follow_sweep(jobs, sweep_id)
+            return
+        sweep = jobs.sweep_status(sweep_id)
+        if as_json:
+            click.echo(json.dumps({"sweep_id": sweep.sweep_id, "kind": sweep.kind, "name": sweep.name,
+                                   "phase": sweep.phase, "runs": [dataclasses.asdict(r) for r in sweep.runs]},
+                                  indent=2, default=str))
+        else:
+            _print_sweep(sweep)
+        return
+    statuses = jobs.list()
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(s) for s in statuses], indent=2, default=str))
+    elif not statuses:
+        click.echo("no labkit Jobs")
+    else:
+        _table([("NAME", "PHASE", "RUN ID", "CREATED", "REASON")]
+               + [(s.name, s.phase, s.run_id or (f"sweep {s.sweep_id}" if s.kind == "volcano" else "-"),
+                   s.created, s.reason) for s in statuses])
+
+
+@click.command("logs")
+@click.argument("name")
+@_settings_options
+@click.option("-f", "--follow", is_flag=True, help="keep streaming until the run ends")
+@click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .",
+              help="where local runs are: a run id found here prints its run.log, no cluster needed")
+@_explained
+def logs_cmd(name: str, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
+             follow: bool, base_dir: str) -> None:
+    """Print the log of a run: a local run by run id, else a cluster run (Job name, Volcano run name or run id)."""
+    from labkit.cli.main import print_local_log
+
+    if print_local_log(base_dir, name, follow):
+        return
+    jobs = _jobs(user, settings_file, overrides)
+    name = _resolve(jobs, name)
+    for line in jobs.logs(name, follow=follow):
+        click.echo(line)
+    if follow:
+        _print_status(jobs.run_status(name))
+
+
+@click.command("cancel")
+@click.argument("name", required=False)
+@_settings_options
+@click.option("--sweep", "sweep_id", default=None, help="cancel every run of this sweep instead")
+@click.option("--foreground", is_flag=True, help="wait for the pods to be deleted before the Job disappears")
+@_explained
+def cancel_cmd(name: str | None, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
+               sweep_id: str | None, foreground: bool) -> None:
+    """Stop and delete one of your Jobs (by Job name or run id), or a whole sweep (--sweep ID)."""
+    if bool(name) == bool(sweep_id):
+        raise click.UsageError("give a Job name (or run id), or --sweep ID")
+    jobs = _jobs(user, settings_file, overrides)
+    propagation = "Foreground" if foreground else "Background"
+    if sweep_id:
+        for cancelled in jobs.cancel_sweep(sweep_id, propagation):
+            click.echo(f"cancelled {cancelled}")
+        return
+    name = _resolve(jobs, name)
+    jobs.cancel(name, propagation)
+    click.echo(f"cancelled {name}")
+
+
+#: what ``labkit render`` mounts when no storage is configured: each user's home claim on a
+#: zero-to-jupyterhub hub (KubeSpawner's default PVC name)
+RENDER_DEFAULT_PVC = "claim-{user}"
+
+
+@click.command("render")
+@param_options
+@_settings_options
+@run_id_option("run id to put in the manifest [default: a new one]")
+@click.option("--sweep-id", default=None, help="label the Job as part of this sweep")
+@_explained
+def render_cmd(params_file: Any, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
+               run_id: str | None, sweep_id: str | None, **values: Any) -> None:
+    """Print the Job manifest for a parameter set as YAML (no cluster needed)."""
+    from labkit.runners.cluster.jobs import default_user
+    from labkit.runners.cluster.manifests import build_job, to_yaml
+
+    params = params_from_cli(params_file, values)
+    settings = load_settings(settings_file, overrides)
+    if not (settings.storage.pvc or settings.storage.nfs_server):
+        settings = load_settings(settings_file, (f"storage.pvc={RENDER_DEFAULT_PVC}", *overrides))
+        click.echo(f"labkit: no storage configured; rendered with storage.pvc={RENDER_DEFAULT_PVC} "
+                   "(zero-to-jupyterhub's home claim); set storage.nfs_server or storage.pvc", err=True)
+    manifest = build_job(params, settings, user or default_user(), run_id, sweep_id)
+    click.echo(to_yaml(manifest), nl=False)
+
+
+@click.command("hub-service")
+@click.option("--settings", "settings_file", type=click.Path(dir_okay=False), default=None,
+              help="cluster settings YAML [default: $LABKIT_CLUSTER_CONFIG, LABKIT_CLUSTER_*]")
+@_explained
+def hub_service_cmd(settings_file: str | None) -> None:
+    """Run the labkit JupyterHub service: it submits and follows Jobs for the hub's users.
+
+    Started by JupyterHub (or as its own Deployment) with JUPYTERHUB_API_URL, JUPYTERHUB_API_TOKEN,
+    JUPYTERHUB_SERVICE_PREFIX and JUPYTERHUB_SERVICE_URL set; listens on LABKIT_HUB_SERVICE_PORT
+    (default 8765). See k8s/README.md.
+    """
+    import asyncio
+    import logging
+
+    from labkit.hub.service import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = ClusterSettings.load(settings_file)
+    try:
+        asyncio.run(serve(settings))
+    except KeyboardInterrupt:
+        pass
+
+
+#: the commands the main ``labkit`` group offers from this module (imported when one is used)
+COMMANDS = (submit_cmd, jobs_cmd, logs_cmd, cancel_cmd, render_cmd, hub_service_cmd)

@@ -1,0 +1,387 @@
+"""The ``labkit`` command: a thin click layer over the Python API.
+
+Parameter sources merge in this order, later wins: the defaults (the prototype's),
+a ``--params`` JSON file, then individual flags. ``labkit entrypoint`` reads the
+prototype's environment variables instead and is what the container image runs.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from labkit import __version__
+from labkit.errors import LabkitError, RunFailed
+from labkit.cli.options import fail as _fail
+from labkit.cli.options import param_options, params_from_cli, read_params_file, run_id_option
+from labkit.params import IcaParams, check_run_id, existing_directory, whole_number
+from labkit.results.folder import FOLDER_PREFIX, LOG_FILE, REPORT_FILE
+
+
+class _Commands(click.Group):
+    """labkit's commands; the cluster ones (``labkit.cli.cluster``) are imported only when used or listed.
+
+    Importing them (YAML, manifests, settings) would add 0.04 s to the start of every ``labkit run``.
+    """
+
+    cluster = ("submit", "jobs", "logs", "cancel", "render", "hub-service")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.cluster])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.cluster:
+            from labkit.cli.cluster import COMMANDS
+
+            return {command.name: command for command in COMMANDS}[cmd_name]
+        return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Any labkit error a command lets through ends as its message and exit code, never a traceback."""
+        try:
+            return super().invoke(ctx)
+        except LabkitError as err:
+            _fail(err)
+
+
+@click.group(cls=_Commands)
+@click.version_option(__version__, prog_name="labkit")
+def main() -> None:
+    """labkit: EEG/MEG ICA runs from a parameter set to a result folder."""
+
+
+def _run_and_report(params: IcaParams, run_id: str | None, blas_threads: int, resume: bool = False,
+                   as_json: bool = False) -> None:
+    # papermill -> nbformat -> jsonschema imports the optional rfc3987_syntax URI checker, which
+    # compiles a grammar at import (1.8 s of a run here); nbformat never checks URI formats.
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    from labkit.runners.local import Cancelled, LocalRunner, terminate_on_signals
+
+    params.raw_path()  # base directory and recording exist, inside base_dir: checked before any folder is made
+    terminate_on_signals()
+    try:
+        result = LocalRunner(blas_threads=blas_threads).run(params, run_id=run_id, resume=resume)
+    except LabkitError as err:  # a failed run, a taken run id, a folder that cannot be made
+        _fail(err)
+    except Cancelled:  # pragma: no cover - signal arrived outside the run
+        sys.exit(130)
+    click.echo(json.dumps(run_summary(result)) if as_json else "\n".join(summary_lines(result)))
+    gc.freeze()  # done, every file closed: spare the exit a last collection of papermill's objects (0.1 s)
+
+
+def run_summary(result: Any) -> dict[str, Any]:
+    """What a finished run tells its caller: outcome, warnings, suspects, where the folder and report are."""
+    m = result.metrics
+    report = result.file(REPORT_FILE)
+    return {"run_id": result.run_id, "state": result.state, "outcome": result.outcome,
+            "warnings": result.warnings, "eog_suspects": m.get("eog_suspects", []),
+            "ecg_suspects": m.get("ecg_suspects", []), "path": str(result.path),
+            "report": str(report) if report.is_file() else None}
+
+
+def summary_lines(result: Any) -> list[str]:
+    """A short summary for the terminal; the result folder is the last line (scripts read it)."""
+    s = run_summary(result)
+    lines = [f"run {s['run_id']}: {s['outcome']}"]
+    lines += [f"  warning: {w}" for w in s["warnings"]]
+    suspects = "; ".join(f"{kind} {', '.join(map(str, s[kind + '_suspects'])) or 'none'}" for kind in ("eog", "ecg"))
+    lines.append(f"  suspects: {suspects}")
+    if s["report"]:
+        lines.append(f"  report: {s['report']}")
+    return [*lines, s["path"]]
+
+
+@main.command()
+@param_options
+@run_id_option("name the result folder PreExperiment_ICA_<run-id>")
+@click.option("--blas-threads", default=0, show_default=True,
+              help="BLAS threads for the ICA fit (0: one for a short recording, every core for a long one)")
+@click.option("--json", "as_json", is_flag=True, help="print the outcome as one JSON object instead of a summary")
+def run(params_file: Any, run_id: str | None, blas_threads: int, as_json: bool, **values: Any) -> None:
+    """Run one parameter set here (papermill); print its outcome, warnings, suspects and report,
+    and its result folder as the last line."""
+    _run_and_report(params_from_cli(params_file, values), run_id, blas_threads, as_json=as_json)
+
+
+@main.command()
+def entrypoint() -> None:
+    """Run from the prototype's environment variables (BASE_DIR, ICA_METHOD, ...); the image's command."""
+    params = IcaParams.from_env()
+    run_id = os.environ.get("LABKIT_RUN_ID") or None
+    # a Job's retried pod has the same LABKIT_RUN_ID: it restarts its own folder, never a complete one
+    _run_and_report(params, check_run_id(run_id, "LABKIT_RUN_ID") if run_id else None,
+                    _env_count("LABKIT_BLAS_THREADS", 1), resume=run_id is not None)
+
+
+def _env_count(name: str, default: int) -> int:
+    """A positive whole number from the environment (empty means ``default``)."""
+    text = os.environ.get(name, "").strip()
+    return whole_number(name, text, 1, 1024) if text else default
+
+
+@main.command("demo-data")
+@click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .",
+              help="directory to write labkit-demo/demo_raw.fif into")
+@click.option("--overwrite/--no-overwrite", default=False, help="regenerate even if present")
+def demo_data(base_dir: str, overwrite: bool) -> None:
+    """Write the demo recording (with its ground truth) and print its path relative to base-dir."""
+    from labkit.analysis.datasets import write_demo
+
+    path = write_demo(base_dir, overwrite=overwrite)
+    click.echo(str(Path(path).relative_to(Path(base_dir))))
+
+
+@main.command()
+@click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .")
+@click.option("--wide", is_flag=True, help="every parameter and metric (a wide table)")
+@click.option("--json", "as_json", is_flag=True, help="every column, as JSON records")
+@click.option("--csv", "as_csv", is_flag=True, help="every column, as CSV")
+def runs(base_dir: str, wide: bool, as_json: bool, as_csv: bool) -> None:
+    """List the result folders under base-dir: outcome, recording, method, fit time, suspects, why."""
+    from labkit.results.folder import list_runs
+
+    found = list_runs(existing_directory(base_dir))
+    if not (wide or as_json or as_csv):
+        click.echo(runs_lines(found) if found else f"no runs under {base_dir} (result folders are {FOLDER_PREFIX}*)")
+        return
+    from labkit.study.sweeps import table
+
+    frame = table(found)
+    if as_json:
+        click.echo(frame.reset_index().to_json(orient="records", indent=2) if found else "[]")
+    elif as_csv:
+        click.echo(frame.to_csv(), nl=False)
+    else:
+        click.echo(frame.to_string() if found else f"no runs under {base_dir}")
+
+
+def print_local_log(base_dir: str, run_id: str, follow: bool = False, poll: float = 0.5) -> bool:
+    """Print a local run's ``run.log`` (with ``follow``, until the run ends, then its outcome).
+
+    False when ``base_dir`` holds no run ``run_id`` (``labkit logs`` then asks the cluster)."""
+    import time
+
+    from labkit.results.folder import RunFolder, load_run
+
+    try:
+        folder = RunFolder(base_dir, check_run_id(run_id))
+    except LabkitError:
+        return False
+    if not folder.path.is_dir():
+        return False
+    offset = 0
+    while True:
+        try:
+            with folder.file(LOG_FILE).open("rb") as log:  # the folder may be renamed between reads
+                log.seek(offset)
+                chunk = log.read()
+        except FileNotFoundError:
+            chunk = b""
+        offset += len(chunk)
+        click.echo(chunk.decode(errors="replace"), nl=False)
+        found = load_run(folder.path)
+        if not follow or (found.state in ("succeeded", "failed") and not chunk):
+            break
+        time.sleep(poll)
+    if follow:
+        click.echo(f"run {found.run_id}: {found.outcome}{f' ({found.error})' if found.error else ''}: {found.path}")
+    return True
+
+
+#: the compact table's width: it fits a 100-column terminal
+RUNS_WIDTH = 100
+
+
+def runs_lines(found: list[Any]) -> str:
+    """One line per run, at most :data:`RUNS_WIDTH` characters (the recording's name is shortened); why a
+    run failed or what it warned about follows on an indented line."""
+    head = ("RUN ID", "OUTCOME", "RECORDING", "METHOD", "COMP", "FIT S", "SUSPECTS")
+    cells = [_run_cells(r) for r in found]
+    rows = [head] + [c[:-1] for c in cells]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    room = RUNS_WIDTH - (sum(widths) - widths[2] + 2 * (len(head) - 1))
+    widths[2] = max(min(widths[2], room), 9)
+    lines = []
+    for row, note in zip(rows, [""] + [c[-1] for c in cells], strict=True):
+        lines.append("  ".join(_cut(c, w).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if note:
+            lines.append(_cut("    " + note, RUNS_WIDTH))
+    return "\n".join(line[:RUNS_WIDTH] for line in lines)
+
+
+def _run_cells(found: Any) -> tuple[str, ...]:
+    """The compact row's cells, and the note (error, or warnings) for the line below."""
+    params, m = found.params, found.metrics
+    suspects = " ".join(f"{k}:{','.join(map(str, m[k + '_suspects']))}" for k in ("eog", "ecg")
+                        if m.get(k + "_suspects"))
+    fit = m.get("fit_time_s")
+    note = f"why: {found.error}" if found.error else "; ".join(found.warnings)
+    return (found.run_id, found.outcome, Path(params.raw_file_path).name if params else "?",
+            params.method if params else "?", str(params.n_components) if params else "?",
+            f"{fit:.2f}" if isinstance(fit, (int, float)) else "-", suspects or "-", note.replace("\n", " "))
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 3, 0)] + "..."
+
+
+@main.command("compare")
+@click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .")
+@click.option("--metric", "metrics", multiple=True,
+              help="a table column to compare (repeatable) [default: fit time and the ground-truth quality columns]")
+@click.option("--by", default="method", show_default=True, help="the column whose values are the groups")
+@click.option("--posthoc", type=click.Choice(["nemenyi", "conover"]), default="nemenyi", show_default=True)
+@click.option("--unpaired", is_flag=True, help="treat the runs as unpaired instead of blocking by recording and seed")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="also write the run table as CSV")
+@click.option("--figures", "figures_dir", type=click.Path(file_okay=False), default=None,
+              help="write box plots, critical-difference diagrams and the topomap grid here as PNG")
+def compare_runs(base_dir: str, metrics: tuple[str, ...], by: str, posthoc: str, unpaired: bool,
+                 csv_path: str | None, figures_dir: str | None) -> None:
+    """Compare the runs under base-dir: rank tests chosen by the design, effect sizes, Holm (labkit.study.compare)."""
+    from labkit.study import compare
+
+    frame = compare.table(base_dir)
+    if frame.empty:
+        raise compare.ComparisonError(f"no result folders under {base_dir}")
+    if csv_path:
+        frame.to_csv(csv_path)
+    chosen = list(metrics) or [m for m in compare.DEFAULT_METRICS if m in frame and frame[m].notna().any()]
+    result = compare.compare(frame, chosen, by, blocks=None if unpaired else compare.BLOCKS, posthoc=posthoc)
+    click.echo(result.summary())
+    click.echo("\n" + result.tests.drop(columns=["design", "blocking"]).to_string(index=False))
+    if len(result.posthoc):
+        click.echo("\n" + result.posthoc.to_string(index=False))
+    for path in compare.save_figures(frame, result, figures_dir) if figures_dir else []:
+        click.echo(f"wrote {path}")
+
+
+
+def _grid(values: tuple[str, ...]) -> dict[str, list[str]]:
+    grid = {}
+    for item in values:
+        name, sep, listed = item.partition("=")
+        if not sep or not name or not listed:
+            raise click.BadParameter(f"got {item!r}; allowed: NAME=V1,V2,... (e.g. method=fastica,picard)",
+                                     param_hint="'--grid'")
+        grid[name.strip().replace("-", "_")] = [v.strip() for v in listed.split(",")]
+    return grid
+
+
+def _seeds(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        if ":" in text:
+            start, stop = text.split(":")
+            return list(range(int(start), int(stop)))
+        return int(text) if "," not in text else [int(v) for v in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"got {text!r}; allowed: a count (30), a range (0:30) or a list (1,2,3)",
+                                 param_hint="'--seeds'") from None
+
+
+def _sweep_sets(sets_file: Any, recordings: tuple[str, ...], bids: str | None, grid: tuple[str, ...],
+                seeds: str | None, values: dict[str, Any]) -> list[IcaParams]:
+    """The sets of a sweep: a file (JSON list of sets, or a YAML/JSON study), or recordings x grid x seeds flags."""
+    from labkit.study.sweeps import expand, load_sets
+
+    given = {k: v for k, v in values.items() if v is not None}
+    if sets_file:
+        base_dir = given.get("base_dir") or str(Path(sets_file.name).parent)
+        sets = load_sets(read_params_file(sets_file, "sets"), base_dir=base_dir)
+        sets = [p.replace(**given) for p in sets] if given else sets
+        extra = {"seeds": _seeds(seeds), **_grid(grid)} if (seeds or grid) else {}
+        return [q for p in sets for q in expand(p, **extra)] if extra else sets
+    base = IcaParams(**{"base_dir": os.environ.get("BASE_DIR", "."), **given})
+    spec: Any = list(recordings) if recordings else None
+    if bids:
+        spec = [*(spec or []), {"bids": bids}]
+    return expand(base, recordings=spec, seeds=_seeds(seeds), **_grid(grid))
+
+
+@main.command()
+@click.argument("sets_file", required=False, type=click.File("rb"))
+@param_options
+@click.option("--recording", "recordings", multiple=True, help="a recording or a glob, relative to base-dir (repeat)")
+@click.option("--bids", default=None, help="a BIDS dataset under base-dir: every recording in it (mne-bids)")
+@click.option("--grid", multiple=True, help="NAME=V1,V2,...: a parameter's values to cross (repeat)")
+@click.option("--seeds", default=None, help="random_state values: a count (30), a range (0:30) or a list (1,2,3)")
+@click.option("--workers", type=click.IntRange(min=1), default=None, show_default="the cores",
+              help="runs at once, each on a warm kernel")
+@click.option("--force", is_flag=True, help="rerun every set, even those with a complete matching result")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="also write the table as CSV")
+@click.option("--cluster", is_flag=True, help="submit the sets as Kubernetes Jobs instead of running here")
+@click.option("--export", "export", type=click.Choice(["argo"]), default=None,
+              help="write the sweep as an Argo Workflow (YAML) instead of running it")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="where --export writes (stdout)")
+@click.option("--image", default=lambda: os.environ.get("LABKIT_IMAGE", "labkit:latest"),
+              show_default="$LABKIT_IMAGE or labkit:latest", help="container image for --export argo")
+def sweep(sets_file: Any, params_file: Any, recordings: tuple[str, ...], bids: str | None,
+          grid: tuple[str, ...], seeds: str | None, workers: int | None, force: bool, csv_path: str | None,
+          cluster: bool, export: str | None, output: str | None, image: str, **values: Any) -> None:
+    """Run a sweep here on warm parallel workers, resuming what is already done, and print the table.
+
+    SETS_FILE is a JSON list of parameter sets (what the notebook form exports) or a study
+    (YAML/JSON: recordings, params, grid, seeds); without it the flags make the study.
+    Flags given with a file apply to every set. A set is skipped when a complete result
+    with the same parameters and provenance exists (--force reruns); the table's
+    action/reason columns say why each set ran or was reused.
+    """
+    if params_file is not None:
+        values = {**IcaParams.from_json(read_params_file(params_file, "params")).to_dict(),
+                  **{k: v for k, v in values.items() if v is not None}}
+    sets = _sweep_sets(sets_file, recordings, bids, grid, seeds, values)
+    if export:
+        from labkit.runners.argo import sweep_workflow
+
+        text = sweep_workflow(sets, image=image).to_yaml()
+        Path(output).write_text(text) if output else click.echo(text)
+        return
+    if cluster:
+        from labkit.runners.cluster import ClusterJobs
+
+        sub = ClusterJobs().submit_sweep(sets, force=force)
+        click.echo(f"sweep {sub.sweep_id}: {len(sub.runs)} runs ({sub.kind})")
+        for r in sub.runs:
+            click.echo(f"  {'already ran' if r.existing else 'attached' if r.attached else 'submitted'}  "
+                       f"{r.name or '-'} (run {r.run_id})")
+        return
+    from labkit.study.sweeps import run_sweep
+
+    frame = run_sweep(sets, workers=workers, force=force)
+    if csv_path:
+        frame.to_csv(csv_path)
+    shown = frame.drop(columns=[c for c in ("path", "base_dir") if c in frame])
+    click.echo(shown.to_string())
+    if (frame["state"] != "succeeded").any():
+        sys.exit(RunFailed.exit_code)
+
+
+@main.group()
+def cache() -> None:
+    """The preprocessing cache under base-dir (.labkit-cache): filtered recordings shared by runs."""
+
+
+@cache.command("info")
+@click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .")
+def cache_info(base_dir: str) -> None:
+    """Where the cache is, how many entries, how many bytes of its limit (LABKIT_CACHE_MAX_BYTES)."""
+    from labkit.analysis.cache import Cache, cache_dir
+
+    for k, v in Cache(cache_dir(base_dir)).info().items():
+        click.echo(f"{k}: {v}")
+
+
+@cache.command("clear")
+@click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .")
+def cache_clear(base_dir: str) -> None:
+    """Remove every cached preprocessed recording (results are untouched)."""
+    from labkit.analysis.cache import Cache, cache_dir
+
+    click.echo(f"removed {Cache(cache_dir(base_dir)).clear()} cache entries")

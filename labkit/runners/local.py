@@ -1,0 +1,263 @@
+"""Runners execute the papermill template for a parameter set and own the run's lifecycle.
+
+:class:`Runner` is a template method: it creates the folder, records every
+outcome (success, a failing cell, a dead kernel, a cancel) in one place, and
+leaves only :meth:`Runner._execute` to subclasses. :func:`start_local` runs the
+same thing in a child process so a notebook stays responsive and can cancel it.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from importlib import resources
+from pathlib import Path
+from typing import Any, NoReturn
+
+from labkit.runners import kernel
+from labkit.results import provenance
+from labkit.results import folder as results
+from labkit.errors import LabkitError, RunFailed
+from labkit.params import IcaParams
+
+logger = logging.getLogger(__name__)
+
+#: the papermill template shipped inside the package (``notebooks/ica_run.ipynb`` links to it)
+TEMPLATE = Path(str(resources.files("labkit.runners") / "notebooks" / "ica_run.ipynb"))
+
+
+class Cancelled(BaseException):
+    """Raised in the runner when it is told to stop (SIGTERM, see :func:`terminate_on_signals`)."""
+
+
+class Runner(abc.ABC):
+    """Owns start, status, failure and completion; subclasses only execute."""
+
+    def run(self, params: IcaParams, *, run_id: str | None = None, resume: bool = False) -> results.RunResult:
+        """Run to completion and return the loaded result (failed runs raise :class:`RunFailed`).
+
+        A given ``run_id`` that already names a run is refused (:class:`results.RunIdTaken`),
+        unless ``resume`` (a retried Job pod): then its partial or failed folder restarts, and
+        a complete one is returned as it is.
+        """
+        params = params.replace(base_dir=os.path.abspath(params.base_dir))  # executors may change cwd
+        from labkit.analysis.recording import preflight
+
+        preflight(params)  # every mistake the parameters and the header reveal, before a folder or a kernel exists
+        folder = results.RunFolder.create(params, run_id, resume=resume)
+        if folder.complete:
+            logger.info("run %s is already complete (%s): not running it again", folder.run_id, folder.path)
+            return results.load_run(folder.path)
+        logger.info("run %s: %s", folder.run_id, folder.path)
+        provenance.record_current(params, folder)  # what made it: recording content, versions, image
+        results.checkpoint("queued")
+        try:
+            with folder.runner_heartbeat():  # alive on any host until the kernel takes over, and after
+                self._execute(params, folder)
+            results.checkpoint("executed")
+        except Cancelled as err:
+            _record_failure(folder, {"reason": f"cancelled: {err}", "kind": "cancelled"}, None)
+        except BaseException as err:
+            _record_failure(folder, describe_failure(err, folder), err)
+        try:
+            folder.succeed()
+        except OSError as err:
+            _record_failure(folder, describe_failure(err, folder), err)
+        return results.load_run(folder.path)
+
+    @abc.abstractmethod
+    def _execute(self, params: IcaParams, folder: results.RunFolder) -> None:
+        """Fill ``folder`` (partial) with the run's outputs; raise on failure."""
+
+
+def _record_failure(folder: results.RunFolder, failure: dict[str, Any], err: BaseException | None) -> NoReturn:
+    """Mark the folder failed and raise :class:`RunFailed` (saying so if even that could not be written)."""
+    folder.fail(**failure)  # raises OutcomeNotRecorded (a RunFailed) when the disk is full
+    raise RunFailed(f"run failed: {failure['reason']}", folder.path) from err
+
+
+def describe_failure(err: BaseException, folder: results.RunFolder | None = None) -> dict[str, Any]:
+    """A reason a researcher can act on, plus the notebook cell when a cell raised or the kernel died in one."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(err, PapermillExecutionError):
+        return {"reason": f"notebook cell {err.exec_count} raised {err.ename}: {err.evalue}",
+                "cell": err.exec_count, "ename": err.ename, "evalue": err.evalue, "kind": "notebook"}
+    name = type(err).__name__
+    if name == "DeadKernelError":
+        cell = _running_cell(folder)
+        where = (f" in notebook cell {cell['cell']} ({cell['source']})"
+                 + (f", step {cell['step']!r}" if "step" in cell else "")) if cell else ""
+        return {"reason": f"the notebook's kernel died{where} (killed, or out of memory)",
+                "kind": "infrastructure", **(cell or {})}
+    if isinstance(err, KeyboardInterrupt):
+        return {"reason": "interrupted", "kind": "cancelled"}
+    if isinstance(err, OSError) and err.strerror:
+        return {"reason": f"{name}: {err.strerror}" + (f": {err.filename}" if err.filename else ""), "kind": "labkit"}
+    return {"reason": f"{name}: {err}", "kind": "labkit"}
+
+
+def _running_cell(folder: results.RunFolder | None) -> dict[str, Any] | None:
+    """The cell a kernel died in: the last one started in the saved, partially executed notebook."""
+    if folder is None:
+        return None
+    try:
+        import nbformat
+
+        nb = nbformat.read(folder.file(results.NOTEBOOK_FILE), as_version=4)
+    except Exception:  # noqa: BLE001 - no notebook saved: the reason stays without the cell
+        return None
+    started = [c for c in nb.cells if c.cell_type == "code" and c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    if not started:
+        return None
+    cell = started[-1]
+    first = next((line for line in cell.source.splitlines() if line.strip()), "")
+    step = folder.status.get("step")
+    return {"cell": cell.get("execution_count") or nb.cells.index(cell), "source": first[:80],
+            **({"step": step} if step else {})}
+
+
+class LocalRunner(Runner):
+    """Executes the template with papermill on this machine (the embedded default)."""
+
+    def __init__(self, *, blas_threads: int = 0, kernel_name: str = kernel.HEADLESS, progress_bar: bool = False,
+                 template: Path = TEMPLATE) -> None:
+        self.blas_threads = blas_threads
+        self.kernel_name = kernel_name
+        self.progress_bar = progress_bar
+        self.template = template
+
+    def _execute(self, params: IcaParams, folder: results.RunFolder) -> None:
+        with tempfile.TemporaryDirectory(prefix="labkit-kernel-") as sockets:
+            km = kernel.start(self.kernel_name, cwd=folder.path, sockets=sockets)  # boots while papermill imports
+            try:
+                self._papermill(params, folder, km)
+            finally:
+                km.close()  # every file is closed by the last cell: kill it, don't wait for a goodbye
+
+    def _papermill(self, params: IcaParams, folder: results.RunFolder, km: Any) -> None:
+        """Execute the template into ``folder`` on the started kernel ``km`` (also used by labkit.runners.pool)."""
+        import papermill
+
+        papermill.execute_notebook(
+            str(self.template), str(folder.file(results.NOTEBOOK_FILE)),
+            parameters={**params.to_papermill(), "run_dir": str(folder.path), "blas_threads": self.blas_threads},
+            km=km,  # the notebook keeps its own kernelspec (python3) for whoever opens it later
+            progress_bar=self.progress_bar,
+            request_save_on_cell_execute=False,  # one save at the end: ~30 ms less per cell
+            engine_name=_keeping_engine(), keep_at=str(folder.file(results.NOTEBOOK_FILE)),
+        )  # no cwd=: papermill would only chdir this process; the kernel already runs in the folder
+
+
+def _keeping_engine() -> str:
+    """papermill's nbclient engine, but a notebook cut short (kernel died, cancelled) is saved as far as
+    it ran: with ``request_save_on_cell_execute=False`` papermill saves only a notebook that ends."""
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class KeepingEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, keep_at: str = "", **kwargs: Any) -> Any:
+            try:
+                return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+            except BaseException:
+                nb_man.output_path = keep_at or nb_man.output_path  # papermill's cleanup then saves it
+                raise
+
+    if "labkit" not in papermill_engines._engines:
+        papermill_engines.register("labkit", KeepingEngine)
+    return "labkit"
+
+
+def run(params: IcaParams, **kwargs: Any) -> results.RunResult:
+    """Run one parameter set here with papermill; the Python face of ``labkit run``."""
+    return LocalRunner().run(params, **kwargs)
+
+
+def terminate_on_signals() -> None:
+    """Turn SIGTERM into :class:`Cancelled`, so a killed ``labkit run`` still marks its folder failed."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Cancelled(f"received {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+class LocalProcess:
+    """A ``labkit run`` in a child process: poll its status, tail its log, cancel it."""
+
+    def __init__(self, params: IcaParams, run_id: str | None = None) -> None:
+        self.params = params = params.replace(base_dir=os.path.abspath(params.base_dir))
+        self.run_id = run_id or results.new_run_id(params)
+        self.folder = results.RunFolder(params.base_dir, self.run_id)
+        # the child's own output (papermill, kernel) goes to a file (a pipe nobody reads would block it)
+        # in a private directory (0700, unpredictable name): no other user can read it or plant a symlink
+        self._private = tempfile.mkdtemp(prefix="labkit-run-")
+        self.output_path = Path(self._private) / "output.txt"
+        weakref.finalize(self, shutil.rmtree, self._private, ignore_errors=True)
+        with self.output_path.open("x") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "labkit", "run", "--params", "-", "--run-id", self.run_id],
+                stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True,
+                env={**os.environ, "MPLBACKEND": "Agg"},
+            )
+        assert self.process.stdin is not None
+        self.process.stdin.write(params.to_json())
+        self.process.stdin.close()
+
+    @property
+    def path(self) -> Path:
+        return self.folder.path
+
+    def done(self) -> bool:
+        return self.process.poll() is not None
+
+    def state(self) -> str:
+        if not self.path.exists():
+            return "queued" if not self.done() else "failed"
+        return results.load_run(self.path).state if self.done() else self.folder.status.get("state", "queued")
+
+    def step(self) -> str:
+        return str(self.folder.status.get("step", ""))
+
+    def log_tail(self, n: int = 20) -> str:
+        try:
+            lines = self.folder.file(results.LOG_FILE).read_text().splitlines()
+        except FileNotFoundError:
+            return ""
+        return "\n".join(lines[-n:])
+
+    def output_tail(self, n: int = 20) -> str:
+        """The last lines the child printed (useful when it failed before its log existed)."""
+        try:
+            return "\n".join(self.output_path.read_text(errors="replace").splitlines()[-n:])
+        except FileNotFoundError:
+            return ""
+
+    def cancel(self) -> None:
+        """Ask the run to stop; it marks its folder failed ("cancelled") before exiting."""
+        if not self.done():
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float | None = None) -> results.RunResult:
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise LabkitError(f"Run {self.run_id} still running after {timeout} s") from None
+        deadline = time.monotonic() + 5
+        while not self.path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return results.load_run(self.path)
+
+
+def start_local(params: IcaParams, *, run_id: str | None = None) -> LocalProcess:
+    """Start a run in a child process and return at once."""
+    return LocalProcess(params, run_id)
+

@@ -1,0 +1,310 @@
+"""Sweeps and studies: many parameter sets, run in parallel on warm kernels, resumed, then compared.
+
+A study is recordings (a list, a glob, or a BIDS dataset) x a parameter grid x seeds
+(:class:`Study`, :func:`expand`). :func:`run_sweep` plans before it runs: a set whose
+complete result is already in the directory with the same provenance (recording
+content, labkit/MNE/picard versions, image; :mod:`labkit.results.provenance`) is reused, any
+other is run, and the reason is shown for each. Runs go to a :class:`~labkit.runners.pool.PoolRunner`
+(warm kernels, one per core); a failing or crashing run is recorded and the others go on.
+
+Stochastic methods should be run with many seeds (about 30); the statistics and
+figures that compare the runs live in :mod:`labkit.study.compare` (``compare`` and
+``plot`` are re-exported here).
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from labkit.results import provenance
+from labkit.study.compare import compare, plot  # noqa: F401 - re-exported: their home is labkit.study.compare
+from labkit.errors import LabkitError, ParameterError, RunFailed
+from labkit.params import FIELD_BY_NAME, IcaParams, read_document, sets_from_text
+from labkit.results.folder import PARTIAL, RunFolder, RunResult, list_runs, load_run, pid_alive
+
+logger = logging.getLogger(__name__)
+
+#: file extensions of the recordings a BIDS dataset is searched for
+BIDS_EXTENSIONS = (".fif", ".vhdr", ".edf", ".bdf", ".set", ".mff", ".con", ".sqd", ".ds")
+
+
+# -- what to run ---------------------------------------------------------------------------------------------------
+def find_recordings(base_dir: str | os.PathLike, spec: str | Mapping[str, Any] | Sequence[Any]) -> list[str]:
+    """Recordings (paths relative to ``base_dir``) from a path, a glob, ``{"bids": root, **filters}``, or a list."""
+    base = Path(base_dir)
+    if isinstance(spec, Mapping):
+        return _bids_recordings(base, spec)
+    if not isinstance(spec, str):
+        return [path for item in spec for path in find_recordings(base, item)]
+    if glob.has_magic(spec):
+        found = sorted(os.path.relpath(p, base) for p in glob.glob(str(base / spec), recursive=True))
+        if not found:
+            raise ParameterError("recordings", spec, f"a pattern matching recordings under {base}")
+        return found
+    return [spec]
+
+
+def _bids_recordings(base: Path, spec: Mapping[str, Any]) -> list[str]:
+    import mne_bids
+
+    filters = {k: v for k, v in spec.items() if k != "bids"}
+    root = base / str(spec["bids"])
+    allowed = ("subjects", "sessions", "tasks", "acquisitions", "runs", "processings", "recordings", "spaces",
+               "splits", "descriptions", "suffixes", "extensions", "datatypes")
+    unknown = sorted(set(filters) - set(allowed))
+    if unknown:
+        raise ParameterError(f"recordings.{unknown[0]}", filters[unknown[0]], "one of " + ", ".join(allowed))
+    filters.setdefault("extensions", list(BIDS_EXTENSIONS))
+    paths = mne_bids.find_matching_paths(root, **filters)
+    found = sorted({os.path.relpath(p.fpath, base) for p in paths if p.suffix not in ("scans", "channels", "events")})
+    if not found:
+        raise ParameterError("recordings", dict(spec), f"a BIDS dataset with recordings under {root}")
+    return found
+
+
+def expand(base: IcaParams, *, recordings: Any = None, seeds: Iterable[int] | int | None = None,
+           **grid: Sequence[Any]) -> list[IcaParams]:
+    """Every combination of recordings x grid x seeds over ``base``.
+
+    ``expand(base, recordings="sub-*/eeg/*.vhdr", method=[...], seeds=30)``; ``recordings``
+    as in :func:`find_recordings`, ``seeds`` a count or the seeds themselves (``random_state``).
+    """
+    sets = [base]
+    axes: dict[str, Sequence[Any]] = {}
+    if recordings is not None:
+        axes["raw_file_path"] = find_recordings(base.base_dir, recordings)
+    axes.update(grid)
+    if seeds is not None:
+        axes["random_state"] = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    for name, values in axes.items():
+        if name not in FIELD_BY_NAME or name == "base_dir":
+            raise ParameterError(name, list(values), "a parameter name: " + ", ".join(FIELD_BY_NAME))
+        sets = [p.replace(**{name: v}) for p in sets for v in values]
+    return sets
+
+
+@dataclass
+class Study:
+    """Recordings x grid x seeds, as Python, or a YAML/JSON study file::
+
+        base_dir: /userdata            # optional (the CLI's --base-dir, $BASE_DIR, else the file's folder)
+        recordings: ["sub-*/eeg/*.vhdr"]   # or {bids: bids_root, datatypes: eeg, tasks: rest}
+        params: {n_components: 20, crop_tmax: 60}
+        grid: {method: [fastica, picard, infomax]}
+        seeds: 30                      # or a list of seeds
+    """
+
+    base: IcaParams
+    recordings: Any = None
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    seeds: Any = None
+
+    def sets(self) -> list[IcaParams]:
+        return expand(self.base, recordings=self.recordings, seeds=self.seeds, **self.grid)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], base_dir: str | None = None) -> "Study":
+        unknown = sorted(set(data) - {"base_dir", "recordings", "params", "grid", "seeds"})
+        if unknown:
+            raise ParameterError(unknown[0], data[unknown[0]], "one of base_dir, recordings, params, grid, seeds")
+        params = dict(data.get("params") or {})
+        params["base_dir"] = str(data.get("base_dir") or base_dir or params.get("base_dir")
+                                 or os.environ.get("BASE_DIR") or ".")
+        grid = data.get("grid") or {}
+        if not isinstance(grid, Mapping) or not all(isinstance(v, list) for v in grid.values()):
+            raise ParameterError("grid", grid, "a mapping of parameter names to lists of values")
+        return cls(IcaParams.from_dict(params, "params"), data.get("recordings"), dict(grid), data.get("seeds"))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, base_dir: str | None = None) -> "Study":
+        data = read_document(Path(path).read_bytes(), "study")
+        if not isinstance(data, Mapping):
+            raise ParameterError("study", str(path), "a mapping of recordings, params, grid, seeds")
+        return cls.from_dict(data, base_dir or str(Path(path).parent))
+
+
+#: the keys that make a sweep file a study rather than a list of sets
+STUDY_KEYS = {"recordings", "grid", "seeds"}
+
+
+def load_sets(text: str | bytes, base_dir: str | None = None) -> list[IcaParams]:
+    """A JSON/YAML list of parameter sets (what the notebook form exports; see :func:`params.sets_from_text`),
+    or a study (a mapping with recordings, grid or seeds; :class:`Study`)."""
+    data = read_document(text, "sets")
+    if isinstance(data, Mapping) and set(data) & STUDY_KEYS:
+        return Study.from_dict(data, base_dir).sets()
+    return sets_from_text(text)
+
+
+# -- plan: run, or reuse a matching result -------------------------------------------------------------------------
+@dataclass
+class Decision:
+    """What a sweep does with one set, and why (shown in the table and the log)."""
+
+    params: IcaParams
+    action: str  # "run" or "reuse"
+    reason: str
+    existing: RunResult | None = None
+
+
+def plan(sets: Iterable[IcaParams], *, force: bool = False) -> list[Decision]:
+    """Decide per distinct set: reuse a complete result whose provenance matches, else run (resume by default)."""
+    distinct: dict[tuple[str, str], IcaParams] = {}
+    for params in sets:
+        params = params.replace(base_dir=os.path.abspath(params.base_dir))
+        distinct.setdefault((params.base_dir, params.digest), params)
+    found: dict[str, dict[str, list[RunResult]]] = {}
+    decisions = []
+    for (base, digest), params in distinct.items():
+        if base not in found:
+            found[base] = _runs_by_digest(base)
+        decisions.append(_decide(params, found[base].get(digest, []), force))
+    return decisions
+
+
+def _runs_by_digest(base: str) -> dict[str, list[RunResult]]:
+    out: dict[str, list[RunResult]] = {}
+    if not os.path.isdir(base):
+        return out
+    for run in list_runs(base):
+        _finish_abandoned(run)
+        if run.params is not None:
+            out.setdefault(run.params.digest, []).append(run)
+    return out
+
+
+def _finish_abandoned(run: RunResult) -> None:
+    """A partial run whose process or sweep is gone (killed) is marked failed and renamed, so it is rerun
+    and never read as running (its orphaned kernel, if any, exits with its parent: ipykernel's poller)."""
+    if not run.path.name.endswith(PARTIAL):
+        return
+    runner, host = run.status.get("runner_pid"), run.status.get("host", socket.gethostname())
+    sweep_gone = isinstance(runner, int) and host == socket.gethostname() and not pid_alive(runner)
+    if run.state == "failed" or sweep_gone:
+        folder = RunFolder(run.path.parent, run.run_id)
+        folder.fail(f"interrupted: {run.error if run.state == 'failed' else 'the sweep running it stopped (killed?)'}",
+                    kind="cancelled")
+        run.status, run.path = folder.status, folder.path
+
+
+def _decide(params: IcaParams, runs: list[RunResult], force: bool) -> Decision:
+    if force:
+        return Decision(params, "run", "--force: rerun")
+    try:
+        now = provenance.current(params)
+    except (OSError, LabkitError) as err:
+        return Decision(params, "run", f"recording unreadable ({err}): run to record why")
+    done = [r for r in runs if r.state == "succeeded"][::-1]  # newest first
+    whys = [provenance.mismatch(provenance.recorded(run.path), now) for run in done]
+    for run, why in zip(done, whys, strict=True):
+        if why is None:
+            return Decision(params, "reuse", f"complete result {run.run_id}: same parameters and provenance", run)
+    if done:
+        return Decision(params, "run", f"result {done[0].run_id} is stale: {whys[0]}")
+    running = [r for r in runs if r.state == "running"]
+    if running:
+        return Decision(params, "reuse", f"running now as {running[-1].run_id} (another sweep)", running[-1])
+    failed = [r for r in runs if r.state == "failed"]
+    if failed:
+        return Decision(params, "run", f"rerun: {failed[-1].run_id} failed ({failed[-1].error})")
+    return Decision(params, "run", "no result yet")
+
+
+# -- run -----------------------------------------------------------------------------------------------------------
+def run_sweep(sets: Iterable[IcaParams], runner: Any = None, *, workers: int | None = None, force: bool = False,
+              progress: bool = True, on_row: Callable[[dict[str, Any], int, int], None] | None = None
+              ) -> pd.DataFrame:
+    """Run every set not already done (``force``: all), ``workers`` at a time; one row per set.
+
+    A failure (a cell raising, a dead kernel, a folder that cannot be made) is a row with
+    state ``failed`` and its reason; the sweep goes on. ``action``/``reason`` say why a set
+    was run or reused. ``on_row(row, done, total)`` is told of each finished run (the notebook form's progress).
+    """
+    from labkit.runners.pool import PoolRunner, default_workers
+
+    decisions = plan(sets, force=force)
+    for d in decisions:
+        logger.info("sweep: %s %s (%s): %s", d.action, d.params.digest, d.params.raw_file_path, d.reason)
+    todo = [d for d in decisions if d.action == "run"]
+    rows: dict[int, dict[str, Any]] = {i: _row_of(d, d.existing) for i, d in enumerate(decisions) if d.existing}
+    workers = max(1, min(workers or default_workers(), len(todo) or 1))
+    own = runner is None
+    runner = runner or PoolRunner(workers)
+    lock = threading.Lock()
+    failed = 0
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="labkit-sweep") as pool, \
+                tqdm(total=len(todo), desc="ICA sweep", unit="run", disable=not progress) as bar:
+            futures = {pool.submit(_run_one, runner, d): i for i, d in enumerate(decisions) if d.action == "run"}
+            for future in as_completed(futures):
+                row = future.result()
+                with lock:
+                    rows[futures[future]] = row
+                    failed += row["state"] != "succeeded"
+                bar.set_postfix(failed=failed, refresh=False)
+                bar.update()
+                if on_row is not None:
+                    on_row(row, sum(1 for f in futures if f.done()), len(todo))
+    finally:
+        if own:
+            runner.close()
+    frame = pd.DataFrame([rows[i] for i in sorted(rows)])
+    return frame.set_index("run_id") if len(frame) else frame
+
+
+def _run_one(runner: Any, decision: Decision) -> dict[str, Any]:
+    try:
+        return _row_of(decision, runner.run(decision.params))
+    except RunFailed as err:
+        logger.warning("sweep: %s", err)
+        if err.folder is not None:
+            return _row_of(decision, load_run(err.folder))
+        error = str(err)
+    except (LabkitError, OSError) as err:  # e.g. the base directory cannot be made
+        logger.warning("sweep: set %s not run: %s", decision.params.digest, err)
+        error = f"{type(err).__name__}: {err}"
+    out: dict[str, Any] = {"run_id": f"not-run-{decision.params.digest}", "state": "failed", "error": error}
+    out.update({k: v for k, v in decision.params.to_dict().items() if k != "base_dir"})
+    return {**out, "path": None, "action": decision.action, "reason": decision.reason}
+
+
+def _row_of(decision: Decision, found: RunResult) -> dict[str, Any]:
+    return {**row(found), "action": "ran" if decision.action == "run" else "reused", "reason": decision.reason}
+
+
+def row(found: RunResult) -> dict[str, Any]:
+    """One run as a flat row: parameters, state and the metrics worth comparing."""
+    out: dict[str, Any] = {"run_id": found.run_id, "state": found.state, "error": found.error}
+    if found.params is not None:
+        out.update({k: v for k, v in found.params.to_dict().items() if k != "base_dir"})
+    m = found.metrics
+    for key in ("fit_time_s", "n_iter", "converged", "explained_variance", "n_channels", "n_samples"):
+        out[key] = m.get(key)
+    for kind in ("eog", "ecg"):
+        scores = m.get(f"{kind}_scores")
+        out[f"{kind}_best_score"] = float(np.nanmax(np.abs(scores))) if scores else None
+        out[f"{kind}_suspects"] = len(m.get(f"{kind}_suspects", [])) if scores else None
+    out["path"] = str(found.path)
+    return out
+
+
+def table(found: Iterable[RunResult]) -> pd.DataFrame:
+    rows = [row(f) for f in found]
+    return pd.DataFrame(rows).set_index("run_id") if rows else pd.DataFrame()
+
+
+def runs_table(base_dir: str | os.PathLike) -> pd.DataFrame:
+    """Every run under ``base_dir``, indexed by run id."""
+    return table(list_runs(base_dir))
