@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from labkit.runners.cluster.jobs import describe
+from labkit.runners.cluster.status import describe
 
 JOB = {"metadata": {"name": "labkit-anna-abc", "namespace": "ns",
                     "labels": {"labkit.io/run-id": "r1", "labkit.io/owner": "anna", "labkit.io/digest": "abc"}},

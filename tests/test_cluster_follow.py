@@ -18,7 +18,7 @@ from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir  # no
 from test_cluster_jobs import JOBS_PATH, Sleeps, follow, jobs_for, runs_then_completes
 
 from labkit.runners.cluster.errors import ClusterUnavailable
-from labkit.runners.cluster.jobs import JobStatus
+from labkit.runners.cluster.status import JobStatus
 from labkit.params import IcaParams
 
 pytestmark = pytest.mark.timeout(30)

@@ -18,7 +18,8 @@ import pytest
 from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir  # noqa: F401 (fixtures)
 
 from labkit.runners.cluster.errors import ClusterError, ClusterForbidden, ClusterUnavailable, NotYourJob
-from labkit.runners.cluster.jobs import ClusterJobs, JobPendingTooLong, JobStatus
+from labkit.runners.cluster.jobs import ClusterJobs
+from labkit.runners.cluster.status import JobPendingTooLong, JobStatus
 from labkit.runners.cluster.manifests import LABEL_OWNER, LABEL_RUN_ID
 from labkit.runners.cluster.settings import ClusterSettings
 from labkit.params import IcaParams

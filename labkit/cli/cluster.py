@@ -89,7 +89,7 @@ def _resolve(jobs: Any, name: str) -> str:
     for st in jobs.list(volcano=False):
         if st.run_id == name:
             return st.name
-    from labkit.runners.cluster.jobs import task_run_ids
+    from labkit.runners.cluster.status import task_run_ids
 
     for vjob in jobs.volcano_jobs():
         for task, run_id in zip(vjob["spec"]["tasks"], task_run_ids(vjob), strict=True):

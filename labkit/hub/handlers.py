@@ -30,8 +30,10 @@ from typing import Any, Awaitable, Callable, Iterator
 from tornado import iostream, web
 
 from labkit.runners.cluster.errors import ClusterConflict, ClusterError, ClusterNotFound, ClusterUnavailable, NotYourJob
-from labkit.runners.cluster.jobs import JobPendingTooLong, JobStatus, Submission
-from labkit.runners.cluster.manifests import LABEL_DIGEST, LABEL_RUN_ID, check_run_id, is_dns_label, is_label_value
+from labkit.runners.cluster.jobs import Submission
+from labkit.runners.cluster.status import JobPendingTooLong, JobStatus
+from labkit.runners.cluster.manifests import LABEL_DIGEST, LABEL_RUN_ID, check_run_id
+from labkit.runners.cluster.names import is_dns_label, is_label_value
 from labkit.errors import LabkitError, ParameterError
 from labkit.results.folder import FOLDER_PREFIX
 from labkit.hub.bodies import BodyError, SubmitBody, SweepBody, TooLarge, params_from, parse

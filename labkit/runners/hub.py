@@ -1,9 +1,10 @@
-"""The notebook and CLI side of hub mode: :class:`HubJobs`, ClusterJobs' interface over the labkit service.
+"""The notebook and CLI side of hub mode: runs through the lab hub's labkit service.
 
-``ClusterJobs()`` returns a :class:`HubJobs` when it runs on a hub with the labkit service
-(:func:`hub_service_url`): the user's JupyterHub token (``$JUPYTERHUB_API_TOKEN``) goes
-with every request and the service decides everything else. Results are read from the
-user's own directory, which the hub mounts here, exactly as in direct mode.
+:class:`HubJobs` speaks the service's HTTP API (the same operations :class:`ClusterJobs`
+does against Kubernetes, no code shared by inheritance); :class:`HubBackend` is it behind
+the runs interface. The user's JupyterHub token (``$JUPYTERHUB_API_TOKEN``) goes with every
+request and the service decides everything else. Results are read from the user's own
+directory, which the hub mounts here, exactly as in direct mode (:mod:`~labkit.runners.cluster.userdir`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,25 @@ from urllib.parse import quote, urlencode
 
 import urllib3
 
-from labkit.runners.cluster.errors import ClusterConflict, ClusterError, ClusterForbidden, ClusterNotFound, ClusterUnavailable
-from labkit.runners.cluster.follow import FollowClock
-from labkit.runners.cluster.jobs import ClusterJobs, JobPendingTooLong, JobStatus, Submission, SweepStatus, SweepSubmission
-from labkit.runners.cluster.settings import ClusterSettings
 from labkit.errors import LabkitError, ParameterError
 from labkit.params import IcaParams
-from labkit.results.folder import new_run_id
+from labkit.results.folder import RunResult, new_run_id
+from labkit.runners.cluster.errors import (
+    ClusterConflict,
+    ClusterError,
+    ClusterForbidden,
+    ClusterNotFound,
+    ClusterUnavailable,
+)
+from labkit.runners.cluster.follow import FollowClock
+from labkit.runners.cluster.jobs import (
+    ClusterJobs,
+    Submission,
+    SweepSubmission,
+)
+from labkit.runners.cluster.settings import ClusterSettings
+from labkit.runners.cluster.status import JobPendingTooLong, JobStatus, SweepStatus
+from labkit.runners.cluster.userdir import ResultsHere, run_to_result
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +73,8 @@ def hub_service_url(environ: dict[str, str] | None = None) -> str | None:
     return model["url"].rstrip("/") + "/" + str(model.get("prefix") or "/services/labkit/").strip("/") + "/"
 
 
-class HubJobs(ClusterJobs):
-    """One user's labkit runs through the hub service; the same methods as :class:`ClusterJobs`."""
+class HubJobs:
+    """One user's labkit runs through the hub service; the operations of :class:`ClusterJobs`, over HTTP."""
 
     def __init__(self, settings: ClusterSettings | None = None, user: str | None = None, api_client: Any = None, *,
                  sleep: Callable[[float], None] = time.sleep, poll_interval: float | None = None,
@@ -77,6 +90,7 @@ class HubJobs(ClusterJobs):
         self.namespace = ""
         self.sleep = sleep
         self.user_dir_here = user_dir_here
+        self.here = ResultsHere(self.settings, user_dir_here)
         self.poll_interval = poll_interval if poll_interval is not None else 30.0
         self.watch_state: dict[str, Any] = {}
         self.http = urllib3.PoolManager(retries=False)
@@ -236,6 +250,27 @@ class HubJobs(ClusterJobs):
         finally:
             resp.release_conn()
 
+    # -- results (read from the user's directory, mounted here) -----------------------------------
+    def completed(self, params: IcaParams) -> RunResult | None:
+        return self.here.completed([params])[params.digest]
+
+    def _completed(self, sets: Sequence[IcaParams]) -> dict[str, RunResult | None]:
+        return self.here.completed(sets)
+
+    def result(self, name_or_status: str | JobStatus, local_base_dir: str | os.PathLike | None = None) -> RunResult:
+        st = name_or_status if isinstance(name_or_status, JobStatus) else self.status(name_or_status)
+        return self.here.result(st.run_id, local_base_dir)
+
+    def sweep_results(self, sweep: str | SweepStatus) -> list[RunResult]:
+        return self.here.sweep_results(sweep if isinstance(sweep, SweepStatus) else self.sweep_status(sweep))
+
+    def run(self, params: IcaParams, *, force: bool = False,
+            on_change: Callable[[JobStatus], None] | None = None) -> RunResult:
+        """Submit (or attach), follow to the end and return the result folder like a local run."""
+        return run_to_result(self, params, force=force, on_change=on_change)
+
+    volcano_task = staticmethod(ClusterJobs.volcano_task)
+
     # -- manage ----------------------------------------------------------------------------------
     def cancel(self, name: str, propagation: str = "Background") -> None:
         self.request("DELETE", f"api/runs/{quote(name, safe='')}", repeatable=True)
@@ -295,3 +330,10 @@ def _sweep(data: dict[str, Any]) -> SweepStatus:
 def _submission(data: dict[str, Any]) -> Submission:
     return Submission(data["name"], data.get("namespace", ""), data["run_id"], bool(data.get("attached")), {},
                       tuple(data.get("warnings") or ()))
+
+
+def HubBackend(url: str | None = None, token: str | None = None, **kwargs: Any) -> Any:  # noqa: N802 - a factory
+    """The lab hub's labkit service behind the runs interface (it submits for you)."""
+    from labkit.runners.cluster.backend import JobsBackend
+
+    return JobsBackend(HubJobs(url=url, token=token, **kwargs), "hub")

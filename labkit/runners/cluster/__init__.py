@@ -18,7 +18,14 @@ Modules, by concern:
 
 from __future__ import annotations
 
-from labkit.runners.cluster.errors import ClusterConflict, ClusterError, ClusterForbidden, ClusterNotFound, ClusterUnavailable, NotYourJob
+from labkit.runners.cluster.errors import (
+    ClusterConflict,
+    ClusterError,
+    ClusterForbidden,
+    ClusterNotFound,
+    ClusterUnavailable,
+    NotYourJob,
+)
 from labkit.runners.cluster.manifests import build_job, build_volcano_job, job_name, sanitize_name
 from labkit.runners.cluster.settings import ClusterSettings
 

@@ -23,7 +23,14 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from labkit.runners.cluster.errors import ClusterConflict, ClusterError, ClusterForbidden, ClusterGone, ClusterNotFound, ClusterUnavailable
+from labkit.runners.cluster.errors import (
+    ClusterConflict,
+    ClusterError,
+    ClusterForbidden,
+    ClusterGone,
+    ClusterNotFound,
+    ClusterUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 

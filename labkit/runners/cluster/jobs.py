@@ -17,15 +17,52 @@ from typing import Any, Callable, Sequence
 
 from kubernetes import client as k8s
 
-from labkit.errors import LabkitError
 from labkit.params import IcaParams
-from labkit.results.folder import RunResult, find_run, list_runs, new_run_id
+from labkit.results.folder import RunResult, new_run_id
 from labkit.runners.cluster import api
-from labkit.runners.cluster.errors import ClusterConflict, ClusterError, ClusterForbidden, ClusterNotFound, NotYourJob, SettingsError
+from labkit.runners.cluster.errors import (
+    ClusterConflict,
+    ClusterError,
+    ClusterForbidden,
+    ClusterNotFound,
+    NotYourJob,
+    SettingsError,
+)
 from labkit.runners.cluster.follow import Following, _selector
-from labkit.runners.cluster.manifests import APP, CONTAINER, LABEL_NAME, LABEL_RUN_ID, LABEL_SWEEP, build_job, build_volcano_job, check_run_id, cluster_params, default_sweep_id, job_name, owned_by, owner_label, owner_selector, short_hash, sweep_label, version_mismatch
+from labkit.runners.cluster.manifests import (
+    APP,
+    CONTAINER,
+    LABEL_NAME,
+    LABEL_RUN_ID,
+    LABEL_SWEEP,
+    build_job,
+    build_volcano_job,
+    check_run_id,
+    default_sweep_id,
+    job_name,
+    owned_by,
+    owner_label,
+    owner_selector,
+    short_hash,
+    sweep_label,
+    version_mismatch,
+)
 from labkit.runners.cluster.settings import ClusterSettings
-from labkit.runners.cluster.status import JOB_NAME_LABELS, PHASES, VOLCANO_GROUP, VOLCANO_JOB_LABELS, VOLCANO_TASK_LABELS, VOLCANO_VERSION, JobPendingTooLong, JobStatus, SweepStatus, _label, describe, describe_volcano, task_run_ids, volcano_summary
+from labkit.runners.cluster.status import (
+    JOB_NAME_LABELS,
+    VOLCANO_GROUP,
+    VOLCANO_JOB_LABELS,
+    VOLCANO_TASK_LABELS,
+    VOLCANO_VERSION,
+    JobStatus,
+    SweepStatus,
+    _label,
+    describe,
+    describe_volcano,
+    task_run_ids,
+    volcano_summary,
+)
+from labkit.runners.cluster.userdir import ResultsHere, run_to_result
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +129,6 @@ class ClusterJobs(Following):
     pointing at an emulator. ``sleep`` is what retries wait with.
     """
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "ClusterJobs":
-        """On a hub with the labkit service (and no explicit API client), the service's backend."""
-        if cls is ClusterJobs and kwargs.get("api_client") is None and len(args) < 3:
-            from labkit.runners.hub import HubJobs, hub_service_url
-
-            if hub_service_url():
-                return super().__new__(HubJobs)
-        return super().__new__(cls)
-
     def __init__(self, settings: ClusterSettings | None = None, user: str | None = None,
                  api_client: k8s.ApiClient | None = None, *, sleep: Callable[[float], None] = time.sleep,
                  poll_interval: float | None = None, user_dir_here: bool = True) -> None:
@@ -115,6 +143,7 @@ class ClusterJobs(Following):
         self.sleep = sleep
         #: False in the hub service: the user's directory is not mounted there, so results are not looked up
         self.user_dir_here = user_dir_here
+        self.here = ResultsHere(self.settings, user_dir_here)
         #: diagnostics of the last :meth:`watch`: how often its stream was renewed or re-listed (410)
         self.watch_state: dict[str, Any] = {}
         #: the longest a watch request is kept open before the state is re-read
@@ -188,13 +217,28 @@ class ClusterJobs(Following):
 
     def result_status(self, run_id: str) -> dict[str, Any] | None:
         """The result folder's status.json, if the user's directory is visible here."""
-        base = self.settings.storage.local_dir()
-        if not run_id or not self.user_dir_here or not base.is_dir():
-            return None
-        try:
-            return find_run(base, run_id).status
-        except LabkitError:
-            return None
+        return self.here.status(run_id)
+
+    def completed(self, params: IcaParams) -> RunResult | None:
+        """The newest succeeded result folder of this very parameter set in the user's directory, if any."""
+        return self.here.completed([params])[params.digest]
+
+    def _completed(self, sets: Sequence[IcaParams]) -> dict[str, RunResult | None]:
+        return self.here.completed(sets)
+
+    def run(self, params: IcaParams, *, force: bool = False,
+            on_change: Callable[[JobStatus], None] | None = None) -> RunResult:
+        """Submit (or attach), follow to the end and return the result folder like a local run."""
+        return run_to_result(self, params, force=force, on_change=on_change)
+
+    def sweep_results(self, sweep: str | SweepStatus) -> list[RunResult]:
+        """The result folders of a sweep's finished runs that are in the user's directory (any state)."""
+        return self.here.sweep_results(sweep if isinstance(sweep, SweepStatus) else self.sweep_status(sweep))
+
+    def result(self, name_or_status: str | JobStatus, local_base_dir: str | os.PathLike | None = None) -> RunResult:
+        """The finished run's result folder, loaded exactly like a local run's."""
+        st = name_or_status if isinstance(name_or_status, JobStatus) else self.status(name_or_status)
+        return self.here.result(st.run_id, local_base_dir)
 
     # -- submit ----------------------------------------------------------------
     def render(self, params: IcaParams, *, force: bool = False, run_id: str | None = None,
@@ -268,33 +312,6 @@ class ClusterJobs(Following):
             except ClusterNotFound:
                 return
             self.sleep(0.2)
-
-    def completed(self, params: IcaParams) -> RunResult | None:
-        """The newest succeeded result folder of this very parameter set in the user's directory, if any.
-
-        Looks in ``storage.local_base_dir`` (else ``$BASE_DIR``, else home): the user's NFS
-        directory as mounted here. A set matches by digest as submitted and as the pod saw
-        it (``base_dir`` is not part of the digest; an absolute recording path becomes relative).
-        """
-        return self._completed([params])[params.digest]
-
-    def _completed(self, sets: Sequence[IcaParams]) -> dict[str, RunResult | None]:
-        """:meth:`completed` for many sets, reading the user's directory once."""
-        base = self.settings.storage.local_dir()
-        newest: dict[str, RunResult] = {}
-        for run in list_runs(base) if self.user_dir_here and base.is_dir() else []:  # oldest first: newest wins
-            if run.params is not None and run.state == "succeeded":
-                newest[run.params.digest] = run
-        out: dict[str, RunResult | None] = {}
-        for params in sets:
-            digests = [params.digest]
-            try:
-                digests.append(cluster_params(params, self.settings).digest)
-            except SettingsError:
-                pass
-            found = [newest[d] for d in digests if d in newest]
-            out[params.digest] = max(found, key=lambda r: r.path.name) if found else None
-        return out
 
     def submit_sweep(self, params_list: Sequence[IcaParams], *, volcano: bool | None = None,
                      sweep_id: str | None = None, force: bool = False, min_available: int | None = None,
@@ -511,54 +528,3 @@ class ClusterJobs(Following):
             out.append(volcano_summary(vjob, self.volcano_pods(vjob["metadata"]["name"])))
         return sorted(out, key=lambda s: (s.created, s.name), reverse=True)
 
-    # -- results ----------------------------------------------------------------
-    def run(self, params: IcaParams, *, force: bool = False,
-            on_change: Callable[[JobStatus], None] | None = None) -> RunResult:
-        """Submit (or attach), follow to the end and return the result folder like a local run.
-
-        For notebooks: ``ClusterJobs().run(params)`` displays inline exactly as
-        ``LocalRunner().run(params)`` does. A failed Job raises :class:`RunFailed` with
-        the reason in words (and the folder, when the analysis itself failed).
-        """
-        from labkit.errors import RunFailed
-
-        sub = self.submit(params, force=force)
-        if sub.existing is not None:
-            return sub.existing
-        final = self.watch(sub.name, on_change=on_change)
-        if final.phase == "succeeded":
-            return self.result(final)
-        folder = None
-        if final.infrastructure is False:
-            try:
-                folder = self.result(final).path
-            except LabkitError:
-                folder = None
-        kind = "cluster problem" if final.infrastructure else "analysis error" if final.infrastructure is False else "failed"
-        raise RunFailed(f"Cluster run {final.run_id} ({final.name}) failed [{kind}]: {final.reason}", folder)
-
-    def sweep_results(self, sweep: str | SweepStatus) -> list[RunResult]:
-        """The result folders of a sweep's finished runs that are in the user's directory (any state).
-
-        ``labkit.study.sweeps.table(jobs.sweep_results(sweep_id))`` compares them like a local sweep.
-        """
-        status = sweep if isinstance(sweep, SweepStatus) else self.sweep_status(sweep)
-        base = self.settings.storage.local_dir()
-        found = []
-        for run in status.runs:
-            if run.done and run.run_id:
-                try:
-                    found.append(find_run(base, run.run_id))
-                except LabkitError:
-                    logger.info("no result folder for run %s under %s", run.run_id, base)
-        return found
-
-    def result(self, name_or_status: str | JobStatus, local_base_dir: str | os.PathLike | None = None) -> RunResult:
-        """The finished run's result folder, loaded exactly like a local run's."""
-        st = name_or_status if isinstance(name_or_status, JobStatus) else self.status(name_or_status)
-        base = local_base_dir or self.settings.storage.local_dir()
-        try:
-            return find_run(base, st.run_id)
-        except LabkitError as err:
-            raise ClusterError(f"{err}; if your data directory is mounted elsewhere here, set "
-                               "storage.local_base_dir (LABKIT_CLUSTER_STORAGE__LOCAL_BASE_DIR)") from None

@@ -21,7 +21,14 @@ from typing import Any, Sequence
 from labkit.params import IcaParams
 from labkit.results.folder import new_run_id
 from labkit.runners.cluster.errors import SettingsError
-from labkit.runners.cluster.names import check_run_id, fit_slug, is_dns_label, is_label_value, kubespawner_slug, sanitize_name, short_hash, user_dir
+from labkit.runners.cluster.names import (
+    check_run_id,
+    fit_slug,
+    is_label_value,
+    kubespawner_slug,
+    sanitize_name,
+    short_hash,
+)
 from labkit.runners.cluster.settings import ClusterSettings
 
 APP = "labkit"

@@ -8,12 +8,22 @@ Jobs from its watch cache and the CLI from fresh reads with the same words.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 from labkit.runners.cluster.errors import ClusterError
-from labkit.runners.cluster.manifests import CONTAINER, LABEL_DIGEST, LABEL_OWNER, LABEL_RUN_ID, LABEL_SWEEP, LABKIT_EXIT_CODES, VOLCANO_API
+from labkit.runners.cluster.manifests import (
+    ANN_PARAMS,
+    CONTAINER,
+    LABEL_DIGEST,
+    LABEL_OWNER,
+    LABEL_RUN_ID,
+    LABEL_SWEEP,
+    LABKIT_EXIT_CODES,
+    VOLCANO_API,
+)
 
 PHASES = ("pending", "running", "succeeded", "failed")
 FAILED_LINE = re.compile(r"labkit: run failed: (.*)")
@@ -60,6 +70,9 @@ class JobStatus:
     created: str = ""
     #: ``job`` (a batch/v1 Job), ``volcano`` (a whole Volcano sweep) or ``task`` (one run of a Volcano sweep)
     kind: str = "job"
+    #: the recording and ICA method of its parameter set (from the Job's annotation), when known
+    recording: str = ""
+    method: str = ""
 
     @property
     def done(self) -> bool:
@@ -205,6 +218,7 @@ def describe(job: dict[str, Any], pods: Sequence[dict[str, Any]] = (), events: S
         name=meta.get("name", ""), namespace=meta.get("namespace", ""), phase="pending",
         run_id=labels.get(LABEL_RUN_ID, ""), owner=labels.get(LABEL_OWNER, ""), digest=labels.get(LABEL_DIGEST, ""),
         sweep_id=labels.get(LABEL_SWEEP, ""), pod=pod_name, node=node, created=str(meta.get("creationTimestamp") or ""),
+        **_set_of(meta.get("annotations") or {}),
     )
     complete = _cond(job, "Complete") or _cond(job, "SuccessCriteriaMet")
     if complete:
@@ -355,3 +369,14 @@ def volcano_summary(vjob: dict[str, Any], pods: Sequence[dict[str, Any]] = ()) -
                      reason=f"Volcano {sweep.volcano_phase}; {sweep.reason}",
                      owner=(meta.get("labels") or {}).get(LABEL_OWNER, ""), sweep_id=sweep.sweep_id,
                      created=str(meta.get("creationTimestamp") or ""), kind="volcano")
+
+
+def _set_of(annotations: dict[str, str]) -> dict[str, str]:
+    """The recording and method of the Job's parameter set annotation (nothing when it cannot be read)."""
+    try:
+        doc = json.loads(annotations.get(ANN_PARAMS) or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {"recording": str(doc.get("raw_file_path") or ""), "method": str(doc.get("method") or "")}

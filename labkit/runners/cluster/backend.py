@@ -1,0 +1,153 @@
+"""Cluster runs behind the runs interface.
+
+Kubernetes directly (:class:`~labkit.runners.cluster.jobs.ClusterJobs`, your kubeconfig) and
+the hub service (:class:`~labkit.runners.hub.HubJobs`, which submits for you) do the same
+operations in different ways; :class:`JobsBackend` tells either's Jobs as :class:`Run` s in
+the one state vocabulary. :func:`ClusterBackend` is the direct one.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Iterator, Sequence
+
+from labkit.errors import LabkitError
+from labkit.params import IcaParams
+from labkit.results.folder import RunResult
+from labkit.runners.backend import (
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    WITH_WARNINGS,
+    Run,
+    check_state,
+    run_of,
+)
+from labkit.runners.cluster.errors import ClusterNotFound
+from labkit.runners.cluster.status import JobStatus
+
+_PHASE = {"pending": QUEUED, "running": RUNNING, "succeeded": SUCCEEDED, "failed": FAILED}
+
+
+def run_of_job(st: JobStatus, backend: str, result: RunResult | None = None) -> Run:
+    """A Job's status told as a :class:`Run` (``result``: its folder, when it is visible here)."""
+    state = _PHASE.get(st.phase, st.phase)
+    if state == FAILED and st.reason.startswith("cancelled"):
+        state = CANCELLED
+    warnings: tuple[str, ...] = ()
+    if result is not None and st.phase in ("succeeded", "failed"):
+        told = run_of(result, backend=backend, sweep_id=st.sweep_id)
+        if told.state in (WITH_WARNINGS, CANCELLED):
+            state = told.state
+        warnings = told.warnings
+    details = {"pod": st.pod, "node": st.node, "kind": st.kind, "infrastructure": st.infrastructure,
+               "events": list(st.events), "cell_error": st.cell_error}
+    where = "/".join(x for x in (st.namespace, st.node) if x)
+    return Run(run_id=st.run_id, state=state, reason=st.reason if state != SUCCEEDED else "", backend=backend,
+               name=st.name, recording=st.recording, method=st.method, sweep_id=st.sweep_id, created=st.created,
+               warnings=warnings, where=where, details=details)
+
+
+class JobsBackend:
+    """A cluster's runs through ``jobs`` (a ClusterJobs or a HubJobs) in the runs vocabulary."""
+
+    def __init__(self, jobs: Any, name: str) -> None:
+        self.jobs = jobs
+        self.name = name
+        #: Jobs this backend cancelled: once deleted, their status is still told (as cancelled)
+        self._cancelled: dict[str, Run] = {}
+        self._lock = threading.Lock()
+
+    def _told(self, st: JobStatus) -> Run:
+        result = None
+        if st.phase in ("succeeded", "failed") and st.run_id:
+            try:
+                result = self.jobs.result(st)
+            except LabkitError:
+                result = None
+        return run_of_job(st, self.name, result)
+
+    def submit(self, params: IcaParams, *, run_id: str | None = None, force: bool = False) -> Run:
+        sub = self.jobs.submit(params, force=force, run_id=run_id)
+        if sub.existing is not None:
+            return run_of(sub.existing, backend=self.name)
+        return self.status(sub.name)
+
+    def submit_sweep(self, sets: Sequence[IcaParams], *, sweep_id: str | None = None,
+                     force: bool = False) -> list[Run]:
+        sub = self.jobs.submit_sweep(list(sets), sweep_id=sweep_id, force=force)
+        out = []
+        for run in sub.runs:
+            if run.existing is not None:
+                out.append(run_of(run.existing, backend=self.name, sweep_id=sub.sweep_id))
+            else:
+                out.append(Run(run.run_id, QUEUED, "submitted", self.name, run.name, sweep_id=sub.sweep_id))
+        return out
+
+    def runs(self, *, state: str | None = None, sweep: str | None = None,
+             recording: str | None = None) -> list[Run]:
+        check_state(state)
+        told: list[Run] = []
+        for st in self.jobs.list(sweep):
+            if st.kind == "volcano":  # one row per Volcano sweep: its runs, one by one
+                told += [run_of_job(r, self.name) for r in self.jobs.sweep_status(st.sweep_id).runs]
+            else:
+                told.append(run_of_job(st, self.name))
+        with self._lock:
+            gone = [r for n, r in self._cancelled.items() if n not in {t.name for t in told}]
+        told += [r for r in gone if sweep is None or r.sweep_id == sweep]
+        return [r for r in told if (state is None or r.state == state)
+                and (recording is None or r.recording == recording or r.recording.rsplit("/", 1)[-1] == recording)]
+
+    def _name(self, run: str) -> str:
+        """The Job name of ``run`` (a Job name already, or a run id)."""
+        if run.startswith("labkit-"):
+            return run
+        for st in self.jobs.list():
+            if st.run_id == run:
+                return st.name
+        return run
+
+    def status(self, run: str) -> Run:
+        name = self._name(run)
+        try:
+            return self._told(self.jobs.run_status(name))
+        except ClusterNotFound:
+            with self._lock:
+                cancelled = self._cancelled.get(name)
+            if cancelled is not None:
+                return cancelled
+            raise
+
+    def log(self, run: str, *, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+        lines = self.jobs.logs(self._name(run), follow=follow)
+        if follow or tail is None:
+            return iter(lines)
+        kept = list(lines)
+        return iter(kept[len(kept) - tail:] if tail else [])
+
+    def cancel(self, run: str) -> Run:
+        name = self._name(run)
+        before = self.status(name)
+        if before.done:
+            raise LabkitError(f"Run {before.run_id or name} is already {before.state}: nothing to cancel")
+        self.jobs.cancel(name)
+        told = Run(before.run_id, CANCELLED, "cancelled by you (the Job was deleted)", self.name, name,
+                   recording=before.recording, method=before.method, sweep_id=before.sweep_id,
+                   created=before.created, where=before.where)
+        with self._lock:
+            self._cancelled[name] = told
+        return told
+
+    def result(self, run: str) -> RunResult:
+        return self.jobs.result(self._name(run))
+
+
+def ClusterBackend(settings: Any = None, user: str | None = None, api_client: Any = None,  # noqa: N802 - a factory
+                   **kwargs: Any) -> JobsBackend:
+    """Kubernetes directly (kubeconfig or in-cluster config; ``api_client`` for an emulator)."""
+    from labkit.runners.cluster.jobs import ClusterJobs
+
+    return JobsBackend(ClusterJobs(settings, user, api_client, **kwargs), "cluster")
