@@ -16,12 +16,10 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Union
+from typing import Any, Iterable, Literal, Mapping, Union
 
 from labkit.errors import ParameterError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from labkit.analysis.recording import RecordingInfo
 
 METHODS = ("fastica", "picard", "infomax")
 #: channel types a researcher may analyse (MNE ``pick`` names; ``meg`` means mag + grad)
@@ -227,7 +225,7 @@ class IcaParams:
     def raw_path(self) -> Path:
         """The recording's real path, refused if it (or a symlink on the way) leaves base_dir.
 
-        Checked before any folder is made or kernel started (see also :func:`recording_problems`)."""
+        Checked before any folder is made or kernel started (the header's rules: :func:`labkit.analysis.recording.header_problems`)."""
         base = self.base_path()
         candidate = Path(self.raw_file_path)
         full = (candidate if candidate.is_absolute() else base / candidate).resolve()
@@ -448,10 +446,3 @@ def static_problems(values: Mapping[str, Any]) -> list[ParameterError]:
     except ParameterError as err:
         problems.append(err)
     return problems
-
-
-def recording_problems(params: IcaParams, rec: "RecordingInfo") -> list[ParameterError]:
-    """Rules that need the recording's header (crop, Nyquist, channel type, rank): :func:`labkit.analysis.recording.header_problems`."""
-    from labkit.analysis.recording import header_problems
-
-    return header_problems(params, rec)

@@ -33,9 +33,19 @@ import traitlets
 from IPython.display import HTML, clear_output, display
 
 from labkit.analysis import recording
-from labkit.results import folder as results
 from labkit.errors import LabkitError, ParameterError
-from labkit.params import CHANNEL_TYPES, FIELD_BY_NAME, FIELDS, METHODS, IcaParams, _coerce, recording_problems, static_problems
+from labkit.params import (
+    CHANNEL_TYPES,
+    FIELD_BY_NAME,
+    FIELDS,
+    METHODS,
+    IcaParams,
+    _coerce,
+    static_problems,
+)
+from labkit.results.components import read_components_tsv, write_components_tsv
+from labkit.results.layout import COMPONENTS_TSV, LOG_FILE, NOTEBOOK_FILE, REPORT_FILE
+from labkit.results.reading import RunResult, find_run, list_runs, load_run
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +103,9 @@ def cluster_status() -> tuple[bool, str]:
 
 def _cluster() -> Any:
     """The user's :class:`labkit.runners.cluster.jobs.ClusterJobs` (settings from ``LABKIT_CLUSTER_CONFIG``)."""
-    from labkit.runners.cluster.jobs import ClusterJobs
+    from labkit.runners.hub import cluster_jobs
 
-    return ClusterJobs()
+    return cluster_jobs()
 
 
 def _describe_submission(sub: Any) -> str:
@@ -273,7 +283,7 @@ class RecordingBrowser(W.VBox):
 class ResultView(W.VBox):
     """A run's results: topomaps, per-component properties, metrics, scores, exclusions and apply."""
 
-    def __init__(self, result: results.RunResult, *, compact: bool = False, **kwargs: Any) -> None:
+    def __init__(self, result: RunResult, *, compact: bool = False, **kwargs: Any) -> None:
         self.result = result
         self._raw = None
         self._lock = threading.Lock()
@@ -294,7 +304,7 @@ class ResultView(W.VBox):
         n = int(m.get("n_components") or (result.params.n_components if result.params else 0))
         self.n_components = n
         self.suspects = self._suspect_reasons()
-        saved = results.read_components_tsv(result.file(results.COMPONENTS_TSV))
+        saved = read_components_tsv(result.file(COMPONENTS_TSV))
         marked = set(saved if saved is not None else m.get("exclude", self.suspects))
         self.exclude_boxes = [
             W.Checkbox(value=i in marked, description=f"ICA{i:03d}" + (" ⚠" if i in self.suspects else ""),
@@ -386,7 +396,7 @@ class ResultView(W.VBox):
 
     def _links_html(self) -> str:
         parts = []
-        for name, label in ((results.REPORT_FILE, "HTML report"), (results.NOTEBOOK_FILE, "executed notebook")):
+        for name, label in ((REPORT_FILE, "HTML report"), (NOTEBOOK_FILE, "executed notebook")):
             path = self.result.file(name)
             if path.exists():
                 parts.append(_link(path, label))
@@ -436,7 +446,7 @@ class ResultView(W.VBox):
     def save(self) -> Path:
         bad = {i: self.suspects.get(i, "manual") for i in self.excluded}
         bad = {i: (f"{why} suspect" if why != "manual" else "marked bad by hand") for i, why in bad.items()}
-        return results.write_components_tsv(self.result.file(results.COMPONENTS_TSV), self.n_components, bad,
+        return write_components_tsv(self.result.file(COMPONENTS_TSV), self.n_components, bad,
                                             labels=self.result.metrics.get("labels"))
 
     def apply(self) -> Path:
@@ -496,7 +506,7 @@ class IcaForm(W.VBox):
         self.info: recording.RecordingInfo | None = None
         self.sweep: list[IcaParams] = []
         self.sweep_table: Any = None  # the last "Run sweep here" table (pandas)
-        self.history: list[results.RunResult] = []
+        self.history: list[RunResult] = []
         self.process: Any = None
         self.processes: dict[str, Any] = {}
         self._watcher: threading.Thread | None = None
@@ -708,11 +718,11 @@ class IcaForm(W.VBox):
         for err in static_problems(coerced):
             problems.setdefault(err.field, err)
         if self.info is not None and not problems:
-            for err in recording_problems(IcaParams(**coerced), self.info):
+            for err in recording.header_problems(IcaParams(**coerced), self.info):
                 problems.setdefault(err.field, err)
         elif self.info is not None:  # still check what the header can say about the valid fields
             ns = type("P", (), coerced)
-            for err in recording_problems(ns, self.info):  # type: ignore[arg-type]
+            for err in recording.header_problems(ns, self.info):  # type: ignore[arg-type]
                 problems.setdefault(err.field, err)
         self.problems = {k: str(v) for k, v in problems.items()}
         if getattr(self, "recording_error", ""):
@@ -824,7 +834,7 @@ class IcaForm(W.VBox):
         if tail != self.log_area.value:
             self.log_area.value = tail
 
-    def _finished(self, result: results.RunResult) -> None:
+    def _finished(self, result: RunResult) -> None:
         self.history.append(result)
         self._update_history()
         if result.state == "succeeded":
@@ -837,12 +847,12 @@ class IcaForm(W.VBox):
             self.progress.bar_style = "danger"
             self.progress.description = result.state.capitalize()
             self.step_label.value = _error_html(f"Run {result.run_id} {result.state}: {result.error or ''}")
-        self.log_area.value = (_tail(result.file(results.LOG_FILE), 20) or self.log_area.value
+        self.log_area.value = (_tail(result.file(LOG_FILE), 20) or self.log_area.value
                                or (self.process.output_tail(20) if self.process is not None else ""))
         self.result_view = ResultView(result)
         self.result_box.children = (self.result_view,)
 
-    def wait(self, timeout: float | None = None) -> results.RunResult | None:
+    def wait(self, timeout: float | None = None) -> RunResult | None:
         """Block until the current run is finished and shown (for tests and scripts)."""
         if self._watcher is not None:
             self._watcher.join(timeout)
@@ -872,7 +882,7 @@ class IcaForm(W.VBox):
         return name
 
     # -- history and comparison ----------------------------------------------------------------------------------------
-    def _label(self, res: results.RunResult) -> str:
+    def _label(self, res: RunResult) -> str:
         p = res.params
         what = f"{p.method} n={p.n_components} {p.channel_type} {p.filter_fmin:g}-{p.filter_fmax:g} Hz" if p else "?"
         return f"{res.run_id} [{res.state}] {what}"
@@ -992,7 +1002,7 @@ class JobsView(W.VBox):
                  **kwargs: Any) -> None:
         self.base_dir = Path(base_dir)
         self.form = form
-        self.runs: list[results.RunResult] = []
+        self.runs: list[RunResult] = []
         self.cluster_jobs: list[dict[str, Any]] = []
         self.table = W.HTML()
         self.select = W.Select(options=[], rows=6, description="Run", layout=W.Layout(width="95%"))
@@ -1025,7 +1035,7 @@ class JobsView(W.VBox):
 
     def refresh(self) -> None:
         try:
-            self.runs = list(reversed(results.list_runs(self.base_dir)))
+            self.runs = list(reversed(list_runs(self.base_dir)))
         except OSError as err:
             self.message.value = _error_html(str(err))
             self.runs = []
@@ -1055,7 +1065,7 @@ class JobsView(W.VBox):
         if current in [v for _, v in options]:
             self.select.value = current
 
-    def selected(self) -> results.RunResult | None:
+    def selected(self) -> RunResult | None:
         run_id = self.select.value
         return next((r for r in self.runs if r.run_id == run_id), None)
 
@@ -1087,8 +1097,8 @@ class JobsView(W.VBox):
             self.message.value = _error_html("Select a run first")
             return
         proc = self._processes().get(run.run_id)
-        fresh = results.load_run(run.path) if run.path.exists() else run
-        self.log_area.value = proc.log_tail(20) if proc is not None else _tail(fresh.file(results.LOG_FILE))
+        fresh = load_run(run.path) if run.path.exists() else run
+        self.log_area.value = proc.log_tail(20) if proc is not None else _tail(fresh.file(LOG_FILE))
         self.message.value = f"Log tail of <code>{html.escape(run.run_id)}</code> ({html.escape(fresh.state)})"
 
     def _on_cancel(self, _: Any) -> None:
@@ -1119,7 +1129,7 @@ class JobsView(W.VBox):
         if run is None:
             self.message.value = _error_html("Select a run first")
             return
-        found = results.find_run(self.base_dir, run.run_id)
+        found = find_run(self.base_dir, run.run_id)
         self.detail.children = (ResultView(found),)
 
     def _on_auto(self, change: dict[str, Any]) -> None:

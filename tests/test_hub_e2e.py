@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from test_cluster_jobs import _completed_run
 
 from labkit.cli.main import main
-from labkit.runners.cluster.jobs import ClusterJobs, JobStatus
+from labkit.runners.cluster.status import JobStatus
 from labkit.runners.cluster.manifests import LABEL_RUN_ID
-from labkit.runners.hub import HubJobs
+from labkit.runners.hub import HubJobs, cluster_jobs
 from labkit.params import IcaParams
 
 pytestmark = pytest.mark.timeout(120)
@@ -54,8 +54,8 @@ def as_user(hub: Hub, monkeypatch: pytest.MonkeyPatch, user_dir: Path):  # noqa:
 
 def test_alice_submits_watches_reads_her_log_and_gets_her_result(hub: Hub, as_user: Any) -> None:
     home = as_user("alice")
-    jobs = ClusterJobs()
-    assert isinstance(jobs, HubJobs)  # the same face, the service's backend
+    jobs = cluster_jobs()
+    assert isinstance(jobs, HubJobs)  # on a hub with the service, the service's backend
     params = IcaParams(n_components=7, base_dir=str(home))
     sub = jobs.submit(params)
     job = job_of(hub.emulator, sub.name)
@@ -285,7 +285,7 @@ def test_the_notebook_widgets_use_the_service_on_a_hub(hub: Hub, as_user: Any) -
 
 def test_a_sweep_through_the_service(hub: Hub, as_user: Any) -> None:
     home = as_user("alice")
-    jobs = ClusterJobs()
+    jobs = cluster_jobs()
     sets = [IcaParams(n_components=3, random_state=s, base_dir=str(home)) for s in (1, 2)]
     sub = jobs.submit_sweep(sets, sweep_id="seeds")
     assert sub.sweep_id == "seeds" and len(sub.runs) == 2

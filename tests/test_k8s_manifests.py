@@ -532,7 +532,7 @@ def test_the_deployment_starts_the_service_its_probe_and_the_hub_expect(tmp_path
     """`labkit hub-service` with the Deployment's own environment (token and API URLs stubbed, the
     settings ConfigMap as the mounted file, the API emulator as the cluster) serves the readiness
     probe's path, and listens where the Service and hub.services.labkit.url point."""
-    from labkit.hub.service import listen_address
+    from labkit.hub.app import listen_address
 
     pod = DEPLOYMENT["spec"]["template"]["spec"]
     (container,) = pod["containers"]

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from labkit import IcaParams, ParameterError
 from labkit.cli.options import param_options, params_from_cli
-from labkit.params import FIELDS, recording_problems
+from labkit.analysis.recording import header_problems as recording_problems
+from labkit.params import FIELDS
 from labkit.analysis.recording import RecordingInfo
 
 CUSTOM = dict(base_dir="/data/alice", raw_file_path="sub-01/eeg/rec_raw.fif", method="picard", n_components=15,

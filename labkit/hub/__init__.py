@@ -1,6 +1,6 @@
 """labkit on a shared JupyterHub: a hub service holds the Kubernetes rights and submits for users.
 
-* :mod:`~labkit.hub.service` - the service's state (``labkit hub-service``): watch caches,
+* :mod:`~labkit.hub.app` - the process (``labkit hub-service``); :mod:`~labkit.hub.service` - its state: watch caches,
   status reads (cached, or from the API while a cache is not current), cancellations;
 * :mod:`~labkit.hub.handlers` - its HTTP API (tornado), errors converted at one place;
 * :mod:`~labkit.hub.identity` - who is asking: the hub, asked afresh on every request;

@@ -24,25 +24,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable, TypeVar
-from urllib.parse import urlparse
+from typing import Any, Callable, TypeVar
 
 from kubernetes import client as k8s
 from tornado.ioloop import IOLoop
 
+from labkit.hub.bodies import BodyError
+from labkit.hub.fairness import Slots
+from labkit.hub.informer import Informer
 from labkit.runners.cluster import api
 from labkit.runners.cluster.errors import ClusterError, ClusterNotFound, NotYourJob, SettingsError
 from labkit.runners.cluster.jobs import ClusterJobs, JobStatus, SweepStatus
 from labkit.runners.cluster.manifests import ANN_USER, APP, LABEL_NAME, LABEL_RUN_ID, LABEL_SWEEP, owned_by, sweep_label
 from labkit.runners.cluster.settings import ClusterSettings
-from labkit.runners.cluster.status import JOB_NAME_LABELS, VOLCANO_GROUP, VOLCANO_JOB_LABELS, VOLCANO_VERSION, describe, describe_volcano, volcano_summary
-from labkit.hub.bodies import BodyError
-from labkit.hub.fairness import Slots
-from labkit.hub.informer import Informer
+from labkit.runners.cluster.status import (
+    JOB_NAME_LABELS,
+    VOLCANO_GROUP,
+    VOLCANO_JOB_LABELS,
+    VOLCANO_VERSION,
+    describe,
+    describe_volcano,
+    volcano_summary,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -286,56 +292,3 @@ def _user_of(obj: dict[str, Any]) -> str | None:
 def _labels(obj: dict[str, Any]) -> dict[str, str]:
     meta = obj.get("metadata") if isinstance(obj, dict) else None
     return ((meta or {}).get("labels") or {}) if isinstance(meta, dict) else {}
-
-
-def listen_address(environ: dict[str, str] | None = None) -> tuple[str, int]:
-    """(host, port): from ``$JUPYTERHUB_SERVICE_URL`` when set; ``$LABKIT_HUB_SERVICE_PORT`` wins for the port."""
-    environ = dict(os.environ if environ is None else environ)
-    url = urlparse(environ.get("JUPYTERHUB_SERVICE_URL", ""))
-    host = url.hostname or "0.0.0.0"
-    port_text = environ.get("LABKIT_HUB_SERVICE_PORT") or (str(url.port) if url.port else str(DEFAULT_PORT))
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ClusterError(f"LABKIT_HUB_SERVICE_PORT must be a port number, got {port_text!r}") from None
-    return host, port
-
-
-def hub_auth_from_env() -> Any:
-    """HubAuth checking users' tokens against the hub API (``$JUPYTERHUB_API_URL``)."""
-    from jupyterhub.services.auth import HubAuth
-
-    if not os.environ.get("JUPYTERHUB_API_URL"):
-        raise ClusterError("JUPYTERHUB_API_URL is not set: the labkit service runs as a JupyterHub service "
-                           "(see k8s/README.md)")
-    return HubAuth(api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""), api_url=os.environ["JUPYTERHUB_API_URL"])
-
-
-async def serve(settings: ClusterSettings | None = None, api_client: k8s.ApiClient | None = None,
-                ready: Callable[[Service], Awaitable[None] | None] | None = None) -> None:
-    """Run the service until cancelled.
-
-    It listens at once and never exits because the API server is slow or throttles it: the
-    informers keep trying, ``api/health`` answers 503 with the reason meanwhile, and reads
-    go to the API directly until the cache is current.
-    """
-    from labkit.hub.handlers import make_app
-
-    settings = settings or ClusterSettings.load()
-    service = Service(settings, api_client or api.load_api_client())
-    service.start()
-    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
-    name = os.environ.get("JUPYTERHUB_SERVICE_NAME", SERVICE_NAME)
-    app = make_app(service, hub_auth_from_env(), prefix, {f"access:services!service={name}"})
-    host, port = listen_address()
-    server = app.listen(port, address=host, xheaders=True, max_body_size=4 * service.limits.max_body_bytes)
-    logger.info("labkit hub service on http://%s:%d%s (namespace %s)", host, port, prefix, service.namespace)
-    try:
-        if ready is not None:
-            result = ready(service)
-            if result is not None:
-                await result
-        await asyncio.Event().wait()
-    finally:
-        server.stop()
-        service.stop()

@@ -20,11 +20,13 @@ import urllib3
 
 from labkit.errors import LabkitError, ParameterError
 from labkit.params import IcaParams
-from labkit.results.folder import RunResult, new_run_id
+from labkit.results.layout import new_run_id
+from labkit.results.reading import RunResult
 from labkit.runners.cluster.errors import (
     ClusterConflict,
     ClusterError,
     ClusterForbidden,
+    ClusterInvalid,
     ClusterNotFound,
     ClusterUnavailable,
 )
@@ -299,6 +301,7 @@ class RequestRefused(LabkitError):
 
 
 def _error(resp: Any, method: str, path: str) -> LabkitError:
+    body: Any = {}
     try:
         body = json.loads(resp.data)
         message = body.get("error") or resp.reason
@@ -313,6 +316,8 @@ def _error(resp: Any, method: str, path: str) -> LabkitError:
         return ClusterNotFound(text)
     if resp.status == 409:
         return ClusterConflict(text)
+    if resp.status == 422:
+        return ClusterInvalid(text, body.get("field") if isinstance(body, dict) else None)
     return ClusterError(f"{text} ({method} {path}: HTTP {resp.status})")
 
 
@@ -337,3 +342,11 @@ def HubBackend(url: str | None = None, token: str | None = None, **kwargs: Any) 
     from labkit.runners.cluster.backend import JobsBackend
 
     return JobsBackend(HubJobs(url=url, token=token, **kwargs), "hub")
+
+
+def cluster_jobs(settings: ClusterSettings | None = None, user: str | None = None) -> ClusterJobs | HubJobs:
+    """The user's cluster Jobs from here: through the hub's labkit service when there is one
+    (:func:`hub_service_url`), else Kubernetes directly with your own kubeconfig."""
+    if hub_service_url():
+        return HubJobs(settings, user)
+    return ClusterJobs(settings, user)

@@ -19,8 +19,10 @@ from typing import Iterator, Sequence
 
 from labkit.errors import LabkitError
 from labkit.params import IcaParams, check_run_id
-from labkit.results import folder as results
-from labkit.runners.backend import CANCELLED, FAILED, QUEUED, Run, check_state, run_of
+from labkit.results.folder import RunFolder
+from labkit.results.layout import LOG_FILE, new_run_id
+from labkit.results.reading import RunResult, find_run, list_runs, load_run
+from labkit.runners.backend import CANCELLED, FAILED, QUEUED, RUNNING, Run, check_state, run_of
 from labkit.runners.local import LocalProcess
 
 
@@ -49,7 +51,7 @@ class MachineBackend:
         preflight(params)  # a mistake is told now, as an error naming the field, not as a failed run later
         if run_id is not None:
             check_run_id(run_id)
-            if results.RunFolder(self.base_dir, run_id).path.exists():
+            if RunFolder(self.base_dir, run_id).path.exists():
                 raise LabkitError(f"Run id {run_id!r} already names a run under {self.base_dir}; a run id names one run")
         proc = LocalProcess(params, run_id)
         with self._lock:
@@ -67,8 +69,8 @@ class MachineBackend:
 
         for p in distinct:
             preflight(p)
-        sweep = sweep_id or f"sweep-{results.new_run_id(distinct[0])}"
-        ids = [f"{results.new_run_id(p)}-{i}" for i, p in enumerate(distinct)]
+        sweep = sweep_id or f"sweep-{new_run_id(distinct[0])}"
+        ids = [f"{new_run_id(p)}-{i}" for i, p in enumerate(distinct)]
         with self._lock:
             for run_id, p in zip(ids, distinct, strict=True):
                 self._waiting[run_id] = (p, sweep)
@@ -96,7 +98,7 @@ class MachineBackend:
             params, sweep = waiting
             return Run(run, QUEUED, "waiting for an earlier run of the sweep", self.name, run,
                        recording=params.raw_file_path, method=params.method, sweep_id=sweep)
-        folder = results.RunFolder(self.base_dir, run)
+        folder = RunFolder(self.base_dir, run)
         if not folder.path.exists():
             if proc is not None and not proc.done():
                 return Run(run, QUEUED, "starting", self.name, run, recording=proc.params.raw_file_path,
@@ -105,17 +107,20 @@ class MachineBackend:
                 return Run(run, FAILED, "the run stopped before its folder existed: "
                            + (proc.output_tail(5) or "no output"), self.name, run)
             raise LabkitError(f"No run {run!r} under {self.base_dir} (see: labkit runs)")
-        if proc is not None and not proc.done():
-            live = results.RunResult(path=folder.path, status=folder.status, params=proc.params, metrics={},
-                                     damage=[])
-            return run_of(live, sweep_id=self._sweep_of.get(run, ""))
-        return run_of(results.load_run(folder.path), sweep_id=self._sweep_of.get(run, ""))
+        if proc is not None and not proc.done():  # its process is the judge of its state until it exits
+            status = folder.status
+            state = status.get("state") if status.get("state") in (QUEUED, RUNNING) else RUNNING
+            return Run(run, state, "", self.name, run, step=str(status.get("step") or ""),
+                       recording=proc.params.raw_file_path, method=proc.params.method,
+                       sweep_id=self._sweep_of.get(run, ""), created=str(status.get("created") or ""),
+                       where=str(folder.path))
+        return run_of(load_run(folder.path), sweep_id=self._sweep_of.get(run, ""))
 
     def runs(self, *, state: str | None = None, sweep: str | None = None,
              recording: str | None = None) -> list[Run]:
         check_state(state)
         found = {r.run_id: run_of(r, sweep_id=self._sweep_of.get(r.run_id, ""))
-                 for r in results.list_runs(self.base_dir)}
+                 for r in list_runs(self.base_dir)}
         with self._lock:
             extra = [r for r in list(self._waiting) + list(self._procs) if r not in found]
         for run_id in extra:
@@ -130,7 +135,7 @@ class MachineBackend:
 
     def log(self, run: str, *, follow: bool = False, tail: int | None = None) -> Iterator[str]:
         self.status(run)  # an unknown run is an error, not an empty log
-        folder = results.RunFolder(self.base_dir, run)
+        folder = RunFolder(self.base_dir, run)
         text = _read(folder)
         done_part, _, pending = text.rpartition("\n") if follow else (text, "", "")
         lines = done_part.splitlines()
@@ -160,7 +165,7 @@ class MachineBackend:
         if proc is not None:
             proc.cancel()
         else:  # started by another process on this machine: its pid is in status.json
-            status = results.RunFolder(self.base_dir, run).status
+            status = RunFolder(self.base_dir, run).status
             if status.get("host") != socket.gethostname() or not status.get("pid"):
                 raise LabkitError(f"Run {run} runs on {status.get('host') or 'another host'}: cancel it there")
             try:
@@ -175,8 +180,8 @@ class MachineBackend:
             time.sleep(0.1)
         return current
 
-    def result(self, run: str) -> results.RunResult:
-        return results.find_run(self.base_dir, run)
+    def result(self, run: str) -> RunResult:
+        return find_run(self.base_dir, run)
 
     def close(self) -> None:
         """Cancel what this backend started and is still running (a server shutting down)."""
@@ -187,8 +192,8 @@ class MachineBackend:
             proc.cancel()
 
 
-def _read(folder: results.RunFolder) -> str:
+def _read(folder: RunFolder) -> str:
     try:
-        return folder.file(results.LOG_FILE).read_text(errors="replace")
+        return folder.file(LOG_FILE).read_text(errors="replace")
     except (FileNotFoundError, NotADirectoryError):
         return ""

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Sequence
 
 from labkit.errors import LabkitError
 from labkit.params import IcaParams
-from labkit.results.folder import RunResult
+from labkit.results.reading import RunResult
 from labkit.runners.backend import (
     CANCELLED,
     FAILED,

@@ -19,6 +19,14 @@ class ClusterForbidden(ClusterError):
     """HTTP 403: the service account is not allowed to do this (see k8s/labkit-service-rbac.yaml)."""
 
 
+class ClusterInvalid(ClusterError):
+    """HTTP 422: the API server (or an admission policy) found the object invalid; ``field`` names what."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class ClusterNotFound(ClusterError):
     """HTTP 404: the Job (or pod) does not exist (any more)."""
 

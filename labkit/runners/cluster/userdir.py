@@ -13,7 +13,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from labkit.errors import LabkitError, RunFailed
 from labkit.params import IcaParams
-from labkit.results.folder import RunResult, find_run, list_runs
+from labkit.results.reading import RunResult, find_run, list_runs
 from labkit.runners.cluster.errors import ClusterError, SettingsError
 from labkit.runners.cluster.manifests import cluster_params
 from labkit.runners.cluster.settings import ClusterSettings
