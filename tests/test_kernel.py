@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,42 @@ def test_headless_kernel_skips_only_the_debugger_and_completion(tmp_path):
         kc.stop_channels()
     finally:
         km.shutdown_kernel(now=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (nobody may reap orphans in a container)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_close_kills_the_kernel_and_what_it_started_and_leaves_no_sockets(tmp_path):
+    """A run's kernel goes with everything it spawned; the manager reports it dead as soon as close returns."""
+    km = _start(kernel.HEADLESS, tmp_path)
+    kc = km.client()
+    kc.start_channels()
+    code = "import os, subprocess\nchild = subprocess.Popen(['sleep', '60'])\nprint(os.getpid(), child.pid)"
+
+    async def scenario() -> str:
+        await kc.wait_for_ready(timeout=60)
+        seen = await _iopub_until_idle(kc, kc.execute(code))
+        return "".join(m["content"]["text"] for m in seen if m["msg_type"] == "stream")
+
+    pids = [int(p) for p in asyncio.run(scenario()).split()]
+    assert all(_running(p) for p in pids)
+    km.close()
+    assert not km.is_alive() and not km.has_kernel
+    assert not [p for p in pids if _running(p)], "the kernel and its child were killed"
+    assert not list(tmp_path.glob("sockets/kernel-*")), "close removes the kernel's sockets"
+    assert km.context.closed and all(c.context.closed for c in [kc])
+
+
+def test_close_of_a_kernel_that_already_died_only_cleans_up(tmp_path, fake_kernels):
+    km = _start("dies", tmp_path)
+    deadline = time.monotonic() + 30
+    while km.is_alive() and time.monotonic() < deadline:  # waits for the exit, not for a time
+        time.sleep(0.01)
+    assert not km.is_alive()
+    km.close()
+    assert not km.has_kernel and not list(tmp_path.glob("sockets/kernel-*"))

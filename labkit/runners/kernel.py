@@ -5,8 +5,9 @@ the kernel boots on the second core meanwhile, and passes it to papermill as ``k
 By default that kernel is :data:`HEADLESS`: ipykernel on this very interpreter (so it
 can import labkit), without the debugger and tab completion that a run nobody attaches
 a frontend to never uses, and with garbage collection tuned for one short batch run.
-Two waits of jupyter_client's that every papermill run pays are cut too: the quiet
-period that ends ``wait_for_ready`` (0.2 s) and the 0.1 s poll that reaps a killed kernel.
+Two waits of jupyter_client's that every papermill run pays are cut too, through its public
+methods only: the quiet period that ends ``wait_for_ready`` (0.2 s) and the 0.1 s poll that
+reaps a killed kernel.
 
 ``python -m labkit.runners.kernel -f CONNECTION_FILE`` is the headless kernel itself.
 """
@@ -15,12 +16,14 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 from queue import Empty
 from typing import Any
 
+from jupyter_client import protocol_version_info
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import KernelManager
@@ -33,6 +36,8 @@ HEADLESS = "labkit-headless"
 HEADLESS_SKIPS = ("debugpy", "jedi")
 #: the headless kernel's garbage-collection thresholds (Python's: 700, 10, 10); measured 0.3 s off a run
 GC_THRESHOLDS = (50_000, 20, 20)
+#: how often :meth:`RunKernelManager.close` looks whether the killed kernel is gone, and for how long at most
+REAP_POLL, REAP_PATIENCE = 0.005, 5.0
 
 
 class KernelSpecs(KernelSpecManager):
@@ -68,7 +73,9 @@ class RunKernelManager(KernelManager):
     """A kernel manager for one run that reaps its kernel at once and leaves nothing open behind.
 
     ``shutdown_kernel(now=True)`` sends SIGKILL and then polls for the process every
-    0.1 s, so even a kernel that dies at once costs a run 0.1 s; a 5 ms poll does not.
+    0.1 s, so even a kernel that dies at once costs a run 0.1 s. :meth:`close` sends the
+    SIGKILL itself (``signal_kernel``), polls ``is_alive`` every 5 ms, and only then calls
+    ``shutdown_kernel(now=True)``, which finds the process gone and only cleans up.
 
     nbclient never stops the client it makes from a kernel manager it was handed (``km=``),
     and that client's heartbeat thread keeps its sockets and zmq context alive: about 12
@@ -79,9 +86,6 @@ class RunKernelManager(KernelManager):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._run_clients: list[Any] = []
-
-    async def _async_wait(self, pollinterval: float = 0.005) -> None:
-        await super()._async_wait(pollinterval=pollinterval)
 
     def client(self, **kwargs: Any) -> Any:
         kc = super().client(**kwargs)
@@ -96,11 +100,20 @@ class RunKernelManager(KernelManager):
                 kc.context.destroy(linger=0)
         self._run_clients.clear()
 
+    def kill_and_reap(self) -> None:
+        """SIGKILL the kernel's process group and wait (5 ms polls, at most 5 s) until the process is reaped."""
+        if self.is_alive():
+            self.signal_kernel(signal.SIGKILL)
+        deadline = time.monotonic() + REAP_PATIENCE
+        while self.is_alive() and time.monotonic() < deadline:  # is_alive polls the process: it reaps it
+            time.sleep(REAP_POLL)
+
     def close(self) -> None:
         """Kill the kernel (every file is closed by the run's last cell) and release its channels,
         sockets and zmq contexts."""
         try:
             if self.has_kernel:
+                self.kill_and_reap()
                 self.shutdown_kernel(now=True)
         finally:
             self.release_clients()
@@ -130,12 +143,18 @@ class ReadyClient(AsyncKernelClient):
             request = self.kernel_info()
             reply = await self._reply_to(request, timeout=1.0)
             if reply is not None and await self._idle_after(request):
-                self._handle_kernel_info_reply(reply)
+                self._adapt_to(reply)
                 return
-            if not await self._async_is_alive():
+            if not await self.is_alive():
                 raise RuntimeError("Kernel died before replying to kernel_info")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+
+    def _adapt_to(self, reply: dict[str, Any]) -> None:
+        """Speak the kernel's protocol version, as jupyter_client's own ``wait_for_ready`` does with the reply."""
+        major = int(reply["content"]["protocol_version"].split(".")[0])
+        if major != protocol_version_info[0]:
+            self.session.adapt_version = major
 
     async def _reply_to(self, msg_id: str, timeout: float) -> dict[str, Any] | None:
         """The shell reply to ``msg_id`` (older replies to earlier attempts are skipped), or None."""

@@ -93,8 +93,8 @@ class WarmKernel:
             raise RuntimeError(f"warm kernel: {content.get('ename')}: {content.get('evalue')}")
 
     def prepare(self, run_dir: Path, blas_threads: int) -> None:
-        self.execute(f"%reset -f\nimport labkit.runners.pool\nlabkit.pool.prepare_kernel({str(run_dir)!r}, {blas_threads})"
-                     "\ndel labkit")
+        self.execute(f"%reset -f\nimport labkit.runners.pool\n"
+                     f"labkit.runners.pool.prepare_kernel({str(run_dir)!r}, {blas_threads})\ndel labkit")
 
     def after_run(self) -> None:
         """Close the client papermill opened on this kernel (nbclient leaves it open with ``km=``)."""
