@@ -45,7 +45,7 @@ from labkit.params import (
 )
 from labkit.results.components import read_components_tsv, write_components_tsv
 from labkit.results.layout import COMPONENTS_TSV, LOG_FILE, NOTEBOOK_FILE, REPORT_FILE
-from labkit.results.reading import RunResult, find_run, list_runs, load_run
+from labkit.results.reading import RunResult
 
 logger = logging.getLogger(__name__)
 
@@ -122,10 +122,6 @@ def _cluster_submit(params: IcaParams) -> str:
 def _cluster_submit_sweep(sets: list[IcaParams]) -> list[str]:
     """The whole sweep at once: a Volcano Job when the scheduler is Volcano, else one Job per set."""
     return [_describe_submission(sub) for sub in _cluster().submit_sweep(sets).runs]
-
-
-def _cluster_list() -> list[dict[str, Any]]:
-    return [{"name": j.name, "state": j.phase, "reason": j.reason, "run_id": j.run_id} for j in _cluster().list()]
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -996,14 +992,18 @@ class IcaForm(W.VBox):
 
 # -- jobs ------------------------------------------------------------------------------------------------------
 class JobsView(W.VBox):
-    """The user's runs under ``base_dir`` (and cluster jobs when configured): status, log tail, cancel, open."""
+    """The user's runs here (under ``base_dir``) and on the cluster when one is configured, through the
+    runs interface (:mod:`labkit.runners.backend`): state, step, log tail, cancel, open."""
 
     def __init__(self, base_dir: str | os.PathLike, *, form: IcaForm | None = None, auto_refresh: float = 0,
                  **kwargs: Any) -> None:
+        from labkit.runners.machine import MachineBackend
+
         self.base_dir = Path(base_dir)
         self.form = form
-        self.runs: list[RunResult] = []
-        self.cluster_jobs: list[dict[str, Any]] = []
+        #: the backends shown, by name: this machine always, the cluster (directly or via the hub) when configured
+        self.backends: dict[str, Any] = {"machine": MachineBackend(self.base_dir)}
+        self.runs: list[Any] = []
         self.table = W.HTML()
         self.select = W.Select(options=[], rows=6, description="Run", layout=W.Layout(width="95%"))
         self.refresh_button = W.Button(description="Refresh", icon="refresh")
@@ -1030,107 +1030,90 @@ class JobsView(W.VBox):
         if auto_refresh:
             self._on_auto({"new": True})
 
-    def _processes(self) -> dict[str, Any]:
-        return self.form.processes if self.form is not None else {}
+    def _cluster_backend(self) -> Any:
+        ok, _reason = cluster_status()
+        if ok and "cluster" not in self.backends:
+            from labkit.runners.cluster.backend import JobsBackend
+            from labkit.runners.hub import HubJobs
+
+            jobs = _cluster()
+            self.backends["cluster"] = JobsBackend(jobs, "hub" if isinstance(jobs, HubJobs) else "cluster")
+        return self.backends.get("cluster")
 
     def refresh(self) -> None:
+        self.runs = []
         try:
-            self.runs = list(reversed(list_runs(self.base_dir)))
-        except OSError as err:
+            self.runs += self.backends["machine"].runs()
+        except (OSError, LabkitError) as err:
             self.message.value = _error_html(str(err))
-            self.runs = []
-        ok, _reason = cluster_status()
-        self.cluster_jobs = []
-        if ok:
-            try:
-                self.cluster_jobs = _cluster_list()
-            except Exception as err:
-                self.message.value = _error_html(f"Cluster jobs unavailable: {type(err).__name__}: {err}")
+        try:
+            cluster = self._cluster_backend()
+            self.runs += cluster.runs() if cluster is not None else []
+        except Exception as err:
+            self.message.value = _error_html(f"Cluster jobs unavailable: {type(err).__name__}: {err}")
         rows = []
         for r in self.runs:
-            step = r.status.get("step", "")
             colour = {"succeeded": "#1b5e20", "failed": "#b00020", "running": "#0d47a1"}.get(r.state, "#555")
-            rows.append(f"<tr><td><code>{html.escape(r.run_id)}</code></td><td style='color:{colour}'>"
-                        f"{html.escape(r.state)}</td><td>{html.escape(str(step))}</td>"
-                        f"<td>{html.escape(str(r.status.get('updated', '')))}</td><td>local</td></tr>")
-        for j in self.cluster_jobs:
-            rows.append(f"<tr><td><code>{html.escape(str(j.get('name')))}</code></td><td>{html.escape(str(j.get('state')))}"
-                        f"</td><td></td><td></td><td>cluster</td></tr>")
-        self.table.value = ("<table><tr><th>run</th><th>state</th><th>step</th><th>updated</th><th>where</th></tr>"
+            where = "local" if r.backend == "machine" else r.backend
+            rows.append(f"<tr><td><code>{html.escape(r.name)}</code></td><td style='color:{colour}'>"
+                        f"{html.escape(r.state)}</td><td>{html.escape(r.step)}</td>"
+                        f"<td>{html.escape(r.created)}</td><td>{html.escape(where)}</td></tr>")
+        self.table.value = ("<table><tr><th>run</th><th>state</th><th>step</th><th>created</th><th>where</th></tr>"
                             + "".join(rows) + "</table>") if rows else "<i>No runs yet under this base directory.</i>"
         current = self.select.value
-        options = [(f"{r.run_id} [{r.state}]", r.run_id) for r in self.runs]
-        options += [(f"cluster {j['name']} [{j['state']}]", "cluster:" + j["name"]) for j in self.cluster_jobs]
+        options = [(f"{r.run_id} [{r.state}]" if r.backend == "machine" else f"{r.backend} {r.name} [{r.state}]",
+                    (r.backend if r.backend == "machine" else "cluster", r.name)) for r in self.runs]
         self.select.options = options
         if current in [v for _, v in options]:
             self.select.value = current
 
-    def selected(self) -> RunResult | None:
-        run_id = self.select.value
-        return next((r for r in self.runs if r.run_id == run_id), None)
+    def _selected(self) -> tuple[Any, str] | None:
+        """(backend, run name) of the selected run, or None (and a message) when nothing is selected."""
+        if not self.select.value:
+            self.message.value = _error_html("Select a run first")
+            return None
+        backend, name = self.select.value
+        return self.backends[backend], name
 
-    def _cluster_action(self, action: str) -> bool:
-        """Log tail, cancel or open for a selected cluster job; False when a local run is selected."""
-        value = self.select.value or ""
-        if not value.startswith("cluster:"):
-            return False
-        name = value.split(":", 1)[1]
+    def selected(self) -> RunResult | None:
+        chosen = self._selected()
+        if chosen is None:
+            return None
         try:
-            jobs = _cluster()
-            if action == "log":
-                self.log_area.value = "\n".join(list(jobs.logs(name))[-20:])
-                self.message.value = f"Log tail of cluster job <code>{html.escape(name)}</code>"
-            elif action == "cancel":
-                jobs.cancel(name)
-                self.message.value = f"Cancelled cluster job <code>{html.escape(name)}</code>"
-            else:
-                self.detail.children = (ResultView(jobs.result(name, local_base_dir=self.base_dir)),)
+            return chosen[0].result(chosen[1])
+        except LabkitError:
+            return None
+
+    def _act(self, action: Callable[[Any, str], str]) -> None:
+        chosen = self._selected()
+        if chosen is None:
+            return
+        try:
+            self.message.value = action(*chosen)
         except Exception as err:
             self.message.value = _error_html(f"{type(err).__name__}: {err}")
-        return True
 
     def _on_log(self, _: Any) -> None:
-        if self._cluster_action("log"):
-            return
-        run = self.selected()
-        if run is None:
-            self.message.value = _error_html("Select a run first")
-            return
-        proc = self._processes().get(run.run_id)
-        fresh = load_run(run.path) if run.path.exists() else run
-        self.log_area.value = proc.log_tail(20) if proc is not None else _tail(fresh.file(LOG_FILE))
-        self.message.value = f"Log tail of <code>{html.escape(run.run_id)}</code> ({html.escape(fresh.state)})"
+        def tail(backend: Any, name: str) -> str:
+            self.log_area.value = "\n".join(backend.log(name, tail=20))
+            return f"Log tail of <code>{html.escape(name)}</code> ({html.escape(backend.status(name).state)})"
+
+        self._act(tail)
 
     def _on_cancel(self, _: Any) -> None:
-        if self._cluster_action("cancel"):
-            self.refresh()
-            return
-        with self.output:
-            clear_output(wait=True)
-            run = self.selected()
-            proc = self._processes().get(run.run_id) if run else None
-            if run is None:
-                self.message.value = _error_html("Select a run first")
-            elif proc is None:
-                self.message.value = _error_html(
-                    f"Run {run.run_id} was not started from this notebook session; cancel it where it runs "
-                    "(labkit cancel for cluster jobs)")
-            elif proc.done():
-                self.message.value = f"Run <code>{html.escape(run.run_id)}</code> has already finished"
-            else:
-                proc.cancel()
-                self.message.value = f"Cancelled run <code>{html.escape(run.run_id)}</code>"
-            self.refresh()
+        def cancel(backend: Any, name: str) -> str:
+            told = backend.cancel(name)
+            return f"Cancelled run <code>{html.escape(name)}</code> ({html.escape(told.state)})"
+
+        self._act(cancel)
+        self.refresh()
 
     def _on_open(self, _: Any) -> None:
-        if self._cluster_action("open"):
-            return
-        run = self.selected()
-        if run is None:
-            self.message.value = _error_html("Select a run first")
-            return
-        found = find_run(self.base_dir, run.run_id)
-        self.detail.children = (ResultView(found),)
+        def open_(backend: Any, name: str) -> str:
+            self.detail.children = (ResultView(backend.result(name)),)
+            return ""
+
+        self._act(open_)
 
     def _on_auto(self, change: dict[str, Any]) -> None:
         if change["new"]:

@@ -14,7 +14,7 @@ from typing import Callable
 
 import kmock
 import pytest
-from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir  # noqa: F401 (fixtures)
+from cluster_fixtures import NS, Controllers, Emulator, cluster_config, emulator, user_dir  # noqa: F401 (fixtures)
 from hub_fixtures import Hub, hub, module_emulator  # noqa: F401 (fixtures)
 
 from labkit.analysis.datasets import write_demo
@@ -192,3 +192,19 @@ def test_another_users_run_is_refused_through_the_hub(world: World) -> None:
         assert "no run" in told.lower() and "alice" not in told  # nothing about whose it is
     assert run.run_id not in {r.run_id for r in bob.runs()}
     assert world.backend.status(run.name).state == QUEUED  # still alice's, untouched
+
+
+def test_the_factory_picks_by_environment_and_says_why(tmp_path: Path, cluster_config: Emulator) -> None:  # noqa: F811
+    from labkit.runners.factory import choose_backend
+
+    here, why = choose_backend(tmp_path, environ={})
+    assert here.name == "machine" and str(tmp_path) in why
+    env = {k: v for k, v in __import__("os").environ.items() if k.startswith(("LABKIT_CLUSTER_", "KUBECONFIG"))}
+    direct, why = choose_backend(tmp_path, environ=env)
+    assert direct.name == "cluster" and "LABKIT_CLUSTER_CONFIG" in why
+    assert direct.runs() == []  # it really talks to the (emulated) cluster
+    hub_, why = choose_backend(tmp_path, environ={**env, "LABKIT_HUB_SERVICE_URL": "http://127.0.0.1:9/services/labkit"})
+    assert hub_.name == "hub" and "127.0.0.1:9" in why  # a hub service wins over cluster settings
+    assert choose_backend(tmp_path, environ=env, prefer="machine")[0].name == "machine"
+    with pytest.raises(LabkitError, match="backend.*'kubernetes'.*machine, cluster or hub"):
+        choose_backend(tmp_path, environ={}, prefer="kubernetes")

@@ -13,9 +13,11 @@ import mne
 import pytest
 from cluster_fixtures import NS, Controllers, cluster_config, emulator  # noqa: F401 (fixtures)
 
-from labkit.results import folder as results
 from labkit import IcaParams, ParameterError
 from labkit.analysis.datasets import DEMO_FILENAME
+from labkit.results.components import read_components_tsv
+from labkit.results.layout import COMPONENTS_TSV, FAILED
+from labkit.results.reading import load_run
 from labkit.widgets import (
     CLEANED_FILE,
     IcaForm,
@@ -235,12 +237,12 @@ def test_full_run_results_history_and_comparison(demo_dir):
     keep_one_more = next(i for i in range(15) if i not in suspects)
     view.exclude_boxes[keep_one_more].value = True
     view.save_button.click()
-    tsv = result.file(results.COMPONENTS_TSV)
+    tsv = result.file(COMPONENTS_TSV)
     header, *rows = tsv.read_text().splitlines()
     assert header.split("\t") == ["component", "type", "description", "status", "status_description",
                                   "ic_type", "ic_type_probability"], "the automatic labels are kept on save"
     assert len(rows) == 15
-    assert results.read_components_tsv(tsv) == sorted(suspects + [keep_one_more])
+    assert read_components_tsv(tsv) == sorted(suspects + [keep_one_more])
     assert "marked bad by hand" in tsv.read_text()
 
     view.apply_button.click()
@@ -248,7 +250,7 @@ def test_full_run_results_history_and_comparison(demo_dir):
     assert cleaned.exists(), view.message.value
     raw = mne.io.read_raw_fif(cleaned, verbose="error")
     assert raw.n_times == 120 * 250 and len(raw.ch_names) == 63
-    assert ResultView(results.load_run(result.path)).excluded == sorted(suspects + [keep_one_more])
+    assert ResultView(load_run(result.path)).excluded == sorted(suspects + [keep_one_more])
 
     form.random_state.value = "1"
     form.run_button.click()
@@ -266,15 +268,15 @@ def test_full_run_results_history_and_comparison(demo_dir):
 
     jobs = form.jobs
     jobs.refresh()
-    assert {result.run_id, second.run_id} <= {v for _, v in jobs.select.options}
+    assert {("machine", result.run_id), ("machine", second.run_id)} <= {v for _, v in jobs.select.options}
     assert "succeeded" in jobs.table.value
-    jobs.select.value = result.run_id
+    jobs.select.value = ("machine", result.run_id)
     jobs.log_button.click()
     assert jobs.log_area.value
     jobs.open_button.click()
     assert isinstance(jobs.detail.children[0], ResultView)
     jobs.cancel_button.click()
-    assert "already finished" in jobs.message.value
+    assert "already succeeded" in jobs.message.value and "nothing to cancel" in jobs.message.value
 
 
 @pytest.mark.slow
@@ -285,7 +287,7 @@ def test_cancel_a_running_run(demo_dir):
     wait_for(lambda: form.process.step() in ("load", "filter", "fit"), 60, "the run to start")
     form.cancel_button.click()
     result = form.wait(timeout=60)
-    assert result.state == "failed" and result.path.name.endswith(results.FAILED)
+    assert result.state == "failed" and result.path.name.endswith(FAILED)
     assert form.progress.bar_style == "danger" and "failed" in form.step_label.value
     assert form.cancel_button.disabled and not form.run_button.disabled
     assert form.history[-1].run_id == result.run_id
@@ -344,31 +346,31 @@ def test_cluster_submit_and_jobs_through_the_cluster_client(demo_dir, cluster_co
 
     jobs = form.jobs
     values = [v for _, v in jobs.select.options]
-    assert f"cluster:{name}" in values and f"cluster:{second_name}" in values
-    assert "cluster" in jobs.table.value and name in jobs.table.value and "pending" in jobs.table.value
+    assert ("cluster", name) in values and ("cluster", second_name) in values
+    assert "cluster" in jobs.table.value and name in jobs.table.value and "queued" in jobs.table.value
 
     pod = ctl.create_pod(name, phase="Running", node="worker-1")  # scheduler and kubelet start it
     emu.react(lambda k: k[f"get /api/v1/namespaces/{NS}/pods/{pod}/log"]
               << "".join(f"line {i}\n" for i in range(30)).encode())
     jobs.refresh()
     assert f"cluster {name} [running]" in [label for label, _ in jobs.select.options]
-    jobs.select.value = f"cluster:{name}"
+    jobs.select.value = ("cluster", name)
     jobs.log_button.click()
     assert jobs.log_area.value.splitlines() == [f"line {i}" for i in range(10, 30)], jobs.message.value
     assert "Log tail" in jobs.message.value
 
     jobs.cancel_button.click()
-    assert f"Cancelled cluster job <code>{name}</code>" in jobs.message.value, jobs.message.value
+    assert f"Cancelled run <code>{name}</code> (cancelled)" in jobs.message.value, jobs.message.value
     with pytest.raises(k8s.ApiException) as gone:
         ctl.batch.read_namespaced_job(name, NS)
     assert gone.value.status == 404
-    values = [v for _, v in jobs.select.options]
-    assert f"cluster:{name}" not in values and f"cluster:{second_name}" in values
+    assert f"cluster {name} [cancelled]" in [label for label, _ in jobs.select.options]  # told, not hidden
+    assert f"cluster {second_name} [queued]" in [label for label, _ in jobs.select.options]
 
 
 def test_progress_steps_mirror_the_analysis_steps():
-    from labkit.analysis import ica
     from labkit import widgets
+    from labkit.analysis import ica
 
     assert widgets.STEPS == ica.STEPS
 
