@@ -208,3 +208,15 @@ def test_the_factory_picks_by_environment_and_says_why(tmp_path: Path, cluster_c
     assert choose_backend(tmp_path, environ=env, prefer="machine")[0].name == "machine"
     with pytest.raises(LabkitError, match="backend.*'kubernetes'.*machine, cluster or hub"):
         choose_backend(tmp_path, environ={}, prefer="kubernetes")
+
+
+@pytest.mark.parametrize("world", ["cluster", "hub"], indirect=True)
+def test_a_sweep_id_that_needs_cleaning_lists_and_cancels(world: World) -> None:
+    """The label holds the cleaned id; listing and cancelling by the id the user typed finds the same Jobs."""
+    typed = "Seeds: Alice's pilot"
+    runs = world.backend.submit_sweep([world.params(seed=s) for s in (10, 11)], sweep_id=typed)
+    assert len(runs) == 2 and len({r.sweep_id for r in runs}) == 1
+    listed = world.backend.runs(sweep=typed)
+    assert {r.run_id for r in runs} <= {r.run_id for r in listed}, (runs, listed)
+    assert world.backend.jobs.cancel_sweep(typed)  # the id as typed, as `labkit cancel --sweep` sends it
+    assert not [r for r in world.backend.runs(sweep=typed) if not r.done]

@@ -29,16 +29,24 @@ from typing import Any, Awaitable, Callable, Iterator
 
 from tornado import iostream, web
 
-from labkit.runners.cluster.errors import ClusterConflict, ClusterError, ClusterNotFound, ClusterUnavailable, NotYourJob
-from labkit.runners.cluster.jobs import Submission
-from labkit.runners.cluster.status import JobPendingTooLong, JobStatus
-from labkit.runners.cluster.manifests import LABEL_DIGEST, LABEL_RUN_ID, check_run_id
-from labkit.runners.cluster.names import is_dns_label, is_label_value
 from labkit.errors import LabkitError, ParameterError
-from labkit.results.folder import FOLDER_PREFIX
 from labkit.hub.bodies import BodyError, SubmitBody, SweepBody, TooLarge, params_from, parse
 from labkit.hub.identity import Refused, current_user
 from labkit.hub.service import SERVICE_NAME, Service
+from labkit.results.layout import FOLDER_PREFIX
+from labkit.runners.cluster.errors import (
+    ClusterConflict,
+    ClusterError,
+    ClusterForbidden,
+    ClusterInvalid,
+    ClusterNotFound,
+    ClusterUnavailable,
+    NotYourJob,
+)
+from labkit.runners.cluster.jobs import Submission
+from labkit.runners.cluster.manifests import LABEL_DIGEST, LABEL_RUN_ID, check_run_id, sweep_label
+from labkit.runners.cluster.names import is_dns_label
+from labkit.runners.cluster.status import JobPendingTooLong, JobStatus
 
 logger = logging.getLogger(__name__)
 access_log = logging.getLogger("labkit.hub.access")
@@ -75,6 +83,10 @@ def _status_of(err: BaseException) -> int:
         return 409
     if isinstance(err, ClusterUnavailable):
         return 503
+    if isinstance(err, ClusterForbidden):  # the API server or the admission policy said no: told as itself
+        return 403
+    if isinstance(err, ClusterInvalid):
+        return 422
     if isinstance(err, ClusterError):
         return 502
     if isinstance(err, LabkitError):  # a setting the user chose (profile)
@@ -89,9 +101,10 @@ def _name(name: str) -> str:
 
 
 def _sweep_id(sweep: str) -> str:
-    if not sweep or not is_label_value(sweep):
-        raise BodyError("sweep", f"not a sweep id (a label value): {sweep[:80]!r}")
-    return sweep
+    """The sweep's label value, cleaned as every writer cleans it (so the id a user typed finds its Jobs)."""
+    if not sweep or len(sweep) > 253 or not sweep.isprintable():
+        raise BodyError("sweep", f"not a sweep id (1-253 printable characters): {sweep[:80]!r}")
+    return sweep_label(sweep)
 
 
 def _run_id(run_id: str, field: str) -> str:

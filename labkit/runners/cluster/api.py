@@ -28,6 +28,7 @@ from labkit.runners.cluster.errors import (
     ClusterError,
     ClusterForbidden,
     ClusterGone,
+    ClusterInvalid,
     ClusterNotFound,
     ClusterUnavailable,
 )
@@ -107,6 +108,16 @@ def api_message(err: ApiException) -> str:
     return (body.get("message") if isinstance(body, dict) else None) or str(err.reason or "").strip() or "no details"
 
 
+def invalid_field(err: ApiException) -> str | None:
+    """The field a 422 names (its first ``details.causes[].field``), when the API server gave one."""
+    try:
+        causes = (json.loads(err.body or "{}").get("details") or {}).get("causes") or []
+    except (AttributeError, TypeError, ValueError):
+        return None
+    fields = [c.get("field") for c in causes if isinstance(c, dict) and c.get("field")]
+    return str(fields[0]) if fields else None
+
+
 def retry_after(err: ApiException) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), if any."""
     headers = err.headers or {}
@@ -141,7 +152,9 @@ def explain(err: ApiException, what: str) -> ClusterError:
     if status == 410:
         return ClusterGone(f"Cannot {what}: the resource version expired (410 Gone; {msg})")
     if status == 422:
-        return ClusterError(f"Cannot {what}: the cluster rejected the manifest as invalid ({msg})")
+        field = invalid_field(err)
+        where = f" in {field}" if field else ""
+        return ClusterInvalid(f"Cannot {what}: the cluster refused it as invalid{where} ({msg})", field)
     return ClusterError(f"Cannot {what}: the cluster answered HTTP {status} ({msg})")
 
 
