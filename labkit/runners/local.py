@@ -158,22 +158,19 @@ class LocalRunner(Runner):
 
 
 def _keeping_engine() -> str:
-    """papermill's nbclient engine, but a notebook cut short (kernel died, cancelled) is saved as far as
-    it ran: with ``request_save_on_cell_execute=False`` papermill saves only a notebook that ends."""
-    from papermill.engines import NBClientEngine, papermill_engines
+    """The name of labkit's papermill engine (:mod:`labkit.runners.engine`: a notebook cut short is saved as far
+    as it ran), which papermill finds through the ``papermill.engine`` entry point of labkit's install."""
+    from papermill.engines import papermill_engines
+    from papermill.exceptions import PapermillException
 
-    class KeepingEngine(NBClientEngine):
-        @classmethod
-        def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, keep_at: str = "", **kwargs: Any) -> Any:
-            try:
-                return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
-            except BaseException:
-                nb_man.output_path = keep_at or nb_man.output_path  # papermill's cleanup then saves it
-                raise
+    from labkit.runners.engine import NAME
 
-    if "labkit" not in papermill_engines._engines:
-        papermill_engines.register("labkit", KeepingEngine)
-    return "labkit"
+    try:
+        papermill_engines.get_engine(NAME)
+    except PapermillException:
+        raise LabkitError(f"papermill has no engine {NAME!r}: labkit's install predates its papermill.engine "
+                          "entry point; reinstall labkit (pip install -e . in its checkout)") from None
+    return NAME
 
 
 def run(params: IcaParams, **kwargs: Any) -> results.RunResult:
