@@ -63,7 +63,7 @@ def naive_loop(base: Path, sets: list[dict], parallel: int = 2) -> dict:
 
 
 def labkit_sweep(base: Path, sets: list[dict], workers: int, cache: bool = True) -> dict:
-    from labkit.results.folder import list_runs
+    from labkit.results.reading import list_runs
 
     sets_file = base / "sets.json"
     sets_file.write_text(json.dumps([{**s, "base_dir": str(base)} for s in sets]))

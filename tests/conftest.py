@@ -46,11 +46,12 @@ def fitted_runs(tmp_path_factory: pytest.TempPathFactory, demo_source: Path) -> 
     20 s), one fit on a copy of the demo without ground truth, and one failed run, in folders as labkit writes them."""
     import json
 
-    from labkit.results import provenance
     from labkit import IcaParams
     from labkit.analysis import ica as analysis
     from labkit.analysis.datasets import DEMO_FILENAME
-    from labkit.results.folder import ICA_FILE, METRICS_FILE, RunFolder
+    from labkit.results import provenance
+    from labkit.results.folder import RunFolder
+    from labkit.results.layout import ICA_FILE, METRICS_FILE
 
     base = tmp_path_factory.mktemp("fitted-runs")
     shutil.copytree(demo_source, base, dirs_exist_ok=True)

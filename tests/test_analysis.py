@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from labkit.analysis import ica
-from labkit.analysis import recording
-from labkit.results import folder as results
 from labkit import IcaParams
-from labkit.cli.main import main
+from labkit.analysis import ica, recording
 from labkit.analysis.datasets import DEMO_FILENAME
+from labkit.cli.main import main
 from labkit.errors import ParameterError, RecordingError
+from labkit.results.layout import ICA_FILE, REPORT_FILE, STATUS_FILE
+from labkit.results.reading import RunResult, find_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,20 +66,20 @@ def test_a_fit_that_does_not_converge_succeeds_with_warnings(demo_dir: Path) -> 
                           capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    found = results.find_run(demo_dir, "noconv")
-    status = json.loads(found.file(results.STATUS_FILE).read_text())
+    found = find_run(demo_dir, "noconv")
+    status = json.loads(found.file(STATUS_FILE).read_text())
     assert status["state"] == "succeeded"
     assert any("did not converge" in w for w in status["warnings"]), status
     assert found.outcome == "succeeded with warnings"
     assert found.metrics["warnings"] == status["warnings"] and found.metrics["converged"] is False
     assert "FastICA did not converge" in " ".join(status["warnings"]), "scikit-learn's own warning is kept"
-    report = found.file(results.REPORT_FILE).read_text()
+    report = found.file(REPORT_FILE).read_text()
     assert "succeeded with warnings" in report and "did not converge" in report
     assert "WARNING" in found.log and "did not converge" in found.log
 
 
 def test_outcome_of_a_result() -> None:
-    res = results.RunResult(path=Path("/x/PreExperiment_ICA_a"), status={"state": "succeeded"}, params=None,
+    res = RunResult(path=Path("/x/PreExperiment_ICA_a"), status={"state": "succeeded"}, params=None,
                             metrics={})
     assert res.outcome == "succeeded"
     res.status["warnings"] = ["crop_tmax 99 s is past the recording's end; clamped to 60.000 s"]
@@ -108,7 +108,7 @@ def test_nan_samples_named_by_channel_and_time(tmp_path: Path) -> None:
     params = IcaParams(base_dir=str(tmp_path), raw_file_path="nan_raw.fif", n_components=4, crop_tmax=None)
     with pytest.raises(RecordingError, match=r"channel 'EEG05' holds 1 NaN/infinite sample\(s\), the first at 12.340 s"):
         ica.run(params, tmp_path / "out", verbose="error")
-    assert not (tmp_path / "out" / results.ICA_FILE).exists(), "refused before the fit"
+    assert not (tmp_path / "out" / ICA_FILE).exists(), "refused before the fit"
 
 
 # -- formats -------------------------------------------------------------------------------------------------

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from labkit.analysis import ica
-from labkit.analysis import recording
 from labkit import IcaParams
-from labkit.analysis.cache import Cache, cache_dir, key, slot
-from labkit.cli.main import main
+from labkit.analysis import ica, recording
+from labkit.analysis.cache import Cache, key, slot
 from labkit.analysis.datasets import DEMO_FILENAME
+from labkit.cli.main import main
+from labkit.results.layout import cache_dir
 
 
 def _params(demo_dir, **kw) -> IcaParams:

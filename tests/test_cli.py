@@ -95,8 +95,8 @@ def test_runs_of_an_empty_or_missing_folder(tmp_path):
 
 
 def test_cluster_commands_are_offered_but_imported_only_when_used():
-    from labkit.cli.main import _Commands
     from labkit.cli.cluster import COMMANDS
+    from labkit.cli.main import _Commands
 
     assert set(_Commands.cluster) == {c.name for c in COMMANDS}
     listed = CliRunner().invoke(main, ["--help"]).output
@@ -175,7 +175,7 @@ def test_render_needs_no_cluster_configuration(monkeypatch):
 
 def test_run_summary_tells_outcome_warnings_suspects_and_report(tmp_path):
     from labkit.cli.main import run_summary, summary_lines
-    from labkit.results.folder import list_runs
+    from labkit.results.reading import list_runs
 
     _fake_runs(tmp_path)
     _, warned, clean = list_runs(tmp_path)

@@ -248,7 +248,8 @@ def test_submit_a_sweep_of_jobs_and_wait(cluster_env: Emulator, tmp_path: Path) 
 
 
 def test_a_set_that_already_ran_is_reported_with_its_folder(cluster_env: Emulator, user_dir: Path) -> None:
-    from labkit.results.folder import ICA_FILE, METRICS_FILE, RunFolder
+    from labkit.results.folder import RunFolder
+    from labkit.results.layout import ICA_FILE, METRICS_FILE
 
     folder = RunFolder.create(IcaParams(base_dir=str(user_dir)), "20260101-000000-000-old")
     folder.start()

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from labkit.params import IcaParams
+from labkit.results.reading import find_run
 from labkit.runners.cluster.manifests import build_job
 from labkit.runners.cluster.settings import ClusterSettings
-from labkit.params import IcaParams
-from labkit.results.folder import find_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

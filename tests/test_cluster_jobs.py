@@ -17,13 +17,15 @@ import kmock
 import pytest
 from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir  # noqa: F401 (fixtures)
 
+from labkit.params import IcaParams
+from labkit.results.folder import RunFolder
+from labkit.results.layout import ICA_FILE, METRICS_FILE
+from labkit.results.reading import find_run
 from labkit.runners.cluster.errors import ClusterError, ClusterForbidden, ClusterUnavailable, NotYourJob
 from labkit.runners.cluster.jobs import ClusterJobs
-from labkit.runners.cluster.status import JobPendingTooLong, JobStatus
 from labkit.runners.cluster.manifests import LABEL_OWNER, LABEL_RUN_ID
 from labkit.runners.cluster.settings import ClusterSettings
-from labkit.params import IcaParams
-from labkit.results.folder import ICA_FILE, METRICS_FILE, RunFolder, find_run
+from labkit.runners.cluster.status import JobPendingTooLong, JobStatus
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -486,7 +488,7 @@ def test_a_volcano_job_that_ends_early_fails_the_unfinished_runs(emulator: Emula
 
 
 def test_a_sweep_of_plain_jobs_is_listed_and_watched_by_its_id(emulator: Emulator, user_dir: Path) -> None:
-    from labkit.study import sweeps
+    from labkit.results.table import table
 
     jobs = jobs_for(emulator)
     sets = [IcaParams(method=m) for m in ("fastica", "picard")]
@@ -512,7 +514,7 @@ def test_a_sweep_of_plain_jobs_is_listed_and_watched_by_its_id(emulator: Emulato
     assert final.phase == "succeeded" and [r.phase for r in final.runs] == ["succeeded"] * 2
     results = jobs.sweep_results(final)
     assert sorted(r.run_id for r in results) == sorted(r.run_id for r in sub.runs)
-    assert sorted(sweeps.table(results)["method"]) == ["fastica", "picard"]  # compared like a local sweep
+    assert sorted(table(results)["method"]) == ["fastica", "picard"]  # compared like a local sweep
 
 
 def _completed_run(base: Path, params: IcaParams, run_id: str) -> RunFolder:

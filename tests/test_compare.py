@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from labkit.study import compare as cmp
-from labkit.study import sweeps
+from labkit.study import figures
 
 
 def _frame(groups: dict[str, list[float]], *, seeds: dict[str, list[int]] | None = None,
            recording: str = "labkit-demo/demo_raw.fif") -> pd.DataFrame:
-    """One row per run, as sweeps.table makes them: group g's i-th value ran seed seeds[g][i]."""
+    """One row per run, as labkit.results.table makes them: group g's i-th value ran seed seeds[g][i]."""
     rows = [{"method": g, "raw_file_path": recording, "random_state": (seeds or {}).get(g, range(len(v)))[i],
              "state": "succeeded", "fit_time_s": x} for g, v in groups.items() for i, x in enumerate(v)]
     return pd.DataFrame(rows)
@@ -231,7 +231,7 @@ def test_plots_return_figures_with_the_expected_axes():
     rng = np.random.default_rng(0)
     frame = _frame({"picard": list(rng.normal(1, 0.1, 10)), "fastica": list(rng.normal(2, 0.1, 10)),
                     "infomax": list(rng.normal(2.5, 0.1, 10))})
-    fig = cmp.plot(frame, "fit_time_s")
+    fig = figures.plot(frame, "fit_time_s")
     ax = fig.axes[0]
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("method", "fit_time_s")
     assert [t.get_text() for t in ax.get_xticklabels()] == ["fastica\n(n=10)", "infomax\n(n=10)", "picard\n(n=10)"]
@@ -239,17 +239,27 @@ def test_plots_return_figures_with_the_expected_axes():
     assert [len(d.get_xdata()) for d in dots] == [10, 10, 10]  # every run, over the boxes
     joins = [line for line in ax.lines if line.get_color() == "0.6"]
     assert len(joins) == 10 and all(len(j.get_xdata()) == 3 for j in joins)  # one line per block through 3 methods
-    unpaired = cmp.plot(frame.drop(columns="random_state").assign(raw_file_path=range(30)), "fit_time_s").axes[0]
+    unpaired = figures.plot(frame.drop(columns="random_state").assign(raw_file_path=range(30)), "fit_time_s").axes[0]
     assert not [line for line in unpaired.lines if line.get_color() == "0.6"]
-    fig = cmp.cd_diagram(cmp.compare(frame, "fit_time_s"))
+    fig = figures.cd_diagram(cmp.compare(frame, "fit_time_s"))
     labels = [t.get_text() for t in fig.axes[0].texts]
     assert any(lab.startswith("picard") for lab in labels) and "Nemenyi" in fig.axes[0].get_title()
     with pytest.raises(ValueError, match="critical-difference diagram needs"):
-        cmp.cd_diagram(cmp.compare(frame.drop(columns="random_state"), "fit_time_s"))
+        figures.cd_diagram(cmp.compare(frame.drop(columns="random_state"), "fit_time_s"))
 
 
-def test_sweeps_names_still_work():
-    assert sweeps.compare is cmp.compare and sweeps.plot is cmp.plot
+def test_statistics_figures_and_sweeps_import_without_each_other():
+    """No circle: the statistics need neither sweeps nor figures; sweeps re-exports nothing of them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, labkit.study.compare, labkit.results.table; "
+            "print(sorted(m for m in sys.modules if m.startswith(('labkit.study', 'labkit.runners'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['labkit.study', 'labkit.study.compare']"
+    from labkit.study import sweeps
+
+    assert not {"compare", "plot", "table", "runs_table"} & set(vars(sweeps))
 
 
 @settings(max_examples=60, deadline=None)

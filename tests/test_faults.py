@@ -16,12 +16,13 @@ import pytest
 from click.testing import CliRunner
 from cluster_fixtures import Emulator, emulator  # noqa: F401 (fixture)
 
-from labkit.results import folder as results
 from labkit import IcaParams
+from labkit.analysis.datasets import DEMO_FILENAME
 from labkit.cli.main import main
+from labkit.results.layout import FAILED, PARAMS_FILE, PARTIAL
+from labkit.results.reading import find_run, list_runs, load_run
 from labkit.runners.cluster.jobs import ClusterJobs
 from labkit.runners.cluster.settings import ClusterSettings
-from labkit.analysis.datasets import DEMO_FILENAME
 
 pytestmark = pytest.mark.slow
 #: every point a run can be killed at, in order: the runner before the kernel starts, the kernel taking
@@ -101,14 +102,14 @@ def test_sigkill_at_each_step_reads_failed_with_the_reason_everywhere(demo_dir, 
     proc = labkit(*run_args(params, f"kill-{point}"), env={"LABKIT_PAUSE_AT": point})
     who = kill_when_paused(proc)
     assert who == ("runner" if point in ("queued", "executed") else "kernel")
-    (found,) = results.list_runs(demo_dir)
-    assert found.path.name.endswith(results.PARTIAL), "nothing could rename it"
+    (found,) = list_runs(demo_dir)
+    assert found.path.name.endswith(PARTIAL), "nothing could rename it"
     assert found.state == "failed", (found.status, found.error)
     assert "disappeared (killed?)" in found.error
     expected = {"queued": "before its kernel took the run over", "start": "before its kernel took the run over",
                 "executed": "during step 'report'"}.get(point, f"during step {point!r}")
     assert expected in found.error
-    assert results.load_run(found.path).error == found.error == results.find_run(demo_dir, f"kill-{point}").error
+    assert load_run(found.path).error == found.error == find_run(demo_dir, f"kill-{point}").error
     listing = CliRunner().invoke(main, ["runs", "--base-dir", str(demo_dir)])
     assert listing.exit_code == 0 and "failed" in listing.output and "disappeared" in listing.output
     assert jobs_here(emulator, demo_dir).completed(params) is None, "a killed run is not a result to reuse"
@@ -123,7 +124,7 @@ def test_two_runs_with_one_id_at_the_same_instant_one_result_one_refusal(demo_di
     winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
     refusal = outs[loser][1].strip()
     assert refusal.startswith("labkit: Run id 'same' is already taken") and "\n" not in refusal, refusal
-    (found,) = results.list_runs(demo_dir)
+    (found,) = list_runs(demo_dir)
     assert found.state == "succeeded" and outs[winner][0].strip().splitlines()[-1] == str(found.path)
     assert found.params == sets[winner] and found.metrics["n_components"] == sets[winner].n_components
     before = snapshot(found.path)
@@ -132,7 +133,7 @@ def test_two_runs_with_one_id_at_the_same_instant_one_result_one_refusal(demo_di
     out, err = third.communicate(timeout=120)
     # the impossible value is found first, before the id is even claimed (preflight: exit 2, nothing made)
     assert third.returncode == 2 and "'filter_fmax'" in err and "Traceback" not in err
-    assert snapshot(found.path) == before and results.load_run(found.path).state == "succeeded"
+    assert snapshot(found.path) == before and load_run(found.path).state == "succeeded"
 
 
 def test_a_pod_retry_restarts_its_killed_attempt_and_keeps_the_complete_result(demo_dir):
@@ -140,15 +141,15 @@ def test_a_pod_retry_restarts_its_killed_attempt_and_keeps_the_complete_result(d
     first = labkit("entrypoint", env={**env, "LABKIT_PAUSE_AT": "plot"})
     kill_when_paused(first)  # the node died in the middle of the first pod
     deadline = time.monotonic() + 10  # SIGKILL is asynchronous: a big kernel takes a moment to be gone
-    while (partial := results.list_runs(demo_dir)[0]).state != "failed" and time.monotonic() < deadline:
+    while (partial := list_runs(demo_dir)[0]).state != "failed" and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert len(results.list_runs(demo_dir)) == 1
-    assert partial.state == "failed" and partial.path.name.endswith(results.PARTIAL)
+    assert len(list_runs(demo_dir)) == 1
+    assert partial.state == "failed" and partial.path.name.endswith(PARTIAL)
     assert (partial.path / "topomaps.png").exists() or list(partial.path.glob("*.fif")), "it got as far as plot"
     second = labkit("entrypoint", env=env)  # the Job's next pod: same LABKIT_RUN_ID
     out, err = second.communicate(timeout=300)
     assert second.returncode == 0, err
-    (found,) = results.list_runs(demo_dir)
+    (found,) = list_runs(demo_dir)
     assert found.state == "succeeded" and out.strip().splitlines()[-1] == str(found.path) and found.status["attempt"] == 2
     assert "RETRY: attempt 2 restarts run job-7" in found.log
     assert not list(found.path.glob(".*")), "no reserve or temporary file in a complete result"
@@ -160,7 +161,7 @@ def test_a_pod_retry_restarts_its_killed_attempt_and_keeps_the_complete_result(d
     out, err = bad.communicate(timeout=120)
     # the impossible value is refused before the id is looked at (preflight: exit 2, nothing touched)
     assert bad.returncode == 2 and "'filter_fmax'" in err and "Traceback" not in err
-    assert snapshot(found.path) == before and [r.state for r in results.list_runs(demo_dir)] == ["succeeded"]
+    assert snapshot(found.path) == before and [r.state for r in list_runs(demo_dir)] == ["succeeded"]
 
 
 def test_a_disk_that_fills_up_mid_run_ends_in_one_line_and_a_reason(demo_source, tmp_path):
@@ -183,10 +184,10 @@ def test_a_disk_that_fills_up_mid_run_ends_in_one_line_and_a_reason(demo_source,
         assert proc.returncode == 4, (out, err)
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
         assert "No space left on device" in err
-        (found,) = results.list_runs(disk)
+        (found,) = list_runs(disk)
         assert found.state == "failed" and "No space left on device" in found.error, found.error
-        assert found.path.name.endswith(results.FAILED)
-        assert json.loads(found.file(results.PARAMS_FILE).read_text())["params"] == params.to_dict()
+        assert found.path.name.endswith(FAILED)
+        assert json.loads(found.file(PARAMS_FILE).read_text())["params"] == params.to_dict()
         assert "load: done" in found.log, "what was written before is kept"
         leftovers = [p.name for p in found.path.iterdir() if p.name.endswith(".tmp") or p.stat().st_size == 0]
         assert not leftovers

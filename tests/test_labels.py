@@ -11,11 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labkit.analysis import ica
-from labkit.analysis import labels
-from labkit.results import folder as results
 from labkit import IcaParams
+from labkit.analysis import ica, labels
 from labkit.analysis.datasets import DEMO_FILENAME, load_truth
+from labkit.results.components import read_components_tsv
+from labkit.results.layout import COMPONENTS_TSV, ICA_FILE, REPORT_FILE
+from labkit.results.reading import RunResult
 from labkit.widgets import ResultView
 
 pytestmark = pytest.mark.slow
@@ -55,12 +56,12 @@ def test_iclabel_on_demo_labels_blink_and_heartbeat_excludes_nothing_by_itself(
     assert heart["label"] == "heart beat" and heart["probability"] >= HEART_PROBABILITY, heart
     assert res.metrics["excluded_by_labels"] == [], "labels exclude nothing without a threshold"
     assert res.metrics["exclude"] == sorted(set(res.metrics["eog_suspects"]) | set(res.metrics["ecg_suspects"]))
-    tsv = (tmp_path / "out" / results.COMPONENTS_TSV).read_text().splitlines()
+    tsv = (tmp_path / "out" / COMPONENTS_TSV).read_text().splitlines()
     assert tsv[0].split("\t")[-2:] == ["ic_type", "ic_type_probability"]
     assert tsv[1 + blink["component"]].split("\t")[-2:] == ["eye blink", f"{blink['probability']:.4f}"]
-    report = (tmp_path / "out" / results.REPORT_FILE).read_text()
+    report = (tmp_path / "out" / REPORT_FILE).read_text()
     assert "iclabel on a copy of the data" in report and "eye blink" in report
-    view = ResultView(results.RunResult(path=tmp_path / "PreExperiment_ICA_x", status={"state": "succeeded"},
+    view = ResultView(RunResult(path=tmp_path / "PreExperiment_ICA_x", status={"state": "succeeded"},
                                         params=params, metrics=res.metrics))
     shown = dict((v, k) for k, v in view.component.options)[blink["component"]]
     assert f"[eye blink {blink['probability']:.2f}]" in shown, "the form shows each component's label"
@@ -76,8 +77,8 @@ def test_label_threshold_excludes_artifact_labels_only(demo_dir: Path, tmp_path:
                               if r["label"] not in ("brain", "other") and r["probability"] >= 0.9)
     assert _component_of(res, "blink") in by_label
     assert set(by_label) <= set(res.metrics["exclude"])
-    assert set(by_label) <= set(results.read_components_tsv(tmp_path / "out" / results.COMPONENTS_TSV) or [])
-    saved = mne.preprocessing.read_ica(tmp_path / "out" / results.ICA_FILE, verbose="error")
+    assert set(by_label) <= set(read_components_tsv(tmp_path / "out" / COMPONENTS_TSV) or [])
+    saved = mne.preprocessing.read_ica(tmp_path / "out" / ICA_FILE, verbose="error")
     assert sorted(saved.exclude) == res.metrics["exclude"]
 
 

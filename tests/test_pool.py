@@ -12,11 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from labkit import IcaParams
-from labkit.analysis.cache import Cache, cache_dir, key
+from labkit.analysis.cache import Cache, key
 from labkit.analysis.datasets import DEMO_FILENAME
 from labkit.errors import ParameterError, RunFailed
+from labkit.results.layout import cache_dir
+from labkit.results.reading import list_runs
 from labkit.runners.pool import PoolRunner, WarmKernel
-from labkit.results.folder import list_runs
 
 
 def _tiny(demo_dir, **kw) -> IcaParams:

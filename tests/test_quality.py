@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labkit.study import compare
 from labkit.analysis.datasets import DEMO_FILENAME, load_truth
-from labkit.study.quality import amari_index, best_match, quality_table, run_quality, unmixing
-from labkit.results.folder import list_runs
-from labkit.study.sweeps import runs_table
+from labkit.results.reading import list_runs
+from labkit.results.table import runs_table
+from labkit.study import figures
+from labkit.study.quality import amari_index, best_match, comparison_table, quality_table, run_quality, unmixing
 
 
 def _perfect(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -88,7 +88,7 @@ def test_runs_without_ground_truth_or_without_a_fit_get_nan_and_the_reason(fitte
 
 
 def test_table_has_parameters_metrics_provenance_and_quality(fitted_runs):
-    frame = compare.table(fitted_runs)
+    frame = comparison_table(fitted_runs)
     assert len(frame) == 8
     for column in ("method", "random_state", "raw_file_path", "state", "n_iter", "eog_best_score", "digest",
                    "recording_sha256", "image", "preprocessing", "mne_version", "labkit_version", "picard_version", "host",
@@ -106,22 +106,22 @@ def test_table_has_parameters_metrics_provenance_and_quality(fitted_runs):
     # also read back from CSV, and with a set that never ran (no folder)
     sweep = frame[["method", "random_state", "path"]].assign(action="ran")
     sweep.loc["not-run-x"] = {"method": "picard", "random_state": 9, "path": None, "action": "run"}
-    again = compare.table(sweep)
+    again = comparison_table(sweep)
     assert again.index.tolist() == sweep.index.tolist() and "action" in again
     pd.testing.assert_series_equal(again["amari_index"].iloc[:-1], frame["amari_index"])
     assert again.loc["not-run-x", "quality_note"].startswith("no result folder")
     csv = fitted_runs.parent / "sweep.csv"
     runs_table(fitted_runs).to_csv(csv)  # what `labkit sweep --csv` writes: no provenance or quality columns
-    from_csv = compare.table(pd.read_csv(csv))
+    from_csv = comparison_table(pd.read_csv(csv))
     assert from_csv["recording_sha256"].tolist() == frame["recording_sha256"].tolist()
     assert from_csv["blink_match_r"].tolist() == pytest.approx(frame["blink_match_r"].tolist(), nan_ok=True)
-    assert compare.table(fitted_runs, quality=False).columns.intersection(["amari_index"]).empty
+    assert comparison_table(fitted_runs, quality=False).columns.intersection(["amari_index"]).empty
 
 
 def test_topomap_grid_matches_components_across_methods(fitted_runs):
-    frame = compare.table(fitted_runs, quality=False)
+    frame = comparison_table(fitted_runs, quality=False)
     demo = frame[frame.raw_file_path == DEMO_FILENAME]
-    fig = compare.topomap_grid(demo, by="method")
+    fig = figures.topomap_grid(demo, by="method")
     fig.savefig(fitted_runs / "grid.png")
     titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titled[:2] == ["blink", "heartbeat"]
@@ -130,7 +130,7 @@ def test_topomap_grid_matches_components_across_methods(fitted_runs):
     labels = [ax.get_xlabel() for ax in fig.axes if ax.get_xlabel().startswith("IC")]
     assert len(labels) == 6 and all(float(lab.split("r=")[1]) > 0.9 for lab in labels)  # 3 methods x 2 sources
     # without ground truth: matched by MNE's EOG/ECG scores, no truth row
-    fig = compare.topomap_grid(frame[frame.raw_file_path == "no_truth_raw.fif"])
+    fig = figures.topomap_grid(frame[frame.raw_file_path == "no_truth_raw.fif"])
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert "ground truth" not in texts
     assert any("EOG score" in ax.get_xlabel() for ax in fig.axes)
@@ -145,7 +145,7 @@ def test_readme_comparison_snippet_runs(fitted_runs):
     import matplotlib.pyplot as plt
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "compare.table(" in b)
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "quality.comparison_table(" in b)
     scope: dict = {}
     exec(block.replace('"/userdata"', repr(str(fitted_runs))), scope)  # noqa: S102 - our own README
     result = scope["result"]
@@ -184,7 +184,9 @@ def test_quality_of_an_ica_fit_on_a_channel_subset(demo_dir):
 
     from labkit import IcaParams
     from labkit.analysis import ica as analysis
-    from labkit.results.folder import ICA_FILE, METRICS_FILE, RunFolder, load_run
+    from labkit.results.folder import RunFolder
+    from labkit.results.layout import ICA_FILE, METRICS_FILE
+    from labkit.results.reading import load_run
 
     params = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=15, crop_tmax=20.0,
                        method="picard", random_state=0)

@@ -222,7 +222,8 @@ class _JobController:
 
     def _complete(self, job) -> None:
         from labkit import IcaParams
-        from labkit.results.folder import ICA_FILE, METRICS_FILE, RunFolder
+        from labkit.results.folder import RunFolder
+        from labkit.results.layout import ICA_FILE, METRICS_FILE
 
         name = job.metadata.name
         pod = self.ctl.create_pod(name, phase="Running", node="worker-1")

@@ -15,11 +15,11 @@ import mne
 import pytest
 from click.testing import CliRunner
 
-from labkit.analysis import ica
-from labkit.analysis import recording
-from labkit.results import folder as results
 from labkit import IcaParams
+from labkit.analysis import ica, recording
 from labkit.cli.main import main
+from labkit.results.layout import ICA_FILE
+from labkit.results.reading import find_run
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def test_real_recording_completes_with_its_channels_filtered(real_dir: Path, tmp
     recording.preflight(params)
     out = tmp_path / "out"
     res = ica.run(params, out, verbose="error")
-    saved = mne.preprocessing.read_ica(out / results.ICA_FILE, verbose="error")
+    saved = mne.preprocessing.read_ica(out / ICA_FILE, verbose="error")
     assert saved.info["highpass"] == pytest.approx(1.0) and saved.info["lowpass"] == pytest.approx(30.0), \
         "the saved ICA's header records the band-pass it was fitted on"
     fitted = set(saved.get_channel_types())
@@ -75,7 +75,7 @@ def test_the_mff_folder_runs_through_labkit_run(real_dir: Path) -> None:
                           capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    found = results.find_run(real_dir, "mff")
+    found = find_run(real_dir, "mff")
     assert found.state == "succeeded"
     saved = found.read_ica()
     assert set(saved.get_channel_types()) == {"eeg"} and saved.info["highpass"] == pytest.approx(1.0)

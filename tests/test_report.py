@@ -9,10 +9,11 @@ import mne
 import numpy as np
 import pytest
 
-from labkit.analysis import ica
-from labkit.results import folder as results
 from labkit import IcaParams
+from labkit.analysis import ica
 from labkit.analysis.datasets import DEMO_FILENAME
+from labkit.results.layout import REPORT_FILE
+from labkit.results.reading import RunResult
 from labkit.widgets import ResultView
 
 pytestmark = pytest.mark.slow
@@ -31,10 +32,10 @@ def test_channel_names_and_paths_are_escaped(tmp_path: Path) -> None:
                        n_components=3, crop_tmax=None, filter_fmax=30.0)
     res = ica.run(params, tmp_path / "out", verbose="error")
     assert any(PAYLOAD in w for w in res.metrics["warnings"]), "the channel name reaches a warning"
-    report = (tmp_path / "out" / results.REPORT_FILE).read_text()
+    report = (tmp_path / "out" / REPORT_FILE).read_text()
     assert "alert('labkit')</script>" not in report and "<script>alert(" not in report
     assert html.escape(PAYLOAD) in report, "shown, escaped"
-    view = ResultView(results.RunResult(path=tmp_path / "PreExperiment_ICA_x", status={"state": "succeeded",
+    view = ResultView(RunResult(path=tmp_path / "PreExperiment_ICA_x", status={"state": "succeeded",
                       "warnings": res.metrics["warnings"]}, params=params, metrics=res.metrics), compact=True)
     assert "<script>alert(" not in view.children[0].value and "succeeded with warnings" in view.children[0].value
 
@@ -51,7 +52,7 @@ def test_report_has_mnes_ica_section_and_labkits_parts(demo_dir: Path, tmp_path:
         res = ica.run(params, tmp_path / "out", verbose="error")
     assert ("topomaps' worker" in caplog.text) is in_worker and "failed" not in caplog.text
     assert res.metrics["exclude"], "the demo's blink and heartbeat are suspects"
-    report = (tmp_path / "out" / results.REPORT_FILE).read_text()
+    report = (tmp_path / "out" / REPORT_FILE).read_text()
     order = ("Outcome", "ICA", "Component labels", "Metrics", "Parameters", "Versions")  # the table of contents
     at = [report.find(f">{part}<") for part in order]
     assert all(i >= 0 for i in at) and at == sorted(at), dict(zip(order, at, strict=True))

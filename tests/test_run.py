@@ -16,12 +16,14 @@ import nbformat
 import numpy as np
 import pytest
 
-from labkit.analysis import ica
-from labkit.results import folder as results
-from labkit.runners import local as runners
 from labkit import IcaParams
+from labkit.analysis import ica
 from labkit.analysis.datasets import DEMO_FILENAME, load_truth
 from labkit.errors import ParameterError, RecordingError
+from labkit.results.folder import RunFolder
+from labkit.results.layout import FAILED, NOTEBOOK_FILE, PARTIAL, REPORT_FILE, RUNNER_BEAT_FILE
+from labkit.results.reading import RunResult, find_run, list_runs, load_run
+from labkit.runners import local as runners
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -51,13 +53,13 @@ def test_each_method_recovers_blink_and_heartbeat(demo_dir, tmp_path, method):
     assert res.metrics["ecg_suspects"], "the heartbeat component is flagged against the ECG channel"
 
 
-def assert_complete(found: results.RunResult) -> None:
+def assert_complete(found: RunResult) -> None:
     assert found.state == "succeeded" and found.error is None
-    assert not found.path.name.endswith((results.PARTIAL, results.FAILED))
+    assert not found.path.name.endswith((PARTIAL, FAILED))
     for png in found.path.glob("*.png"):
         assert matplotlib.image.imread(png).ndim == 3, png
     assert found.read_ica().n_components_ == found.params.n_components
-    report = found.file(results.REPORT_FILE).read_text()
+    report = found.file(REPORT_FILE).read_text()
     assert "<html" in report.lower() and "data:image/png;base64" in report
     metrics = found.metrics
     assert metrics["versions"]["mne"] == mne.__version__ and "python-picard" in metrics["versions"]
@@ -69,13 +71,13 @@ def test_local_runner_writes_a_complete_folder(demo_dir):
     params = demo_params(demo_dir, method="picard", crop_tmax=30.0)
     found = runners.LocalRunner().run(params)
     assert_complete(found)
-    assert not found.file(results.RUNNER_BEAT_FILE).exists()  # the runner stopped beating and tidied up
+    assert not found.file(RUNNER_BEAT_FILE).exists()  # the runner stopped beating and tidied up
     assert found.topomaps and found.metrics["n_samples"] == 30 * 250 + 1
     assert {"sources.png", "params.json", "status.json", "metrics.json", "run.log"} <= {
         p.name for p in found.path.iterdir()}
     assert any(found.path.glob("properties_*.png")), "suspect components get a properties figure"
     assert json.loads(found.file("params.json").read_text())["params"] == params.to_dict()
-    nb = nbformat.read(found.file(results.NOTEBOOK_FILE), as_version=4)
+    nb = nbformat.read(found.file(NOTEBOOK_FILE), as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert any("image/png" in o.get("data", {}) for o in outputs), "topomaps are shown inline"
     shown = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
@@ -84,7 +86,7 @@ def test_local_runner_writes_a_complete_folder(demo_dir):
     assert_kernel_gone(found)
 
 
-def assert_kernel_gone(found: results.RunResult) -> None:
+def assert_kernel_gone(found: RunResult) -> None:
     """The runner starts the kernel itself, so it must also stop it (and keep its sockets elsewhere)."""
     with pytest.raises(ProcessLookupError):
         os.kill(found.status["pid"], 0)  # the pid the kernel recorded when it started the run
@@ -98,7 +100,7 @@ def test_entrypoint_reads_the_prototype_env_vars(demo_dir):
            "LABKIT_IMAGE": "registry.lab.example/labkit:0.1.0"}
     proc = subprocess.run(["labkit", "entrypoint"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    found = results.find_run(demo_dir, "env-contract")
+    found = find_run(demo_dir, "env-contract")
     assert proc.stdout.strip().splitlines()[-1] == str(found.path)  # after the summary
     assert_complete(found)
     assert found.params == IcaParams.from_env(env)
@@ -115,7 +117,7 @@ def test_papermills_own_cli_runs_the_template(tmp_path):
            "-p", "n_components", "10", "-p", "crop_tmax", "20"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    (found,) = results.list_runs(tmp_path)
+    (found,) = list_runs(tmp_path)
     assert_complete(found)
     assert found.params.raw_file_path == DEMO_FILENAME and found.params.method == "picard"
     assert (tmp_path / "out.ipynb").exists()
@@ -126,14 +128,14 @@ def test_corrupt_file_fails_before_any_work(tmp_path):
     params = IcaParams(base_dir=str(tmp_path), raw_file_path="broken_raw.fif")
     with pytest.raises(RecordingError, match="Cannot read recording 'broken_raw.fif'"):
         runners.LocalRunner().run(params)
-    assert results.list_runs(tmp_path) == [], "the header is read before a folder or a kernel exists"
+    assert list_runs(tmp_path) == [], "the header is read before a folder or a kernel exists"
 
 
 def test_impossible_parameters_fail_naming_the_field_before_any_work(demo_dir):
     params = demo_params(demo_dir, filter_fmax=200.0)  # demo is sampled at 250 Hz
     with pytest.raises(ParameterError, match=r"'filter_fmax' parameter: got 200.0; allowed: below the Nyquist"):
         runners.LocalRunner().run(params)
-    assert results.list_runs(demo_dir) == []
+    assert list_runs(demo_dir) == []
 
 
 def test_too_many_components_for_the_rank(demo_dir, tmp_path):
@@ -174,8 +176,8 @@ def test_cancelled_run_is_marked_failed(demo_dir):
     proc.cancel()
     found = proc.wait(timeout=60)
     assert found.state == "failed" and "cancelled" in found.error
-    assert found.path.name.endswith(results.FAILED) and "load: done" in found.log
-    assert found.file(results.NOTEBOOK_FILE).is_file(), "the notebook is kept as far as it ran"
+    assert found.path.name.endswith(FAILED) and "load: done" in found.log
+    assert found.file(NOTEBOOK_FILE).is_file(), "the notebook is kept as far as it ran"
 
 
 def test_killed_kernel_is_marked_failed(demo_dir):
@@ -185,17 +187,17 @@ def test_killed_kernel_is_marked_failed(demo_dir):
     found = proc.wait(timeout=60)
     assert found.state == "failed" and "kernel died in notebook cell 4 (result = run.analyse" in found.error
     assert "step 'fit'" in found.error and found.status["error"]["cell"] == 4
-    assert found.path.name.endswith(results.FAILED)
-    nb = nbformat.read(found.file(results.NOTEBOOK_FILE), as_version=4)  # kept as far as it ran
+    assert found.path.name.endswith(FAILED)
+    nb = nbformat.read(found.file(NOTEBOOK_FILE), as_version=4)  # kept as far as it ran
     assert nb.cells[3].metadata.papermill.start_time and not nb.cells[5].metadata.papermill.start_time
 
 
 def test_a_vanished_process_is_not_mistaken_for_running(demo_dir):
-    folder = results.RunFolder.create(demo_params(demo_dir))
+    folder = RunFolder.create(demo_params(demo_dir))
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     folder.set_status("running", pid=child.pid, host=os.uname().nodename)
-    found = results.load_run(folder.path)
+    found = load_run(folder.path)
     assert found.state == "failed" and "disappeared" in found.error
 
 

@@ -16,10 +16,14 @@ import pytest
 from click.testing import CliRunner
 
 from labkit import IcaParams
-from labkit.cli.main import main
 from labkit.analysis.datasets import DEMO_FILENAME
-from labkit.results.folder import list_runs
-from labkit.study.sweeps import expand, load_sets, plan, run_sweep, runs_table
+from labkit.cli.main import main
+from labkit.results import provenance
+from labkit.results.folder import RunFolder
+from labkit.results.layout import ICA_FILE, METRICS_FILE
+from labkit.results.reading import list_runs, load_run
+from labkit.results.table import runs_table
+from labkit.study.sweeps import expand, load_sets, plan, run_sweep
 
 
 def test_expand_makes_every_combination():
@@ -62,6 +66,45 @@ def test_sweep_cli_runs_sets_in_parallel_keeps_going_after_a_failure_and_resumes
     forced = CliRunner().invoke(main, ["sweep", str(f), "--force", "--workers", "2"])
     assert forced.exit_code == 4 and "--force: rerun" in forced.output
     assert len(runs_table(demo_dir)) == 4
+
+
+def _succeeded(params: IcaParams) -> RunFolder:
+    """A complete result of ``params`` as a run leaves it (files, provenance), without fitting."""
+    folder = RunFolder.create(params)
+    provenance.record(folder, provenance.current(params))
+    folder.start()
+    (folder.path / METRICS_FILE).write_text(json.dumps({"n_iter": 7}))
+    (folder.path / ICA_FILE).write_bytes(b"ica")
+    folder.succeed()
+    return folder
+
+
+def test_a_resumed_sweep_reruns_a_cancelled_set_says_why_and_reuses_a_complete_one(demo_dir):
+    done, cancelled = _tiny(demo_dir, method="picard"), _tiny(demo_dir, method="fastica")
+    kept = _succeeded(done)
+    before = {p.name: p.stat().st_mtime_ns for p in kept.path.iterdir()}
+    stopped = RunFolder.create(cancelled)
+    stopped.start()
+    stopped.finish_cancelled("cancelled by you")
+    reuse, rerun = plan([done, cancelled])
+    assert (reuse.action, reuse.existing.run_id) == ("reuse", kept.run_id)
+    assert rerun.action == "run" and rerun.reason == f"rerun: {stopped.run_id} was cancelled (cancelled by you)"
+    assert {p.name: p.stat().st_mtime_ns for p in kept.path.iterdir()} == before  # a complete run is never touched
+    assert load_run(kept.path).state == "succeeded" and load_run(stopped.path).state == "cancelled"
+
+
+def test_a_run_whose_sweep_is_gone_is_finished_cancelled_and_rerun(demo_dir):
+    params = _tiny(demo_dir)
+    folder = RunFolder.create(params)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a sweep process that has exited: its pid names no live process
+    folder.set_status("queued", runner_pid=gone.pid)
+    assert load_run(folder.path).state == "queued"  # its owner (this process) lives: only the sweep is gone
+    [decision] = plan([params])
+    found = load_run(folder.path)
+    assert found.path.name.endswith(".failed") and found.state == "cancelled"
+    assert found.error == "interrupted: the sweep running it stopped (killed?)"
+    assert decision.action == "run" and "was cancelled (interrupted: the sweep running it stopped" in decision.reason
 
 
 def test_a_set_whose_folder_cannot_be_made_is_a_failed_row(tmp_path, demo_dir):
@@ -133,7 +176,7 @@ seeds: 4
     done = [r for r in runs if r.state == "succeeded"]
     assert len(done) == 8 and len({r.params.digest for r in done}) == 8  # no duplicates, no losses
     assert not any(r.path.name.endswith(".partial") for r in runs)  # the killed sweep's runs say so
-    assert all("interrupted" in r.error for r in runs if r.state == "failed")
+    assert all("interrupted" in r.error for r in runs if r.state in ("failed", "cancelled"))
     assert second.stdout.count("reused") == sum(r.state == "succeeded" for r in killed)
 
 

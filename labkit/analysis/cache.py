@@ -34,13 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from labkit.results import provenance
 from labkit.params import IcaParams
-from labkit.results.folder import write_json
+from labkit.results import provenance
+from labkit.results.layout import cache_dir, write_json
 
 logger = logging.getLogger(__name__)
 
-CACHE_DIRNAME = ".labkit-cache"
 #: the parameters preprocessing depends on (with the recording's content)
 PREPROCESS_FIELDS = ("crop_tmin", "crop_tmax", "channel_type", "filter_fmin", "filter_fmax")
 DEFAULT_MAX_BYTES = 2 << 30
@@ -54,10 +53,6 @@ _recent: dict[Path, tuple[Any, dict[str, Any]]] = {}
 _recent_lock = threading.Lock()
 #: bumped when what an entry holds changes (2: the warnings beside the data; the recording read as well)
 FORMAT = 2
-
-
-def cache_dir(base_dir: str | os.PathLike) -> Path:
-    return Path(base_dir) / CACHE_DIRNAME
 
 
 def enabled() -> bool:

@@ -15,8 +15,8 @@ from typing import Any
 import mne
 import numpy as np
 
-from labkit.results import folder as results
 from labkit.params import IcaParams
+from labkit.results.layout import REPORT_FILE
 
 
 def _table(rows: dict[str, Any]) -> str:
@@ -106,6 +106,6 @@ def build(params: IcaParams, metrics: dict[str, Any], out_dir: Path, figures: li
     for name in figures:
         report.add_image(out_dir / name, title=html.escape(name.rsplit(".", 1)[0].replace("_", " ")))
     report.reorder([before, *range(before), *range(before + 1, len(report))])  # the outcome first
-    path = out_dir / results.REPORT_FILE
+    path = out_dir / REPORT_FILE
     report.save(path, open_browser=False, overwrite=True, verbose="error")
     return path

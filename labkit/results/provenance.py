@@ -17,8 +17,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from labkit.results import folder as results
 from labkit.params import IcaParams
+from labkit.results.folder import RunFolder
+from labkit.results.layout import PARAMS_FILE, cache_dir, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def fingerprint(path: str | os.PathLike, memo_dir: Path | None = None) -> str:
         memo[str(path)] = {"stat": stat_key, "sha256": sha}
         try:
             memo_file.parent.mkdir(parents=True, exist_ok=True)
-            results.write_json(memo_file, memo)  # unique temporary name, fsync, rename: safe with other writers
+            write_json(memo_file, memo)  # unique temporary name, fsync, rename: safe with other writers
         except OSError:
             pass  # a read-only directory only costs the next caller a re-hash
     return sha
@@ -91,8 +92,6 @@ def _read_memo(path: Path | None) -> dict[str, Any]:
 
 def current(params: IcaParams) -> dict[str, Any]:
     """The provenance a run of ``params`` would have now (the recording is read, not imported)."""
-    from labkit.analysis.cache import cache_dir
-
     return {"recording_sha256": fingerprint(params.raw_path(), cache_dir(params.base_dir)),
             "versions": versions(), "image": os.environ.get("LABKIT_IMAGE") or None}
 
@@ -100,21 +99,21 @@ def current(params: IcaParams) -> dict[str, Any]:
 def recorded(result_path: Path) -> dict[str, Any] | None:
     """The provenance stored in a result folder's ``params.json`` (None for runs made before it was)."""
     try:
-        doc = json.loads((result_path / results.PARAMS_FILE).read_text())
+        doc = json.loads((result_path / PARAMS_FILE).read_text())
     except (OSError, ValueError):
         return None
     return doc.get("provenance")
 
 
-def record(folder: results.RunFolder, provenance: dict[str, Any]) -> None:
+def record(folder: RunFolder, provenance: dict[str, Any]) -> None:
     """Add ``provenance`` to the folder's ``params.json`` (atomically)."""
-    path = folder.file(results.PARAMS_FILE)
+    path = folder.file(PARAMS_FILE)
     doc = json.loads(path.read_text())
     doc["provenance"] = provenance
-    results.write_json(path, doc)
+    write_json(path, doc)
 
 
-def record_current(params: IcaParams, folder: results.RunFolder) -> None:
+def record_current(params: IcaParams, folder: RunFolder) -> None:
     """Record what a run of ``params`` starts from now; a recording that cannot be read leaves the run to say why."""
     from labkit.errors import LabkitError
 

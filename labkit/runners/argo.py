@@ -22,8 +22,8 @@ MOUNT = "/userdata"
 ITEM_FIELDS = tuple(name for name in FIELD_BY_NAME if name != "base_dir")
 
 COLLECT = """\
-from labkit.results.folder import list_runs
-from labkit.study.sweeps import table
+from labkit.results.reading import list_runs
+from labkit.results.table import table
 digests = {digests!r}
 found = table(r for r in list_runs({mount!r}) if r.params is not None and r.params.digest in digests)
 found.to_csv({mount!r} + "/sweep.csv")
@@ -32,8 +32,8 @@ print(found.drop(columns=["path"]).to_string())
 
 COMPARE = f"""\
 import pandas as pd
-from labkit.study import compare
-frame = compare.table(pd.read_csv({MOUNT!r} + "/sweep.csv"))
+from labkit.study import compare, quality
+frame = quality.comparison_table(pd.read_csv({MOUNT!r} + "/sweep.csv"))
 try:
     print(compare.compare(frame, ["fit_time_s", "eog_best_score", "ecg_best_score"], by="method").summary())
 except ValueError as err:

@@ -24,6 +24,7 @@ A run whose recording has no ground truth gets NaN and the reason in ``quality_n
 
 from __future__ import annotations
 
+import os
 from typing import Any, Iterable
 
 import mne
@@ -32,7 +33,9 @@ import pandas as pd
 
 from labkit.analysis.datasets import load_truth
 from labkit.errors import LabkitError
-from labkit.results.folder import RunResult
+from labkit.results import table as runs_table
+from labkit.results.reading import RunResult, list_runs, load_run
+from labkit.study.compare import ComparisonError
 
 #: the true sources whose best match is reported, as ``<name>_match_r`` / ``<name>_component``
 MATCHED_SOURCES = ("blink", "heartbeat")
@@ -126,6 +129,36 @@ def _analysed_span(params: Any, ica: mne.preprocessing.ICA, truth: dict[str, Any
     return raw.get_data(picks=ica.ch_names), sources
 
 
+def comparison_table(runs: pd.DataFrame | str | os.PathLike | Iterable[RunResult], *,
+                     quality: bool = True) -> pd.DataFrame:
+    """Every run's parameters, metrics and provenance, plus ground-truth quality where the recording has it.
+
+    ``runs`` is a base directory, RunResults, or a table with a ``path`` column (what
+    ``sweeps.run_sweep`` returns, or its CSV read back): such a table keeps its rows
+    and columns (a set that never ran has no path and gets no extra values).
+    Provenance: see :func:`labkit.results.table.provenance_row`.
+    """
+    if isinstance(runs, pd.DataFrame):
+        if "path" not in runs:
+            raise ComparisonError("a table of runs needs its 'path' column to find the result folders")
+        frame = runs
+        keys = list(frame["path"].dropna().unique())
+        found = [load_run(p) for p in keys]
+    else:
+        found = list_runs(runs) if isinstance(runs, (str, os.PathLike)) else list(runs)
+        frame = runs_table.table(found)
+        keys = [str(f.path) for f in found]
+    if frame.empty:
+        return frame
+    extra = pd.DataFrame([runs_table.provenance_row(f) for f in found], index=keys)
+    if quality:
+        extra = extra.join(quality_table(found).set_axis(keys))
+    out = frame.join(extra[[c for c in extra.columns if c not in frame.columns]], on="path")
+    if quality and "quality_note" in out:
+        out.loc[out["path"].isna(), "quality_note"] = "no result folder: the set did not run"
+    return out
+
+
 def quality_table(found: Iterable[RunResult]) -> pd.DataFrame:
     """:func:`run_quality` for every run, indexed by run id (recordings read and filtered once each)."""
     memo: dict[Any, Any] = {}
@@ -133,4 +166,5 @@ def quality_table(found: Iterable[RunResult]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(COLUMNS)).rename_axis("run_id")
 
 
-__all__ = ["amari_index", "best_match", "unmixing", "run_quality", "quality_table", "MATCHED_SOURCES", "COLUMNS"]
+__all__ = ["comparison_table", "amari_index", "best_match", "unmixing", "run_quality", "quality_table",
+           "MATCHED_SOURCES", "COLUMNS"]

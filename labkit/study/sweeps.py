@@ -7,9 +7,9 @@ content, labkit/MNE/picard versions, image; :mod:`labkit.results.provenance`) is
 other is run, and the reason is shown for each. Runs go to a :class:`~labkit.runners.pool.PoolRunner`
 (warm kernels, one per core); a failing or crashing run is recorded and the others go on.
 
-Stochastic methods should be run with many seeds (about 30); the statistics and
-figures that compare the runs live in :mod:`labkit.study.compare` (``compare`` and
-``plot`` are re-exported here).
+Stochastic methods should be run with many seeds (about 30); the statistics that
+compare the runs are in :mod:`labkit.study.compare`, the figures in :mod:`labkit.study.figures`,
+the table of runs in :mod:`labkit.results.table`.
 """
 
 from __future__ import annotations
@@ -24,15 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from labkit.results import provenance
-from labkit.study.compare import compare, plot  # noqa: F401 - re-exported: their home is labkit.study.compare
 from labkit.errors import LabkitError, ParameterError, RunFailed
 from labkit.params import FIELD_BY_NAME, IcaParams, read_document, sets_from_text
-from labkit.results.folder import PARTIAL, RunFolder, RunResult, list_runs, load_run, pid_alive
+from labkit.results import provenance, states
+from labkit.results.folder import RunFolder
+from labkit.results.layout import PARTIAL
+from labkit.results.liveness import pid_alive
+from labkit.results.reading import RunResult, list_runs, load_run
+from labkit.results.table import row
 
 logger = logging.getLogger(__name__)
 
@@ -186,17 +188,27 @@ def _runs_by_digest(base: str) -> dict[str, list[RunResult]]:
 
 
 def _finish_abandoned(run: RunResult) -> None:
-    """A partial run whose process or sweep is gone (killed) is marked failed and renamed, so it is rerun
-    and never read as running (its orphaned kernel, if any, exits with its parent: ipykernel's poller)."""
+    """A partial run whose process or sweep is gone (killed) is finished and renamed, so it is rerun and
+    never read as running (its orphaned kernel, if any, exits with its parent: ipykernel's poller).
+
+    Its sweep gone: cancelled (stopped from outside, whatever became of its kernel since). Its own process
+    gone: failed (it died).
+    """
     if not run.path.name.endswith(PARTIAL):
         return
     runner, host = run.status.get("runner_pid"), run.status.get("host", socket.gethostname())
     sweep_gone = isinstance(runner, int) and host == socket.gethostname() and not pid_alive(runner)
-    if run.state == "failed" or sweep_gone:
-        folder = RunFolder(run.path.parent, run.run_id)
-        folder.fail(f"interrupted: {run.error if run.state == 'failed' else 'the sweep running it stopped (killed?)'}",
-                    kind="cancelled")
-        run.status, run.path = folder.status, folder.path
+    folder = RunFolder(run.path.parent, run.run_id)
+    if sweep_gone:
+        also = f"; {run.error}" if run.state in states.STOPPED else ""
+        folder.finish_cancelled(f"interrupted: the sweep running it stopped (killed?){also}")
+    elif run.state == states.FAILED:
+        folder.fail(f"interrupted: {run.error}")
+    elif run.state == states.CANCELLED:  # recorded, but killed before its folder was renamed
+        folder.finish_cancelled(str(run.error))
+    else:
+        return
+    run.status, run.path = folder.status, folder.path
 
 
 def _decide(params: IcaParams, runs: list[RunResult], force: bool) -> Decision:
@@ -206,19 +218,21 @@ def _decide(params: IcaParams, runs: list[RunResult], force: bool) -> Decision:
         now = provenance.current(params)
     except (OSError, LabkitError) as err:
         return Decision(params, "run", f"recording unreadable ({err}): run to record why")
-    done = [r for r in runs if r.state == "succeeded"][::-1]  # newest first
+    done = [r for r in runs if r.state == states.SUCCEEDED][::-1]  # newest first
     whys = [provenance.mismatch(provenance.recorded(run.path), now) for run in done]
     for run, why in zip(done, whys, strict=True):
         if why is None:
             return Decision(params, "reuse", f"complete result {run.run_id}: same parameters and provenance", run)
     if done:
         return Decision(params, "run", f"result {done[0].run_id} is stale: {whys[0]}")
-    running = [r for r in runs if r.state == "running"]
+    running = [r for r in runs if r.state == states.RUNNING]
     if running:
         return Decision(params, "reuse", f"running now as {running[-1].run_id} (another sweep)", running[-1])
-    failed = [r for r in runs if r.state == "failed"]
-    if failed:
-        return Decision(params, "run", f"rerun: {failed[-1].run_id} failed ({failed[-1].error})")
+    stopped = [r for r in runs if r.state in states.STOPPED]
+    if stopped:
+        last = stopped[-1]
+        return Decision(params, "run", f"rerun: {last.run_id} {'was ' if last.state == states.CANCELLED else ''}"
+                                       f"{last.state} ({last.error})")
     return Decision(params, "run", "no result yet")
 
 
@@ -252,7 +266,7 @@ def run_sweep(sets: Iterable[IcaParams], runner: Any = None, *, workers: int | N
                 row = future.result()
                 with lock:
                     rows[futures[future]] = row
-                    failed += row["state"] != "succeeded"
+                    failed += row["state"] != states.SUCCEEDED
                 bar.set_postfix(failed=failed, refresh=False)
                 bar.update()
                 if on_row is not None:
@@ -275,36 +289,10 @@ def _run_one(runner: Any, decision: Decision) -> dict[str, Any]:
     except (LabkitError, OSError) as err:  # e.g. the base directory cannot be made
         logger.warning("sweep: set %s not run: %s", decision.params.digest, err)
         error = f"{type(err).__name__}: {err}"
-    out: dict[str, Any] = {"run_id": f"not-run-{decision.params.digest}", "state": "failed", "error": error}
+    out: dict[str, Any] = {"run_id": f"not-run-{decision.params.digest}", "state": states.FAILED, "error": error}
     out.update({k: v for k, v in decision.params.to_dict().items() if k != "base_dir"})
     return {**out, "path": None, "action": decision.action, "reason": decision.reason}
 
 
 def _row_of(decision: Decision, found: RunResult) -> dict[str, Any]:
     return {**row(found), "action": "ran" if decision.action == "run" else "reused", "reason": decision.reason}
-
-
-def row(found: RunResult) -> dict[str, Any]:
-    """One run as a flat row: parameters, state and the metrics worth comparing."""
-    out: dict[str, Any] = {"run_id": found.run_id, "state": found.state, "error": found.error}
-    if found.params is not None:
-        out.update({k: v for k, v in found.params.to_dict().items() if k != "base_dir"})
-    m = found.metrics
-    for key in ("fit_time_s", "n_iter", "converged", "explained_variance", "n_channels", "n_samples"):
-        out[key] = m.get(key)
-    for kind in ("eog", "ecg"):
-        scores = m.get(f"{kind}_scores")
-        out[f"{kind}_best_score"] = float(np.nanmax(np.abs(scores))) if scores else None
-        out[f"{kind}_suspects"] = len(m.get(f"{kind}_suspects", [])) if scores else None
-    out["path"] = str(found.path)
-    return out
-
-
-def table(found: Iterable[RunResult]) -> pd.DataFrame:
-    rows = [row(f) for f in found]
-    return pd.DataFrame(rows).set_index("run_id") if rows else pd.DataFrame()
-
-
-def runs_table(base_dir: str | os.PathLike) -> pd.DataFrame:
-    """Every run under ``base_dir``, indexed by run id."""
-    return table(list_runs(base_dir))

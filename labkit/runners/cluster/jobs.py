@@ -18,7 +18,8 @@ from typing import Any, Callable, Sequence
 from kubernetes import client as k8s
 
 from labkit.params import IcaParams
-from labkit.results.folder import RunResult, new_run_id
+from labkit.results.layout import new_run_id
+from labkit.results.reading import RunResult
 from labkit.runners.cluster import api
 from labkit.runners.cluster.errors import (
     ClusterConflict,

@@ -19,7 +19,7 @@ from pathlib import PurePosixPath
 from typing import Any, Sequence
 
 from labkit.params import IcaParams
-from labkit.results.folder import new_run_id
+from labkit.results.layout import new_run_id
 from labkit.runners.cluster.errors import SettingsError
 from labkit.runners.cluster.names import (
     check_run_id,
