@@ -65,3 +65,7 @@ class RunFailed(LabkitError):
     def __init__(self, message: str, folder: Any = None) -> None:
         self.folder = folder
         super().__init__(message if folder is None else f"{message} (log and status in {folder})")
+
+
+class RunCancelled(RunFailed):
+    """The run was stopped (a cancel, SIGTERM, a deleted Job): recorded as ``cancelled``, not as a failure."""

@@ -839,6 +839,11 @@ class IcaForm(W.VBox):
             self.progress.description = "Done"
             self.step_label.value = (f"Run <code>{html.escape(result.run_id)}</code> {html.escape(result.outcome)}"
                                      + (f" ({len(result.warnings)})" if result.warnings else ""))
+        elif result.state == "cancelled":  # stopped on purpose: said plainly, not as an error
+            self.progress.bar_style = ""
+            self.progress.description = "Cancelled"
+            self.step_label.value = (f"Run <code>{html.escape(result.run_id)}</code> cancelled: "
+                                     f"{html.escape(result.error or '')}")
         else:
             self.progress.bar_style = "danger"
             self.progress.description = result.state.capitalize()

@@ -20,10 +20,9 @@ from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 from labkit.errors import LabkitError
 from labkit.params import IcaParams
 from labkit.results.reading import RunResult
+from labkit.results.states import CANCELLED, DAMAGED, FAILED, QUEUED, RUNNING, SUCCEEDED, WITH_WARNINGS
 
-QUEUED, RUNNING, SUCCEEDED, WITH_WARNINGS, FAILED, CANCELLED = (
-    "queued", "running", "succeeded", "succeeded with warnings", "failed", "cancelled")
-#: every state a run is shown in, in the order a run passes through them
+#: every state a run is shown in, in the order a run passes through them (the words of :mod:`labkit.results.states`)
 RUN_STATES = (QUEUED, RUNNING, SUCCEEDED, WITH_WARNINGS, FAILED, CANCELLED)
 #: the states after which nothing changes any more
 FINAL_STATES = frozenset({SUCCEEDED, WITH_WARNINGS, FAILED, CANCELLED})
@@ -86,6 +85,8 @@ def run_of(result: RunResult, *, backend: str = "machine", sweep_id: str = "") -
     reason = result.error or ""
     if state == FAILED and (status.get("kind") == "cancelled" or reason.startswith("cancelled")):
         state = CANCELLED  # folders written before the cancelled state existed
+    if state == DAMAGED:  # its files cannot be read: it is no result, and the reason says why
+        state = FAILED
     params = result.params
     return Run(run_id=result.run_id, state=state, reason=reason if state in (FAILED, CANCELLED) else "",
                backend=backend, name=result.run_id, step=str(status.get("step") or ""),

@@ -22,11 +22,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
-from labkit.runners import kernel
-from labkit.results import provenance
-from labkit.results import folder as results
-from labkit.errors import LabkitError, RunFailed
+from labkit.errors import LabkitError, RunCancelled, RunFailed
 from labkit.params import IcaParams
+from labkit.results import provenance
+from labkit.results.folder import RunFolder
+from labkit.results.layout import LOG_FILE, NOTEBOOK_FILE, new_run_id
+from labkit.results.liveness import checkpoint
+from labkit.results.reading import RunResult, load_run
+from labkit.runners import kernel
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +44,10 @@ class Cancelled(BaseException):
 class Runner(abc.ABC):
     """Owns start, status, failure and completion; subclasses only execute."""
 
-    def run(self, params: IcaParams, *, run_id: str | None = None, resume: bool = False) -> results.RunResult:
+    def run(self, params: IcaParams, *, run_id: str | None = None, resume: bool = False) -> RunResult:
         """Run to completion and return the loaded result (failed runs raise :class:`RunFailed`).
 
-        A given ``run_id`` that already names a run is refused (:class:`results.RunIdTaken`),
+        A given ``run_id`` that already names a run is refused (:class:`~labkit.results.folder.RunIdTaken`),
         unless ``resume`` (a retried Job pod): then its partial or failed folder restarts, and
         a complete one is returned as it is.
         """
@@ -52,17 +55,17 @@ class Runner(abc.ABC):
         from labkit.analysis.recording import preflight
 
         preflight(params)  # every mistake the parameters and the header reveal, before a folder or a kernel exists
-        folder = results.RunFolder.create(params, run_id, resume=resume)
+        folder = RunFolder.create(params, run_id, resume=resume)
         if folder.complete:
             logger.info("run %s is already complete (%s): not running it again", folder.run_id, folder.path)
-            return results.load_run(folder.path)
+            return load_run(folder.path)
         logger.info("run %s: %s", folder.run_id, folder.path)
         provenance.record_current(params, folder)  # what made it: recording content, versions, image
-        results.checkpoint("queued")
+        checkpoint("queued")
         try:
             with folder.runner_heartbeat():  # alive on any host until the kernel takes over, and after
                 self._execute(params, folder)
-            results.checkpoint("executed")
+            checkpoint("executed")
         except Cancelled as err:
             _record_failure(folder, {"reason": f"cancelled: {err}", "kind": "cancelled"}, None)
         except BaseException as err:
@@ -71,20 +74,25 @@ class Runner(abc.ABC):
             folder.succeed()
         except OSError as err:
             _record_failure(folder, describe_failure(err, folder), err)
-        return results.load_run(folder.path)
+        return load_run(folder.path)
 
     @abc.abstractmethod
-    def _execute(self, params: IcaParams, folder: results.RunFolder) -> None:
+    def _execute(self, params: IcaParams, folder: RunFolder) -> None:
         """Fill ``folder`` (partial) with the run's outputs; raise on failure."""
 
 
-def _record_failure(folder: results.RunFolder, failure: dict[str, Any], err: BaseException | None) -> NoReturn:
-    """Mark the folder failed and raise :class:`RunFailed` (saying so if even that could not be written)."""
+def _record_failure(folder: RunFolder, failure: dict[str, Any], err: BaseException | None) -> NoReturn:
+    """Mark the folder failed (or cancelled, when it was stopped) and raise :class:`RunFailed`
+    (:class:`RunCancelled`); says so if even that could not be written."""
+    if failure.get("kind") == "cancelled":
+        details = {k: v for k, v in failure.items() if k != "reason"}
+        folder.finish_cancelled(failure["reason"], **details)  # OutcomeNotRecorded when the disk is full
+        raise RunCancelled(f"run cancelled: {failure['reason']}", folder.path) from err
     folder.fail(**failure)  # raises OutcomeNotRecorded (a RunFailed) when the disk is full
     raise RunFailed(f"run failed: {failure['reason']}", folder.path) from err
 
 
-def describe_failure(err: BaseException, folder: results.RunFolder | None = None) -> dict[str, Any]:
+def describe_failure(err: BaseException, folder: RunFolder | None = None) -> dict[str, Any]:
     """A reason a researcher can act on, plus the notebook cell when a cell raised or the kernel died in one."""
     from papermill.exceptions import PapermillExecutionError
 
@@ -105,14 +113,14 @@ def describe_failure(err: BaseException, folder: results.RunFolder | None = None
     return {"reason": f"{name}: {err}", "kind": "labkit"}
 
 
-def _running_cell(folder: results.RunFolder | None) -> dict[str, Any] | None:
+def _running_cell(folder: RunFolder | None) -> dict[str, Any] | None:
     """The cell a kernel died in: the last one started in the saved, partially executed notebook."""
     if folder is None:
         return None
     try:
         import nbformat
 
-        nb = nbformat.read(folder.file(results.NOTEBOOK_FILE), as_version=4)
+        nb = nbformat.read(folder.file(NOTEBOOK_FILE), as_version=4)
     except Exception:  # noqa: BLE001 - no notebook saved: the reason stays without the cell
         return None
     started = [c for c in nb.cells if c.cell_type == "code" and c.get("metadata", {}).get("papermill", {}).get("start_time")]
@@ -135,7 +143,7 @@ class LocalRunner(Runner):
         self.progress_bar = progress_bar
         self.template = template
 
-    def _execute(self, params: IcaParams, folder: results.RunFolder) -> None:
+    def _execute(self, params: IcaParams, folder: RunFolder) -> None:
         with tempfile.TemporaryDirectory(prefix="labkit-kernel-") as sockets:
             km = kernel.start(self.kernel_name, cwd=folder.path, sockets=sockets)  # boots while papermill imports
             try:
@@ -143,17 +151,17 @@ class LocalRunner(Runner):
             finally:
                 km.close()  # every file is closed by the last cell: kill it, don't wait for a goodbye
 
-    def _papermill(self, params: IcaParams, folder: results.RunFolder, km: Any) -> None:
+    def _papermill(self, params: IcaParams, folder: RunFolder, km: Any) -> None:
         """Execute the template into ``folder`` on the started kernel ``km`` (also used by labkit.runners.pool)."""
         import papermill
 
         papermill.execute_notebook(
-            str(self.template), str(folder.file(results.NOTEBOOK_FILE)),
+            str(self.template), str(folder.file(NOTEBOOK_FILE)),
             parameters={**params.to_papermill(), "run_dir": str(folder.path), "blas_threads": self.blas_threads},
             km=km,  # the notebook keeps its own kernelspec (python3) for whoever opens it later
             progress_bar=self.progress_bar,
             request_save_on_cell_execute=False,  # one save at the end: ~30 ms less per cell
-            engine_name=_keeping_engine(), keep_at=str(folder.file(results.NOTEBOOK_FILE)),
+            engine_name=_keeping_engine(), keep_at=str(folder.file(NOTEBOOK_FILE)),
         )  # no cwd=: papermill would only chdir this process; the kernel already runs in the folder
 
 
@@ -173,7 +181,7 @@ def _keeping_engine() -> str:
     return NAME
 
 
-def run(params: IcaParams, **kwargs: Any) -> results.RunResult:
+def run(params: IcaParams, **kwargs: Any) -> RunResult:
     """Run one parameter set here with papermill; the Python face of ``labkit run``."""
     return LocalRunner().run(params, **kwargs)
 
@@ -192,8 +200,8 @@ class LocalProcess:
 
     def __init__(self, params: IcaParams, run_id: str | None = None) -> None:
         self.params = params = params.replace(base_dir=os.path.abspath(params.base_dir))
-        self.run_id = run_id or results.new_run_id(params)
-        self.folder = results.RunFolder(params.base_dir, self.run_id)
+        self.run_id = run_id or new_run_id(params)
+        self.folder = RunFolder(params.base_dir, self.run_id)
         # the child's own output (papermill, kernel) goes to a file (a pipe nobody reads would block it)
         # in a private directory (0700, unpredictable name): no other user can read it or plant a symlink
         self._private = tempfile.mkdtemp(prefix="labkit-run-")
@@ -219,14 +227,14 @@ class LocalProcess:
     def state(self) -> str:
         if not self.path.exists():
             return "queued" if not self.done() else "failed"
-        return results.load_run(self.path).state if self.done() else self.folder.status.get("state", "queued")
+        return load_run(self.path).state if self.done() else self.folder.status.get("state", "queued")
 
     def step(self) -> str:
         return str(self.folder.status.get("step", ""))
 
     def log_tail(self, n: int = 20) -> str:
         try:
-            lines = self.folder.file(results.LOG_FILE).read_text().splitlines()
+            lines = self.folder.file(LOG_FILE).read_text().splitlines()
         except FileNotFoundError:
             return ""
         return "\n".join(lines[-n:])
@@ -239,11 +247,11 @@ class LocalProcess:
             return ""
 
     def cancel(self) -> None:
-        """Ask the run to stop; it marks its folder failed ("cancelled") before exiting."""
+        """Ask the run to stop; it records itself as ``cancelled`` before exiting."""
         if not self.done():
             self.process.send_signal(signal.SIGTERM)
 
-    def wait(self, timeout: float | None = None) -> results.RunResult:
+    def wait(self, timeout: float | None = None) -> RunResult:
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -251,7 +259,7 @@ class LocalProcess:
         deadline = time.monotonic() + 5
         while not self.path.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        return results.load_run(self.path)
+        return load_run(self.path)
 
 
 def start_local(params: IcaParams, *, run_id: str | None = None) -> LocalProcess:
