@@ -33,7 +33,7 @@ MaxIter = Union[int, Literal["auto"]]
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
 RUN_ID_ALLOWED = ("1 to 63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit "
                   "(e.g. 20260101-120000-000-abc123)")
-#: suffixes of a result folder's other states (``labkit.results.folder``): a run id ending so would name another run's folder
+#: suffixes of a result folder's other states (``labkit.results.layout``): a run id ending so would name another run's folder
 RUN_ID_RESERVED_SUFFIXES = (".partial", ".failed")
 
 

@@ -265,7 +265,7 @@ def build_job(params: IcaParams, settings: ClusterSettings, user: str, run_id: s
     """The ``batch/v1`` Job running ``labkit entrypoint`` for ``params`` on ``user``'s directory.
 
     ``run_id`` names the result folder (``PreExperiment_ICA_<run_id>``) before the Job
-    runs; it defaults to a fresh :func:`labkit.results.folder.new_run_id`. With ``rerun`` the
+    runs; it defaults to a fresh :func:`labkit.results.layout.new_run_id`. With ``rerun`` the
     name also carries a hash of the run id, so it does not attach to an earlier Job.
     """
     if not user:
