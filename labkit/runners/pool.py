@@ -21,9 +21,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from labkit.runners import kernel
-from labkit.results import folder as results
 from labkit.params import IcaParams
+from labkit.results.folder import RunFolder
+from labkit.runners import kernel
 from labkit.runners.local import TEMPLATE, LocalRunner
 
 logger = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ class PoolRunner(LocalRunner):
         self._kernels: set[WarmKernel] = set()
         self.kernels_started = 0
 
-    def _execute(self, params: IcaParams, folder: results.RunFolder) -> None:
+    def _execute(self, params: IcaParams, folder: RunFolder) -> None:
         warm = self._idle.get()
         ok = False
         try:

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from labkit.analysis import ica
-from labkit.results import folder as results
 from labkit.analysis.datasets import DEMO_FILENAME
 from labkit.errors import ParameterError
 from labkit.params import SAMPLE_DATA_PATH, IcaParams, check_run_id, whole_number
+from labkit.results.folder import RunFolder
+from labkit.results.layout import FOLDER_PREFIX, run_id_of
+from labkit.results.reading import load_run
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ class TemplateRun:
     """One execution of the template: its parameters, its folder, and whether it owns the lifecycle."""
 
     params: IcaParams
-    folder: results.RunFolder
+    folder: RunFolder
     owner: bool
     blas_threads: int = ica.DEFAULT_BLAS_THREADS
     result: ica.AnalysisResult | None = None
@@ -77,7 +79,7 @@ class TemplateRun:
         """Inline: the topomaps, the key metrics and the log."""
         from IPython.display import HTML, Image, Markdown, display
 
-        found = results.load_run(self.folder.path)
+        found = load_run(self.folder.path)
         for png in found.topomaps:
             display(Image(filename=str(png)))
         if "topomaps_skipped" in found.metrics:
@@ -120,9 +122,9 @@ def start(namespace: Mapping[str, Any]) -> TemplateRun:
     if blank_recording:
         params = params.replace(raw_file_path=default_locations(params.base_dir, "")[1])
     if run_dir is not None:
-        folder, owner = results.RunFolder(run_dir.parent, results.run_id_of(run_dir.name)), False
+        folder, owner = RunFolder(run_dir.parent, run_id_of(run_dir.name)), False
     else:
-        folder, owner = results.RunFolder.create(params), True
+        folder, owner = RunFolder.create(params), True
     run = TemplateRun(params, folder, owner, blas_threads=blas_threads)
     run._log = folder.logging_to_file()
     run._log.__enter__()
@@ -139,12 +141,12 @@ def _checked_run_dir(run_dir: Any, params: IcaParams) -> Path | None:
     """A runner's ``run_dir``: a ``PreExperiment_ICA_<run id>`` folder directly in ``base_dir``."""
     if _blank(run_dir):
         return None
-    allowed = f"a {results.FOLDER_PREFIX}<run id> folder directly inside base_dir {params.base_dir!r}"
+    allowed = f"a {FOLDER_PREFIX}<run id> folder directly inside base_dir {params.base_dir!r}"
     if not isinstance(run_dir, (str, os.PathLike)) or "\x00" in str(run_dir):
         raise ParameterError("run_dir", run_dir, allowed)
     path = Path(run_dir)
-    run_id = results.run_id_of(path.name)
-    if not path.name.startswith(results.FOLDER_PREFIX) or path.parent.resolve() != params.base_path():
+    run_id = run_id_of(path.name)
+    if not path.name.startswith(FOLDER_PREFIX) or path.parent.resolve() != params.base_path():
         raise ParameterError("run_dir", run_dir, allowed)
     check_run_id(run_id, "run_dir")
     return path
