@@ -67,7 +67,6 @@ def _claim(path: Path) -> bool:
     return True
 
 
-
 class RunFolder:
     """A run's folder on disk and the one place its status changes."""
 

@@ -52,6 +52,7 @@ def cache_dir(base_dir: str | os.PathLike) -> Path:
 
 
 def now() -> str:
+    """The time in UTC, to the second, as every status and log line records it."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -68,7 +69,6 @@ def run_id_of(folder_name: str) -> str:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
-
 
 
 def current_path(bare: Path) -> Path:
@@ -116,8 +116,6 @@ def write_text(path: Path, text: str) -> None:
 
 class Damaged(Exception):
     """A file of a run folder cannot be read as what it should be; the message says why."""
-
-
 
 
 def read_json(path: Path) -> Any:

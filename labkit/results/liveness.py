@@ -62,6 +62,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def parse_time(text: Any) -> dt.datetime | None:
+    """A recorded timestamp (naive ones are UTC), or None when it is not one."""
     try:
         stamp = dt.datetime.fromisoformat(str(text))
     except ValueError:

@@ -43,7 +43,6 @@ class ComparisonError(LabkitError, ValueError):
     """The runs cannot be compared as asked (too few groups, no values, an ambiguous block); says what to do."""
 
 
-
 # --------------------------------------------------------------------------- statistics
 
 
@@ -401,7 +400,6 @@ def _difference_words(pair: dict[str, Any]) -> str:
         return f"{a} and {b} rank alike (median difference {a} - {b}: {diff:.3g})"
     high, low, signed = (a, b, diff) if pair["higher"] == a else (b, a, -diff)
     return f"{high} higher than {low} (median difference {high} - {low}: {signed:.3g})"
-
 
 
 __all__ = ["BLOCKS", "DEFAULT_METRICS", "POSTHOC", "Comparison", "ComparisonError", "compare", "holm",

@@ -207,5 +207,4 @@ def _matched_components(run: RunResult, sources: list[str], memo: dict[Any, Any]
     return out
 
 
-
 __all__ = ["plot", "cd_diagram", "topomap_grid", "save_figures"]
