@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import kmock
 import pytest
@@ -220,3 +220,20 @@ def test_a_sweep_id_that_needs_cleaning_lists_and_cancels(world: World) -> None:
     assert {r.run_id for r in runs} <= {r.run_id for r in listed}, (runs, listed)
     assert world.backend.jobs.cancel_sweep(typed)  # the id as typed, as `labkit cancel --sweep` sends it
     assert not [r for r in world.backend.runs(sweep=typed) if not r.done]
+
+
+def test_the_readmes_runs_interface_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's example of the runs interface, executed as written (on this machine)."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"^```python\n(.*?)^```", readme, flags=re.S | re.M) if "choose_backend" in b)
+    for name in [k for k in __import__("os").environ if k.startswith(("LABKIT_CLUSTER_", "LABKIT_HUB_", "JUPYTERHUB_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    write_demo(tmp_path / "demo", duration=30.0)
+    scope: dict[str, Any] = {}
+    exec(compile(block, "README.md", "exec"), scope)  # noqa: S102 - the README's own code
+    assert scope["backend"].name == "machine" and scope["why"].startswith("machine:")
+    assert scope["final"].state in ("succeeded", "succeeded with warnings")
+    assert scope["result"].run_id == scope["run"].run_id and scope["result"].path.parent == tmp_path / "demo"
