@@ -20,7 +20,6 @@ from typing import Any, Iterable, Literal, Mapping, Union
 
 from labkit.errors import ParameterError
 
-
 METHODS = ("fastica", "picard", "infomax")
 #: channel types a researcher may analyse (MNE ``pick`` names; ``meg`` means mag + grad)
 CHANNEL_TYPES = ("eeg", "meg", "mag", "grad", "eog", "ecg", "emg", "seeg", "ecog", "dbs", "misc")

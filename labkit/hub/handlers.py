@@ -43,10 +43,10 @@ from labkit.runners.cluster.errors import (
     ClusterUnavailable,
     NotYourJob,
 )
-from labkit.runners.cluster.jobs import Submission
 from labkit.runners.cluster.manifests import LABEL_DIGEST, LABEL_RUN_ID, check_run_id, sweep_label
 from labkit.runners.cluster.names import is_dns_label
 from labkit.runners.cluster.status import JobPendingTooLong, JobStatus
+from labkit.runners.cluster.submission import Submission
 
 logger = logging.getLogger(__name__)
 access_log = logging.getLogger("labkit.hub.access")

@@ -37,7 +37,7 @@ from labkit.hub.fairness import Slots
 from labkit.hub.informer import Informer
 from labkit.runners.cluster import api
 from labkit.runners.cluster.errors import ClusterError, ClusterNotFound, NotYourJob, SettingsError
-from labkit.runners.cluster.jobs import ClusterJobs, JobStatus, SweepStatus
+from labkit.runners.cluster.jobs import ClusterJobs
 from labkit.runners.cluster.manifests import ANN_USER, APP, LABEL_NAME, LABEL_RUN_ID, LABEL_SWEEP, owned_by, sweep_label
 from labkit.runners.cluster.settings import ClusterSettings
 from labkit.runners.cluster.status import (
@@ -45,6 +45,8 @@ from labkit.runners.cluster.status import (
     VOLCANO_GROUP,
     VOLCANO_JOB_LABELS,
     VOLCANO_VERSION,
+    JobStatus,
+    SweepStatus,
     describe,
     describe_volcano,
     volcano_summary,

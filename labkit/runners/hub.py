@@ -31,13 +31,10 @@ from labkit.runners.cluster.errors import (
     ClusterUnavailable,
 )
 from labkit.runners.cluster.follow import FollowClock
-from labkit.runners.cluster.jobs import (
-    ClusterJobs,
-    Submission,
-    SweepSubmission,
-)
+from labkit.runners.cluster.jobs import ClusterJobs
 from labkit.runners.cluster.settings import ClusterSettings
 from labkit.runners.cluster.status import JobPendingTooLong, JobStatus, SweepStatus
+from labkit.runners.cluster.submission import Submission, SweepSubmission
 from labkit.runners.cluster.userdir import ResultsHere, run_to_result
 
 logger = logging.getLogger(__name__)

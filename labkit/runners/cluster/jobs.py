@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from kubernetes import client as k8s
@@ -63,50 +62,10 @@ from labkit.runners.cluster.status import (
     task_run_ids,
     volcano_summary,
 )
+from labkit.runners.cluster.submission import Submission, SweepSubmission, default_user
 from labkit.runners.cluster.userdir import ResultsHere, run_to_result
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Submission:
-    """What :meth:`ClusterJobs.submit` did."""
-
-    name: str
-    namespace: str
-    run_id: str
-    #: True when an identical parameter set was already submitted and this attached to its Job
-    attached: bool
-    manifest: dict[str, Any]
-    warnings: tuple[str, ...] = ()
-    #: a completed result folder of the identical set, reported instead of running it again (no Job created)
-    existing: RunResult | None = None
-
-
-
-@dataclass(frozen=True)
-class SweepSubmission:
-    """What :meth:`ClusterJobs.submit_sweep` did, run by run."""
-
-    sweep_id: str
-    #: ``volcano`` or ``jobs``
-    kind: str
-    #: one per distinct parameter set, in order: submitted, attached, or ``existing`` (already done)
-    runs: tuple[Submission, ...]
-    #: the Volcano Job's name (empty for plain Jobs)
-    name: str = ""
-    #: True when the identical Volcano sweep already existed and this attached to it
-    attached: bool = False
-    manifests: tuple[dict[str, Any], ...] = ()
-    warnings: tuple[str, ...] = ()
-
-
-def default_user() -> str:
-    user = os.environ.get("JUPYTERHUB_USER") or os.environ.get("LABKIT_USER") or os.environ.get("USER") or ""
-    if not user:
-        raise ClusterError("Cannot tell who you are: set JUPYTERHUB_USER (or pass --user)")
-    return user
-
 
 
 def _delete_options(propagation: str) -> k8s.V1DeleteOptions:
