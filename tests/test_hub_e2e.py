@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from test_cluster_jobs import _completed_run
 
 from labkit.cli.main import main
-from labkit.runners.cluster.status import JobStatus
-from labkit.runners.cluster.manifests import LABEL_RUN_ID
-from labkit.runners.hub import HubJobs, cluster_jobs
 from labkit.params import IcaParams
+from labkit.runners.cluster.manifests import LABEL_RUN_ID
+from labkit.runners.cluster.status import JobStatus
+from labkit.runners.hub import HubJobs, cluster_jobs
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -63,12 +63,13 @@ def test_alice_submits_watches_reads_her_log_and_gets_her_result(hub: Hub, as_us
     assert job["spec"]["template"]["spec"]["volumes"][0]["nfs"]["path"] == "/export/home/alice"
     ctl = Controllers(hub.emulator.api_client())
     seen: list[JobStatus] = []
+    saw_running: list[bool] = []
 
     def cluster() -> None:
         pod = ctl.create_pod(sub.name, phase="Running", node="n1")
         hub.emulator.react(lambda k: k[f"get /api/v1/namespaces/{NS}/pods/{pod}/log"]
                            << b"2026-01-01T00:00:01Z reading recording\n2026-01-01T00:00:02Z done\n")
-        time.sleep(0.5)
+        saw_running.append(eventually(lambda: any(s.phase == "running" for s in seen)))  # the watch followed it
         _completed_run(home, params, sub.run_id)
         ctl.pod_status(pod, phase="Succeeded")
         ctl.job_condition(sub.name, "Complete")
@@ -78,12 +79,12 @@ def test_alice_submits_watches_reads_her_log_and_gets_her_result(hub: Hub, as_us
     final = jobs.watch(sub.name, on_change=seen.append, timeout=60)
     player.join(10)
     assert final.phase == "succeeded" and [s.phase for s in seen][-1] == "succeeded"
-    assert "pending" in {s.phase for s in seen} or "running" in {s.phase for s in seen}
+    assert saw_running == [True], "the watch did not report the running pod before the run ended"
     assert list(jobs.logs(sub.name, follow=True)) == ["reading recording", "done"]
     result = jobs.result(final)
     assert result.run_id == sub.run_id and result.path.parent == home
     assert jobs.result_folder(sub.name)["folder"] == f"PreExperiment_ICA_{sub.run_id}"
-    assert [s.name for s in jobs.list()] == [sub.name] or sub.name in [s.name for s in jobs.list()]
+    assert sub.name in [s.name for s in jobs.list()]
     assert jobs.submit(params).existing is not None  # it already ran: reported, not run again
 
 
@@ -174,7 +175,13 @@ def test_the_job_for_alice_b_mounts_the_directory_kubespawner_gives_her(hub: Hub
 
 def test_the_service_restarting_mid_watch_loses_nothing(hub: Hub, as_user: Any) -> None:
     as_user("alice")
-    jobs = HubJobs(poll_interval=1.0)
+    retries: list[float] = []  # the client's waits between attempts: one per request the outage refused
+
+    def wait_out(seconds: float) -> None:
+        retries.append(seconds)
+        time.sleep(seconds)
+
+    jobs = HubJobs(poll_interval=1.0, sleep=wait_out)
     sub = jobs.submit(IcaParams(n_components=19), force=True)
     ctl = Controllers(hub.emulator.api_client())
     seen: list[str] = []
@@ -188,12 +195,14 @@ def test_the_service_restarting_mid_watch_loses_nothing(hub: Hub, as_user: Any) 
 
     watcher = threading.Thread(target=follow, daemon=True)
     watcher.start()
-    time.sleep(1.5)
+    assert eventually(lambda: seen == ["pending"]), f"the watch never reported the pending run: {seen}"
+    assert not retries
     hub.stop_service()  # mid-watch: the cluster moves on while the service is down
     pod = ctl.create_pod(sub.name, phase="Running", node="n1")
     ctl.pod_status(pod, phase="Succeeded")
     ctl.job_condition(sub.name, "Complete")
-    time.sleep(1.0)
+    assert eventually(lambda: retries), "the watch never met the outage"  # it waits it out, not fails
+    assert seen == ["pending"] and not outcome
     hub.start_service()
     watcher.join(60)
     assert outcome and isinstance(outcome[0], JobStatus), outcome
@@ -290,16 +299,20 @@ def test_a_sweep_through_the_service(hub: Hub, as_user: Any) -> None:
     sub = jobs.submit_sweep(sets, sweep_id="seeds")
     assert sub.sweep_id == "seeds" and len(sub.runs) == 2
     ctl = Controllers(hub.emulator.api_client())
+    seen: list[JobStatus] = []
 
     def cluster() -> None:
-        time.sleep(0.5)
+        eventually(lambda: {s.name for s in seen} == {r.name for r in sub.runs})  # the watch has both runs
         for run, params in zip(sub.runs, sets, strict=True):
             _completed_run(home, params, run.run_id)
             ctl.job_condition(run.name, "Complete")
 
     threading.Thread(target=cluster, daemon=True).start()
-    final = jobs.watch_sweep("seeds", timeout=60)
+    final = jobs.watch_sweep("seeds", on_change=seen.append, timeout=60)
     assert final.phase == "succeeded" and sorted(r.name for r in final.runs) == sorted(r.name for r in sub.runs)
+    for run in sub.runs:  # the watch followed each run from its start to its end
+        phases = [s.phase for s in seen if s.name == run.name]
+        assert phases[0] == "pending" and phases[-1] == "succeeded", (run.name, phases)
     assert sorted(r.run_id for r in jobs.sweep_results(final)) == sorted(r.run_id for r in sub.runs)
     assert hub.call("bob", "GET", "api/sweeps/seeds").status_code == 404
 
