@@ -13,11 +13,11 @@ import pytest
 from cluster_fixtures import NS, Emulator, emulator, user_dir  # noqa: F401 (fixtures)
 from kubernetes import client as k8s
 
+from labkit.hub.informer import Informer, wait_ready
+from labkit.params import IcaParams
 from labkit.runners.cluster import api
 from labkit.runners.cluster.manifests import build_job
 from labkit.runners.cluster.settings import ClusterSettings
-from labkit.hub.informer import Informer, wait_ready
-from labkit.params import IcaParams
 
 pytestmark = pytest.mark.timeout(60)
 JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
@@ -91,8 +91,8 @@ def test_list_then_watch_keeps_the_cache_equal_to_the_cluster_even_when_quiet(em
     try:
         wait_ready(inf)
         assert inf.get(first) is not None and changed == [first]
-        time.sleep(4)  # longer than a watch's read timeout: quiet streams are renewed, not errors
-        assert inf.health().ok
+        eventually(lambda: inf.stats["renewed"] >= 2)  # two quiet watches ended at their timeout and were renewed
+        assert inf.health().ok and inf.stats["errors"] == 0 and inf.stats["watches"] >= 3
         second = create(emulator, "bob", 4)
         eventually(lambda: inf.get(second) is not None)
         k8s.BatchV1Api(emulator.api_client()).delete_namespaced_job(first, NS)
