@@ -145,7 +145,6 @@ def test_watch_follows_pending_running_succeeded_and_loads_the_result(emulator: 
         wait(seen["pending"])
         pod = ctl.create_pod(sub.name)
         ctl.pod_status(pod, phase="Pending", conditions=[{"type": "PodScheduled", "status": "True"}])
-        time.sleep(0.3)
         ctl.pod_spec(pod, nodeName="worker-3")
         ctl.pod_status(pod, phase="Running", containerStatuses=[{"name": "ica", "ready": True, "restartCount": 0,
                        "image": "x", "imageID": "", "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}])
@@ -439,12 +438,14 @@ def test_volcano_sweep_is_watched_run_by_run(emulator: Emulator) -> None:
     tasks = [r.name[len(sub.name) + 1:] for r in sub.runs]
     ctl = Controllers(emulator.api_client())
     changes: list[JobStatus] = []
-    seen_running = threading.Event()
+    seen_running, third_running = threading.Event(), threading.Event()
 
     def on_change(status: JobStatus) -> None:
         changes.append(status)
         if status.phase == "running":
             seen_running.set()
+            if status.run_id == sub.runs[2].run_id:
+                third_running.set()
 
     def volcano() -> None:
         ctl.volcano_status(sub.name, "Pending", pending=3)
@@ -456,7 +457,7 @@ def test_volcano_sweep_is_watched_run_by_run(emulator: Emulator) -> None:
         ctl.pod_status(pods[1], **_terminated_pod("OOMKilled", 137))
         ctl.pod_status(f"{sub.name}-{tasks[2]}-0", phase="Running")
         ctl.pod_spec(f"{sub.name}-{tasks[2]}-0", nodeName="w0")
-        time.sleep(0.3)
+        assert third_running.wait(10)  # the queued task's start was reported before its end
         ctl.pod_status(f"{sub.name}-{tasks[2]}-0", **_terminated_pod("Completed", 0))
         ctl.volcano_status(sub.name, "Completed", succeeded=2, failed=1)
 
@@ -474,6 +475,7 @@ def test_volcano_sweep_is_watched_run_by_run(emulator: Emulator) -> None:
     for run in sub.runs:
         phases = [c.phase for c in changes if c.run_id == run.run_id]
         assert phases[-1] == by_run[run.run_id].phase and len(phases) >= 2, phases
+    assert [c.phase for c in changes if c.run_id == sub.runs[2].run_id][-2:] == ["running", "succeeded"]
 
 
 def test_a_volcano_job_that_ends_early_fails_the_unfinished_runs(emulator: Emulator) -> None:
@@ -497,21 +499,29 @@ def test_a_sweep_of_plain_jobs_is_listed_and_watched_by_its_id(emulator: Emulato
     assert sorted(s.name for s in jobs.list(sub.sweep_id)) == sorted(r.name for r in sub.runs)
     assert jobs.submit_sweep(sets).sweep_id == sub.sweep_id  # the same sets are the same sweep
     ctl = Controllers(emulator.api_client())
+    changes: list[JobStatus] = []
+    all_running = threading.Event()
+
+    def on_change(status: JobStatus) -> None:
+        changes.append(status)
+        if {c.name for c in changes if c.phase == "running"} == {r.name for r in sub.runs}:
+            all_running.set()
 
     def controller() -> None:
         for run in sub.runs:
             ctl.create_pod(run.name, phase="Running", node="w1")
             ctl.job_status(run.name, active=1, ready=1)
-        time.sleep(0.3)
+        wait(all_running)
         for run, params in zip(sub.runs, sets, strict=True):
             _completed_run(user_dir, params, run.run_id)  # the pod writes its result folder on NFS
             ctl.job_condition(run.name, "Complete")
 
     player = threading.Thread(target=controller, daemon=True)
     player.start()
-    final = jobs.watch_sweep(sub.sweep_id, timeout=15)
+    final = jobs.watch_sweep(sub.sweep_id, on_change=on_change, timeout=15)
     player.join(5)
     assert final.phase == "succeeded" and [r.phase for r in final.runs] == ["succeeded"] * 2
+    assert all([c.phase for c in changes if c.name == r.name][-2:] == ["running", "succeeded"] for r in sub.runs)
     results = jobs.sweep_results(final)
     assert sorted(r.run_id for r in results) == sorted(r.run_id for r in sub.runs)
     assert sorted(table(results)["method"]) == ["fastica", "picard"]  # compared like a local sweep
