@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
 import socket
 import threading
 import time
@@ -22,10 +23,10 @@ from cluster_fixtures import NS, Controllers, Emulator, user_dir  # noqa: F401 (
 from hub_fixtures import SQUATTERS, Hub, eventually, hub, module_emulator, service_jobs_watches  # noqa: F401
 from hub_fixtures import service_health as health
 
+from labkit.params import IcaParams
 from labkit.runners.cluster.manifests import build_job, legacy_owner_label
 from labkit.runners.cluster.settings import ClusterSettings
 from labkit.runners.hub import HubJobs
-from labkit.params import IcaParams
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -118,8 +119,14 @@ def test_an_expired_token_is_refused_the_moment_it_expires(hub: Hub) -> None:
     assert requests.get(hub.service_url + "api/runs", headers=auth, timeout=20).status_code == 403
 
 
+def _logged_runs_requests(hub: Hub) -> int:
+    """How many ``GET .../api/runs`` the service's access log holds so far (its own process writes it)."""
+    return (hub.dir / "service.log").read_text().count("GET /services/labkit/api/runs (")
+
+
 def test_tokens_only_from_the_header_and_never_in_the_log(hub: Hub) -> None:
     alice, bob = hub.tokens["alice"], hub.tokens["bob"]
+    logged = _logged_runs_requests(hub)
     alone = requests.get(hub.service_url + "api/runs", params={"token": alice}, timeout=20,
                          headers={"Sec-Fetch-Mode": "websocket"})
     assert alone.status_code == 400 and "Authorization" in alone.json()["error"], alone.text
@@ -130,7 +137,7 @@ def test_tokens_only_from_the_header_and_never_in_the_log(hub: Hub) -> None:
                         timeout=20).status_code == 200
     assert requests.get(hub.service_url + "api/runs", headers={"Authorization": "token"},
                         timeout=20).status_code == 401
-    time.sleep(0.5)  # the service's log is written by its own process
+    assert eventually(lambda: _logged_runs_requests(hub) >= logged + 4), "the service did not log the 4 requests"
     log = (hub.dir / "service.log").read_text()
     assert "/services/labkit/api/runs" in log  # the access log is there, without the query
     assert alice not in log and bob not in log
@@ -175,9 +182,27 @@ def test_one_users_log_follows_cannot_delay_anothers_submit_and_cancel(hub: Hub)
     assert not reply, reply[:200]
 
 
+def answers_once_refused(follows: list[socket.socket], refusals: int, timeout: float = 30.0) -> list[bytes]:
+    """What each follow answered, read as it arrives until ``refusals`` complete 429 answers came (or ``timeout``)."""
+    answers = {s: b"" for s in follows}
+    ended: set[socket.socket] = set()
+
+    def refused() -> int:
+        return sum(a.startswith(b"HTTP/1.1 429") and b"per user" in a for a in answers.values())
+
+    deadline = time.monotonic() + timeout
+    while refused() < refusals and time.monotonic() < deadline:
+        readable, _, _ = select.select([s for s in follows if s not in ended], [], [], 0.2)
+        for s in readable:
+            chunk = s.recv(65536)
+            answers[s] += chunk
+            if not chunk:
+                ended.add(s)
+    return [answers[s] or answered(s) for s in follows]  # the rest: still silent (they wait for the pod)
+
+
 def check_follows_and_alices_latency(hub: Hub, follows: list[socket.socket]) -> None:
-    time.sleep(3)
-    answers = [answered(s) for s in follows]
+    answers = answers_once_refused(follows, 66)
     refused = [a for a in answers if a.startswith(b"HTTP/1.1 429")]
     waiting = [s for s, a in zip(follows, answers, strict=True) if not a]
     assert len(refused) == 66 and len(waiting) == 4, [a[:12] for a in answers]
