@@ -1,1 +1,1 @@
-"""labkit.cli.main."""
+"""The ``labkit`` command (main), its cluster commands (cluster) and the options they share."""
