@@ -100,7 +100,6 @@ def test_submit_wait_reports_a_failure_in_words(cluster_env: Emulator) -> None:
     def controller() -> None:
         ctl.wait_for_job(name)
         pod = ctl.create_pod(name, phase="Running", node="worker-2")
-        time.sleep(0.3)
         ctl.pod_status(pod, phase="Failed", containerStatuses=[{"name": "ica", "ready": False, "restartCount": 0,
                        "image": "x", "imageID": "", "state": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}])
         ctl.job_condition(name, "Failed", "BackoffLimitExceeded")
@@ -158,7 +157,9 @@ def test_submit_follow_streams_the_log_then_the_outcome(cluster_env: Emulator, t
     def controller() -> None:
         ctl.wait_for_job(name)
         assert ctl.create_pod(name, phase="Running", node="worker-9") == pod_name
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10  # end the pod once the CLI follows its log
+        while not any(r.url.path.endswith("/log") for r in cluster_env.requests()) and time.monotonic() < deadline:
+            time.sleep(0.02)
         ctl.pod_status(pod_name, phase="Succeeded")
         ctl.job_condition(name, "Complete")
 
