@@ -368,11 +368,16 @@ def test_cluster_submit_and_jobs_through_the_cluster_client(demo_dir, cluster_co
     assert f"cluster {second_name} [queued]" in [label for label, _ in jobs.select.options]
 
 
-def test_progress_steps_mirror_the_analysis_steps():
+def test_the_progress_bar_knows_every_step_a_real_run_reports(demo_dir):
+    """Each step the analysis announces moves the form's bar; the last one is the bar's last (then: Done)."""
     from labkit import widgets
     from labkit.analysis import ica
 
-    assert widgets.STEPS == ica.STEPS
+    reported: list[str] = []
+    params = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=3, crop_tmax=4.0)
+    ica.run(params, demo_dir / "out", progress=reported.append)
+    assert reported and [s for s in reported if s not in widgets.STEPS] == [], reported
+    assert reported[0] == widgets.STEPS[0] and reported[-1] == widgets.STEPS[-1]
 
 
 def test_unreadable_recording_is_reported_at_the_chooser(demo_dir):
