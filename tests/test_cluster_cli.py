@@ -213,7 +213,9 @@ def test_submit_a_volcano_sweep_list_it_and_watch_it(cluster_env: Emulator, tmp_
     assert runs.exit_code == 0 and [r[1:2] + r[3:4] for r in rows] == [["running", "w1"]] * 2
 
     def volcano() -> None:
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10  # complete the sweep once the CLI watches it
+        while not any("watch=true" in str(r.url).lower() for r in cluster_env.requests()) and time.monotonic() < deadline:
+            time.sleep(0.02)
         for pod in pods:
             ctl.pod_status(pod, phase="Succeeded")
         ctl.volcano_status(vjob, "Completed", succeeded=2)
