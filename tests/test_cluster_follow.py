@@ -17,9 +17,9 @@ import pytest
 from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir  # noqa: F401 (fixtures)
 from test_cluster_jobs import JOBS_PATH, Sleeps, follow, jobs_for, runs_then_completes
 
+from labkit.params import IcaParams
 from labkit.runners.cluster.errors import ClusterUnavailable
 from labkit.runners.cluster.status import JobStatus
-from labkit.params import IcaParams
 
 pytestmark = pytest.mark.timeout(30)
 
