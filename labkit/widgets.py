@@ -91,9 +91,11 @@ def export_sweep(sets: list[IcaParams]) -> str:
 
 # -- cluster (optional) ---------------------------------------------------------------------------------
 def cluster_status() -> tuple[bool, str]:
-    """Whether cluster submission is possible here, and a one-line reason when it is not."""
-    if not os.environ.get("LABKIT_CLUSTER_CONFIG"):
-        return False, "No cluster configured (LABKIT_CLUSTER_CONFIG is not set)."
+    """Whether cluster submission is possible here (the hub's labkit service, or cluster settings),
+    and a one-line reason when it is not."""
+    if not os.environ.get("LABKIT_CLUSTER_CONFIG") and not os.environ.get("LABKIT_HUB_SERVICE_URL"):
+        return False, ("No cluster configured (LABKIT_CLUSTER_CONFIG is not set, and no labkit hub service "
+                       "in LABKIT_HUB_SERVICE_URL).")
     try:
         from labkit.runners.cluster.jobs import ClusterJobs  # noqa: F401
     except Exception as err:  # missing module or missing kubernetes client

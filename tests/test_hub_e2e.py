@@ -283,11 +283,14 @@ def test_statuses_come_from_one_watch_not_from_list_calls(hub: Hub) -> None:
 def test_the_notebook_widgets_use_the_service_on_a_hub(hub: Hub, as_user: Any) -> None:
     from labkit import widgets
 
-    as_user("bob")
+    home = as_user("bob")
+    assert widgets.cluster_status() == (True, "")  # the service, with no cluster settings of bob's own
     line = widgets._cluster_submit(IcaParams(n_components=23))
     name = f"labkit-bob-{IcaParams(n_components=23).digest}"
     assert line == name
-    assert name in [j["name"] for j in widgets._cluster_list()]
+    view = widgets.JobsView(home)
+    assert ("cluster", name) in [v for _, v in view.select.options]
+    assert f"hub {name} [queued]" in [label for label, _ in view.select.options]  # listed through the service
     job = job_of(hub.emulator, name)
     assert job["spec"]["template"]["spec"]["volumes"][0]["nfs"]["path"] == "/export/home/bob"
 
