@@ -9,11 +9,11 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from labkit.params import IcaParams
 from labkit.runners.cluster.errors import SettingsError
 from labkit.runners.cluster.manifests import build_job
 from labkit.runners.cluster.names import is_dns_label, is_label_value, kubespawner_slug, user_dir
 from labkit.runners.cluster.settings import ClusterSettings
-from labkit.params import IcaParams
 
 
 def test_each_env_value_is_parsed_by_its_fields_type() -> None:
@@ -105,3 +105,15 @@ def test_the_admission_policy_admits_the_job_of_a_user_whose_directory_is_escape
     job["metadata"]["labels"]["labkit.io/owner-dir"] = job["spec"]["template"]["metadata"]["labels"][
         "labkit.io/owner-dir"] = "bob"
     assert admit(job, params=nfs_params() if storage else None)  # another directory: refused
+
+
+def test_a_given_environment_replaces_the_process_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``load(environ=...)`` reads exactly that mapping (through pydantic-settings' public source)."""
+    monkeypatch.setenv("LABKIT_CLUSTER_NAMESPACE", "from-the-process")
+    monkeypatch.setenv("LABKIT_CLUSTER_BACKOFF_LIMIT", "9")
+    given = ClusterSettings.load(environ={"labkit_cluster_namespace": "given", "LABKIT_CLUSTER_STORAGE__PVC": "c"})
+    assert (given.namespace, given.backoff_limit, given.storage.pvc) == ("given", 4, "c")  # case folded, nothing else
+    assert ClusterSettings.load().namespace == "from-the-process"
+    import labkit.runners.cluster.settings as module
+
+    assert "_load_env_vars" not in Path(module.__file__).read_text()

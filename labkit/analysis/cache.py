@@ -37,12 +37,13 @@ from typing import Any, Iterator
 from labkit.params import IcaParams
 from labkit.results import provenance
 from labkit.results.layout import cache_dir, write_json
+from labkit.settings import DEFAULT_CACHE_MAX_BYTES, env
 
 logger = logging.getLogger(__name__)
 
 #: the parameters preprocessing depends on (with the recording's content)
 PREPROCESS_FIELDS = ("crop_tmin", "crop_tmax", "channel_type", "filter_fmin", "filter_fmax")
-DEFAULT_MAX_BYTES = 2 << 30
+DEFAULT_MAX_BYTES = DEFAULT_CACHE_MAX_BYTES
 #: a lock older than this belongs to a writer that died; a waiter gives up waiting after it too
 LOCK_STALE_S = 600.0
 _SUFFIX = "_raw.fif"
@@ -56,16 +57,13 @@ FORMAT = 2
 
 
 def enabled() -> bool:
-    return os.environ.get("LABKIT_CACHE", "on").strip().lower() not in ("0", "off", "false", "no")
+    """``LABKIT_CACHE`` (on unless ``off``; a typo is a :class:`labkit.errors.SettingError`)."""
+    return env().cache
 
 
 def max_bytes() -> int:
-    value = os.environ.get("LABKIT_CACHE_MAX_BYTES", "")
-    try:
-        return int(value) if value else DEFAULT_MAX_BYTES
-    except ValueError:
-        raise ValueError(f"Invalid value for LABKIT_CACHE_MAX_BYTES: got {value!r}; allowed: a number of bytes") \
-            from None
+    """``LABKIT_CACHE_MAX_BYTES`` (default :data:`DEFAULT_MAX_BYTES`)."""
+    return env().cache_max_bytes
 
 
 def key(params: IcaParams) -> str:

@@ -19,6 +19,7 @@ from labkit.hub.service import DEFAULT_PORT, SERVICE_NAME, Service
 from labkit.runners.cluster import api
 from labkit.runners.cluster.errors import ClusterError
 from labkit.runners.cluster.settings import ClusterSettings
+from labkit.settings import env
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +29,7 @@ def listen_address(environ: dict[str, str] | None = None) -> tuple[str, int]:
     environ = dict(os.environ if environ is None else environ)
     url = urlparse(environ.get("JUPYTERHUB_SERVICE_URL", ""))
     host = url.hostname or "0.0.0.0"
-    port_text = environ.get("LABKIT_HUB_SERVICE_PORT") or (str(url.port) if url.port else str(DEFAULT_PORT))
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ClusterError(f"LABKIT_HUB_SERVICE_PORT must be a port number, got {port_text!r}") from None
-    return host, port
+    return host, env(environ).hub_service_port or url.port or DEFAULT_PORT
 
 
 def hub_auth_from_env() -> Any:

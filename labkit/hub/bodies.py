@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from labkit.errors import LabkitError, ParameterError
+from labkit.errors import ExitCode, LabkitError, ParameterError
 from labkit.params import IcaParams
 
 #: keys people try, and why the service decides them itself
@@ -41,7 +41,7 @@ DECIDED_BY_THE_SERVICE = {
 class BodyError(LabkitError):
     """A request body the service refuses; ``field`` names where (``params.method``, ``security``)."""
 
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field

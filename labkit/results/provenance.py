@@ -20,6 +20,7 @@ from typing import Any
 from labkit.params import IcaParams
 from labkit.results.folder import RunFolder
 from labkit.results.layout import PARAMS_FILE, cache_dir, write_json
+from labkit.settings import env
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def _read_memo(path: Path | None) -> dict[str, Any]:
 def current(params: IcaParams) -> dict[str, Any]:
     """The provenance a run of ``params`` would have now (the recording is read, not imported)."""
     return {"recording_sha256": fingerprint(params.raw_path(), cache_dir(params.base_dir)),
-            "versions": versions(), "image": os.environ.get("LABKIT_IMAGE") or None}
+            "versions": versions(), "image": env().image or None}
 
 
 def recorded(result_path: Path) -> dict[str, Any] | None:

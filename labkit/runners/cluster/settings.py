@@ -25,11 +25,11 @@ from typing import Any, Literal, Mapping, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
-from pydantic_settings.sources.utils import parse_env_vars
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from labkit.runners.cluster.errors import SettingsError
 from labkit.runners.cluster.names import fit_slug, is_dns_label, is_label_value, kubespawner_slug, user_dir
+from labkit.settings import MappingEnvSource
 
 ENV_PREFIX = "LABKIT_CLUSTER_"
 CONFIG_ENV = "LABKIT_CLUSTER_CONFIG"
@@ -282,7 +282,7 @@ class ClusterSettings(BaseSettings):
                                    env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
                                    file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
         path, environ = _SOURCES.get()
-        return init_settings, EnvironmentVariables(settings_cls, environ), _YamlFile(settings_cls, path)
+        return init_settings, MappingEnvSource(settings_cls, environ), _YamlFile(settings_cls, path)
 
     # -- construction -------------------------------------------------------
     @classmethod
@@ -349,18 +349,6 @@ class ClusterSettings(BaseSettings):
 # -- sources ---------------------------------------------------------------------------------
 _SOURCES: contextvars.ContextVar[tuple[Any, Mapping[str, str] | None]] = contextvars.ContextVar(
     "labkit_cluster_settings_sources", default=(None, None))
-
-
-class EnvironmentVariables(EnvSettingsSource):
-    """``LABKIT_CLUSTER_*`` from a given mapping (``load(environ=...)``), else from ``os.environ``."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None) -> None:
-        self._environ = environ
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        source = os.environ if self._environ is None else self._environ
-        return parse_env_vars(source, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
 
 
 class _YamlFile(PydanticBaseSettingsSource):
