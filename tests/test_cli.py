@@ -113,9 +113,9 @@ def test_bad_run_id_exits_2_before_any_folder(tmp_path):
         assert out.exit_code == 2, out.output
         assert "Invalid value for the 'run_id' parameter" in out.output and "Traceback" not in out.output
     out = CliRunner().invoke(main, ["entrypoint"], env={"BASE_DIR": str(tmp_path), "LABKIT_RUN_ID": "../x"})
-    assert out.exit_code == 2 and "'LABKIT_RUN_ID' parameter: got '../x'" in out.output
+    assert out.exit_code == 2 and "environment variable LABKIT_RUN_ID: got '../x'" in out.output
     out = CliRunner().invoke(main, ["entrypoint"], env={"BASE_DIR": str(tmp_path), "LABKIT_BLAS_THREADS": "two"})
-    assert out.exit_code == 2 and "'LABKIT_BLAS_THREADS' parameter: got 'two'" in out.output
+    assert out.exit_code == 2 and "environment variable LABKIT_BLAS_THREADS: got 'two'" in out.output
     assert list(tmp_path.iterdir()) == [] and not (tmp_path.parent / "x").exists()
 
 
@@ -214,3 +214,155 @@ def test_errors_say_which_flag_or_variable_gave_the_value(tmp_path):
     assert out.exit_code == 2 and out.output.strip().endswith("Given by the environment variable ICA_METHOD.")
     out = CliRunner().invoke(main, ["run", "--base-dir", str(tmp_path), "--crop-tmin", "100"])  # crop_tmax's default
     assert out.exit_code == 2 and "'crop_tmax' parameter" in out.output and "Given by" not in out.output
+
+
+# -- where a parameter comes from: the help names a variable, the command reads it ---------------
+def test_run_reads_the_variables_its_help_names_below_flag_and_file(demo_dir, tmp_path):
+    """flag > --params file > environment variable > default, through the real command."""
+    import json
+
+    from labkit.params import FIELDS
+
+    shown = CliRunner().invoke(main, ["run", "--help"], terminal_width=200).output
+    assert all(f"[env {f.env}]" in shown for f in FIELDS)
+    params = tmp_path / "p.json"
+    params.write_text(json.dumps({"crop_tmax": 20, "n_components": 6}))
+    env = {**os.environ, "BASE_DIR": str(demo_dir), "RAW_FILE_PATH": "labkit-demo/demo_raw.fif",
+           "ICA_METHOD": "picard", "ICA_COMPONENTS_COUNT": "99", "CROP_TMAX": "5"}
+    proc = subprocess.run(["labkit", "run", "--params", str(params), "--n-components", "8", "--run-id", "env-1",
+                           "--json"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["path"] == str(demo_dir / "PreExperiment_ICA_env-1")  # BASE_DIR: where the folder is
+    used = json.loads((demo_dir / "PreExperiment_ICA_env-1" / "params.json").read_text())["params"]
+    assert (used["method"], used["n_components"], used["crop_tmax"]) == ("picard", 8, 20)  # env, flag, file
+    bad = CliRunner().invoke(main, ["run"], env={"BASE_DIR": str(tmp_path), "ICA_METHOD": "pca"})
+    assert bad.exit_code == 2 and bad.output.strip().endswith("Given by the environment variable ICA_METHOD.")
+    assert list(tmp_path.glob("PreExperiment_ICA_*")) == []
+
+
+def test_render_and_submit_read_them_too_and_a_sweep_says_it_does_not():
+    import yaml
+
+    env = {"BASE_DIR": "/home/jovyan", "RAW_FILE_PATH": "/home/jovyan/sub-01_raw.fif", "ICA_METHOD": "infomax"}
+    out = CliRunner().invoke(main, ["render", "--user", "alice", "--n-components", "12"], env=env)
+    assert out.exit_code == 0, out.output
+    (container,) = yaml.safe_load(out.stdout)["spec"]["template"]["spec"]["containers"]
+    given = {e["name"]: e.get("value") for e in container["env"]}
+    # the recording is inside $BASE_DIR, so the pod sees it relative to its own mount
+    assert (given["RAW_FILE_PATH"], given["ICA_METHOD"], given["ICA_COMPONENTS_COUNT"]) == (
+        "sub-01_raw.fif", "infomax", "12")
+    for command in ("submit", "render"):
+        assert "[env ICA_METHOD]" in CliRunner().invoke(main, [command, "--help"], terminal_width=200).output
+    assert "[env " not in CliRunner().invoke(main, ["sweep", "--help"], terminal_width=200).output
+
+
+# -- labkit's own variables, through the CLI ------------------------------------------------------
+def test_a_bad_labkit_variable_exits_2_in_words_before_anything_is_written(tmp_path):
+    for variable, value, command in (("LABKIT_CACHE", "of", ["run", "--base-dir", str(tmp_path)]),
+                                     ("LABKIT_CACHE_MAX_BYTES", "2G", ["cache", "info", "--base-dir", str(tmp_path)]),
+                                     ("LABKIT_HEARTBEAT_S", "soon", ["entrypoint"]),
+                                     ("LABKIT_IMAGE", "", ["sweep", "--export", "argo", "--help"])):
+        out = CliRunner().invoke(main, command, env={"BASE_DIR": str(tmp_path), variable: value})
+        if value == "":
+            assert out.exit_code == 0, out.output
+            continue
+        assert out.exit_code == 2, (variable, out.output)
+        assert f"labkit: Invalid value for the environment variable {variable}: got {value!r}; allowed: " in out.output
+        assert "Traceback" not in out.output and out.exception is None or isinstance(out.exception, SystemExit)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- one exit-code table ------------------------------------------------------------------------------
+def _labkit_errors():
+    import importlib
+    import pkgutil
+
+    import labkit
+    from labkit.errors import LabkitError
+
+    for info in pkgutil.walk_packages(labkit.__path__, "labkit."):
+        if not info.name.startswith(("labkit.hub", "labkit.runners.notebooks", "labkit.__main__")):
+            importlib.import_module(info.name)
+    importlib.import_module("labkit.hub.bodies")
+    seen, todo = set(), [LabkitError]
+    while todo:
+        cls = todo.pop()
+        seen.add(cls)
+        todo += cls.__subclasses__()
+    return seen
+
+
+def test_every_error_exits_with_a_code_of_the_table():
+    from labkit.errors import ExitCode
+    from labkit.runners.cluster.manifests import LABKIT_EXIT_CODES
+
+    errors = _labkit_errors()
+    assert len(errors) > 10
+    for cls in errors:
+        assert cls.exit_code in set(ExitCode), f"{cls.__name__}.exit_code = {cls.exit_code} is not an ExitCode"
+    # what a pod exits with and the Job's failure policy reads are the same codes
+    assert set(LABKIT_EXIT_CODES) == {ExitCode.BAD_INPUT, ExitCode.BAD_RECORDING, ExitCode.RUN_FAILED}
+
+
+def test_the_readme_table_is_the_codes_table():
+    import re
+    from pathlib import Path
+
+    from labkit.errors import ExitCode
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\d+) \| `([A-Z_]+)` \| .+ \|$", section, re.M)
+    assert [(int(code), name) for code, name in rows] == [(int(c), c.name) for c in ExitCode]
+
+
+def test_the_readme_lists_every_labkit_variable():
+    from pathlib import Path
+
+    from labkit.settings import LabkitSettings
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("| variable | default | allowed |", 1)[1].split("\n\n", 1)[0]
+    assert all(f"`{LabkitSettings.variable(f)}`" in table for f in LabkitSettings.model_fields)
+
+
+def test_an_interrupted_command_exits_130(tmp_path):
+    import signal
+
+    from labkit import IcaParams
+    from labkit.errors import ExitCode
+    from labkit.results.folder import RunFolder
+
+    folder = RunFolder.create(IcaParams(base_dir=str(tmp_path)), run_id="local-3")
+    folder.start()
+    folder.file("run.log").write_text("started\n")
+    proc = subprocess.Popen(["labkit", "logs", "-f", "local-3", "--base-dir", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "started\n"  # following: the run is still running
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        folder.fail("test over")
+    assert proc.returncode == ExitCode.CANCELLED and "labkit: interrupted" in err and "Traceback" not in err
+
+
+# -- the CLI's modules: no import circle --------------------------------------------------------------
+def test_the_cluster_commands_import_nothing_from_the_main_group():
+    import ast
+    from pathlib import Path
+
+    import labkit.cli
+
+    for path in Path(labkit.cli.__file__).parent.glob("*.py"):
+        if path.name == "main.py":
+            continue
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):  # inside functions too
+            if isinstance(node, ast.ImportFrom):
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(a.name for a in node.names)
+        assert "labkit.cli.main" not in imported, f"{path.name} imports labkit.cli.main, which loads it"

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir, write_kubeconfig  # noqa: F401
 
 from labkit.cli.main import main
+from labkit.errors import ExitCode
 from labkit.params import IcaParams
 
 pytestmark = pytest.mark.timeout(30)
@@ -57,7 +58,7 @@ def test_set_values_are_parsed_by_the_settings_type(monkeypatch: pytest.MonkeyPa
     job = yaml.safe_load(result.output)
     assert job["spec"]["template"]["metadata"]["annotations"]["scheduling.volcano.sh/queue-name"] == "on"
     result = CliRunner().invoke(main, ["render", "--user", "alice", "--set", "backoff_limit=many"])
-    assert result.exit_code != 0 and "backoff_limit" in result.output and "'many'" in result.output
+    assert result.exit_code == ExitCode.BAD_INPUT and "backoff_limit" in result.output and "'many'" in result.output
     assert "Traceback" not in result.output
 
 
@@ -106,7 +107,7 @@ def test_submit_wait_reports_a_failure_in_words(cluster_env: Emulator) -> None:
 
     threading.Thread(target=controller, daemon=True).start()
     result = CliRunner().invoke(main, ["submit", "--wait"])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == ExitCode.RUN_FAILED, result.output  # as a failed local run
     assert "OOMKilled" in result.output and "[cluster problem]" in result.output
 
 
@@ -116,7 +117,8 @@ def test_another_users_job_is_refused_by_the_cli(cluster_env: Emulator, monkeypa
     assert runner.invoke(main, ["submit"]).exit_code == 0
     monkeypatch.setenv("JUPYTERHUB_USER", "anna")
     result = runner.invoke(main, ["cancel", f"labkit-bob-{IcaParams().digest}"])
-    assert result.exit_code != 0 and "is not yours" in result.output and "Traceback" not in result.output
+    assert result.exit_code == ExitCode.NOT_ALLOWED and "is not yours" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_unreachable_cluster_is_explained(cluster_env: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,7 +131,7 @@ def test_unreachable_cluster_is_explained(cluster_env: Emulator, tmp_path: Path,
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.setenv("LABKIT_CLUSTER_API_MAX_BACKOFF", "0.05")
     result = CliRunner().invoke(main, ["jobs"])
-    assert result.exit_code != 0
+    assert result.exit_code == ExitCode.UNREACHABLE
     assert "cannot be reached" in result.output and "2 attempts" in result.output and "Traceback" not in result.output
 
 
@@ -242,7 +244,7 @@ def test_submit_a_sweep_of_jobs_and_wait(cluster_env: Emulator, tmp_path: Path) 
 
     threading.Thread(target=controller, daemon=True).start()
     result = CliRunner().invoke(main, ["submit", "--sweep", str(sets), "--wait"])
-    assert result.exit_code == 1, result.output  # one run failed
+    assert result.exit_code == ExitCode.RUN_FAILED, result.output  # one run failed
     assert "2 runs (2 Jobs" in result.output and "DeadlineExceeded" in result.output
     sweep_id = result.output.split("sweep ", 1)[1].split(":")[0]
     listed = CliRunner().invoke(main, ["jobs", "--sweep", sweep_id, "--json"])
@@ -279,8 +281,8 @@ def test_cancel_a_sweep(cluster_env: Emulator, tmp_path: Path) -> None:
     assert plain.exit_code == 0 and plain.output.count("cancelled labkit-anna-") == 2
     assert "no labkit Jobs" in runner.invoke(main, ["jobs"]).output
     again = runner.invoke(main, ["cancel", "--sweep", "p"])
-    assert again.exit_code != 0 and "No Jobs of sweep p" in again.output
-    assert runner.invoke(main, ["cancel"]).exit_code == 2
+    assert again.exit_code == ExitCode.NOT_FOUND and "No Jobs of sweep p" in again.output
+    assert runner.invoke(main, ["cancel"]).exit_code == ExitCode.BAD_INPUT  # click's usage errors too
 
 
 def test_logs_of_a_run_of_a_volcano_sweep(cluster_env: Emulator, tmp_path: Path) -> None:
@@ -297,8 +299,26 @@ def test_logs_of_a_run_of_a_volcano_sweep(cluster_env: Emulator, tmp_path: Path)
         logs = runner.invoke(main, ["logs", ref])
         assert logs.exit_code == 0 and "step fit of the first run" in logs.output, logs.output
     missing = runner.invoke(main, ["logs", f"{vjob}-r9-0000000000"])
-    assert missing.exit_code != 0 and "has no run r9-0000000000" in missing.output
+    assert missing.exit_code == ExitCode.NOT_FOUND and "has no run r9-0000000000" in missing.output
     ctl.pod_status(pod, phase="Succeeded")
     followed = runner.invoke(main, ["logs", "-f", run_name])
     assert followed.exit_code == 0, followed.output
     assert "step fit of the first run" in followed.output and "succeeded" in followed.output
+
+
+def test_refusals_point_at_files_that_exist() -> None:
+    """A 401/403 (and every other message) names the k8s/ file to apply: it must be there."""
+    import re
+
+    from kubernetes.client.exceptions import ApiException
+
+    from labkit.runners.cluster import api
+
+    root = Path(__file__).resolve().parents[1]
+    for status in (401, 403):
+        text = str(api.explain(ApiException(status=status, reason="Forbidden"), "create Job labkit-x"))
+        named = re.findall(r"k8s/[\w./-]*\w", text)
+        assert named and all((root / n).is_file() for n in named), (status, text)
+    sources = "\n".join(p.read_text() for p in (root / "labkit").rglob("*.py"))
+    named = set(re.findall(r"k8s/[\w./-]*\w", sources))
+    assert named and {n for n in named if not (root / n).exists()} == set()

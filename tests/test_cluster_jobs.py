@@ -339,7 +339,9 @@ def test_403_is_a_clear_permission_error(emulator: Emulator) -> None:
         "message": 'jobs.batch is forbidden: User "system:serviceaccount:x:y" cannot create resource "jobs"'})
     with pytest.raises(ClusterForbidden) as info:
         jobs.submit(IcaParams())
-    assert "rbac.yaml" in str(info.value) and "cannot create resource" in str(info.value)
+    named = [word.rstrip(".,;)") for word in str(info.value).split() if word.startswith("k8s/")]
+    assert named and all((Path(__file__).resolve().parents[1] / n).is_file() for n in named), named
+    assert "cannot create resource" in str(info.value)
 
 
 # -- logs, cancel, list, ownership ---------------------------------------------------------

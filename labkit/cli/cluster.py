@@ -18,12 +18,10 @@ from typing import Any, Callable
 import click
 import yaml
 
-from labkit.errors import LabkitError
 from labkit.cli.options import fail as _fail
 from labkit.cli.options import param_options, params_from_cli, read_params_file, run_id_option
+from labkit.errors import ExitCode, LabkitError
 from labkit.runners.cluster.settings import ClusterSettings
-
-EXIT_FAILED = 1
 
 
 def _settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -64,9 +62,9 @@ def _setting_value(text: str) -> Any:
 
 
 def _jobs(user: str | None, settings_file: str | None, overrides: tuple[str, ...]) -> Any:
-    from labkit.runners.cluster.jobs import ClusterJobs
+    from labkit.runners.hub import cluster_jobs
 
-    return ClusterJobs(load_settings(settings_file, overrides), user)
+    return cluster_jobs(load_settings(settings_file, overrides), user)
 
 
 def _explained(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -133,7 +131,7 @@ def _follow_sweep(jobs: Any, sweep_id: str, names: list[str] = ()) -> None:
         click.echo(f"labkit: {missing} result folder(s) not found under {jobs.settings.storage.local_dir()}; "
                    "set storage.local_base_dir to where your data directory is mounted here", err=True)
     if final.phase != "succeeded":
-        sys.exit(EXIT_FAILED)
+        sys.exit(int(ExitCode.RUN_FAILED))
 
 
 def _submit_sweep(jobs: Any, sweep_file: Any, values: dict[str, Any], *, volcano: bool | None,
@@ -171,14 +169,15 @@ def _submit_sweep(jobs: Any, sweep_file: Any, values: dict[str, Any], *, volcano
 @run_id_option("name the result folder PreExperiment_ICA_<run-id>")
 @click.option("--sweep", "sweep_file", type=click.File("rb"), default=None, metavar="SETS.json",
               help="submit a sweep: a JSON list of parameter sets (as the notebook form exports); "
-                   "flags override every set")
+                   "flags override every set (the environment variables do not)")
 @click.option("--volcano/--no-volcano", default=None,
               help="a sweep as one Volcano Job [default: when scheduler.name is volcano], else one Job per set")
 @click.option("--min-available", type=click.IntRange(1), default=None,
               help="Volcano minAvailable: how many runs of the sweep must fit at once to start "
                    "[default: scheduler.min_available; on a hub only the admin's setting]")
 @click.option("--sweep-id", default=None, help="name the sweep [default: a hash of its sets]")
-@click.option("--wait/--no-wait", default=False, help="follow until it finishes (exit 1 if it fails)")
+@click.option("--wait/--no-wait", default=False,
+              help=f"follow until it finishes (exit {int(ExitCode.RUN_FAILED)} if it fails)")
 @click.option("-f", "--follow", is_flag=True, help="stream the run's log while waiting (implies --wait)")
 @_explained
 def submit_cmd(params_file: Any, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
@@ -220,13 +219,14 @@ def submit_cmd(params_file: Any, user: str | None, settings_file: str | None, ov
         except LabkitError as err:
             click.echo(f"labkit: {err}", err=True)
     else:
-        sys.exit(EXIT_FAILED)
+        sys.exit(int(ExitCode.RUN_FAILED))
 
 
 @click.command("jobs")
 @_settings_options
 @click.option("--sweep", "sweep_id", default=None, help="the runs of this sweep, one row each")
-@click.option("--watch", is_flag=True, help="with --sweep: follow until every run is done (exit 1 if one fails)")
+@click.option("--watch", is_flag=True,
+              help=f"with --sweep: follow until every run is done (exit {int(ExitCode.RUN_FAILED)} if one fails)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 @_explained
 def jobs_cmd(user: str | None, settings_file: str | None, overrides: tuple[str, ...], sweep_id: str | None,
@@ -270,7 +270,7 @@ def jobs_cmd(user: str | None, settings_file: str | None, overrides: tuple[str, 
 def logs_cmd(name: str, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
              follow: bool, base_dir: str) -> None:
     """Print the log of a run: a local run by run id, else a cluster run (Job name, Volcano run name or run id)."""
-    from labkit.cli.main import print_local_log
+    from labkit.cli.locallog import print_local_log
 
     if print_local_log(base_dir, name, follow):
         return
@@ -318,8 +318,8 @@ RENDER_DEFAULT_PVC = "claim-{user}"
 def render_cmd(params_file: Any, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
                run_id: str | None, sweep_id: str | None, **values: Any) -> None:
     """Print the Job manifest for a parameter set as YAML (no cluster needed)."""
-    from labkit.runners.cluster.jobs import default_user
     from labkit.runners.cluster.manifests import build_job, to_yaml
+    from labkit.runners.cluster.submission import default_user
 
     params = params_from_cli(params_file, values)
     settings = load_settings(settings_file, overrides)
@@ -345,7 +345,7 @@ def hub_service_cmd(settings_file: str | None) -> None:
     import asyncio
     import logging
 
-    from labkit.hub.service import serve
+    from labkit.hub.app import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = ClusterSettings.load(settings_file)

@@ -1,8 +1,9 @@
 """The ``labkit`` command: a thin click layer over the Python API.
 
-Parameter sources merge in this order, later wins: the defaults (the prototype's),
-a ``--params`` JSON file, then individual flags. ``labkit entrypoint`` reads the
-prototype's environment variables instead and is what the container image runs.
+Parameter sources merge in this order, later wins: the defaults (the prototype's), the
+prototype's environment variables (``BASE_DIR``, ``ICA_METHOD``, ...), a ``--params`` JSON file,
+then individual flags. ``labkit entrypoint`` reads the environment variables only and is what
+the container image runs. Every command exits with a code of :class:`labkit.errors.ExitCode`.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from typing import Any
 import click
 
 from labkit import __version__
-from labkit.errors import LabkitError, RunFailed
 from labkit.cli.options import fail as _fail
-from labkit.cli.options import param_options, params_from_cli, read_params_file, run_id_option
-from labkit.params import IcaParams, check_run_id, existing_directory, whole_number
-from labkit.results.folder import FOLDER_PREFIX, LOG_FILE, REPORT_FILE
+from labkit.cli.options import param_flags, param_options, params_from_cli, read_params_file, run_id_option
+from labkit.errors import ExitCode, LabkitError
+from labkit.params import IcaParams, existing_directory
+from labkit.results.layout import FOLDER_PREFIX, REPORT_FILE
+from labkit.settings import env
 
 
 class _Commands(click.Group):
@@ -43,11 +45,15 @@ class _Commands(click.Group):
         return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Any labkit error a command lets through ends as its message and exit code, never a traceback."""
+        """Any labkit error a command lets through ends as its message and exit code, never a traceback;
+        Ctrl-C ends as :attr:`ExitCode.CANCELLED` (click would say ``Aborted!`` and exit 1)."""
         try:
             return super().invoke(ctx)
         except LabkitError as err:
             _fail(err)
+        except KeyboardInterrupt:
+            click.echo("\nlabkit: interrupted", err=True)
+            sys.exit(int(ExitCode.CANCELLED))
 
 
 @click.group(cls=_Commands)
@@ -63,6 +69,7 @@ def _run_and_report(params: IcaParams, run_id: str | None, blas_threads: int, re
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     from labkit.runners.local import Cancelled, LocalRunner, terminate_on_signals
 
+    env()  # LABKIT_* values (the cache, heartbeats) are checked before any folder is made
     params.raw_path()  # base directory and recording exist, inside base_dir: checked before any folder is made
     terminate_on_signals()
     try:
@@ -70,7 +77,7 @@ def _run_and_report(params: IcaParams, run_id: str | None, blas_threads: int, re
     except LabkitError as err:  # a failed run, a taken run id, a folder that cannot be made
         _fail(err)
     except Cancelled:  # pragma: no cover - signal arrived outside the run
-        sys.exit(130)
+        sys.exit(int(ExitCode.CANCELLED))
     click.echo(json.dumps(run_summary(result)) if as_json else "\n".join(summary_lines(result)))
     gc.freeze()  # done, every file closed: spare the exit a last collection of papermill's objects (0.1 s)
 
@@ -105,7 +112,10 @@ def summary_lines(result: Any) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="print the outcome as one JSON object instead of a summary")
 def run(params_file: Any, run_id: str | None, blas_threads: int, as_json: bool, **values: Any) -> None:
     """Run one parameter set here (papermill); print its outcome, warnings, suspects and report,
-    and its result folder as the last line."""
+    and its result folder as the last line.
+
+    Each parameter comes from its flag, else the --params file, else its environment variable
+    (the prototype's BASE_DIR, ICA_METHOD, ... named in each flag's help), else the default."""
     _run_and_report(params_from_cli(params_file, values), run_id, blas_threads, as_json=as_json)
 
 
@@ -113,16 +123,9 @@ def run(params_file: Any, run_id: str | None, blas_threads: int, as_json: bool, 
 def entrypoint() -> None:
     """Run from the prototype's environment variables (BASE_DIR, ICA_METHOD, ...); the image's command."""
     params = IcaParams.from_env()
-    run_id = os.environ.get("LABKIT_RUN_ID") or None
+    settings = env()
     # a Job's retried pod has the same LABKIT_RUN_ID: it restarts its own folder, never a complete one
-    _run_and_report(params, check_run_id(run_id, "LABKIT_RUN_ID") if run_id else None,
-                    _env_count("LABKIT_BLAS_THREADS", 1), resume=run_id is not None)
-
-
-def _env_count(name: str, default: int) -> int:
-    """A positive whole number from the environment (empty means ``default``)."""
-    text = os.environ.get(name, "").strip()
-    return whole_number(name, text, 1, 1024) if text else default
+    _run_and_report(params, settings.run_id or None, settings.blas_threads, resume=bool(settings.run_id))
 
 
 @main.command("demo-data")
@@ -144,13 +147,13 @@ def demo_data(base_dir: str, overwrite: bool) -> None:
 @click.option("--csv", "as_csv", is_flag=True, help="every column, as CSV")
 def runs(base_dir: str, wide: bool, as_json: bool, as_csv: bool) -> None:
     """List the result folders under base-dir: outcome, recording, method, fit time, suspects, why."""
-    from labkit.results.folder import list_runs
+    from labkit.results.reading import list_runs
 
     found = list_runs(existing_directory(base_dir))
     if not (wide or as_json or as_csv):
         click.echo(runs_lines(found) if found else f"no runs under {base_dir} (result folders are {FOLDER_PREFIX}*)")
         return
-    from labkit.study.sweeps import table
+    from labkit.results.table import table
 
     frame = table(found)
     if as_json:
@@ -159,39 +162,6 @@ def runs(base_dir: str, wide: bool, as_json: bool, as_csv: bool) -> None:
         click.echo(frame.to_csv(), nl=False)
     else:
         click.echo(frame.to_string() if found else f"no runs under {base_dir}")
-
-
-def print_local_log(base_dir: str, run_id: str, follow: bool = False, poll: float = 0.5) -> bool:
-    """Print a local run's ``run.log`` (with ``follow``, until the run ends, then its outcome).
-
-    False when ``base_dir`` holds no run ``run_id`` (``labkit logs`` then asks the cluster)."""
-    import time
-
-    from labkit.results.folder import RunFolder, load_run
-
-    try:
-        folder = RunFolder(base_dir, check_run_id(run_id))
-    except LabkitError:
-        return False
-    if not folder.path.is_dir():
-        return False
-    offset = 0
-    while True:
-        try:
-            with folder.file(LOG_FILE).open("rb") as log:  # the folder may be renamed between reads
-                log.seek(offset)
-                chunk = log.read()
-        except FileNotFoundError:
-            chunk = b""
-        offset += len(chunk)
-        click.echo(chunk.decode(errors="replace"), nl=False)
-        found = load_run(folder.path)
-        if not follow or (found.state in ("succeeded", "failed") and not chunk):
-            break
-        time.sleep(poll)
-    if follow:
-        click.echo(f"run {found.run_id}: {found.outcome}{f' ({found.error})' if found.error else ''}: {found.path}")
-    return True
 
 
 #: the compact table's width: it fits a 100-column terminal
@@ -244,9 +214,9 @@ def _cut(text: str, width: int) -> str:
 def compare_runs(base_dir: str, metrics: tuple[str, ...], by: str, posthoc: str, unpaired: bool,
                  csv_path: str | None, figures_dir: str | None) -> None:
     """Compare the runs under base-dir: rank tests chosen by the design, effect sizes, Holm (labkit.study.compare)."""
-    from labkit.study import compare
+    from labkit.study import compare, figures, quality
 
-    frame = compare.table(base_dir)
+    frame = quality.comparison_table(base_dir)
     if frame.empty:
         raise compare.ComparisonError(f"no result folders under {base_dir}")
     if csv_path:
@@ -257,7 +227,7 @@ def compare_runs(base_dir: str, metrics: tuple[str, ...], by: str, posthoc: str,
     click.echo("\n" + result.tests.drop(columns=["design", "blocking"]).to_string(index=False))
     if len(result.posthoc):
         click.echo("\n" + result.posthoc.to_string(index=False))
-    for path in compare.save_figures(frame, result, figures_dir) if figures_dir else []:
+    for path in figures.save_figures(frame, result, figures_dir) if figures_dir else []:
         click.echo(f"wrote {path}")
 
 
@@ -307,7 +277,7 @@ def _sweep_sets(sets_file: Any, recordings: tuple[str, ...], bids: str | None, g
 
 @main.command()
 @click.argument("sets_file", required=False, type=click.File("rb"))
-@param_options
+@param_flags(env=False)
 @click.option("--recording", "recordings", multiple=True, help="a recording or a glob, relative to base-dir (repeat)")
 @click.option("--bids", default=None, help="a BIDS dataset under base-dir: every recording in it (mne-bids)")
 @click.option("--grid", multiple=True, help="NAME=V1,V2,...: a parameter's values to cross (repeat)")
@@ -320,7 +290,7 @@ def _sweep_sets(sets_file: Any, recordings: tuple[str, ...], bids: str | None, g
 @click.option("--export", "export", type=click.Choice(["argo"]), default=None,
               help="write the sweep as an Argo Workflow (YAML) instead of running it")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="where --export writes (stdout)")
-@click.option("--image", default=lambda: os.environ.get("LABKIT_IMAGE", "labkit:latest"),
+@click.option("--image", default=lambda: env().image or "labkit:latest",
               show_default="$LABKIT_IMAGE or labkit:latest", help="container image for --export argo")
 def sweep(sets_file: Any, params_file: Any, recordings: tuple[str, ...], bids: str | None,
           grid: tuple[str, ...], seeds: str | None, workers: int | None, force: bool, csv_path: str | None,
@@ -344,9 +314,9 @@ def sweep(sets_file: Any, params_file: Any, recordings: tuple[str, ...], bids: s
         Path(output).write_text(text) if output else click.echo(text)
         return
     if cluster:
-        from labkit.runners.cluster import ClusterJobs
+        from labkit.runners.hub import cluster_jobs
 
-        sub = ClusterJobs().submit_sweep(sets, force=force)
+        sub = cluster_jobs().submit_sweep(sets, force=force)
         click.echo(f"sweep {sub.sweep_id}: {len(sub.runs)} runs ({sub.kind})")
         for r in sub.runs:
             click.echo(f"  {'already ran' if r.existing else 'attached' if r.attached else 'submitted'}  "
@@ -360,7 +330,7 @@ def sweep(sets_file: Any, params_file: Any, recordings: tuple[str, ...], bids: s
     shown = frame.drop(columns=[c for c in ("path", "base_dir") if c in frame])
     click.echo(shown.to_string())
     if (frame["state"] != "succeeded").any():
-        sys.exit(RunFailed.exit_code)
+        sys.exit(int(ExitCode.RUN_FAILED))
 
 
 @main.group()
@@ -372,7 +342,8 @@ def cache() -> None:
 @click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .")
 def cache_info(base_dir: str) -> None:
     """Where the cache is, how many entries, how many bytes of its limit (LABKIT_CACHE_MAX_BYTES)."""
-    from labkit.analysis.cache import Cache, cache_dir
+    from labkit.analysis.cache import Cache
+    from labkit.results.layout import cache_dir
 
     for k, v in Cache(cache_dir(base_dir)).info().items():
         click.echo(f"{k}: {v}")
@@ -382,6 +353,7 @@ def cache_info(base_dir: str) -> None:
 @click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .")
 def cache_clear(base_dir: str) -> None:
     """Remove every cached preprocessed recording (results are untouched)."""
-    from labkit.analysis.cache import Cache, cache_dir
+    from labkit.analysis.cache import Cache
+    from labkit.results.layout import cache_dir
 
     click.echo(f"removed {Cache(cache_dir(base_dir)).clear()} cache entries")

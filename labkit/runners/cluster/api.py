@@ -141,7 +141,8 @@ def explain(err: ApiException, what: str) -> ClusterError:
     status = err.status
     if status == 401:
         return ClusterForbidden(f"Cannot {what}: the cluster did not accept your credentials ({msg}); "
-                                "log in again or ask the admin to check the hub's service account")
+                                "log in again or ask the admin to check the hub's service account "
+                                "(k8s/labkit-service-rbac.yaml)")
     if status == 403:
         return ClusterForbidden(f"Cannot {what}: not allowed ({msg}). The service account needs the permissions "
                                 "in k8s/labkit-service-rbac.yaml; ask your cluster admin")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from labkit.errors import LabkitError
+from labkit.errors import ExitCode, LabkitError
 
 
 class ClusterError(LabkitError):
     """Something went wrong talking to, or running on, the Kubernetes cluster."""
 
-    exit_code = 5
+    exit_code = ExitCode.UNREACHABLE
 
 
 class ClusterUnavailable(ClusterError):
@@ -16,11 +16,15 @@ class ClusterUnavailable(ClusterError):
 
 
 class ClusterForbidden(ClusterError):
-    """HTTP 403: the service account is not allowed to do this (see k8s/labkit-service-rbac.yaml)."""
+    """HTTP 401/403: the credentials or the service account's rights (k8s/labkit-service-rbac.yaml) do not allow it."""
+
+    exit_code = ExitCode.NOT_ALLOWED
 
 
 class ClusterInvalid(ClusterError):
     """HTTP 422: the API server (or an admission policy) found the object invalid; ``field`` names what."""
+
+    exit_code = ExitCode.BAD_INPUT
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -30,6 +34,8 @@ class ClusterInvalid(ClusterError):
 class ClusterNotFound(ClusterError):
     """HTTP 404: the Job (or pod) does not exist (any more)."""
 
+    exit_code = ExitCode.NOT_FOUND
+
 
 class ClusterConflict(ClusterError):
     """HTTP 409: an object with this name already exists."""
@@ -38,9 +44,13 @@ class ClusterConflict(ClusterError):
 class NotYourJob(ClusterError):
     """The Job belongs to another user (its ``labkit.io/owner`` label differs)."""
 
+    exit_code = ExitCode.NOT_ALLOWED
+
 
 class SettingsError(ClusterError):
     """The cluster settings file or environment is invalid."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 class ClusterGone(ClusterError):
