@@ -97,7 +97,7 @@ def _race(base: Path, run_id: str | None, n: int = 8) -> list[str]:
     procs = [ctx.Process(target=_create_at_once, args=(str(base), run_id, barrier, out)) for _ in range(n)]
     for p in procs:
         p.start()
-    got = [out.get(timeout=60) for _ in procs]
+    got = [out.get(timeout=300) for _ in procs]  # only bounds a hang: 8 spawned interpreters on a busy 2-core box
     for p in procs:
         p.join(10)
     return got

@@ -1,7 +1,8 @@
 """Who works on a run and whether they still live: owner, pid check, heartbeat timing, fault injection.
 
 The timing comes from ``LABKIT_HEARTBEAT_S`` and ``LABKIT_STALE_S``; ``LABKIT_PAUSE_AT``
-stops the process at a named point so a test can kill it there.
+stops the process at a named point so a test can kill it there (all read through :func:`labkit.settings.env`,
+which refuses a bad value by name).
 """
 
 from __future__ import annotations
@@ -13,25 +14,18 @@ import socket
 from pathlib import Path
 from typing import Any
 
-
-def _setting(name: str, default: float) -> float:
-    """A positive number of seconds from the environment (``LABKIT_HEARTBEAT_S``, ...); else ``default``."""
-    try:
-        value = float(os.environ.get(name, ""))
-    except ValueError:
-        return default
-    return value if 0 < value < 1e6 else default
+from labkit.settings import env
 
 
 def heartbeat_interval() -> float:
-    """Seconds between a working run's heartbeats (``LABKIT_HEARTBEAT_S``, default 5)."""
-    return _setting("LABKIT_HEARTBEAT_S", 5.0)
+    """Seconds between a working run's heartbeats (``LABKIT_HEARTBEAT_S``, default 5; see :mod:`labkit.settings`)."""
+    return env().heartbeat_s
 
 
 def stale_after() -> float:
     """Seconds without a heartbeat after which a run on another host reads as dead
     (``LABKIT_STALE_S``, default 60; never less than three of the run's own heartbeat intervals)."""
-    return _setting("LABKIT_STALE_S", 60.0)
+    return env().stale_s
 
 
 def owner() -> dict[str, Any]:
@@ -42,7 +36,7 @@ def owner() -> dict[str, Any]:
 def checkpoint(name: str) -> None:
     """Fault injection for tests: ``LABKIT_PAUSE_AT=<name>`` stops this process (SIGSTOP) at that point,
     so a test can kill it there (before the kernel starts, in any step, before the outcome is recorded)."""
-    if os.environ.get("LABKIT_PAUSE_AT") == name:
+    if env().pause_at == name:
         os.kill(os.getpid(), signal.SIGSTOP)
 
 
