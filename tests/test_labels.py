@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labkit import IcaParams
-from labkit.analysis import ica, labels
+from labkit.analysis import ica, labels, upstream
 from labkit.analysis.datasets import DEMO_FILENAME, load_truth
 from labkit.results.components import read_components_tsv
 from labkit.results.layout import COMPONENTS_TSV, ICA_FILE, REPORT_FILE
-from labkit.results.reading import RunResult
+from labkit.results.reading import RunResult, load_run
 from labkit.widgets import ResultView
 
 pytestmark = pytest.mark.slow
@@ -96,7 +96,7 @@ def test_vectorized_gdatav4_equals_mne_icalabels_loop(n: int, seed: int, on_elec
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the loop's log(0) at that point
         expected = _gdatav4(x.copy(), y.copy(), v.copy(), xq, yq)[2]
-    got = labels.gdatav4(x.copy(), y.copy(), v.copy(), xq, yq)[2]
+    got = upstream.gdatav4(x.copy(), y.copy(), v.copy(), xq, yq)[2]
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
 
 
@@ -108,13 +108,52 @@ def test_iclabel_topographic_feature_is_unchanged_by_the_vectorized_interpolatio
     raw = ica.preprocess(ica.load(params, verbose="error"), params, verbose="error")
     fitted = ica.fit(raw, params, verbose="error")
     copy, _ = labels.labelling_copy(ica.load(params, verbose="error", scoring=False), "iclabel", verbose="error")
-    labels._vectorize_topoplot()
-    assert features._gdatav4 is labels.gdatav4
-    ours = features.get_iclabel_features(copy, fitted)
-    features._gdatav4 = _utils._gdatav4
-    try:
-        theirs = features.get_iclabel_features(copy, fitted)
-    finally:
-        features._gdatav4 = labels.gdatav4
+    theirs = features.get_iclabel_features(copy, fitted)
+    with upstream.fast_topoplot() as swapped:
+        assert swapped and features._gdatav4 is upstream.gdatav4
+        ours = features.get_iclabel_features(copy, fitted)
+    assert features._gdatav4 is _utils._gdatav4, "restored after labkit's call: nothing replaced process-wide"
     for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_private_internals_labkit_relies_on_have_the_shape_it_was_written_for() -> None:
+    """Fails when mne-icalabel or MNE change what labkit.analysis.upstream relies on (then: update the shim)."""
+    import inspect
+
+    import mne_icalabel
+    from mne.io._read_raw import _get_supported
+    from mne_icalabel.iclabel import _utils, features
+
+    assert ".".join(mne_icalabel.__version__.split(".")[:2]) in upstream.ICALABEL_TESTED
+    assert tuple(inspect.signature(_utils._gdatav4).parameters) == upstream.GDATAV4_PARAMETERS
+    assert features._gdatav4 is _utils._gdatav4, "ICLabel's features call _utils._gdatav4 by that name"
+    x, y, v = np.array([0.1, 0.1, -0.2]), np.array([0.0, 0.0, 0.3]), np.array([1.0, 3.0, 2.0])
+    assert [a.tolist() for a in _utils._mergepoints2D(x, y, v)] == [[0.1, -0.2], [0.0, 0.3], [2.0, 2.0]], \
+        "_mergepoints2D merges points at one place, averaging their values"
+    assert ".".join(mne.__version__.split(".")[:2]) in upstream.MNE_TESTED
+    table = _get_supported()
+    assert table[".fif"] and all(callable(r) for readers in table.values() for r in readers.values())
+    assert upstream.mne_reader_table() == {ext.lower(): dict(r) for ext, r in table.items()}
+
+
+def test_an_untested_mne_icalabel_release_runs_its_own_interpolation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shim's version check: a release it was not written for keeps mne-icalabel's own loop."""
+    import mne_icalabel
+    from mne_icalabel.iclabel import _utils, features
+
+    monkeypatch.setattr(mne_icalabel, "__version__", "0.99.0")
+    with upstream.fast_topoplot() as swapped:
+        assert not swapped and features._gdatav4 is _utils._gdatav4
+
+
+def test_a_run_records_the_labeller_that_made_its_labels(demo_dir: Path, tmp_path: Path) -> None:
+    """mne-icalabel before 0.9.0 swaps MEGnet's eye labels (mne-icalabel#304): a run says which release labelled."""
+    import mne_icalabel
+
+    params = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=10, crop_tmax=30.0)
+    ica.run(params, tmp_path / "PreExperiment_ICA_x", verbose="error")
+    loaded = load_run(tmp_path / "PreExperiment_ICA_x")
+    assert loaded.metrics["labels"]["labeller"] == {"network": "iclabel", "package": "mne-icalabel",
+                                                    "version": mne_icalabel.__version__}
+    assert f"by mne-icalabel {mne_icalabel.__version__}" in (tmp_path / "PreExperiment_ICA_x" / REPORT_FILE).read_text()

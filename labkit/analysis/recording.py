@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import mne
+from mne.utils import verbose as mne_verbose
 
+from labkit.analysis import upstream
+from labkit.analysis.mnelog import quiet
 from labkit.errors import ParameterError, RecordingError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,20 +55,18 @@ def standard_montage() -> str:
 def reader_table() -> dict[str, dict[str, Callable[..., mne.io.BaseRaw]]]:
     """Extension (lower case, with its dot) -> {format name: reader}, from MNE's own table.
 
-    ``mne.io.read_raw`` has no public table; its private one is the source of truth and
-    is used when present, so a new MNE format appears here without a labkit change.
+    ``mne.io.read_raw`` has no public table; its private one (:func:`labkit.analysis.upstream.mne_reader_table`)
+    is the source of truth when this MNE has it, so a new MNE format appears here without a labkit change.
     """
-    try:
-        from mne.io._read_raw import _get_supported
-
-        return {ext.lower(): dict(readers) for ext, readers in _get_supported().items()}
-    except Exception:  # pragma: no cover - MNE moved its table: fall back to the common formats
-        io = mne.io
-        return {".fif": {"FIF": io.read_raw_fif}, ".fif.gz": {"FIF": io.read_raw_fif},
-                ".edf": {"EDF": io.read_raw_edf}, ".bdf": {"BDF": io.read_raw_bdf},
-                ".gdf": {"GDF": io.read_raw_gdf}, ".vhdr": {"brainvision": io.read_raw_brainvision},
-                ".set": {"EEGLAB": io.read_raw_eeglab}, ".mff": {"EGI": io.read_raw_egi},
-                ".ds": {"CTF": io.read_raw_ctf}, ".eeg": {"NihonKoden": io.read_raw_nihon}}
+    table = upstream.mne_reader_table()
+    if table is not None:
+        return table
+    io = mne.io  # MNE moved its table: the common formats
+    return {".fif": {"FIF": io.read_raw_fif}, ".fif.gz": {"FIF": io.read_raw_fif},
+            ".edf": {"EDF": io.read_raw_edf}, ".bdf": {"BDF": io.read_raw_bdf},
+            ".gdf": {"GDF": io.read_raw_gdf}, ".vhdr": {"brainvision": io.read_raw_brainvision},
+            ".set": {"EEGLAB": io.read_raw_eeglab}, ".mff": {"EGI": io.read_raw_egi},
+            ".ds": {"CTF": io.read_raw_ctf}, ".eeg": {"NihonKoden": io.read_raw_nihon}}
 
 
 def _extension(name: str) -> str | None:
@@ -196,6 +197,7 @@ class RecordingInfo:
         return out
 
 
+@mne_verbose
 def read_raw(path: str | os.PathLike, *, preload: bool = False, verbose: bool | str | None = None) -> mne.io.BaseRaw:
     """Open a recording with MNE's reader for its format; unreadable files become a :class:`RecordingError`."""
     path = Path(path)
@@ -208,7 +210,7 @@ def read_raw(path: str | os.PathLike, *, preload: bool = False, verbose: bool | 
     errors = []
     for kind, reader in reader_table()[ext].items():
         try:
-            return reader(path, preload=preload, verbose=verbose)
+            return reader(path, preload=preload)
         except Exception as err:  # MNE raises many types for corrupt files
             missing = _missing_package(err)
             if missing:
@@ -229,9 +231,10 @@ def _missing_package(err: BaseException) -> str | None:
     return next((g for g in found.groups() if g), None) if found else None
 
 
+@mne_verbose
 def describe(path: str | os.PathLike, *, verbose: bool | str | None = "error") -> RecordingInfo:
     """Read only the header: sampling rate, duration, channel types, good counts and ranks."""
-    raw = read_raw(path, preload=False, verbose=verbose)
+    raw = read_raw(path, preload=False)
     return info_of(raw, path)
 
 
@@ -241,7 +244,8 @@ def info_of(raw: mne.io.BaseRaw, path: str | os.PathLike = "") -> RecordingInfo:
     bads = set(info["bads"])
     good = Counter(t for t, name in zip(raw.get_channel_types(), raw.ch_names, strict=True) if name not in bads)
     try:
-        ranks = {k: int(v) for k, v in mne.compute_rank(raw, rank="info", verbose="error").items()}
+        with quiet():
+            ranks = {k: int(v) for k, v in mne.compute_rank(raw, rank="info").items()}
     except Exception:  # no rank from this header (exotic types): the good counts bound instead
         ranks = None
     return RecordingInfo(
@@ -325,7 +329,8 @@ def ensure_positions(raw: mne.io.BaseRaw, channel_type: str = "eeg") -> str | No
             f"the file has no electrode positions and {len(unmatched)} of {len(names)} EEG channel names "
             f"({shown}) are not in the {standard_montage()} montage, so positions cannot be inferred"
         )
-    raw.set_montage(montage, match_case=False, on_missing="ignore", verbose="error")
+    with quiet():
+        raw.set_montage(montage, match_case=False, on_missing="ignore")
     logger.info("No electrode positions in the file: applied the %s montage by channel name", standard_montage())
     return None
 

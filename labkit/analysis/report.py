@@ -15,6 +15,7 @@ from typing import Any
 import mne
 import numpy as np
 
+from labkit.analysis.mnelog import quietly
 from labkit.params import IcaParams
 from labkit.results.layout import REPORT_FILE
 
@@ -51,8 +52,10 @@ def labels_html(labels: dict[str, Any] | None, exclude: list[int]) -> str:
         f"<tr{bold if r['component'] in exclude else ''}><td>ICA{r['component']:03d}</td>"
         f"<td>{html.escape(str(r['label']))}</td><td>{r['probability']:.2f}</td></tr>"
         for r in labels["labels"])
+    by = labels.get("labeller") or {}
+    made_by = f" (by {html.escape(str(by.get('package')))} {html.escape(str(by.get('version')))})" if by else ""
     return (f"<p>{html.escape(str(labels['network']))} on a copy of the data "
-            f"({html.escape(str(labels['preprocessing']))}), for labelling only; labels exclude nothing unless "
+            f"({html.escape(str(labels['preprocessing']))}), for labelling only{made_by}; labels exclude nothing unless "
             f"label_threshold is set. Excluded components are in bold.</p>"
             f"<table class='table table-sm'><tr><th>component</th><th>label</th><th>probability</th></tr>{rows}</table>")
 
@@ -79,13 +82,15 @@ def title(params: IcaParams) -> str:
     return f"labkit ICA {params.method}, {params.n_components} components"
 
 
+@quietly
 def ica_section(ica: mne.preprocessing.ICA, report_title: str, facts: dict[str, Any]) -> mne.Report:
     """A report holding MNE's ICA section alone, for :func:`build` to finish (drawn by a worker beside the plots)."""
-    report = mne.Report(title=report_title, verbose="error")
+    report = mne.Report(title=report_title)
     _add_ica(report, ica, facts)
     return report
 
 
+@quietly
 def build(params: IcaParams, metrics: dict[str, Any], out_dir: Path, figures: list[str],
           ica: mne.preprocessing.ICA | None = None, *, ica_section: mne.Report | None = None) -> Path:
     """Write ``report.html`` into ``out_dir`` from the metrics and the PNGs already drawn (no second rendering).
@@ -93,7 +98,7 @@ def build(params: IcaParams, metrics: dict[str, Any], out_dir: Path, figures: li
     ``ica_section``: a report already holding MNE's ICA section (:func:`ica_section`, drawn by a worker
     beside the plots); without it the section is drawn here from ``ica``.
     """
-    report = ica_section if ica_section is not None else mne.Report(title=title(params), verbose="error")
+    report = ica_section if ica_section is not None else mne.Report(title=title(params))
     if ica_section is None and ica is not None:
         _add_ica(report, ica, metrics)
     before = len(report)
@@ -107,5 +112,5 @@ def build(params: IcaParams, metrics: dict[str, Any], out_dir: Path, figures: li
         report.add_image(out_dir / name, title=html.escape(name.rsplit(".", 1)[0].replace("_", " ")))
     report.reorder([before, *range(before), *range(before + 1, len(report))])  # the outcome first
     path = out_dir / REPORT_FILE
-    report.save(path, open_browser=False, overwrite=True, verbose="error")
+    report.save(path, open_browser=False, overwrite=True)
     return path
