@@ -37,7 +37,7 @@ PROCESS = settings(FAST, max_examples=4)
 ENV_NAMES = [f.env for f in FIELDS]
 FLAG_NAMES = [f.flag for f in FIELDS if f.name != "base_dir"]
 #: what a labkit error line looks like; the field is captured
-LABKIT_ERROR = re.compile(r"labkit: (?:sets\[\d+\]: )?Invalid value for the (.+?) parameter: got .+; allowed: .+")
+LABKIT_ERROR = re.compile(r"labkit: (?:sets\[\d+\]: )?Invalid value for the (.+?)(?: parameter)?: got .+; allowed: .+")
 CLICK_ERROR = re.compile(r"Error: (Invalid value for '--[a-z-]+'|No such option|Got unexpected extra)")
 
 scalars = st.one_of(
