@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from labkit import IcaParams
-from labkit.analysis import ica, recording
+from labkit.analysis import beside, ica, recording, variance
 from labkit.analysis.datasets import DEMO_FILENAME
 from labkit.cli.main import main
 from labkit.errors import ParameterError, RecordingError
@@ -166,7 +166,7 @@ def test_topomaps_drawn_by_a_forkserver_worker_never_a_fork(demo_dir: Path, tmp_
         raise AssertionError("os.fork called in the analysing process")
 
     monkeypatch.setattr(os, "fork", no_fork)
-    worker = ica.TopomapWorker()
+    worker = beside.Beside(beside.PROCESS)
     assert worker.ready() and worker.pool._mp_context.get_start_method() in ("forkserver", "spawn")
     worker.close()
     params = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=12, crop_tmax=30.0)
@@ -188,7 +188,7 @@ def test_workers_and_the_plots_beside_them_keep_one_blas_thread(demo_dir: Path, 
 
     before = _blas_threads(threadpool_info())
     assert max(before) > 1, "this machine's BLAS has several threads; the test means nothing otherwise"
-    with ica.TopomapWorker(workers=1) as worker:
+    with beside.Beside(beside.PROCESS, workers=1) as worker:
         assert _blas_threads(worker.submit(threadpool_info).result(timeout=120)) == {1}
     seen: dict[str, set[int]] = {}
     params = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=8, crop_tmax=20.0)
@@ -244,8 +244,8 @@ def test_explained_variance_of_a_long_recording_is_mnes_and_leaves_the_data_alon
     fitted = ica.fit(raw, params)
     whole = float(fitted.get_explained_variance_ratio(raw, ch_type=kind)[kind])
     before = raw.get_data()
-    monkeypatch.setattr(ica, "VARIANCE_CHUNK", 3001)  # "long", summed in pieces, the last one short
-    assert ica._explained_variance(fitted, raw, params) == pytest.approx(whole, rel=1e-9, abs=1e-12)
+    monkeypatch.setattr(variance, "VARIANCE_CHUNK", 3001)  # "long", summed in pieces, the last one short
+    assert variance.explained_variance(fitted, raw, params) == pytest.approx(whole, rel=1e-9, abs=1e-12)
     np.testing.assert_array_equal(raw.get_data(), before)
 
 
@@ -262,3 +262,33 @@ def test_a_run_makes_collections_rare_and_restores_the_thresholds(demo_dir, tmp_
         assert gc.get_threshold() == (700, 10, 10)
     finally:
         gc.set_threshold(*before)
+
+
+def test_the_side_work_policy_is_an_explicit_choice() -> None:
+    """``inline`` (a warm kernel's choice, or one core) starts no worker; a wrong policy names the allowed ones."""
+    with pytest.raises(ValueError, match=r"got 'thread'; allowed: process, inline"):
+        beside.Beside("thread")
+    beside.set_default_policy("inline")
+    try:
+        assert beside.default_policy() == "inline"
+        with beside.Beside() as side:
+            assert side.policy == "inline" and side.submit(print, "never") is None and not side.ready()
+    finally:
+        beside.set_default_policy(None)
+    assert beside.default_policy() == ("process" if (os.cpu_count() or 1) >= 2 else "inline")
+
+
+def test_a_runs_verbose_is_mnes_level_for_every_step_and_is_restored(demo_dir: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """MNE's own ``verbose`` (mne.utils.verbose): set once for the run, seen by each step, the old level after."""
+    from mne.utils import logger as mne_logger
+
+    monkeypatch.setenv("LABKIT_CACHE", "off")  # no cache writer: its quiet save beside the fit sets MNE's level too
+
+    before = mne_logger.level
+    seen: dict[str, int] = {}
+    params = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=8, crop_tmax=20.0)
+    ica.run(params, tmp_path / "out", verbose="critical", beside="inline",
+            progress=lambda name: seen.update({name: mne_logger.level}))
+    assert set(seen) >= {"load", "filter", "fit", "score", "plot", "report"} and set(seen.values()) == {50}, seen
+    assert mne_logger.level == before

@@ -42,14 +42,12 @@ def test_channel_names_and_paths_are_escaped(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("in_worker", [True, False], ids=["ica-section-by-the-worker", "ica-section-here"])
 def test_report_has_mnes_ica_section_and_labkits_parts(demo_dir: Path, tmp_path: Path, in_worker: bool,
-                                                       monkeypatch: pytest.MonkeyPatch,
                                                        caplog: pytest.LogCaptureFixture) -> None:
-    """MNE's ICA section is drawn by the run's worker beside the plots, or here without one; the same report."""
-    if not in_worker:
-        monkeypatch.setattr(ica.TopomapWorker, "_start", lambda self, workers, ctx: None)  # no worker process
+    """MNE's ICA section is drawn by the run's worker beside the plots (``process``), or here (``inline``,
+    as in a warm kernel); the same report."""
     params = IcaParams(base_dir=str(demo_dir), raw_file_path=DEMO_FILENAME, n_components=15, crop_tmax=40.0)
     with caplog.at_level("INFO", logger="labkit"):
-        res = ica.run(params, tmp_path / "out", verbose="error")
+        res = ica.run(params, tmp_path / "out", verbose="error", beside="process" if in_worker else "inline")
     assert ("topomaps' worker" in caplog.text) is in_worker and "failed" not in caplog.text
     assert res.metrics["exclude"], "the demo's blink and heartbeat are suspects"
     report = (tmp_path / "out" / REPORT_FILE).read_text()

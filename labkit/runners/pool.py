@@ -34,7 +34,8 @@ import matplotlib
 matplotlib.use("Agg")
 import mne, mne.preprocessing, sklearn.decomposition, picard
 from labkit.runners import template
-from labkit.analysis import ica
+from labkit.analysis import ica, beside
+beside.set_default_policy("inline")  # the pool's kernels share the cores: a run's side work stays in its kernel
 from labkit.runners import pool as _labkit_pool
 _labkit_pool.remember_log_handlers()
 import gc
