@@ -320,7 +320,7 @@ def test_the_readme_table_is_the_codes_table():
 def test_the_readme_lists_every_labkit_variable():
     from pathlib import Path
 
-    from labkit.settings import LabkitSettings
+    from labkit.settings.model import LabkitSettings
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = readme.split("| variable | default | allowed |", 1)[1].split("\n\n", 1)[0]
@@ -366,3 +366,10 @@ def test_the_cluster_commands_import_nothing_from_the_main_group():
             elif isinstance(node, ast.Import):
                 imported.update(a.name for a in node.names)
         assert "labkit.cli.main" not in imported, f"{path.name} imports labkit.cli.main, which loads it"
+
+
+def test_the_cli_starts_without_importing_pydantic():
+    """pydantic takes a quarter of a second to import: only a command that reads a LABKIT_* variable pays it."""
+    code = "import sys, labkit.cli.main; print(sorted(m for m in sys.modules if m.startswith('pydantic')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from labkit.errors import ExitCode, SettingError
 from labkit.params import RUN_ID_PATTERN, RUN_ID_RESERVED_SUFFIXES
-from labkit.settings import CACHE_WORDS, LabkitSettings, env
+from labkit.settings import CACHE_WORDS, env
+from labkit.settings.model import LabkitSettings
 
 #: a value stands alone in the message when it is short (longer ones are shortened, see errors._shown)
 SHORT = 30

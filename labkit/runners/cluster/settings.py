@@ -29,7 +29,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from labkit.runners.cluster.errors import SettingsError
 from labkit.runners.cluster.names import fit_slug, is_dns_label, is_label_value, kubespawner_slug, user_dir
-from labkit.settings import MappingEnvSource
+from labkit.settings.model import MappingEnvSource
 
 ENV_PREFIX = "LABKIT_CLUSTER_"
 CONFIG_ENV = "LABKIT_CLUSTER_CONFIG"

@@ -1,15 +1,10 @@
-"""labkit's own environment variables (``LABKIT_*``, except the cluster's): one typed, checked object.
+"""The ``LABKIT_*`` settings as a pydantic-settings model: imported on the first :func:`labkit.settings.env` call.
 
-Read with :func:`env`, fresh from the environment each time (tests and the hub change it at run
-time). Every value is parsed by its field's type; an empty variable means the default; a value
-that is not allowed (``LABKIT_CACHE=of``, ``LABKIT_HEARTBEAT_S=soon``) is a :class:`SettingError`
-naming the variable, the value and what is allowed, never a silent default. The cluster's own
-``LABKIT_CLUSTER_*`` variables are :class:`labkit.runners.cluster.settings.ClusterSettings`.
+pydantic takes a quarter of a second to import; ``labkit --help`` or ``labkit runs`` should not pay it.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping
 from urllib.parse import urlparse
 
@@ -18,14 +13,8 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 
 from labkit.errors import ParameterError, SettingError
 from labkit.params import RUN_ID_ALLOWED, check_run_id
+from labkit.settings import CACHE_WORDS, DEFAULT_CACHE_MAX_BYTES, ENV_PREFIX
 
-ENV_PREFIX = "LABKIT_"
-#: prefixes of ``LABKIT_*`` variables that belong to someone else (the cluster settings)
-OTHER_PREFIXES = ("LABKIT_CLUSTER_",)
-#: the preprocessing cache's size limit when ``LABKIT_CACHE_MAX_BYTES`` is not set: 2 GiB
-DEFAULT_CACHE_MAX_BYTES = 2 << 30
-#: the words ``LABKIT_CACHE`` understands (any case); anything else is refused, not read as on
-CACHE_WORDS = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
 _SECONDS = "a number of seconds greater than 0 and less than 1000000"
 
 
@@ -142,28 +131,13 @@ class MappingEnvSource(EnvSettingsSource):
             self.env_vars = values
 
 
-_last: tuple[tuple[tuple[str, str], ...], LabkitSettings] | None = None
-
-
-def env(environ: Mapping[str, str] | None = None) -> LabkitSettings:
-    """The settings from ``environ`` (default: ``os.environ``, read now); a bad value is a :class:`SettingError`.
-
-    The last answer is reused while the ``LABKIT_*`` variables are the same (a heartbeat asks often).
-    """
-    global _last
-    environ = os.environ if environ is None else environ
-    mine = tuple(sorted((k.upper(), v) for k, v in environ.items()
-                        if k.upper().startswith(ENV_PREFIX) and not k.upper().startswith(OTHER_PREFIXES)))
-    last = _last
-    if last is not None and last[0] == mine:
-        return last[1]
-    source = MappingEnvSource(LabkitSettings, dict(mine))
+def load(mine: Mapping[str, str]) -> LabkitSettings:
+    """The settings from these ``LABKIT_*`` variables; a bad value is a :class:`SettingError`."""
+    source = MappingEnvSource(LabkitSettings, mine)
     try:
-        settings = LabkitSettings(**source())
+        return LabkitSettings(**source())
     except ValidationError as err:
-        raise _refusal(err, dict(mine)) from None
-    _last = (mine, settings)
-    return settings
+        raise _refusal(err, mine) from None
 
 
 def _refusal(err: ValidationError, given: Mapping[str, str]) -> SettingError:
