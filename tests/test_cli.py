@@ -262,6 +262,7 @@ def test_a_bad_labkit_variable_exits_2_in_words_before_anything_is_written(tmp_p
     for variable, value, command in (("LABKIT_CACHE", "of", ["run", "--base-dir", str(tmp_path)]),
                                      ("LABKIT_CACHE_MAX_BYTES", "2G", ["cache", "info", "--base-dir", str(tmp_path)]),
                                      ("LABKIT_HEARTBEAT_S", "soon", ["entrypoint"]),
+                                     ("LABKIT_STALE_S", "-1", ["sweep", "--base-dir", str(tmp_path), "--recording", "x"]),
                                      ("LABKIT_IMAGE", "", ["sweep", "--export", "argo", "--help"])):
         out = CliRunner().invoke(main, command, env={"BASE_DIR": str(tmp_path), variable: value})
         if value == "":

@@ -303,6 +303,7 @@ def sweep(sets_file: Any, params_file: Any, recordings: tuple[str, ...], bids: s
     with the same parameters and provenance exists (--force reruns); the table's
     action/reason columns say why each set ran or was reused.
     """
+    env()  # LABKIT_* values are checked before any run starts (a worker would fail each run with them)
     if params_file is not None:
         values = {**IcaParams.from_json(read_params_file(params_file, "params")).to_dict(),
                   **{k: v for k, v in values.items() if v is not None}}
