@@ -20,6 +20,7 @@ demo: install
 
 test: install-test
 	$(PYTHON) -m ruff check labkit tests benchmarks
+	lint-imports
 	$(PYTHON) -m pytest
 
 bench: install

@@ -29,9 +29,9 @@ from cluster_fixtures import NS, Emulator  # noqa: E402
 from hub_fixtures import Hub  # noqa: E402
 from kubernetes import client as k8s  # noqa: E402
 
+from labkit.params import IcaParams  # noqa: E402
 from labkit.runners.cluster.manifests import build_job  # noqa: E402
 from labkit.runners.cluster.settings import ClusterSettings  # noqa: E402
-from labkit.params import IcaParams  # noqa: E402
 
 
 def ms(values: list[float]) -> str:

@@ -46,11 +46,11 @@ def _usage() -> dict[str, float]:
 def child(base_dir: str, n_sets: int, runner: str = "pool") -> None:
     """The sweep itself (in the limited child): one JSON line per run, then the summary line."""
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # as labkit run does
-    from labkit.study import sweeps
     from labkit import IcaParams
     from labkit.analysis.datasets import DEMO_FILENAME, write_demo
-    from labkit.runners.pool import PoolRunner
     from labkit.runners.local import LocalRunner
+    from labkit.runners.pool import PoolRunner
+    from labkit.study import sweeps
 
     if not (Path(base_dir) / DEMO_FILENAME).exists():
         write_demo(base_dir)

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from hera.workflows import models
 
 from labkit import IcaParams
-from labkit.runners.argo import MOUNT, sweep_workflow
-from labkit.cli.main import main
 from labkit.analysis.datasets import DEMO_FILENAME
+from labkit.cli.main import main
+from labkit.runners.argo import MOUNT, sweep_workflow
 from labkit.study.sweeps import expand
 
 

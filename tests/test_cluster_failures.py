@@ -9,10 +9,10 @@ from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir  # no
 from test_cluster_jobs import jobs_for, settings
 from test_cluster_manifests import validate
 
-from labkit.runners.cluster.manifests import build_job
-from labkit.runners.cluster.status import describe
 from labkit.errors import ParameterError
 from labkit.params import IcaParams
+from labkit.runners.cluster.manifests import build_job
+from labkit.runners.cluster.status import describe
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -19,12 +19,12 @@ import pytest
 import yaml
 
 from labkit import __version__
+from labkit.params import IcaParams
 from labkit.runners.cluster import build_job, build_volcano_job, job_name, sanitize_name
 from labkit.runners.cluster.errors import SettingsError
 from labkit.runners.cluster.manifests import image_version, version_mismatch
 from labkit.runners.cluster.names import is_dns_label, is_label_value
 from labkit.runners.cluster.settings import ClusterSettings
-from labkit.params import IcaParams
 
 K8S_DIR = Path(__file__).resolve().parents[1] / "k8s"
 K8S_VERSION = kubernetes_validate.utils.latest_version()

@@ -26,10 +26,10 @@ from hub_fixtures import free_port, wait_http
 from k8s_admission import evaluate, restricted_violations
 
 from labkit import __version__
+from labkit.params import IcaParams
 from labkit.runners.cluster import build_job, build_volcano_job
 from labkit.runners.cluster.manifests import image_version
 from labkit.runners.cluster.settings import ClusterSettings
-from labkit.params import IcaParams
 
 K8S_DIR = Path(__file__).resolve().parents[1] / "k8s"
 #: ValidatingAdmissionPolicy v1 is GA in 1.30; the newest schemas the validator ships

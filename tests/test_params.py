@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from labkit import IcaParams, ParameterError
-from labkit.cli.options import param_options, params_from_cli
-from labkit.analysis.recording import header_problems as recording_problems
-from labkit.params import FIELDS
 from labkit.analysis.recording import RecordingInfo
+from labkit.analysis.recording import header_problems as recording_problems
+from labkit.cli.options import param_options, params_from_cli
+from labkit.params import FIELDS
 
 CUSTOM = dict(base_dir="/data/alice", raw_file_path="sub-01/eeg/rec_raw.fif", method="picard", n_components=15,
               crop_tmin=2.5, crop_tmax=42.125, channel_type="eeg", filter_fmin=0.5, filter_fmax=40.0,
