@@ -21,9 +21,11 @@ from labkit import __version__
 from labkit.cli.options import fail as _fail
 from labkit.cli.options import param_flags, param_options, params_from_cli, read_params_file, run_id_option
 from labkit.errors import ExitCode, LabkitError
-from labkit.params import IcaParams, existing_directory
-from labkit.results.layout import FOLDER_PREFIX, REPORT_FILE
+from labkit.params import IcaParams
+from labkit.results.layout import REPORT_FILE
 from labkit.settings import env
+from labkit.cli.compare import compare_runs
+from labkit.cli.runs import runs
 
 
 class _Commands(click.Group):
@@ -140,98 +142,6 @@ def demo_data(base_dir: str, overwrite: bool) -> None:
     click.echo(str(Path(path).relative_to(Path(base_dir))))
 
 
-@main.command()
-@click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .")
-@click.option("--wide", is_flag=True, help="every parameter and metric (a wide table)")
-@click.option("--json", "as_json", is_flag=True, help="every column, as JSON records")
-@click.option("--csv", "as_csv", is_flag=True, help="every column, as CSV")
-def runs(base_dir: str, wide: bool, as_json: bool, as_csv: bool) -> None:
-    """List the result folders under base-dir: outcome, recording, method, fit time, suspects, why."""
-    from labkit.results.reading import list_runs
-
-    found = list_runs(existing_directory(base_dir))
-    if not (wide or as_json or as_csv):
-        click.echo(runs_lines(found) if found else f"no runs under {base_dir} (result folders are {FOLDER_PREFIX}*)")
-        return
-    from labkit.results.table import table
-
-    frame = table(found)
-    if as_json:
-        click.echo(frame.reset_index().to_json(orient="records", indent=2) if found else "[]")
-    elif as_csv:
-        click.echo(frame.to_csv(), nl=False)
-    else:
-        click.echo(frame.to_string() if found else f"no runs under {base_dir}")
-
-
-#: the compact table's width: it fits a 100-column terminal
-RUNS_WIDTH = 100
-
-
-def runs_lines(found: list[Any]) -> str:
-    """One line per run, at most :data:`RUNS_WIDTH` characters (the recording's name is shortened); why a
-    run failed or what it warned about follows on an indented line."""
-    head = ("RUN ID", "OUTCOME", "RECORDING", "METHOD", "COMP", "FIT S", "SUSPECTS")
-    cells = [_run_cells(r) for r in found]
-    rows = [head] + [c[:-1] for c in cells]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    room = RUNS_WIDTH - (sum(widths) - widths[2] + 2 * (len(head) - 1))
-    widths[2] = max(min(widths[2], room), 9)
-    lines = []
-    for row, note in zip(rows, [""] + [c[-1] for c in cells], strict=True):
-        lines.append("  ".join(_cut(c, w).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        if note:
-            lines.append(_cut("    " + note, RUNS_WIDTH))
-    return "\n".join(line[:RUNS_WIDTH] for line in lines)
-
-
-def _run_cells(found: Any) -> tuple[str, ...]:
-    """The compact row's cells, and the note (error, or warnings) for the line below."""
-    params, m = found.params, found.metrics
-    suspects = " ".join(f"{k}:{','.join(map(str, m[k + '_suspects']))}" for k in ("eog", "ecg")
-                        if m.get(k + "_suspects"))
-    fit = m.get("fit_time_s")
-    note = f"why: {found.error}" if found.error else "; ".join(found.warnings)
-    return (found.run_id, found.outcome, Path(params.raw_file_path).name if params else "?",
-            params.method if params else "?", str(params.n_components) if params else "?",
-            f"{fit:.2f}" if isinstance(fit, (int, float)) else "-", suspects or "-", note.replace("\n", " "))
-
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(width - 3, 0)] + "..."
-
-
-@main.command("compare")
-@click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .")
-@click.option("--metric", "metrics", multiple=True,
-              help="a table column to compare (repeatable) [default: fit time and the ground-truth quality columns]")
-@click.option("--by", default="method", show_default=True, help="the column whose values are the groups")
-@click.option("--posthoc", type=click.Choice(["nemenyi", "conover"]), default="nemenyi", show_default=True)
-@click.option("--unpaired", is_flag=True, help="treat the runs as unpaired instead of blocking by recording and seed")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="also write the run table as CSV")
-@click.option("--figures", "figures_dir", type=click.Path(file_okay=False), default=None,
-              help="write box plots, critical-difference diagrams and the topomap grid here as PNG")
-def compare_runs(base_dir: str, metrics: tuple[str, ...], by: str, posthoc: str, unpaired: bool,
-                 csv_path: str | None, figures_dir: str | None) -> None:
-    """Compare the runs under base-dir: rank tests chosen by the design, effect sizes, Holm (labkit.study.compare)."""
-    from labkit.study import compare, figures, quality
-
-    frame = quality.comparison_table(base_dir)
-    if frame.empty:
-        raise compare.ComparisonError(f"no result folders under {base_dir}")
-    if csv_path:
-        frame.to_csv(csv_path)
-    chosen = list(metrics) or [m for m in compare.DEFAULT_METRICS if m in frame and frame[m].notna().any()]
-    result = compare.compare(frame, chosen, by, blocks=None if unpaired else compare.BLOCKS, posthoc=posthoc)
-    click.echo(result.summary())
-    click.echo("\n" + result.tests.drop(columns=["design", "blocking"]).to_string(index=False))
-    if len(result.posthoc):
-        click.echo("\n" + result.posthoc.to_string(index=False))
-    for path in figures.save_figures(frame, result, figures_dir) if figures_dir else []:
-        click.echo(f"wrote {path}")
-
-
-
 def _grid(values: tuple[str, ...]) -> dict[str, list[str]]:
     grid = {}
     for item in values:
@@ -332,6 +242,10 @@ def sweep(sets_file: Any, params_file: Any, recordings: tuple[str, ...], bids: s
     click.echo(shown.to_string())
     if (frame["state"] != "succeeded").any():
         sys.exit(int(ExitCode.RUN_FAILED))
+
+
+main.add_command(runs)
+main.add_command(compare_runs)
 
 
 @main.group()
