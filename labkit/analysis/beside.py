@@ -25,12 +25,15 @@ future raises) and the run does that job itself.
 
 from __future__ import annotations
 
+import io
 import logging
 import multiprocessing as mp
 import os
 import sys
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import context as mp_context
+from multiprocessing import forkserver, popen_forkserver, reduction, spawn, util
 from typing import Any, Callable
 
 from threadpoolctl import threadpool_limits
@@ -78,6 +81,41 @@ def _warm() -> None:
     """A no-op a worker runs first, so its start-up (imports) overlaps the run's next step."""
 
 
+class _MainFreePopen(popen_forkserver.Popen):
+    """The forkserver's launch, with the preparation data minus the caller's ``__main__``
+    (``init_main_from_path``/``init_main_from_name``): a worker does not run the caller's script."""
+
+    def _launch(self, process_obj: Any) -> None:
+        prep_data = spawn.get_preparation_data(process_obj._name)
+        prep_data.pop("init_main_from_path", None)
+        prep_data.pop("init_main_from_name", None)
+        buf = io.BytesIO()
+        mp_context.set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buf)
+            reduction.dump(process_obj, buf)
+        finally:
+            mp_context.set_spawning_popen(None)
+        self.sentinel, w = forkserver.connect_to_new_process(self._fds)
+        _parent_w = os.dup(w)
+        self.finalizer = util.Finalize(self, util.close_fds, (_parent_w, self.sentinel))
+        with open(w, "wb", closefd=True) as f:
+            f.write(buf.getbuffer())
+        self.pid = forkserver.read_signed(self.sentinel)
+
+
+class _MainFreeProcess(mp_context.ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> _MainFreePopen:
+        return _MainFreePopen(process_obj)
+
+
+class _MainFreeContext(mp_context.ForkServerContext):
+    """A forkserver context whose workers never import ``__main__``."""
+
+    Process = _MainFreeProcess  # type: ignore[assignment]
+
+
 class Beside:
     """Side work of one run, by ``policy``: in ``workers`` forkserver processes, or (``inline``) not at all.
 
@@ -94,10 +132,12 @@ class Beside:
         main = sys.modules.get("__main__")
         if main is not None and not hasattr(main, "__spec__"):  # a kernel whose namespace was reset
             main.__spec__ = None  # type: ignore[attr-defined]  # what multiprocessing reads to prepare a worker
-        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-        ctx = mp.get_context(method)
-        if method == "forkserver":
+        if "forkserver" in mp.get_all_start_methods():
+            ctx: Any = _MainFreeContext()
             ctx.set_forkserver_preload(list(preload))
+        else:  # no forkserver (Windows): spawn, which runs an unguarded script again, so no workers
+            self.policy = INLINE
+            return
         self._starting = threading.Thread(target=self._start, args=(workers, ctx), name="labkit-worker-start",
                                           daemon=True)
         self._starting.start()
