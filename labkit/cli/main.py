@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -19,14 +18,14 @@ from typing import Any
 import click
 
 from labkit import __version__
-from labkit.cli.compare import compare_runs
 from labkit.cli.options import fail as _fail
 from labkit.cli.options import param_flags, param_options, params_from_cli, read_params_file, run_id_option
-from labkit.cli.runs import runs
 from labkit.errors import ExitCode, LabkitError
 from labkit.params import IcaParams
 from labkit.results.layout import REPORT_FILE
 from labkit.settings import env
+from labkit.cli.compare import compare_runs
+from labkit.cli.runs import runs
 
 
 class _Commands(click.Group):
@@ -74,19 +73,9 @@ def _run_and_report(params: IcaParams, run_id: str | None, blas_threads: int, re
 
     env()  # LABKIT_* values (the cache, heartbeats) are checked before any folder is made
     params.raw_path()  # base directory and recording exist, inside base_dir: checked before any folder is made
-    from labkit.cli.progress import watching
-    from labkit.results.layout import new_run_id
-
     terminate_on_signals()
-    params = params.replace(base_dir=os.path.abspath(params.base_dir))
-    run_id = run_id or new_run_id(params)
-    from labkit.results.folder import RunFolder
-
-    click.echo(f"run {run_id}: started, folder {Path(params.base_dir) / RunFolder(params.base_dir, run_id).name}",
-               err=True)
     try:
-        with watching(params.base_dir, run_id):
-            result = LocalRunner(blas_threads=blas_threads).run(params, run_id=run_id, resume=resume)
+        result = LocalRunner(blas_threads=blas_threads).run(params, run_id=run_id, resume=resume)
     except LabkitError as err:  # a failed run, a taken run id, a folder that cannot be made
         _fail(err)
     except Cancelled:  # pragma: no cover - signal arrived outside the run
@@ -206,7 +195,6 @@ def _sweep_sets(sets_file: Any, recordings: tuple[str, ...], bids: str | None, g
 @click.option("--workers", type=click.IntRange(min=1), default=None, show_default="the cores",
               help="runs at once, each on a warm kernel")
 @click.option("--force", is_flag=True, help="rerun every set, even those with a complete matching result")
-@click.option("--wide", is_flag=True, help="print every column of the table (default: the few that fit 100 columns)")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="also write the table as CSV")
 @click.option("--cluster", is_flag=True, help="submit the sets as Kubernetes Jobs instead of running here")
 @click.option("--export", "export", type=click.Choice(["argo"]), default=None,
@@ -215,8 +203,7 @@ def _sweep_sets(sets_file: Any, recordings: tuple[str, ...], bids: str | None, g
 @click.option("--image", default=lambda: env().image or "labkit:latest",
               show_default="$LABKIT_IMAGE or labkit:latest", help="container image for --export argo")
 def sweep(sets_file: Any, params_file: Any, recordings: tuple[str, ...], bids: str | None,
-          grid: tuple[str, ...], seeds: str | None, workers: int | None, force: bool, wide: bool,
-          csv_path: str | None,
+          grid: tuple[str, ...], seeds: str | None, workers: int | None, force: bool, csv_path: str | None,
           cluster: bool, export: str | None, output: str | None, image: str, **values: Any) -> None:
     """Run a sweep here on warm parallel workers, resuming what is already done, and print the table.
 
@@ -246,25 +233,14 @@ def sweep(sets_file: Any, params_file: Any, recordings: tuple[str, ...], bids: s
             click.echo(f"  {'already ran' if r.existing else 'attached' if r.attached else 'submitted'}  "
                        f"{r.name or '-'} (run {r.run_id})")
         return
-    from tqdm.contrib.logging import logging_redirect_tqdm
+    from labkit.study.sweeps import run_sweep
 
-    from labkit.cli import progress
-    from labkit.study.sweeps import SweepInterrupted, run_sweep
-
-    progress.interrupts_as_keyboard()
-    try:
-        with logging_redirect_tqdm([logging.getLogger("labkit"), logging.getLogger("mne")]):
-            frame = run_sweep(sets, workers=workers, force=force)
-    except SweepInterrupted as stop:
-        click.echo(progress.table(stop.frame, wide=wide) if len(stop.frame) else "(nothing finished)")
-        click.echo(f"interrupted: {progress.counts(stop.frame)}")
-        click.echo(f"resume with: {progress.resume_command()}")
-        sys.exit(int(ExitCode.CANCELLED))
+    frame = run_sweep(sets, workers=workers, force=force)
     if csv_path:
         frame.to_csv(csv_path)
-    click.echo(progress.table(frame, wide=wide))
-    click.echo(progress.counts(frame))
-    if len(frame) and (frame["state"] != "succeeded").any():
+    shown = frame.drop(columns=[c for c in ("path", "base_dir") if c in frame])
+    click.echo(shown.to_string())
+    if (frame["state"] != "succeeded").any():
         sys.exit(int(ExitCode.RUN_FAILED))
 
 

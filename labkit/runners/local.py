@@ -69,8 +69,6 @@ class Runner(abc.ABC):
         except Cancelled as err:
             _record_failure(folder, {"reason": f"cancelled: {err}", "kind": "cancelled"}, None)
         except BaseException as err:
-            if getattr(self, "stopping", False):  # the kernel died because the caller is cancelling every run
-                _record_failure(folder, {"reason": "cancelled: the sweep was interrupted", "kind": "cancelled"}, err)
             _record_failure(folder, describe_failure(err, folder), err)
         try:
             folder.succeed()
@@ -189,16 +187,12 @@ def run(params: IcaParams, **kwargs: Any) -> RunResult:
 
 
 def terminate_on_signals() -> None:
-    """Turn SIGTERM and SIGINT (Ctrl-C) into :class:`Cancelled`, so a stopped ``labkit run`` marks its folder
-    cancelled; a second signal during that bookkeeping is ignored, so the folder is never left partial."""
+    """Turn SIGTERM into :class:`Cancelled`, so a killed ``labkit run`` still marks its folder failed."""
 
     def handler(signum: int, frame: Any) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, signal.SIG_IGN)
         raise Cancelled(f"received {signal.Signals(signum).name}")
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, handler)
+    signal.signal(signal.SIGTERM, handler)
 
 
 class LocalProcess:

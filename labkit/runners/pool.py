@@ -142,12 +142,7 @@ class PoolRunner(LocalRunner):
         self.kernels_started = 0
 
     def _execute(self, params: IcaParams, folder: RunFolder) -> None:
-        if getattr(self, "stopping", False):
-            raise RuntimeError("the sweep was interrupted before this run started")
         warm = self._idle.get()
-        if getattr(self, "stopping", False):
-            self._idle.put(warm)
-            raise RuntimeError("the sweep was interrupted before this run started")
         ok = False
         try:
             if warm is None or not warm.alive():
@@ -178,11 +173,6 @@ class PoolRunner(LocalRunner):
         with self._lock:
             self._kernels.discard(warm)
         warm.close()
-
-    def cancel(self) -> None:
-        """Stop every kernel; the runs in progress are recorded as ``cancelled`` (not failed) as their kernel dies."""
-        self.stopping = True
-        self.close()
 
     def close(self) -> None:
         """Stop every kernel (runs in progress fail as their kernel dies)."""

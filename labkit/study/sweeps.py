@@ -258,56 +258,24 @@ def run_sweep(sets: Iterable[IcaParams], runner: Any = None, *, workers: int | N
     runner = runner or PoolRunner(workers)
     lock = threading.Lock()
     failed = 0
-    interrupted = False
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="labkit-sweep")
-    futures: dict[Any, int] = {}
     try:
-        with tqdm(total=len(todo), desc="ICA sweep", unit="run", disable=not progress) as bar:
-            try:
-                futures = {pool.submit(_run_one, runner, d): i for i, d in enumerate(decisions) if d.action == "run"}
-                for future in as_completed(futures):
-                    row = future.result()
-                    with lock:
-                        rows[futures[future]] = row
-                        failed += row["state"] != states.SUCCEEDED
-                    bar.set_postfix(failed=failed, refresh=False)
-                    bar.update()
-                    if on_row is not None:
-                        on_row(row, sum(1 for f in futures if f.done()), len(todo))
-            except KeyboardInterrupt:  # Ctrl-C, or SIGTERM turned into it: start nothing more, cancel what runs
-                interrupted = True
-                pool.shutdown(wait=False, cancel_futures=True)
-                _cancel(runner)
-                for future, i in futures.items():
-                    if not future.cancelled():
-                        rows[i] = future.result()  # each running set records itself as cancelled
+        with ThreadPoolExecutor(workers, thread_name_prefix="labkit-sweep") as pool, \
+                tqdm(total=len(todo), desc="ICA sweep", unit="run", disable=not progress) as bar:
+            futures = {pool.submit(_run_one, runner, d): i for i, d in enumerate(decisions) if d.action == "run"}
+            for future in as_completed(futures):
+                row = future.result()
+                with lock:
+                    rows[futures[future]] = row
+                    failed += row["state"] != states.SUCCEEDED
+                bar.set_postfix(failed=failed, refresh=False)
+                bar.update()
+                if on_row is not None:
+                    on_row(row, sum(1 for f in futures if f.done()), len(todo))
     finally:
-        pool.shutdown(wait=True)
         if own:
             runner.close()
     frame = pd.DataFrame([rows[i] for i in sorted(rows)])
-    frame = frame.set_index("run_id") if len(frame) else frame
-    if interrupted:
-        raise SweepInterrupted(frame)
-    return frame
-
-
-class SweepInterrupted(KeyboardInterrupt):
-    """The sweep was interrupted: nothing more started, the running sets were cancelled; ``frame`` has
-    a row for every set that finished or was cancelled (a rerun of the same sweep resumes the rest)."""
-
-    def __init__(self, frame: pd.DataFrame) -> None:
-        super().__init__("sweep interrupted")
-        self.frame = frame
-
-
-def _cancel(runner: Any) -> None:
-    """Stop the runs in progress through the runner's cancel path (its kernels), else mark it stopping."""
-    cancel = getattr(runner, "cancel", None)
-    if callable(cancel):
-        cancel()
-    else:
-        runner.stopping = True
+    return frame.set_index("run_id") if len(frame) else frame
 
 
 def _run_one(runner: Any, decision: Decision) -> dict[str, Any]:
