@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-REAL_DATA = Path(os.environ.get("LABKIT_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "real"))
+REAL_DATA = Path(os.environ.get("LABKIT_REAL_DATA", Path(__file__).resolve().parent / "data" / "real"))
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +30,7 @@ def demo_dir(tmp_path: Path, demo_source: Path) -> Path:
 
 @pytest.fixture
 def real_dir(tmp_path: Path) -> Path:
-    """A base directory holding copies of the real recordings in shared/data/real."""
+    """A base directory holding copies of the real recordings in tests/data/real."""
     if not REAL_DATA.is_dir():
         raise FileNotFoundError(f"real recordings not found at {REAL_DATA}; set LABKIT_REAL_DATA")
     base = tmp_path / "real"
