@@ -8,6 +8,7 @@ variable and default once, in :data:`FIELDS`; every conversion reads that table.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
@@ -23,6 +24,8 @@ from labkit.errors import ParameterError
 METHODS = ("fastica", "picard", "infomax")
 #: channel types a researcher may analyse (MNE ``pick`` names; ``meg`` means mag + grad)
 CHANNEL_TYPES = ("eeg", "meg", "mag", "grad", "eog", "ecg", "emg", "seeg", "ecog", "dbs", "misc")
+#: the prototype's BASE_DIR when unset: where its container image mounts the user's data (``labkit entrypoint``)
+PROTOTYPE_BASE_DIR = "/userdata"
 SAMPLE_DATA_PATH = "./MNE-sample-data/MEG/sample/sample_audvis_filt-0-40_raw.fif"
 
 MaxIter = Union[int, Literal["auto"]]
@@ -34,6 +37,17 @@ RUN_ID_ALLOWED = ("1 to 63 letters, digits, '.', '_' or '-', starting and ending
                   "(e.g. 20260101-120000-000-abc123)")
 #: suffixes of a result folder's other states (``labkit.results.layout``): a run id ending so would name another run's folder
 RUN_ID_RESERVED_SUFFIXES = (".partial", ".failed")
+
+
+def default_base_dir() -> str:
+    """The one default base directory of every face and file kind: ``$BASE_DIR``, else the current directory."""
+    return os.environ.get("BASE_DIR") or "."
+
+
+def did_you_mean(word: Any, choices: Iterable[str]) -> str:
+    """`` (did you mean 'method'?)`` for a near miss among ``choices``, else empty: a typo's fix, in its message."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def check_run_id(run_id: Any, field: str = "run_id") -> str:
@@ -182,7 +196,7 @@ class IcaParams:
     strings (environment, CLI, widgets) and are coerced to their types.
     """
 
-    base_dir: str = "/userdata"
+    base_dir: str = dataclasses.field(default_factory=default_base_dir)
     raw_file_path: str = SAMPLE_DATA_PATH
     method: str = "fastica"
     n_components: int = 30
@@ -258,7 +272,9 @@ class IcaParams:
             raise ParameterError(source, values, "a mapping of parameter names to values")
         unknown = sorted((k for k in values if k not in FIELD_BY_NAME), key=str)
         if unknown:
-            raise ParameterError(str(unknown[0]), values[unknown[0]], "one of " + ", ".join(FIELD_BY_NAME))
+            key = str(unknown[0])
+            raise ParameterError(key, values[unknown[0]], "a parameter name" + did_you_mean(key, FIELD_BY_NAME)
+                                 + ": one of " + ", ".join(FIELD_BY_NAME))
         return cls(**values)
 
     @classmethod
@@ -291,9 +307,11 @@ class IcaParams:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "IcaParams":
-        """Read the prototype's contract: same names, same defaults; empty means default."""
+        """Read the prototype's contract: same names, same defaults (BASE_DIR unset is ``/userdata``,
+        the image's mount); empty means default."""
         environ = os.environ if environ is None else environ
-        values = {f.name: environ[f.env] for f in FIELDS if environ.get(f.env, "") != ""}
+        values = {"base_dir": PROTOTYPE_BASE_DIR,
+                  **{f.name: environ[f.env] for f in FIELDS if environ.get(f.env, "") != ""}}
         try:
             return cls(**values)
         except ParameterError as err:
@@ -307,6 +325,9 @@ class IcaParams:
         for key, value in self.to_dict().items():
             args += [FIELD_BY_NAME[key].flag, _env_text(value)]
         return args
+
+
+_CROP_TMAX_DEFAULT = IcaParams.__dataclass_fields__["crop_tmax"].default
 
 
 def existing_directory(path: str | os.PathLike, field: str = "base_dir", *, writable: bool = False) -> Path:
@@ -424,8 +445,12 @@ def static_problems(values: Mapping[str, Any]) -> list[ParameterError]:
     check(v["channel_type"] in CHANNEL_TYPES, "channel_type", CHANNEL_TYPES)
     check(v["n_components"] >= 2, "n_components", "a whole number of at least 2")
     check(v["crop_tmin"] >= 0, "crop_tmin", "0 s or later")
-    if v["crop_tmax"] is not None:
-        check(v["crop_tmax"] > v["crop_tmin"], "crop_tmax", f"greater than crop_tmin ({v['crop_tmin']} s)")
+    if v["crop_tmax"] is not None and v["crop_tmax"] <= v["crop_tmin"]:
+        if v["crop_tmax"] == _CROP_TMAX_DEFAULT:  # a start past the default end: the start is what was given
+            check(False, "crop_tmin", f"a start before crop_tmax ({_CROP_TMAX_DEFAULT:g} s, its default; "
+                  "set crop_tmax too, or 'none' to analyse to the end)")
+        else:
+            check(False, "crop_tmax", f"greater than crop_tmin ({v['crop_tmin']} s)")
     check(v["filter_fmin"] > 0, "filter_fmin", "a frequency above 0 Hz")
     check(
         v["filter_fmax"] > v["filter_fmin"], "filter_fmax", f"greater than filter_fmin ({v['filter_fmin']} Hz)"

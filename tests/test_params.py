@@ -100,16 +100,17 @@ def test_digest_is_stable_and_ignores_base_dir():
 ])
 def test_each_rule_names_field_value_and_allowed(field, value, match):
     with pytest.raises(ParameterError, match=match) as info:
-        IcaParams(**{field: value})
+        IcaParams(**{"base_dir": "/userdata", field: value})
     assert info.value.field == field
 
 
 def test_absolute_path_inside_base_dir_is_allowed():
-    assert IcaParams(raw_file_path="/userdata/sub/x_raw.fif").raw_file_path == "/userdata/sub/x_raw.fif"
+    params = IcaParams(base_dir="/userdata", raw_file_path="/userdata/sub/x_raw.fif")
+    assert params.raw_file_path == "/userdata/sub/x_raw.fif"
 
 
 def test_unknown_field_in_json_is_refused():
-    with pytest.raises(ParameterError, match="'n_component'.*allowed: one of base_dir"):
+    with pytest.raises(ParameterError, match=r"'n_component'.*did you mean 'n_components'.*one of base_dir"):
         IcaParams.from_dict({"n_component": 3})
 
 
@@ -159,3 +160,25 @@ def test_run_id_check_refuses_paths_long_and_odd_names(run_id):
     with pytest.raises(ParameterError, match=r"'run_id' parameter: got .*; allowed: 1 to 63 letters") as info:
         check_run_id(run_id)
     assert info.value.field == "run_id" and len(str(info.value)) < 300
+
+
+def test_base_dir_defaults_to_env_then_current_directory(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("BASE_DIR", raising=False)
+    assert IcaParams().base_dir == "."
+    assert IcaParams.from_env({}).base_dir == "/userdata"  # the image's contract
+    monkeypatch.setenv("BASE_DIR", "/data/me")
+    assert IcaParams().base_dir == "/data/me"
+
+
+def test_unknown_key_suggests_the_field():
+    with pytest.raises(ParameterError, match=r"did you mean 'method'\?"):
+        IcaParams.from_json('{"methd": "picard"}')
+
+
+def test_crop_start_past_default_end_blames_the_start():
+    with pytest.raises(ParameterError, match=r"crop_tmin.*60 s, its default") as info:
+        IcaParams(crop_tmin=100)
+    assert info.value.field == "crop_tmin"
+    with pytest.raises(ParameterError) as info:
+        IcaParams(crop_tmin=10, crop_tmax=5)
+    assert info.value.field == "crop_tmax"
