@@ -49,5 +49,6 @@ class SweepSubmission:
 def default_user() -> str:
     user = os.environ.get("JUPYTERHUB_USER") or os.environ.get("LABKIT_USER") or os.environ.get("USER") or ""
     if not user:
-        raise ClusterError("Cannot tell who you are: set JUPYTERHUB_USER (or pass --user)")
+        raise ClusterError("Cannot tell who you are: set JUPYTERHUB_USER (or LABKIT_USER) to your hub user name; "
+                           "labkit jobs, logs, cancel, submit and render also take --user NAME")
     return user
