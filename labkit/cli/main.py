@@ -18,14 +18,14 @@ from typing import Any
 import click
 
 from labkit import __version__
+from labkit.cli.compare import compare_runs
 from labkit.cli.options import fail as _fail
 from labkit.cli.options import param_flags, param_options, params_from_cli, read_params_file, run_id_option
+from labkit.cli.runs import runs
 from labkit.errors import ExitCode, LabkitError
 from labkit.params import IcaParams
 from labkit.results.layout import REPORT_FILE
 from labkit.settings import env
-from labkit.cli.compare import compare_runs
-from labkit.cli.runs import runs
 
 
 class _Commands(click.Group):
