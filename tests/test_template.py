@@ -14,14 +14,12 @@ def test_given_locations_are_kept(tmp_path, monkeypatch):
     assert default_locations(str(tmp_path), "rec_raw.fif") == (str(tmp_path), "rec_raw.fif")
 
 
-def test_blank_base_dir_is_BASE_DIR_then_home_labkit(tmp_path, monkeypatch):
+def test_blank_base_dir_is_BASE_DIR_then_cwd(tmp_path, monkeypatch):
     monkeypatch.setenv("BASE_DIR", str(tmp_path))
     assert default_locations("", "x_raw.fif")[0] == str(tmp_path)
     monkeypatch.delenv("BASE_DIR")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
-    assert default_locations("", "x_raw.fif")[0] == str(tmp_path / "home" / "labkit")
-    assert (tmp_path / "home" / "labkit").is_dir(), "made if missing"
+    assert default_locations("", "x_raw.fif")[0] == str(tmp_path)
 
 
 def test_blank_recording_prefers_mne_sample_data_at_the_prototype_path(demo_dir):

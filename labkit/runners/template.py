@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 def default_locations(base_dir: str, raw_file_path: str) -> tuple[str, str]:
-    """Fill blank template parameters: base_dir from ``BASE_DIR`` or ``~/labkit``;
+    """Fill blank template parameters: base_dir from ``BASE_DIR`` or the working directory;
     the recording from MNE's sample data if present, else labkit's demo recording (made on first use)."""
     base = default_base_dir(base_dir)
     if raw_file_path:
@@ -42,13 +42,8 @@ def default_locations(base_dir: str, raw_file_path: str) -> tuple[str, str]:
 
 
 def default_base_dir(base_dir: str) -> str:
-    """A blank ``base_dir`` means ``$BASE_DIR``, else ``~/labkit`` (made if missing): a plain papermill
-    run writes its results outside whatever checkout or folder it was started from."""
-    if base_dir or os.environ.get("BASE_DIR"):
-        return base_dir or os.environ["BASE_DIR"]
-    home = Path.home() / "labkit"
-    home.mkdir(parents=True, exist_ok=True)
-    return str(home)
+    """A blank ``base_dir`` means ``$BASE_DIR``, else the working directory."""
+    return base_dir or os.environ.get("BASE_DIR") or os.getcwd()
 
 
 @dataclass
