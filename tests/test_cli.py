@@ -212,8 +212,9 @@ def test_errors_say_which_flag_or_variable_gave_the_value(tmp_path):
     assert out.exit_code == 2 and out.output.strip().endswith("allowed: a whole number. Given by --n-components.")
     out = CliRunner().invoke(main, ["entrypoint"], env={"BASE_DIR": str(tmp_path), "ICA_METHOD": "pca"})
     assert out.exit_code == 2 and out.output.strip().endswith("Given by the environment variable ICA_METHOD.")
-    out = CliRunner().invoke(main, ["run", "--base-dir", str(tmp_path), "--crop-tmin", "100"])  # crop_tmax's default
-    assert out.exit_code == 2 and "'crop_tmax' parameter" in out.output and "Given by" not in out.output
+    out = CliRunner().invoke(main, ["run", "--base-dir", str(tmp_path), "--crop-tmin", "100"])  # past crop_tmax's default
+    assert out.exit_code == 2 and "'crop_tmin' parameter: got 100.0" in out.output  # the value the user gave
+    assert "crop_tmax (60 s, its default" in out.output and "Given by --crop-tmin." in out.output
 
 
 # -- where a parameter comes from: the help names a variable, the command reads it ---------------
