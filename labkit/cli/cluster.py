@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from typing import Any, Callable
 
@@ -21,6 +20,7 @@ import yaml
 from labkit.cli.options import fail as _fail
 from labkit.cli.options import param_options, params_from_cli, read_params_file, run_id_option
 from labkit.errors import ExitCode, LabkitError
+from labkit.params import default_base_dir
 from labkit.runners.cluster.settings import ClusterSettings
 
 
@@ -264,7 +264,7 @@ def jobs_cmd(user: str | None, settings_file: str | None, overrides: tuple[str, 
 @click.argument("name")
 @_settings_options
 @click.option("-f", "--follow", is_flag=True, help="keep streaming until the run ends")
-@click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .",
+@click.option("--base-dir", default=default_base_dir, show_default="$BASE_DIR or .",
               help="where local runs are: a run id found here prints its run.log, no cluster needed")
 @_explained
 def logs_cmd(name: str, user: str | None, settings_file: str | None, overrides: tuple[str, ...],

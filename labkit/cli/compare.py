@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import click
+
+from labkit.params import default_base_dir
 
 
 @click.command("compare")
-@click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .")
+@click.option("--base-dir", default=default_base_dir, show_default="$BASE_DIR or .")
 @click.option("--metric", "metrics", multiple=True,
               help="a table column to compare (repeatable) [default: fit time and the ground-truth quality columns]")
 @click.option("--by", default="method", show_default=True, help="the column whose values are the groups")

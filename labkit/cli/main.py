@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from labkit.cli.options import fail as _fail
 from labkit.cli.options import param_flags, param_options, params_from_cli, read_params_file, run_id_option
 from labkit.cli.runs import runs
 from labkit.errors import ExitCode, LabkitError
-from labkit.params import IcaParams
+from labkit.params import IcaParams, default_base_dir
 from labkit.results.layout import REPORT_FILE
 from labkit.settings import env
 
@@ -131,7 +130,7 @@ def entrypoint() -> None:
 
 
 @main.command("demo-data")
-@click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .",
+@click.option("--base-dir", default=default_base_dir, show_default="$BASE_DIR or .",
               help="directory to write labkit-demo/demo_raw.fif into")
 @click.option("--overwrite/--no-overwrite", default=False, help="regenerate even if present")
 def demo_data(base_dir: str, overwrite: bool) -> None:
@@ -178,7 +177,7 @@ def _sweep_sets(sets_file: Any, recordings: tuple[str, ...], bids: str | None, g
         sets = [p.replace(**given) for p in sets] if given else sets
         extra = {"seeds": _seeds(seeds), **_grid(grid)} if (seeds or grid) else {}
         return [q for p in sets for q in expand(p, **extra)] if extra else sets
-    base = IcaParams(**{"base_dir": os.environ.get("BASE_DIR", "."), **given})
+    base = IcaParams(**{"base_dir": default_base_dir(), **given})
     spec: Any = list(recordings) if recordings else None
     if bids:
         spec = [*(spec or []), {"bids": bids}]
@@ -254,7 +253,7 @@ def cache() -> None:
 
 
 @cache.command("info")
-@click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .")
+@click.option("--base-dir", default=default_base_dir, show_default="$BASE_DIR or .")
 def cache_info(base_dir: str) -> None:
     """Where the cache is, how many entries, how many bytes of its limit (LABKIT_CACHE_MAX_BYTES)."""
     from labkit.analysis.cache import Cache
@@ -265,7 +264,7 @@ def cache_info(base_dir: str) -> None:
 
 
 @cache.command("clear")
-@click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .")
+@click.option("--base-dir", default=default_base_dir, show_default="$BASE_DIR or .")
 def cache_clear(base_dir: str) -> None:
     """Remove every cached preprocessed recording (results are untouched)."""
     from labkit.analysis.cache import Cache

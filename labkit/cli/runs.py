@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from labkit.params import existing_directory
+from labkit.params import default_base_dir, existing_directory
 from labkit.results.layout import FOLDER_PREFIX
 
 
 @click.command()
-@click.option("--base-dir", default=lambda: os.environ.get("BASE_DIR", "."), show_default="$BASE_DIR or .")
+@click.option("--base-dir", default=default_base_dir, show_default="$BASE_DIR or .")
 @click.option("--wide", is_flag=True, help="every parameter and metric (a wide table)")
 @click.option("--json", "as_json", is_flag=True, help="every column, as JSON records")
 @click.option("--csv", "as_csv", is_flag=True, help="every column, as CSV")
