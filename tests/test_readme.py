@@ -134,6 +134,29 @@ def test_make_lines_are_valid_make_targets():
                 assert "labkit" in proc.stdout or "pytest" in proc.stdout
 
 
+def test_make_works_in_its_own_virtualenv_and_ci_runs_the_readmes_test_command(tmp_path: Path) -> None:
+    """On a fresh clone `make demo` and `make test` make a virtualenv, and every pip install and every
+    labkit, pytest, ruff and lint-imports command runs from it: a system Python that refuses pip installs
+    (Debian's) is never asked to install. ``.ci/run`` ends in the README's test command."""
+    venv = tmp_path / "venv"
+    for target in ("demo", "test"):
+        proc = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert any(f"-m venv --clear {venv}" in line for line in lines), proc.stdout
+        pips = [line for line in lines if "pip install" in line]
+        assert pips and all(line.startswith(f"{venv}/bin/python -m pip install") for line in pips), pips
+        tools = [line for line in lines
+                 if re.search(r"\b(labkit|pytest|ruff|lint-imports)\b", line.replace(str(venv), ""))
+                 and "pip install" not in line]
+        assert tools and all(line.startswith(f"{venv}/bin/") for line in tools), tools
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.strip() and not line.lstrip().startswith("#")]
+    readme_make = [c for b in bash_blocks() if kind(b) == "make" for c in b]
+    assert ci[-1] in readme_make and ci[-1].startswith("make test"), (ci[-1], readme_make)
+
+
 def _sandbox(root: Path, demo: Path) -> tuple[Path, Path, Path, dict[str, str]]:
     """(home, work, userdata, env) for one block: ~/data holds a tiny recording, /userdata the demo as
     sub-01_raw.fif, the working directory the notebooks, study.yaml and sets.json the README names."""
@@ -195,9 +218,11 @@ def test_local_readme_commands_run(tmp_path: Path, demo_source: Path) -> None:
                 assert "succeeded" in out and "failed" not in out, out
             elif words[:2] == ["labkit", "compare"]:
                 assert out.strip(), out
-            elif words[0] == "papermill":
+            elif words[0] == "papermill":  # no base_dir, no $BASE_DIR: results in ~/labkit, never the working dir
                 assert (work / "out.ipynb").is_file()
-                assert [p for p in work.glob("PreExperiment_ICA_*") if not p.name.endswith((".partial", ".failed"))]
+                assert [p for p in (home / "labkit").glob("PreExperiment_ICA_*")
+                        if not p.name.endswith((".partial", ".failed"))], out
+                assert not list(work.glob("PreExperiment_ICA_*")) and not (work / "labkit-demo").exists()
     assert entrypoint_ran, "the entrypoint wrote its folder in BASE_DIR"
 
 
