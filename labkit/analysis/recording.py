@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 FOLDER_FORMATS = (".mff", ".ds")
 #: extensions too generic to list (any text or MATLAB file would show up): read when named, never offered
 GENERIC_EXTENSIONS = (".txt", ".mat")
+#: extensions many programs write (text, MATLAB, raw binary, generic headers): a file MNE's reader for one of them
+#: cannot open is most likely no recording at all, not a damaged one of that reader's format
+SHARED_EXTENSIONS = GENERIC_EXTENSIONS + (".bin", ".dat", ".data", ".hdr", ".asc", ".lay", ".con", ".cnt")
 #: BrainVision headers: a ``.eeg`` beside one of these is its data file, not Nihon Kohden's ``.EEG``
 _BRAINVISION_HEADERS = (".vhdr", ".ahdr")
 #: channel types MNE's ICA fits (``mne.preprocessing.ICA``: data channels and EOG; reference MEG is extra)
@@ -203,23 +206,74 @@ def read_raw(path: str | os.PathLike, *, preload: bool = False, verbose: bool | 
     path = Path(path)
     ext = _extension(path.name)
     if ext is None:
-        known = ", ".join(sorted(reader_table()))
-        raise RecordingError(f"Cannot read recording {path.name!r}: MNE reads no such format (known: {known})")
+        raise RecordingError(f"Cannot read recording {path.name!r}: MNE reads no such format "
+                             f"(known: {known_extensions()})")
     if ext == ".eeg" and not _is_nihon_kohden(path):
         raise RecordingError(f"{path.name!r} is the data file of a BrainVision recording: choose its .vhdr header")
     errors = []
     for kind, reader in reader_table()[ext].items():
         try:
-            return reader(path, preload=preload)
+            raw = reader(path, preload=preload)
         except Exception as err:  # MNE raises many types for corrupt files
             missing = _missing_package(err)
             if missing:
                 raise RecordingError(f"Cannot read recording {path.name!r}: reading {kind} files needs the optional "
                                      f"package {missing!r}, which is not installed (pip install {missing})") from err
             errors.append((kind, err))
+            continue
+        truncated = truncation(raw, path)
+        if truncated:
+            raise RecordingError(f"Cannot read recording {path.name!r}: {truncated}; copy it again from where it "
+                                 "was recorded")
+        return raw
     kind, err = errors[0] if len(errors) == 1 else errors[-1]
+    said = f"{type(err).__name__}: {err}" if str(err).strip() else type(err).__name__
+    if ext in SHARED_EXTENSIONS:
+        kinds = " or ".join(k for k, _ in errors)
+        raise RecordingError(f"{path.name!r} is not a recording MNE reads: MNE opens {ext} files only as {kinds} "
+                             f"recordings, and this file is not one ({said}). Recordings MNE reads end in "
+                             f"{known_extensions()}") from err
     tried = "" if len(errors) == 1 else f" (tried {', '.join(k for k, _ in errors)})"
-    raise RecordingError(f"Cannot read recording {path.name!r} as {kind}{tried}: {type(err).__name__}: {err}") from err
+    raise RecordingError(f"Cannot read recording {path.name!r} as {kind}{tried}: {said}") from err
+
+
+def known_extensions() -> str:
+    """The extensions MNE reads, in one line, for messages."""
+    return ", ".join(sorted(reader_table()))
+
+
+#: bytes of a FIF tag's header (kind, type, size, next), before its data
+_FIF_TAG_HEADER = 16
+#: bytes per sample of an EEGLAB ``.fdt`` data file (float32)
+_FDT_SAMPLE = 4
+
+
+def truncation(raw: mne.io.BaseRaw, path: str | os.PathLike = "") -> str | None:
+    """Why the recording's data files are shorter than its header says (``the file is truncated: ...``), or None.
+
+    MNE reads a cut FIF or EEGLAB header happily and fails only when the data are loaded, with a reshape
+    error that names no file; the header's own data size, compared with the file's, says it up front.
+    Reads MNE's per-file reader state (``_raw_extras``): FIF data tag positions, EEGLAB channel and sample counts.
+    """
+    for extra, filename in zip(getattr(raw, "_raw_extras", ()), getattr(raw, "filenames", ()), strict=False):
+        if not isinstance(extra, dict) or filename is None or str(filename).lower().endswith(".gz"):
+            continue  # a gzipped FIF's tag positions count uncompressed bytes
+        expected = None
+        tags = [t for t in extra.get("ent") or () if t is not None]  # None: a skip (no data stored)
+        if tags:
+            expected = max(t.pos + _FIF_TAG_HEADER + t.size for t in tags)
+        elif type(raw).__name__ == "RawEEGLAB" and extra.get("is_embedded") is False:
+            expected = int(extra.get("orig_nchan", len(raw.ch_names))) * raw.n_times * _FDT_SAMPLE
+        if expected is None:
+            continue
+        try:
+            actual = os.path.getsize(filename)
+        except OSError:
+            continue
+        if actual < expected:
+            name = "" if Path(filename).name == Path(path).name else f" {Path(filename).name!r}"
+            return f"the file{name} is truncated: the header expects {expected} bytes, the file has {actual}"
+    return None
 
 
 def _missing_package(err: BaseException) -> str | None:
@@ -294,7 +348,7 @@ def preflight(params: "IcaParams") -> RecordingInfo:
     path = params.raw_path()  # base_dir exists (never created), the recording exists inside it
     if recording_format(path, generic=True) is None:
         raise ParameterError("raw_file_path", params.raw_file_path,
-                             "a recording MNE reads (" + ", ".join(sorted(reader_table())) + ")")
+                             f"a recording MNE reads ({known_extensions()})")
     info = describe(path)
     problems = header_problems(params, info)
     if problems:

@@ -61,6 +61,28 @@ def _setting_value(text: str) -> Any:
     return None if stripped.lower() in ("null", "none", "~") else text
 
 
+def cluster_configured(settings_file: str | None = None, overrides: tuple[str, ...] = (),
+                       environ: dict[str, str] | None = None) -> bool:
+    """Whether there is a cluster or hub to ask at all: settings given, a hub, or Kubernetes credentials.
+
+    Without any, a cluster lookup could only fail on who the user is or on missing credentials,
+    which hides the answer that matters here (no such local run)."""
+    import os
+    from pathlib import Path
+
+    from labkit.runners.cluster.settings import CONFIG_ENV, ENV_PREFIX
+    from labkit.runners.hub import SERVICE_URL_ENV
+
+    env = dict(os.environ if environ is None else environ)
+    if settings_file or overrides or any(env.get(k) for k in (CONFIG_ENV, SERVICE_URL_ENV, "JUPYTERHUB_API_URL",
+                                                              "KUBERNETES_SERVICE_HOST", "KUBECONFIG")):
+        return True
+    if any(k.startswith(ENV_PREFIX) and v for k, v in env.items()):
+        return True
+    home = env.get("HOME")
+    return bool(home) and (Path(home) / ".kube" / "config").is_file()
+
+
 def _jobs(user: str | None, settings_file: str | None, overrides: tuple[str, ...]) -> Any:
     from labkit.runners.hub import cluster_jobs
 
@@ -270,10 +292,13 @@ def jobs_cmd(user: str | None, settings_file: str | None, overrides: tuple[str, 
 def logs_cmd(name: str, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
              follow: bool, base_dir: str) -> None:
     """Print the log of a run: a local run by run id, else a cluster run (Job name, Volcano run name or run id)."""
-    from labkit.cli.locallog import print_local_log
+    from labkit.cli.locallog import not_found_here, print_local_log
 
     if print_local_log(base_dir, name, follow):
         return
+    if not cluster_configured(settings_file, overrides):
+        raise not_found_here(base_dir, name, "No cluster to ask either: no cluster settings (--settings, "
+                             "$LABKIT_CLUSTER_CONFIG), no hub service and no kubeconfig.")
     jobs = _jobs(user, settings_file, overrides)
     name = _resolve(jobs, name)
     for line in jobs.logs(name, follow=follow):

@@ -1,4 +1,6 @@
-"""labkit's papermill engine: nbclient's, but a notebook cut short is still saved as far as it ran.
+"""labkit's papermill engine: nbclient's, but a notebook cut short is still saved as far as it ran, and
+``papermill ... --engine labkit`` ends a labkit error (a bad parameter, an unreadable recording) in its
+one-line message and its exit code (2, 3) instead of papermill's traceback and exit 1.
 
 papermill finds it through the ``papermill.engine`` entry point labkit declares in
 ``pyproject.toml`` (``labkit = "labkit.runners.engine:KeepingEngine"``); runs ask for it with
@@ -13,6 +15,7 @@ papermill calls on an engine) over an ``NBClientEngine`` subclass made on first 
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Any
 
 #: the engine's name, as the entry point declares it
@@ -30,7 +33,11 @@ class KeepingEngine:
 
     @classmethod
     def execute_notebook(cls, nb: Any, kernel_name: str, **kwargs: Any) -> Any:
-        return _nbclient_keeping().execute_notebook(nb, kernel_name, **kwargs)
+        nb = _nbclient_keeping().execute_notebook(nb, kernel_name, **kwargs)
+        command = _papermill_command()
+        if command is not None:
+            exit_on_labkit_error(nb, command.params.get("output_path") or kwargs.get("output_path"))
+        return nb
 
     @classmethod
     def nb_kernel_name(cls, nb: Any, name: str | None = None) -> str:
@@ -55,3 +62,59 @@ def _nbclient_keeping() -> type:
                 raise
 
     return NBClientKeeping
+
+
+def _papermill_command() -> Any:
+    """papermill's own command line's click context when it is what runs this engine, else None.
+
+    Only there does a labkit error become a message and an exit code; ``labkit run`` and the other
+    runners call papermill as a library and read the outcome from the run folder themselves."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    callback = getattr(getattr(ctx, "command", None), "callback", None)
+    return ctx if getattr(callback, "__module__", "") == "papermill.cli" else None
+
+
+def labkit_error_in(nb: Any) -> tuple[str, str, int] | None:
+    """(name, message, exit code) of the first labkit error a cell of ``nb`` raised, or None.
+
+    Known by its class name among labkit's errors and by a labkit frame in its traceback (or the
+    one-line rendering labkit gives it), so another library's ``ParameterError`` is not taken for one."""
+    from labkit.errors import ExitCode, LabkitError
+
+    codes = {cls.__name__: int(cls.exit_code) for cls in _subclasses(LabkitError)}
+    for cell in nb.cells:
+        for output in cell.get("outputs", ()):
+            if output.get("output_type") != "error" or output.get("ename") not in codes:
+                continue
+            trace = "\n".join(output.get("traceback") or ())
+            if "labkit" in trace or trace.strip() == f"{output['ename']}: {output.get('evalue', '')}".strip():
+                return output["ename"], output.get("evalue", ""), codes.get(output["ename"], int(ExitCode.ERROR))
+    return None
+
+
+def _subclasses(cls: type) -> list[type]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
+
+
+def exit_on_labkit_error(nb: Any, output_path: str | None) -> None:
+    """After papermill's command line ran ``nb``: for a labkit error, save the notebook as papermill does
+    (its error banner on top), print the error's one line and exit with its code (2 for a bad parameter)."""
+    found = labkit_error_in(nb)
+    if found is None:
+        return
+    _, message, code = found
+    from papermill.exceptions import PapermillExecutionError
+    from papermill.execute import raise_for_execution_errors
+
+    try:
+        raise_for_execution_errors(nb, output_path)  # writes the executed notebook with papermill's banner
+    except PapermillExecutionError:
+        pass
+    saved = f" (the executed notebook: {output_path})" if output_path and output_path != "-" else ""
+    print(f"labkit: {message}{saved}", file=sys.stderr, flush=True)
+    raise SystemExit(code)

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from labkit.analysis import ica
 from labkit.analysis.datasets import DEMO_FILENAME
-from labkit.errors import ParameterError
+from labkit.errors import LabkitError, ParameterError
 from labkit.params import SAMPLE_DATA_PATH, IcaParams, check_run_id, whole_number
 from labkit.results.folder import RunFolder
 from labkit.results.layout import FOLDER_PREFIX, run_id_of
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 def default_locations(base_dir: str, raw_file_path: str) -> tuple[str, str]:
-    """Fill blank template parameters: base_dir from ``BASE_DIR`` or the working directory;
+    """Fill blank template parameters: base_dir from ``BASE_DIR`` or ``~/labkit``;
     the recording from MNE's sample data if present, else labkit's demo recording (made on first use)."""
     base = default_base_dir(base_dir)
     if raw_file_path:
@@ -41,9 +41,23 @@ def default_locations(base_dir: str, raw_file_path: str) -> tuple[str, str]:
     return base, datasets.DEMO_FILENAME
 
 
-def default_base_dir(base_dir: str) -> str:
-    """A blank ``base_dir`` means ``$BASE_DIR``, else the working directory."""
-    return base_dir or os.environ.get("BASE_DIR") or os.getcwd()
+#: where a plain papermill run with no base_dir and no $BASE_DIR keeps its results: in the user's home,
+#: so a run started from a checkout or a shared folder never writes into it
+HOME_BASE = "labkit"
+
+
+def default_base_dir(base_dir: str, *, make: bool = True) -> str:
+    """A blank ``base_dir`` means ``$BASE_DIR``, else ``~/labkit`` (made if missing, unless ``make`` is False)."""
+    if base_dir or os.environ.get("BASE_DIR"):
+        return base_dir or os.environ["BASE_DIR"]
+    home = Path.home() / HOME_BASE
+    if make:
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ParameterError("base_dir", "", f"a directory; the default for a blank base_dir, {home}, "
+                                 f"cannot be made ({err.strerror or err}): give base_dir or set BASE_DIR") from None
+    return str(home)
 
 
 @dataclass
@@ -72,6 +86,8 @@ class TemplateRun:
             else:
                 with contextlib.suppress(OSError):  # a full disk: the runner records the outcome
                     self.folder.set_status("running", error={"reason": reason})
+            if isinstance(err, LabkitError):
+                raise told(err) from None
             raise
         return self.result
 
@@ -110,15 +126,34 @@ def start(namespace: Mapping[str, Any]) -> TemplateRun:
 
     Every parameter (and ``run_dir``, ``blas_threads``, ``verbose``) is checked before anything is
     written: a bad value raises :class:`ParameterError` naming it, and leaves no folder and no demo file."""
+    try:
+        return _start(namespace)
+    except LabkitError as err:
+        raise told(err) from None
+
+
+def told(err: LabkitError) -> LabkitError:
+    """The error, shown by IPython (the notebook's cell output, papermill's report) as its one-line message.
+
+    A labkit error already says what to change; the frames inside labkit that raised it would only bury it."""
+    line = f"{type(err).__name__}: {err}"
+    err._render_traceback_ = lambda: [line]  # IPython's hook for an exception's own rendering
+    return err
+
+
+def _start(namespace: Mapping[str, Any]) -> TemplateRun:
     values = dict(namespace)
-    if _blank(values.get("base_dir")):
-        values["base_dir"] = default_base_dir("")
+    blank_base = _blank(values.get("base_dir"))
+    if blank_base:
+        values["base_dir"] = default_base_dir("", make=False)
     blank_recording = _blank(values.get("raw_file_path"))
     params = IcaParams.from_papermill({**values, "raw_file_path": DEMO_FILENAME} if blank_recording else values)
-    params.base_path()
-    run_dir = _checked_run_dir(values.get("run_dir"), params)
     blas_threads = whole_number("blas_threads", values.get("blas_threads", 0), 0, 1024)  # 0: automatic
     _check_verbose(values.get("verbose"))
+    if blank_base:
+        default_base_dir("")  # ~/labkit is made only for a set that passed every check above
+    params.base_path()
+    run_dir = _checked_run_dir(values.get("run_dir"), params)
     if blank_recording:
         params = params.replace(raw_file_path=default_locations(params.base_dir, "")[1])
     if run_dir is not None:
