@@ -1,8 +1,9 @@
 """The user-facing documents speak to a user about what labkit does, not about how they were written.
 
-README.md, docs/*.md and benchmarks/README.md never point at our issue tracker ("issue 9", "#12") and
-never tell the history of their own writing ("no longer", "previously", "this session changed"):
-a reader has neither the tracker nor the history, only the labkit in front of them. The phrase lists
+README.md, docs/*.md, benchmarks/README.md and the cluster admin's k8s/README.md never point at
+our issue tracker ("issue 9", "#12") and never tell the history of their own writing ("no longer",
+"previously", "this session changed"): a reader has neither the tracker nor the history, only the
+labkit in front of them. The phrase lists
 are checked against sentences that must be caught and ordinary sentences that must pass, so each
 pattern can fail and none forbids plain English.
 """
@@ -15,7 +16,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md",
+        ROOT / "k8s" / "README.md"]
 
 #: references to our own issues; an upstream project's (``mne-icalabel#304``) names its repository
 ISSUE_REFERENCES = [
@@ -74,7 +76,8 @@ def _findings(patterns: list[re.Pattern[str]]) -> list[str]:
 
 def test_the_documents_exist():
     names = [p.relative_to(ROOT).as_posix() for p in DOCS]
-    assert {"README.md", "docs/reliability.md", "docs/origins.md", "benchmarks/README.md"} <= set(names), names
+    assert {"README.md", "docs/reliability.md", "docs/origins.md", "benchmarks/README.md",
+            "k8s/README.md"} <= set(names), names
     assert all(p.is_file() for p in DOCS)
 
 
