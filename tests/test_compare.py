@@ -22,6 +22,11 @@ def _frame(groups: dict[str, list[float]], *, seeds: dict[str, list[int]] | None
     return pd.DataFrame(rows)
 
 
+def _words(result: cmp.Comparison) -> str:
+    """The summary as printed (wrapped at 100 columns, continuation lines indented), unwrapped."""
+    return result.summary().replace("\n  ", " ")
+
+
 # Darwin's Zea mays data as differences (cross- minus self-fertilised height, eighths of an inch; Fisher 1935),
 # the classic signed-rank example: W- = 24 (ranks 10 and 14), exact two-sided p = 0.04126.
 DARWIN = np.array([6, 8, 14, 16, 23, 24, 28, 29, 41, -48, 49, 56, 60, -67, 75], dtype=float)
@@ -42,8 +47,8 @@ def test_wilcoxon_on_darwins_data_matches_the_textbook_and_scipy():
     pair = result.posthoc.iloc[0]  # two groups: the one pair, with the size of the difference in the metric's units
     assert (pair["group_a"], pair["group_b"], pair["pvalue"]) == ("cross", "self", row["pvalue"])
     assert pair["median_difference"] == 24.0 and pair["higher"] == "cross"
-    assert "cross higher than self (median difference cross - self: 24)" in result.summary()
-    assert "Wilcoxon signed-rank" in result.summary() and "raw_file_path, random_state" in result.summary()
+    assert "cross higher than self (median difference cross - self: 24)" in _words(result)
+    assert "Wilcoxon signed-rank" in _words(result) and "raw_file_path, random_state" in _words(result)
 
 
 def test_friedman_matches_the_hand_computed_chi_square_and_kendalls_w():
@@ -80,7 +85,7 @@ def test_nemenyi_matches_scikit_posthocs_and_demsars_formula():
     q = abs(ranks["a"] - ranks["c"]) / np.sqrt(k * (k + 1) / (6 * n)) * np.sqrt(2)
     assert post[("a", "c")] == pytest.approx(stats.studentized_range.sf(q, k, np.inf), abs=1e-6)
     assert set(post.index) == {(a, b) for i, a in enumerate(names) for b in names[i + 1:]}
-    assert "Nemenyi" in result.summary() and "c higher than a" in result.summary()
+    assert "Nemenyi" in _words(result) and "c higher than a" in _words(result)
     shown = result._repr_html_()  # what a notebook shows: the words, the tests and the pairs
     assert "c higher than a" in shown and shown.count("<table") == 2 and "Kendall&#x27;s W" in shown
     conover = cmp.compare(_frame({k: list(v) for k, v in data.items()}), "fit_time_s", posthoc="conover")
@@ -96,7 +101,7 @@ def test_mann_whitney_on_the_textbook_example_when_seeds_are_not_shared():
                          "fit_time_s")
     row = result.tests.iloc[0]
     assert result.design == "unpaired" and row["test"] == "Mann-Whitney U"
-    assert "No block (raw_file_path, random_state) holds two groups" in result.summary()
+    assert "No block (raw_file_path, random_state) holds two groups" in _words(result)
     # groups are sorted, so f comes first: U_f = 20 - 17 = 3 and r_f = -0.7
     assert row["statistic"] == 3.0 and row["pvalue"] == pytest.approx(1 / 9)
     assert row["pvalue"] == pytest.approx(stats.mannwhitneyu(females, males).pvalue)
@@ -140,7 +145,7 @@ def test_holm_is_applied_across_the_metrics_compared_together():
     frame["n_iter"] = rng.normal(0, 1, len(frame))
     result = cmp.compare(frame, ["fit_time_s", "n_iter"])
     assert result.tests["pvalue_holm"].tolist() == pytest.approx(cmp.holm(result.tests["pvalue"]))
-    assert "Holm-adjusted over 2 metrics" in result.summary()
+    assert "Holm-adjusted over 2 metrics" in _words(result)
 
 
 def test_two_groups_paired_by_seed_use_wilcoxon_not_mann_whitney():
@@ -166,7 +171,7 @@ def test_blocks_are_recording_then_seed_and_incomplete_blocks_are_dropped_and_re
     assert sorted(gone["block"]) == ["raw_file_path=sub-01.fif, random_state=0",
                                      "raw_file_path=sub-02.fif, random_state=3"]
     assert "failed" in result.dropped.loc[result.dropped.metric == "*", "reason"].iloc[0]
-    assert "10 complete blocks (2 incomplete block(s) dropped)" in result.summary()
+    assert "10 complete blocks (2 incomplete block(s) dropped)" in _words(result)
 
 
 def test_only_blocks_that_exist_count_and_runs_without_a_seed_are_reported():
@@ -184,8 +189,48 @@ def test_only_blocks_that_exist_count_and_runs_without_a_seed_are_reported():
 
 def test_a_block_with_two_runs_of_one_group_is_refused_with_what_to_do():
     frame = _frame({"a": [1.0, 2.0], "b": [3.0, 4.0]}, seeds={"a": [0, 0], "b": [0, 1]})
-    with pytest.raises(ValueError, match=r"holds 2 succeeded runs of method='a'.*add the parameter that differs"):
+    with pytest.raises(cmp.AmbiguousRuns, match=r"random_state=0 holds 2 runs of method='a' \(0, 1\): the same set "
+                                                r"ran more than once.*pass duplicates='latest' or 'average'") as err:
         cmp.compare(frame, "fit_time_s")
+    assert err.value.exit_code == 2
+    told = str(err.value.told_as("labkit compare"))
+    assert "Keep the newest run of each: labkit compare --latest; or average them: labkit compare " in told
+    frame["n_components"] = [15, 20, 20, 20]  # the two runs are of different sets: say which parameter differs
+    with pytest.raises(cmp.AmbiguousRuns, match=r"which differ in n_components \(15, 20\); filter the table to one"):
+        cmp.compare(frame, "fit_time_s")
+    with pytest.raises(ValueError, match="'duplicates' parameter: got 'first'"):
+        cmp.compare(frame, "fit_time_s", duplicates="first")
+
+
+def test_a_set_run_twice_is_compared_by_its_newest_run_or_its_mean():
+    rng = np.random.default_rng(5)
+    first = _frame({"a": list(rng.normal(0, 1, 8)), "b": list(rng.normal(1, 1, 8))}).assign(
+        finished="2026-01-01T10:00:00+00:00")
+    again = _frame({"a": list(rng.normal(0, 1, 8)), "b": list(rng.normal(1, 1, 8))}).assign(
+        finished="2026-01-02T10:00:00+00:00")
+    both = pd.concat([again.iloc[:8], first, again.iloc[8:]])  # the table's order says nothing of which is newer
+    latest = cmp.compare(both, "fit_time_s", duplicates="latest")
+    alone = cmp.compare(again, "fit_time_s")
+    assert latest.tests.iloc[0]["pvalue"] == alone.tests.iloc[0]["pvalue"] and latest.tests.iloc[0]["n"] == 8
+    assert (latest.dropped["reason"].str.contains("an older run of the same set")).sum() == 16
+    assert "16 older run(s) of a repeated set left out in 16 block(s)" in _words(latest)
+    mean = cmp.compare(both, "fit_time_s", duplicates="average")
+    expected = (first.set_index(["method", "random_state"])["fit_time_s"]
+                + again.set_index(["method", "random_state"])["fit_time_s"]) / 2
+    medians = mean.groups.set_index("group")["median"]
+    assert medians["a"] == pytest.approx(expected["a"].median()) and mean.tests.iloc[0]["n"] == 8
+    with pytest.raises(cmp.ComparisonError, match="needs the table's 'finished' column"):
+        cmp.compare(both.drop(columns="finished"), "fit_time_s", duplicates="latest")
+
+
+def test_the_summary_wraps_to_its_width():
+    rng = np.random.default_rng(6)
+    result = cmp.compare(_frame({"a": list(rng.normal(0, 1, 9)), "b": list(rng.normal(1, 1, 9)),
+                                 "c": list(rng.normal(2, 1, 9))}), "fit_time_s")
+    for width in (60, 100):
+        lines = result.summary(width).splitlines()
+        assert max(map(len, lines)) <= width and len(lines) > 2
+        assert " ".join(line.strip() for line in lines) == " ".join(result.summary(None).split())
 
 
 def test_errors_name_the_problem():
@@ -205,9 +250,9 @@ def test_errors_name_the_problem():
 
 def test_untestable_data_say_why_instead_of_a_p_value():
     one = cmp.compare(_frame({"a": [1.0], "b": [2.0]}), "fit_time_s")
-    assert np.isnan(one.tests.iloc[0]["pvalue"]) and "1 complete block(s)" in one.summary()
+    assert np.isnan(one.tests.iloc[0]["pvalue"]) and "1 complete block(s)" in _words(one)
     ties = cmp.compare(_frame({"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0, 3.0]}), "fit_time_s")
-    assert "no differences within any block" in ties.summary()
+    assert "no differences within any block" in _words(ties)
 
 
 @settings(max_examples=40, deadline=None)
@@ -278,7 +323,7 @@ def test_any_table_gives_results_or_a_labkit_error(rows):
         return
     row = result.tests.iloc[0]
     assert np.isnan(row["pvalue"]) or 0 <= row["pvalue"] <= 1
-    assert result.summary().count("fit_time_s:") == 1
+    assert _words(result).count("fit_time_s:") == 1
     assert set(result.dropped["reason"]) <= {"no value", "no value for this group in the block",
                                              "no block: a blocking value is missing"} | {
         r for r in result.dropped["reason"] if r.startswith("run ")}

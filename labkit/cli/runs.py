@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import click
 
@@ -40,20 +40,44 @@ RUNS_WIDTH = 100
 
 
 def runs_lines(found: list[Any]) -> str:
-    """One line per run, at most :data:`RUNS_WIDTH` characters (the recording's name is shortened); why a
-    run failed or what it warned about follows on an indented line."""
+    """One line per run, at most :data:`RUNS_WIDTH` characters; why a run failed or what it warned about
+    follows on an indented line. A cell too long to fit (the recording's name first) ends in ``...``:
+    nothing is cut without a mark, and the run id is never cut (``labkit logs`` needs it)."""
     head = ("RUN ID", "OUTCOME", "RECORDING", "METHOD", "COMP", "FIT S", "SUSPECTS")
     cells = [_run_cells(r) for r in found]
-    rows = [head] + [c[:-1] for c in cells]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    room = RUNS_WIDTH - (sum(widths) - widths[2] + 2 * (len(head) - 1))
-    widths[2] = max(min(widths[2], room), 9)
-    lines = []
-    for row, note in zip(rows, [""] + [c[-1] for c in cells], strict=True):
-        lines.append("  ".join(_cut(c, w).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    table = fit_columns(head, [c[:-1] for c in cells], RUNS_WIDTH, first=(2,), keep=(0,))
+    lines = [table[0]]
+    for line, note in zip(table[1:], [c[-1] for c in cells], strict=True):
+        lines.append(line)
         if note:
             lines.append(_cut("    " + note, RUNS_WIDTH))
-    return "\n".join(line[:RUNS_WIDTH] for line in lines)
+    return "\n".join(lines)
+
+
+def fit_columns(head: Sequence[str], rows: Sequence[Sequence[str]], width: int, *, first: Sequence[int] = (),
+                keep: Sequence[int] = (), right: Sequence[int] = ()) -> list[str]:
+    """Rows of text cells as aligned lines of at most ``width`` characters (while the kept columns fit).
+
+    Columns narrow until the lines fit: those in ``first`` down to 9 characters, then the
+    widest of the others not in ``keep``; a narrowed cell ends in ``...``. Columns in
+    ``right`` are right-aligned (numbers).
+    """
+    table = [tuple(head), *(tuple(r) for r in rows)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    excess = sum(widths) + 2 * (len(widths) - 1) - width
+    for i in first:
+        cut = min(max(excess, 0), max(widths[i] - 9, 0))
+        widths[i], excess = widths[i] - cut, excess - cut
+    while excess > 0:
+        free = [i for i in range(len(widths)) if i not in keep and widths[i] > 4]
+        if not free:
+            break
+        i = max(free, key=lambda j: widths[j])
+        cut = min(excess, widths[i] - 4, max(widths[i] - max(widths[j] for j in free if j != i) + 1, 1)
+                  if len(free) > 1 else excess)
+        widths[i], excess = widths[i] - cut, excess - cut
+    return ["  ".join(_cut(c, w).rjust(w) if i in right else _cut(c, w).ljust(w)
+                      for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip() for row in table]
 
 
 def _run_cells(found: Any) -> tuple[str, ...]:

@@ -2,8 +2,8 @@
 
 What a sweep returns, ``labkit list`` and the comparisons start from: parameters, the
 state (one of :data:`~labkit.results.states.STATES`, or ``damaged``) and its reason, the
-metrics worth comparing, and where the folder is. :func:`provenance_row` adds where a
-result came from.
+sweep it ran in, the metrics worth comparing, and where the folder is.
+:func:`provenance_row` adds where a result came from.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from labkit.results.reading import RunResult, list_runs
 
 def row(found: RunResult) -> dict[str, Any]:
     """One run as a flat row: parameters, state and why (failed, cancelled, damaged), and the metrics worth comparing."""
-    out: dict[str, Any] = {"run_id": found.run_id, "state": found.state, "error": found.error}
+    out: dict[str, Any] = {"run_id": found.run_id, "state": found.state, "error": found.error,
+                           "sweep_id": sweep_of(found)}
     if found.params is not None:
         out.update({k: v for k, v in found.params.to_dict().items() if k != "base_dir"})
     m = found.metrics
@@ -32,6 +33,18 @@ def row(found: RunResult) -> dict[str, Any]:
         out[f"{kind}_suspects"] = len(m.get(f"{kind}_suspects", [])) if scores else None
     out["path"] = str(found.path)
     return out
+
+
+def sweep_of(found: RunResult) -> str | None:
+    """The sweep a run ran in, so runs of one sweep can be compared apart from a rerun's (``labkit compare
+    --sweep``): the ``sweep_id`` its status records, else, for a run of a ``labkit sweep`` on this or another
+    machine, its sweep process (``runner_pid`` and ``host`` in its status) as ``local-<host>-<pid>``;
+    None for a run made on its own (``labkit run``)."""
+    status = found.status
+    if status.get("sweep_id"):
+        return str(status["sweep_id"])
+    pid, host = status.get("runner_pid"), status.get("host")
+    return f"local-{host}-{pid}" if isinstance(pid, int) and host else None
 
 
 def table(found: Iterable[RunResult]) -> pd.DataFrame:

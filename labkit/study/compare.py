@@ -6,6 +6,8 @@ The design decides the test, not the data's look:
   ``(raw_file_path, random_state)``: runs in a block saw the same data and started
   from the same random state, so differences within a block are the methods' own.
   Blocks missing a group (a failed run, a missing metric) are dropped and reported.
+  A block holding one group twice (a set run again: ``labkit sweep --force``) is refused
+  unless ``duplicates`` is ``"latest"`` (the newest run) or ``"average"`` (their mean).
   Two groups: Wilcoxon signed-rank, effect size the matched-pairs rank-biserial
   correlation (Kerby 2014). More: Friedman, effect size Kendall's W, then Nemenyi
   (default, Demšar 2006) or Conover post-hoc tests (scikit-posthocs).
@@ -24,23 +26,46 @@ provenance and ground-truth quality); the figures are in :mod:`labkit.study.figu
 
 from __future__ import annotations
 
+import shlex
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from labkit.errors import LabkitError, ParameterError
+from labkit.errors import ExitCode, LabkitError, ParameterError
 
 #: the blocking factor: recording first, then seed
 BLOCKS: tuple[str, ...] = ("raw_file_path", "random_state")
 #: what ``labkit compare`` tests when no metric is named (those with values)
 DEFAULT_METRICS = ("fit_time_s", "blink_match_r", "heartbeat_match_r", "amari_index")
 POSTHOC = ("nemenyi", "conover")
+#: what to do with a block holding two runs of one group: refuse, keep the newest, average them
+DUPLICATES = ("refuse", "latest", "average")
+#: how wide :meth:`Comparison.summary` wraps its text: a 100-column terminal
+SUMMARY_WIDTH = 100
 
 
 class ComparisonError(LabkitError, ValueError):
     """The runs cannot be compared as asked (too few groups, no values, an ambiguous block); says what to do."""
+
+
+class AmbiguousRuns(ComparisonError):
+    """Runs that must not be compared together as they are; ``ways`` out: (what it does, its ``labkit compare``
+    arguments), told as commands by :meth:`told_as`; ``str()`` words it for Python."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+    def __init__(self, problem: str, python: str, ways: Sequence[tuple[str, Sequence[str]]]) -> None:
+        self.problem, self.python, self.ways = problem, python, [(w, list(a)) for w, a in ways]
+        super().__init__(f"{problem}; {python}")
+
+    def told_as(self, command: str) -> "AmbiguousRuns":
+        """The message with each way out as the full command to run (``command``: what the user typed)."""
+        ways = "; or ".join(f"{why}: {command} {shlex.join(args)}" for why, args in self.ways)
+        self.args = (f"{self.problem}. {ways[:1].upper()}{ways[1:]}",)
+        return self
 
 
 # --------------------------------------------------------------------------- statistics
@@ -60,12 +85,13 @@ class Comparison:
     alpha: float = 0.05
     notes: list[str] = field(default_factory=list)
 
-    def summary(self) -> str:
-        """What was tested, why that test, what came out, in words."""
-        lines = [f"Groups by {self.by!r}. " + _design_words(self)] + self.notes
-        for rec in self.tests.to_dict("records"):
-            lines.append(_metric_words(self, rec))
-        return "\n".join(lines)
+    def summary(self, width: int | None = SUMMARY_WIDTH) -> str:
+        """What was tested, why that test, what came out, in words, wrapped to fit ``width`` columns (None: a
+        line per paragraph)."""
+        lines = [f"Groups by {self.by!r}. " + _design_words(self), *self.notes,
+                 *(_metric_words(self, rec) for rec in self.tests.to_dict("records"))]
+        return "\n".join(lines if width is None else (
+            textwrap.fill(line, width, subsequent_indent="  ", break_on_hyphens=False) for line in lines))
 
     def __str__(self) -> str:
         return self.summary()
@@ -77,17 +103,20 @@ class Comparison:
                 "magnitude"]
         fmt = {"index": False, "float_format": lambda v: f"{v:.3g}"}
         pairs = self.posthoc.to_html(**fmt) if len(self.posthoc) else ""
-        return (f"<pre style='white-space:pre-wrap'>{html.escape(self.summary())}</pre>"
+        return (f"<pre style='white-space:pre-wrap'>{html.escape(self.summary(None))}</pre>"
                 + self.tests[[c for c in cols if c in self.tests]].to_html(**fmt) + pairs)
 
 
 def compare(frame: pd.DataFrame, metrics: str | Sequence[str], by: str = "method", *,
-            blocks: Sequence[str] | None = BLOCKS, posthoc: str = "nemenyi", alpha: float = 0.05) -> Comparison:
+            blocks: Sequence[str] | None = BLOCKS, posthoc: str = "nemenyi", alpha: float = 0.05,
+            duplicates: str = "refuse") -> Comparison:
     """Test whether each metric differs between the groups of ``by``, with the test the design calls for.
 
     Only succeeded runs count (when the table has a ``state`` column). ``blocks=None``
     declares the runs unpaired. Raises ValueError naming the problem for fewer than
-    two groups, an unknown column, or a block holding two runs of one group.
+    two groups or an unknown column, and :class:`AmbiguousRuns` for a block holding two
+    runs of one group unless ``duplicates`` is ``"latest"`` (the newest by the
+    ``finished`` column) or ``"average"`` (their mean, for each metric).
     """
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     columns = "a column of the table: " + ", ".join(map(str, frame.columns))
@@ -100,6 +129,8 @@ def compare(frame: pd.DataFrame, metrics: str | Sequence[str], by: str = "method
         raise ParameterError("alpha", alpha, "a number between 0 and 1")
     if blocks and by in blocks:
         raise ParameterError("by", by, f"a column other than the blocking columns {tuple(blocks)}")
+    if duplicates not in DUPLICATES:
+        raise ParameterError("duplicates", duplicates, DUPLICATES)
     dropped: list[dict[str, Any]] = []
     ok = frame
     if "state" in frame.columns:
@@ -114,7 +145,8 @@ def compare(frame: pd.DataFrame, metrics: str | Sequence[str], by: str = "method
     names = sorted(ok[by].unique(), key=str)
     if len(names) < 2:
         raise ComparisonError(f"compare needs at least two values of {by!r} among succeeded runs; found {names}")
-    design, notes = _design(ok, by, blocks)
+    design, notes, ok, gone = _design(ok, by, blocks, duplicates, metrics)
+    dropped += gone
     block_cols = tuple(blocks) if design == "paired" and blocks else None
     tests, post, groups = [], [], []
     for metric in metrics:
@@ -159,24 +191,86 @@ def holm(pvalues: Sequence[float] | pd.Series) -> np.ndarray:
     return out
 
 
-def _design(ok: pd.DataFrame, by: str, blocks: Sequence[str] | None) -> tuple[str, list[str]]:
-    """Paired when the groups share blocks; unpaired when there are none to share."""
+def _design(ok: pd.DataFrame, by: str, blocks: Sequence[str] | None, duplicates: str, metrics: Sequence[str]
+            ) -> tuple[str, list[str], pd.DataFrame, list[dict[str, Any]]]:
+    """Paired when the groups share blocks; unpaired when there are none to share. A block holds one run per
+    group: a set run twice is refused, or resolved as ``duplicates`` says (the runs left out, and why)."""
     if not blocks:
-        return "unpaired", ["Unpaired by request (blocks=None)."]
+        return "unpaired", ["Unpaired by request (blocks=None)."], ok, []
     missing = [b for b in blocks if b not in ok.columns]
     if missing:
-        return "unpaired", [f"No {', '.join(missing)} column: the runs cannot be paired, so unpaired tests are used."]
-    keyed = ok.dropna(subset=list(blocks))
-    counts = keyed.groupby([*blocks, by], dropna=False).size()
-    if (counts > 1).any():
-        (*block, group), n = next((k, v) for k, v in counts.items() if v > 1)
-        raise ComparisonError(
-            f"block {dict(zip(blocks, block, strict=True))} holds {n} succeeded runs of {by}={group!r}; a block must "
-            f"hold one run per group: filter the table, or add the parameter that differs to blocks=")
+        return ("unpaired", [f"No {', '.join(missing)} column: the runs cannot be paired, so unpaired tests are used."],
+                ok, [])
+    key = [*blocks, by]
+    keyed = ok[ok[list(blocks)].notna().all(axis=1).to_numpy()]
+    repeated = keyed[keyed.duplicated(key, keep=False).to_numpy()]
+    notes, gone = [], []
+    if len(repeated):
+        if duplicates == "refuse":
+            raise _duplicates_error(repeated, by, tuple(blocks))
+        ok, notes, gone = _one_run_per_block(ok, key, duplicates, metrics, repeated)
+        keyed = ok[ok[list(blocks)].notna().all(axis=1).to_numpy()]
     shared = keyed.groupby(list(blocks))[by].nunique()
     if not (shared >= 2).any():
-        return "unpaired", [f"No block ({', '.join(blocks)}) holds two groups: the runs are unpaired."]
-    return "paired", []
+        return "unpaired", [*notes, f"No block ({', '.join(blocks)}) holds two groups: the runs are unpaired."], ok, gone
+    return "paired", notes, ok, gone
+
+
+def _duplicates_error(repeated: pd.DataFrame, by: str, blocks: tuple[str, ...]) -> AmbiguousRuns:
+    """What a block holding one group twice means (which runs, which parameter differs) and the ways out."""
+    from labkit.params import ANALYSIS_FIELDS
+
+    key = [*blocks, by]
+    first = repeated[(repeated[key] == repeated[key].iloc[0]).all(axis=1).to_numpy()]
+    n_blocks = len(repeated.drop_duplicates(key))
+    runs = ", ".join(map(str, first.index[:3])) + (", ..." if len(first) > 3 else "")
+    problem = (f"{n_blocks} block(s) hold more than one succeeded run of one {by}: {_block_label(first.iloc[0], blocks)}"
+               f" holds {len(first)} runs of {by}={first[by].iloc[0]!r} ({runs})")
+    differ = [c for c in ANALYSIS_FIELDS if c in first and c not in key and first[c].astype(str).nunique() > 1]
+    if differ:
+        col = differ[0]
+        values = ", ".join(sorted(map(str, first[col].unique())))
+        return AmbiguousRuns(
+            f"{problem}, which differ in {col} ({values})" + "".join(f" and {c}" for c in differ[1:]),
+            f"filter the table to one {col}, or add {col} to blocks=",
+            [(f"compare one {col} at a time", ["--where", f"{col}={first[col].iloc[-1]}"]),
+             (f"pair runs across {col}", ["--blocks", ",".join([*blocks, col])])])
+    ways = []
+    if "sweep_id" in first and first["sweep_id"].nunique() > 1:
+        newest = first.sort_values("finished") if "finished" in first else first
+        ways.append(("keep one sweep's runs", ["--sweep", str(newest["sweep_id"].iloc[-1])]))
+    ways += [("keep the newest run of each", ["--latest"]), ("average them", ["--average-duplicates"])]
+    return AmbiguousRuns(f"{problem}: the same set ran more than once (a block holds one run per group)",
+                         "pass duplicates='latest' or 'average', or filter the table (its sweep_id column)", ways)
+
+
+def _one_run_per_block(ok: pd.DataFrame, key: list[str], duplicates: str, metrics: Sequence[str],
+                       repeated: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[dict[str, Any]]]:
+    """The newest run of each repeated (block, group), or one row holding the mean of their metrics."""
+    row = np.arange(len(ok))
+    keyed = ok[list(key)].notna().all(axis=1).to_numpy()
+    n_blocks = len(repeated.drop_duplicates(key))
+    if duplicates == "latest":
+        if "finished" not in ok:
+            raise ComparisonError("duplicates='latest' needs the table's 'finished' column (when each run ended)")
+        finished = pd.to_datetime(ok["finished"], errors="coerce", utc=True).dt.tz_localize(None)
+        order = np.lexsort((row, finished.to_numpy("datetime64[ns]").view("int64")))  # oldest first; no time: oldest
+        older = ok.iloc[order][keyed[order]].duplicated(key, keep="last").to_numpy()
+        drop = order[keyed[order]][older]
+        out, reason = ok, "an older run of the same set (the newest is compared)"
+        note = f"{len(drop)} older run(s) of a repeated set left out in {n_blocks} block(s) (duplicates='latest')."
+    else:
+        out, rows = ok.copy(), np.flatnonzero(keyed)
+        means = (out.iloc[rows].assign(**{m: pd.to_numeric(out.iloc[rows][m], errors="coerce") for m in metrics})
+                 .groupby(key, sort=False)[list(metrics)].transform("mean"))
+        out.iloc[rows, [out.columns.get_loc(m) for m in metrics]] = means.to_numpy()
+        drop = rows[out.iloc[rows].duplicated(key, keep="first").to_numpy()]
+        note = (f"{len(repeated)} runs of a repeated set in {n_blocks} block(s) averaged into one value each "
+                "(duplicates='average').")
+        reason = "averaged into the first run of the same set"
+    gone = [{"metric": "*", "block": _block_label(r, key[:-1]), "group": r[key[-1]], "reason": f"run {i}: {reason}"}
+            for i, r in ok.iloc[drop].iterrows()]
+    return out.iloc[np.setdiff1d(row, drop)], [note], gone
 
 
 def _paired(data: pd.DataFrame, metric: str, by: str, blocks: tuple[str, ...], names: list[Any],
@@ -402,5 +496,5 @@ def _difference_words(pair: dict[str, Any]) -> str:
     return f"{high} higher than {low} (median difference {high} - {low}: {signed:.3g})"
 
 
-__all__ = ["BLOCKS", "DEFAULT_METRICS", "POSTHOC", "Comparison", "ComparisonError", "compare", "holm",
-           "matched_pairs_rank_biserial", "rank_biserial", "kendalls_w", "epsilon_squared", "magnitude"]
+__all__ = ["BLOCKS", "DEFAULT_METRICS", "DUPLICATES", "POSTHOC", "AmbiguousRuns", "Comparison", "ComparisonError",
+           "compare", "holm", "matched_pairs_rank_biserial", "rank_biserial", "kendalls_w", "epsilon_squared", "magnitude"]

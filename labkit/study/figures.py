@@ -146,7 +146,8 @@ def save_figures(frame: pd.DataFrame, result: Comparison, out_dir: str | os.Path
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    figures = {f"box_{m}.png": lambda m=m: plot(frame, m, result.by) for m in result.tests["metric"]}
+    figures = {f"box_{m}.png": lambda m=m: plot(frame, m, result.by, blocks=result.blocks)
+               for m in result.tests["metric"]}
     for rec in result.tests.to_dict("records"):
         if result.design == "paired" and rec["n_groups"] >= 3 and np.isfinite(rec["pvalue"]):
             figures[f"cd_{rec['metric']}.png"] = lambda m=rec["metric"]: cd_diagram(result, m)
