@@ -147,6 +147,16 @@ def test_logs_and_cancel_accept_a_run_id(cluster_env: Emulator) -> None:
     assert f"cancelled {name}" in runner.invoke(main, ["cancel", "my-run-7"]).output
 
 
+def test_logs_of_a_run_neither_here_nor_on_the_cluster_says_both(cluster_env: Emulator, tmp_path: Path) -> None:
+    base = tmp_path / "data"
+    (base / "PreExperiment_ICA_my-run-7").mkdir(parents=True)
+    out = CliRunner().invoke(main, ["logs", "my-run-8", "--base-dir", str(base)])
+    assert out.exit_code == ExitCode.NOT_FOUND, out.output
+    assert f"No run 'my-run-8' in {base.resolve()}" in out.output and "nearest run ids there: my-run-7" in out.output
+    assert "Nor on the cluster: " in out.output and "Traceback" not in out.output
+    assert len(out.output.strip().splitlines()) == 1
+
+
 def test_submit_follow_streams_the_log_then_the_outcome(cluster_env: Emulator, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     name = f"labkit-anna-{IcaParams().digest}"

@@ -21,6 +21,7 @@ from labkit.cli.options import fail as _fail
 from labkit.cli.options import param_options, params_from_cli, read_params_file, run_id_option
 from labkit.errors import ExitCode, LabkitError
 from labkit.params import default_base_dir
+from labkit.runners.cluster.errors import ClusterNotFound
 from labkit.runners.cluster.settings import ClusterSettings
 
 
@@ -300,9 +301,16 @@ def logs_cmd(name: str, user: str | None, settings_file: str | None, overrides: 
         raise not_found_here(base_dir, name, "No cluster to ask either: no cluster settings (--settings, "
                              "$LABKIT_CLUSTER_CONFIG), no hub service and no kubeconfig.")
     jobs = _jobs(user, settings_file, overrides)
-    name = _resolve(jobs, name)
-    for line in jobs.logs(name, follow=follow):
-        click.echo(line)
+    asked, printed = name, False
+    try:
+        name = _resolve(jobs, name)
+        for line in jobs.logs(name, follow=follow):
+            printed = True
+            click.echo(line)
+    except ClusterNotFound as err:
+        if printed:
+            raise
+        raise not_found_here(base_dir, asked, f"Nor on the cluster: {err}") from None
     if follow:
         _print_status(jobs.run_status(name))
 
