@@ -212,7 +212,7 @@ class IcaParams:
     label_threshold: float | None = None
 
     def __post_init__(self) -> None:
-        coerced = _coerce(dataclasses.asdict(self))
+        coerced = coerce_values(dataclasses.asdict(self))
         for name, value in coerced.items():
             object.__setattr__(self, name, value)
         problems = static_problems(coerced)
@@ -405,7 +405,7 @@ def _is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip().lower() in ("", "none"))
 
 
-def _coerce(values: dict[str, Any]) -> dict[str, Any]:
+def coerce_values(values: dict[str, Any]) -> dict[str, Any]:
     """Turn strings and numbers into each field's type; type errors name the field."""
     out = dict(values)
     out["base_dir"] = _as_text("base_dir", values["base_dir"], "a directory path")

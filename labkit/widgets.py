@@ -33,25 +33,29 @@ import traitlets
 from IPython.display import HTML, clear_output, display
 
 from labkit.analysis import recording
+from labkit.analysis.exclusions import (
+    apply_exclusions,
+    excluded_components,
+    n_components,
+    save_exclusions,
+    suspect_reasons,
+)
 from labkit.errors import LabkitError, ParameterError
 from labkit.params import (
     CHANNEL_TYPES,
     FIELD_BY_NAME,
-    FIELDS,
     METHODS,
     IcaParams,
-    _coerce,
-    static_problems,
+    coerce_values,
 )
-from labkit.results.components import read_components_tsv, write_components_tsv
-from labkit.results.layout import COMPONENTS_TSV, LOG_FILE, NOTEBOOK_FILE, REPORT_FILE
+from labkit.results.layout import LOG_FILE, NOTEBOOK_FILE, REPORT_FILE
 from labkit.results.reading import RunResult
+from labkit.schema import check_draft
 
 logger = logging.getLogger(__name__)
 
 #: where papermill finds the run template, for exported command lines
 PAPERMILL_TEMPLATE = "notebooks/ica_run.ipynb"
-CLEANED_FILE = "cleaned_raw.fif"
 EXPORT_FORMATS = ("json", "env", "labkit run", "papermill")
 POLL_S = 0.5
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(IcaParams)}
@@ -299,11 +303,10 @@ class ResultView(W.VBox):
             super().__init__(children, **kwargs)
             return
         self.links = W.HTML(self._links_html())
-        n = int(m.get("n_components") or (result.params.n_components if result.params else 0))
+        n = n_components(result)
         self.n_components = n
-        self.suspects = self._suspect_reasons()
-        saved = read_components_tsv(result.file(COMPONENTS_TSV))
-        marked = set(saved if saved is not None else m.get("exclude", self.suspects))
+        self.suspects = suspect_reasons(m)
+        marked = set(excluded_components(result))
         self.exclude_boxes = [
             W.Checkbox(value=i in marked, description=f"ICA{i:03d}" + (" ⚠" if i in self.suspects else ""),
                        indent=False, layout=W.Layout(width="110px"))
@@ -348,15 +351,6 @@ class ResultView(W.VBox):
     def _metrics_html(self) -> str:
         return "<b>Metrics</b>" + self.metrics_frame().to_html(border=0)
 
-    def _suspect_reasons(self) -> dict[int, str]:
-        m = self.result.metrics
-        out: dict[int, str] = {}
-        for i in m.get("ecg_suspects", []):
-            out[int(i)] = "ECG"
-        for i in m.get("eog_suspects", []):
-            out[int(i)] = "EOG" if int(i) not in out else "EOG+ECG"
-        return out
-
     def scores_frame(self):
         """Component x (EOG channel, ECG) correlation scores, or an empty frame when none were computed."""
         import numpy as np
@@ -375,7 +369,7 @@ class ResultView(W.VBox):
             return pd.DataFrame()
         frame = pd.DataFrame(cols)
         frame.index = [f"ICA{i:03d}" for i in range(len(frame))]
-        frame["suspect"] = [self._suspect_reasons().get(i, "") for i in range(len(frame))]
+        frame["suspect"] = [suspect_reasons(self.result.metrics).get(i, "") for i in range(len(frame))]
         return frame
 
     def _scores_html(self) -> str:
@@ -442,24 +436,11 @@ class ResultView(W.VBox):
         return [i for i, box in enumerate(self.exclude_boxes) if box.value]
 
     def save(self) -> Path:
-        bad = {i: self.suspects.get(i, "manual") for i in self.excluded}
-        bad = {i: (f"{why} suspect" if why != "manual" else "marked bad by hand") for i, why in bad.items()}
-        return write_components_tsv(self.result.file(COMPONENTS_TSV), self.n_components, bad,
-                                            labels=self.result.metrics.get("labels"))
+        return save_exclusions(self.result, self.excluded)
 
     def apply(self) -> Path:
         """Save the exclusions, then write the whole recording with them removed (``cleaned_raw.fif``)."""
-        self.save()
-        params = self.result.params
-        if params is None:
-            raise LabkitError(f"Run {self.result.run_id} has no readable params.json")
-        ica = self.result.read_ica()
-        ica.exclude = self.excluded
-        raw = recording.read_raw(params.raw_path(), preload=True, verbose="error")
-        ica.apply(raw, verbose="error")
-        out = self.result.file(CLEANED_FILE)
-        raw.save(out, overwrite=True, verbose="error")
-        return out
+        return apply_exclusions(self.result, self.excluded)
 
     def _on_save(self, _: Any) -> None:
         with self.output:
@@ -702,26 +683,15 @@ class IcaForm(W.VBox):
     def validate(self) -> dict[str, str]:
         """Every problem of the current values (field -> IcaParams' message); updates labels and buttons."""
         values = self.values()
-        problems: dict[str, ParameterError] = {}
-        if not values["raw_file_path"]:
-            problems["raw_file_path"] = ParameterError("raw_file_path", "", "a recording chosen in the browser above")
+        chosen = bool(values["raw_file_path"])
+        if not chosen:
             values["raw_file_path"] = "none.fif"
-        for _ in range(len(FIELDS)):  # coerce, one type error per field, each shown at its control
-            try:
-                coerced = _coerce(values)
-                break
-            except ParameterError as err:
-                problems.setdefault(err.field, err)
-                values[err.field] = _DEFAULTS[err.field]
-        for err in static_problems(coerced):
-            problems.setdefault(err.field, err)
-        if self.info is not None and not problems:
-            for err in recording.header_problems(IcaParams(**coerced), self.info):
-                problems.setdefault(err.field, err)
-        elif self.info is not None:  # still check what the header can say about the valid fields
-            ns = type("P", (), coerced)
-            for err in recording.header_problems(ns, self.info):  # type: ignore[arg-type]
-                problems.setdefault(err.field, err)
+        info = self.info
+        draft = check_draft(values, header_problems=None if info is None
+                            else (lambda p: recording.header_problems(p, info)))
+        problems = draft.problems
+        if not chosen:
+            problems["raw_file_path"] = ParameterError("raw_file_path", "", "a recording chosen in the browser above")
         self.problems = {k: str(v) for k, v in problems.items()}
         if getattr(self, "recording_error", ""):
             self.problems["raw_file_path"] = self.recording_error
@@ -740,7 +710,7 @@ class IcaForm(W.VBox):
         """The valid parameter set the form shows, or None while anything is invalid."""
         if self.validate():
             return None
-        return IcaParams(**_coerce(self.values()))
+        return IcaParams(**coerce_values(self.values()))
 
     def set_params(self, params: IcaParams) -> None:
         """Fill the form from a set (its recording must be inside this form's base_dir)."""
@@ -993,7 +963,7 @@ class IcaForm(W.VBox):
             if self.problems or self.info is None:
                 text = "# the form is not valid yet: " + "; ".join(self.problems.values())
             else:
-                text = export_text(IcaParams(**_coerce(self.values())), fmt)
+                text = export_text(IcaParams(**coerce_values(self.values())), fmt)
         self.export_area.value = text
 
 

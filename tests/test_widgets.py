@@ -15,11 +15,11 @@ from cluster_fixtures import NS, Controllers, cluster_config, emulator  # noqa: 
 
 from labkit import IcaParams, ParameterError
 from labkit.analysis.datasets import DEMO_FILENAME
+from labkit.analysis.exclusions import CLEANED_FILE
 from labkit.results.components import read_components_tsv
 from labkit.results.layout import COMPONENTS_TSV, FAILED
 from labkit.results.reading import load_run
 from labkit.widgets import (
-    CLEANED_FILE,
     IcaForm,
     JobsView,
     RecordingBrowser,

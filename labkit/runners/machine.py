@@ -38,6 +38,8 @@ class MachineBackend:
         #: sets of a sweep not started yet: run id -> (params, sweep id)
         self._waiting: dict[str, tuple[IcaParams, str]] = {}
         self._sweep_of: dict[str, str] = {}
+        #: runs cancelled through this backend (one stopped before its folder existed is cancelled, not failed)
+        self._cancelled: set[str] = set()
         self._lock = threading.Lock()
 
     def _here(self, params: IcaParams) -> IcaParams:
@@ -103,6 +105,10 @@ class MachineBackend:
             if proc is not None and not proc.done():
                 return Run(run, QUEUED, "starting", self.name, run, recording=proc.params.raw_file_path,
                            method=proc.params.method, sweep_id=self._sweep_of.get(run, ""))
+            if proc is not None and run in self._cancelled:
+                return Run(run, CANCELLED, "cancelled before it started", self.name, run,
+                           recording=proc.params.raw_file_path, method=proc.params.method,
+                           sweep_id=self._sweep_of.get(run, ""))
             if proc is not None:
                 return Run(run, FAILED, "the run stopped before its folder existed: "
                            + (proc.output_tail(5) or "no output"), self.name, run)
@@ -162,6 +168,7 @@ class MachineBackend:
                 return Run(run, CANCELLED, "cancelled before it started", self.name, run,
                            sweep_id=self._sweep_of.get(run, ""))
             proc = self._procs.get(run)
+            self._cancelled.add(run)
         if proc is not None:
             proc.cancel()
         else:  # started by another process on this machine: its pid is in status.json
@@ -182,6 +189,11 @@ class MachineBackend:
 
     def result(self, run: str) -> RunResult:
         return find_run(self.base_dir, run)
+
+    def active(self) -> bool:
+        """Whether a run this backend started (or a sweep's set waiting to start) is still going."""
+        with self._lock:
+            return bool(self._waiting) or any(not p.done() for p in self._procs.values())
 
     def close(self) -> None:
         """Cancel what this backend started and is still running (a server shutting down)."""

@@ -1,0 +1,250 @@
+"""The REST handlers under ``<base_url>labkit/``: every one authenticated, answering JSON (the log: text).
+
+Errors are JSON objects naming what was wrong: ``{"message", "field", "value", "allowed"}`` with 400
+for a bad field, 404 for a run or file that is not the user's, 409 for an action the run's state
+refuses and 422 for a recording MNE cannot read. The API is described in ``openapi.yaml`` beside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import mimetypes
+from typing import Any, Awaitable, Callable
+
+import tornado.web
+from jupyter_server.base.handlers import APIHandler
+from tornado.iostream import StreamClosedError
+
+from labkit.errors import LabkitError, ParameterError, RecordingError
+from labkit.lab.runs import LabRuns, NotFound
+from labkit.schema import check_draft, json_schema, problem
+
+RUN = r"(?P<run_id>[^/]+)"
+#: the longest request body taken (a parameter sweep of a few thousand sets fits)
+MAX_BODY = 2 * 1024 * 1024
+
+
+def answers(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[None]]:
+    """Run a handler method; a labkit error becomes its JSON answer with the status that fits it."""
+
+    @functools.wraps(method)
+    async def wrapper(self: "LabkitHandler", *args: Any, **kwargs: Any) -> None:
+        try:
+            await method(self, *args, **kwargs)
+        except ParameterError as err:
+            self.reply(problem(err), 400)
+        except NotFound as err:
+            self.refuse(404, err)
+        except RecordingError as err:
+            self.refuse(422, err)
+        except LabkitError as err:
+            self.refuse(409, err)
+
+    return wrapper
+
+
+class LabkitHandler(APIHandler):
+    """Shared parts: the user's runs, the JSON body, JSON answers and refusals."""
+
+    @property
+    def runs(self) -> LabRuns:
+        return self.settings["labkit_runs"]
+
+    def body(self) -> Any:
+        raw = self.request.body or b"{}"
+        if len(raw) > MAX_BODY:
+            raise ParameterError("body", f"{len(raw)} bytes", f"at most {MAX_BODY} bytes")
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ParameterError("body", raw[:80].decode(errors="replace"), "a JSON object") from None
+
+    def query(self) -> dict[str, str]:
+        return {k: self.get_argument(k) for k in self.request.arguments}
+
+    def reply(self, doc: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(doc, default=str))
+
+    def refuse(self, status: int, err: Exception, **fields: Any) -> None:
+        self.reply({"message": str(err), **fields}, status)
+
+    async def off_loop(self, work: Callable[..., Any], *args: Any) -> Any:
+        """Blocking work (file reads, MNE, a process start) on a thread, so the server stays responsive."""
+        return await asyncio.to_thread(work, *args)
+
+
+class InfoHandler(LabkitHandler):
+    @tornado.web.authenticated
+    @answers
+    async def get(self) -> None:
+        remote = self.runs.remote
+        self.reply({"base_dir": self.runs.base_dir, "backends": ["machine"] + ([remote.name] if remote else [])})
+
+
+class RunsHandler(LabkitHandler):
+    @tornado.web.authenticated
+    @answers
+    async def get(self) -> None:
+        page = await self.off_loop(self.runs.list, self.query())
+        self.reply(page.to_dict())
+
+    @tornado.web.authenticated
+    @answers
+    async def post(self) -> None:
+        run = await self.off_loop(self.runs.start, self.body())
+        self.reply(run.to_dict(), 201)
+
+
+class SweepsHandler(LabkitHandler):
+    @tornado.web.authenticated
+    @answers
+    async def post(self) -> None:
+        runs = await self.off_loop(self.runs.start_sweep, self.body())
+        self.reply({"sweep_id": runs[0].sweep_id, "runs": [r.to_dict() for r in runs]}, 201)
+
+
+class RunHandler(LabkitHandler):
+    @tornado.web.authenticated
+    @answers
+    async def get(self, run_id: str) -> None:
+        self.reply(await self.off_loop(self.runs.detail, run_id))
+
+
+class LogHandler(LabkitHandler):
+    """The run's log as text: the last ``tail`` lines; with ``follow=1`` streamed until the run ends."""
+
+    @tornado.web.authenticated
+    @answers
+    async def get(self, run_id: str) -> None:
+        from labkit.params import whole_number
+
+        query = self.query()
+        tail = whole_number("tail", query["tail"], 0, 10**6) if query.get("tail") else None
+        follow = query.get("follow", "0") in ("1", "true")
+        lines = await self.off_loop(lambda: iter(self.runs.log(run_id, follow=follow, tail=tail)))
+        self.set_header("Content-Type", "text/plain; charset=utf-8")  # sent with the first flushed line
+        self.set_header("Cache-Control", "no-cache")
+        done = object()
+        while True:
+            line = await self.off_loop(next, lines, done)
+            if line is done:
+                break
+            try:
+                self.write(line + "\n")
+                if follow:
+                    await self.flush()
+            except StreamClosedError:  # the reader went away: stop following
+                return
+        self.finish(set_content_type="text/plain; charset=utf-8")
+
+
+class ComponentsHandler(LabkitHandler):
+    @tornado.web.authenticated
+    @answers
+    async def get(self, run_id: str) -> None:
+        from labkit.analysis.exclusions import components
+
+        result = await self.off_loop(self.runs.result, run_id)
+        self.reply({"components": components(result)})
+
+    @tornado.web.authenticated
+    @answers
+    async def put(self, run_id: str) -> None:
+        self.reply({"components": await self.off_loop(self.runs.save_components, run_id, self.body())})
+
+
+class ActionHandler(LabkitHandler):
+    @tornado.web.authenticated
+    @answers
+    async def post(self, run_id: str, action: str) -> None:
+        if action == "cancel":
+            self.reply((await self.off_loop(self.runs.cancel, run_id)).to_dict())
+        elif action == "rerun":
+            self.reply((await self.off_loop(self.runs.rerun, run_id)).to_dict(), 201)
+        else:
+            self.reply({"cleaned": await self.off_loop(self.runs.apply, run_id, self.body())})
+
+
+class FileHandler(LabkitHandler):
+    """A file of the run's folder (figures, the report, the notebook), with its type."""
+
+    @tornado.web.authenticated
+    @answers
+    async def get(self, run_id: str, name: str) -> None:
+        path = await self.off_loop(self.runs.file, run_id, name)
+        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        if kind == "text/html":  # the report's scripts run, but in a sandbox without this server's cookies
+            self.set_header("Content-Security-Policy", "sandbox allow-scripts")
+        self.finish(await self.off_loop(path.read_bytes), set_content_type=kind)
+
+
+class RecordingHandler(LabkitHandler):
+    """A recording's header for the run dialog: channel types with counts, duration, Nyquist."""
+
+    @tornado.web.authenticated
+    @answers
+    async def get(self) -> None:
+        from labkit.analysis.recording import describe
+
+        path = await self.off_loop(self.runs.recording_path, self.get_argument("path", ""))
+        info = await self.off_loop(describe, path)
+        self.reply({"path": self.get_argument("path"), "sfreq": info.sfreq, "nyquist": info.sfreq / 2,
+                    "duration": info.duration, "last_time": info.last_time, "channel_counts": info.channel_counts,
+                    "good_counts": info.good_counts, "ranks": info.ranks})
+
+
+class SchemaHandler(LabkitHandler):
+    @tornado.web.authenticated
+    @answers
+    async def get(self) -> None:
+        self.reply(json_schema())
+
+
+class ValidateHandler(LabkitHandler):
+    """A draft parameter set's problems, field by field, in the CLI's words (bounded by the header when readable)."""
+
+    @tornado.web.authenticated
+    @answers
+    async def post(self) -> None:
+        self.reply(await self.off_loop(self._check, self.body()))
+
+    def _check(self, body: Any) -> dict[str, Any]:
+        values = self.runs.values_of(body)
+        return check_draft(values, header_problems=self._header_check(values)).to_dict()
+
+    def _header_check(self, values: Any) -> Callable[[Any], list[ParameterError]] | None:
+        """What the chosen recording's header says of a set (its own problem when it cannot be read)."""
+        from labkit.analysis.recording import describe, header_problems
+
+        path = values.get("raw_file_path") if isinstance(values, dict) else None
+        if not isinstance(path, str) or not path:
+            return None
+        try:
+            info = describe(self.runs.recording_path(path))
+        except ParameterError as err:
+            found: list[ParameterError] = [err]
+        except RecordingError as err:
+            found = [ParameterError("raw_file_path", path, f"a recording MNE reads ({err})")]
+        else:
+            return lambda params: header_problems(params, info)
+        return lambda _: found
+
+
+def routes() -> list[tuple[str, type]]:
+    """The handlers, relative to the server's base URL."""
+    return [
+        (r"/labkit/info", InfoHandler),
+        (r"/labkit/runs", RunsHandler),
+        (r"/labkit/sweeps", SweepsHandler),
+        (rf"/labkit/runs/{RUN}", RunHandler),
+        (rf"/labkit/runs/{RUN}/log", LogHandler),
+        (rf"/labkit/runs/{RUN}/components", ComponentsHandler),
+        (rf"/labkit/runs/{RUN}/(?P<action>cancel|rerun|apply)", ActionHandler),
+        (rf"/labkit/runs/{RUN}/files/(?P<name>[^/]+)", FileHandler),
+        (r"/labkit/recording", RecordingHandler),
+        (r"/labkit/schema", SchemaHandler),
+        (r"/labkit/validate", ValidateHandler),
+    ]
