@@ -163,10 +163,15 @@ def test_labkit_compare_command(fitted_runs, tmp_path):
     from labkit.cli.main import main
 
     out = CliRunner().invoke(main, ["compare", "--base-dir", str(fitted_runs), "--figures", str(tmp_path / "figs"),
-                                    "--csv", str(tmp_path / "t.csv")])
+                                    "--csv", str(tmp_path / "t.csv")], env={"COLUMNS": "100"})
     assert out.exit_code == 0, out.output
-    assert "Paired design: a block is one (raw_file_path, random_state)" in out.output
-    assert out.output.count("Friedman") >= 4 and "Kendall's W" in out.output
+    lines = out.output.splitlines()
+    assert max(map(len, lines)) <= 100, max(lines, key=len)  # the summary wraps, the tables are narrow
+    words = out.output.replace("\n  ", " ")
+    assert "Paired design: a block is one (raw_file_path, random_state)" in words
+    assert words.count("Friedman") >= 4 and "Kendall's W" in words
+    assert sum(line.startswith(("fit_time_s ", "blink_match_r ", "heartbeat_match_r ", "amari_index "))
+               for line in lines) == 4 + 4 * 3  # a test per metric, and 3 pairs of methods per metric
     written = sorted(p.name for p in (tmp_path / "figs").iterdir())
     assert written == sorted(["box_fit_time_s.png", "box_blink_match_r.png", "box_heartbeat_match_r.png",
                               "box_amari_index.png", "cd_fit_time_s.png", "cd_blink_match_r.png",

@@ -40,7 +40,7 @@ _MISSING = ("none", "null", "nan", "")
                    "e.g. --where method=picard --where n_components=20; VALUE none: no value)")
 @click.option("--sweep", "sweep_id", default=None, metavar="ID",
               help="only the runs of this sweep (the sweep_id column of labkit runs --wide)")
-@click.option("--blocks", default=_BLOCKS, show_default=True,
+@click.option("--blocks", default=_BLOCKS, show_default=True, metavar="COLUMN,...",
               help="the columns whose values pair runs, comma-separated: runs of one block saw the same data")
 @click.option("--unpaired", is_flag=True, help="treat the runs as unpaired instead of pairing them by --blocks")
 @click.option("--latest", is_flag=True,
