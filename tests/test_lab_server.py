@@ -229,3 +229,23 @@ def test_the_extension_is_enabled_by_its_config_file():
     config = json.loads((Path(__file__).parents[1] / "jupyter-config" / "jupyter_server_config.d"
                          / "labkit.json").read_text())
     assert config["ServerApp"]["jpserver_extensions"] == {"labkit.lab": True}
+
+
+def test_the_openapi_description_lists_every_route_and_method():
+    import re
+
+    import yaml
+
+    from labkit.lab import handlers
+
+    spec = yaml.safe_load((Path(handlers.__file__).parent / "openapi.yaml").read_text())
+    described = {(path, method) for path, ops in spec["paths"].items() for method in ops if method != "parameters"}
+    served = set()
+    for pattern, handler in handlers.routes():
+        path = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern.removeprefix("/labkit"))
+        actions = re.search(r"\{action\}", path)
+        for method in ("get", "post", "put", "delete"):
+            if method.upper() in handler.__dict__ or method in handler.__dict__:
+                for p in ([path.replace("{action}", a) for a in ("cancel", "rerun", "apply")] if actions else [path]):
+                    served.add((p, method))
+    assert served == described
