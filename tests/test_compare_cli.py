@@ -16,9 +16,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from labkit import IcaParams
 from labkit.cli.main import main
+from labkit.cli.runs import fit_columns
 from labkit.results.folder import RunFolder
 from labkit.results.layout import ICA_FILE, METRICS_FILE
 
@@ -201,3 +204,26 @@ def test_runs_cuts_cells_with_a_marker_never_silently(tmp_path):
     short_row = next(line for line in lines if "fastica" in line)
     assert short_row.endswith("ecg:12")
     assert not re.search(r"ecg:1(?!2)", out.output)  # never "ecg:1" for ecg:12
+
+
+def test_the_runs_table_names_the_sweep_each_run_ran_in(tmp_path):
+    alone = _ran(tmp_path, None, 1.0, method="picard")
+    swept = _ran(tmp_path, 4242, 1.0, method="fastica")
+    records = json.loads(CliRunner().invoke(main, ["runs", "--base-dir", str(tmp_path), "--json"]).output)
+    assert {r["run_id"]: r["sweep_id"] for r in records} == {alone: None, swept: f"local-{HOST}-4242"}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.lists(st.text(st.characters(codec="ascii", categories=["L", "N", "P"]), max_size=40),
+                         min_size=4, max_size=4), max_size=6),
+       st.integers(32, 120))  # the kept run id (14) and three cells of at least 4 characters fit in 32
+def test_fitted_columns_fit_and_mark_every_cut_cell(rows, width):
+    head = ("RUN ID", "A", "B", "C")
+    rows = [("run-" + "x" * 10, *r[1:]) for r in rows]
+    lines = fit_columns(head, rows, width, first=(2,), keep=(0,))
+    assert len(lines) == len(rows) + 1 and all(len(line) <= width for line in lines)
+    for line, row in zip(lines[1:], rows, strict=True):
+        assert (line + " ").startswith(row[0] + " ")  # the kept column is whole
+        for cell in row[1:]:
+            shown = re.split(r"\s{2,}", line)
+            assert cell.strip() in line or any(c.endswith("...") and cell.startswith(c[:-3]) for c in shown)

@@ -56,11 +56,12 @@ def runs_lines(found: list[Any]) -> str:
 
 def fit_columns(head: Sequence[str], rows: Sequence[Sequence[str]], width: int, *, first: Sequence[int] = (),
                 keep: Sequence[int] = (), right: Sequence[int] = ()) -> list[str]:
-    """Rows of text cells as aligned lines of at most ``width`` characters (while the kept columns fit).
+    """Rows of text cells as aligned lines of at most ``width`` characters (when the kept columns and 4 characters
+    of each other column fit).
 
     Columns narrow until the lines fit: those in ``first`` down to 9 characters, then the
-    widest of the others not in ``keep``; a narrowed cell ends in ``...``. Columns in
-    ``right`` are right-aligned (numbers).
+    widest of the others not in ``keep``, down to 4; a narrowed cell ends in ``...``.
+    Columns in ``right`` are right-aligned (numbers).
     """
     table = [tuple(head), *(tuple(r) for r in rows)]
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
