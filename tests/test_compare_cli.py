@@ -99,6 +99,8 @@ def test_each_way_out_compares_what_it_says(forced):
     latest = _compare(forced, "--latest")
     assert latest.exit_code == 0, latest.output
     assert "Medians: fastica 5, picard 2.5" in latest.output and "10 older run(s)" in latest.output
+    assert f"The runs come from 2 sweeps (local-{HOST}-1111: 10 runs, local-{HOST}-2222: 10 runs)" in latest.output
+    assert "sweeps" not in newest.output
     averaged = _compare(forced, "--average-duplicates")
     assert averaged.exit_code == 0, averaged.output
     means = {m: statistics.median((a + b) / 2 for a, b in zip(FIRST[m], AGAIN[m], strict=True)) for m in FIRST}

@@ -87,7 +87,7 @@ def compare_runs(ctx: click.Context, base_dir: str, metrics: tuple[str, ...], by
                                  duplicates="latest" if latest else "average" if average_duplicates else "refuse")
     except compare.AmbiguousRuns as err:
         raise err.told_as(command) from None
-    result.notes[:0] = notes
+    result.notes[:0] = notes + _sweeps_note(frame)
     width = max(60, min(100, shutil.get_terminal_size((100, 24)).columns))
     click.echo(result.summary(width))
     click.echo("\n" + "\n".join(tests_lines(result, width, wide)))
@@ -202,6 +202,16 @@ def check_parameters(frame: Any, by: str, blocks: Sequence[str]) -> list[str]:
         ways.append(("pair runs across them", ["--blocks", ",".join([*blocks, *differ])]))
     besides = f"{by!r} and the blocks ({', '.join(blocks or BLOCKS)})"
     raise AmbiguousRuns(f"the runs differ in parameters besides {besides}: {values}", "filter the table", ways)
+
+
+def _sweeps_note(frame: Any) -> list[str]:
+    """Say so when the succeeded runs compared come from more than one sweep (``--sweep`` compares one)."""
+    ok = frame[frame["state"] == "succeeded"] if "state" in frame.columns else frame
+    counts = ok["sweep_id"].value_counts().sort_index() if "sweep_id" in ok.columns else []
+    if len(counts) < 2:
+        return []
+    return [f"The runs come from {len(counts)} sweeps (" + ", ".join(f"{s}: {n} runs" for s, n in counts.items())
+            + "); --sweep ID compares one."]
 
 
 def _command(ctx: click.Context) -> str:
