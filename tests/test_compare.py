@@ -214,6 +214,7 @@ def test_a_set_run_twice_is_compared_by_its_newest_run_or_its_mean():
     assert latest.tests.iloc[0]["pvalue"] == alone.tests.iloc[0]["pvalue"] and latest.tests.iloc[0]["n"] == 8
     assert (latest.dropped["reason"].str.contains("an older run of the same set")).sum() == 16
     assert "16 older run(s) of a repeated set left out in 16 block(s)" in _words(latest)
+    assert len(latest.runs) == 16 and set(latest.runs["finished"]) == {"2026-01-02T10:00:00+00:00"}  # what is plotted
     mean = cmp.compare(both, "fit_time_s", duplicates="average")
     expected = (first.set_index(["method", "random_state"])["fit_time_s"]
                 + again.set_index(["method", "random_state"])["fit_time_s"]) / 2

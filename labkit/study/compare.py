@@ -82,6 +82,7 @@ class Comparison:
     posthoc: pd.DataFrame  # one row per metric and pair of groups
     groups: pd.DataFrame  # one row per metric and group: n, median, quartiles, mean rank
     dropped: pd.DataFrame  # blocks or runs left out, per metric, and why
+    runs: pd.DataFrame | None = None  # the succeeded runs compared: one per block and group (see ``duplicates``)
     alpha: float = 0.05
     notes: list[str] = field(default_factory=list)
 
@@ -165,9 +166,8 @@ def compare(frame: pd.DataFrame, metrics: str | Sequence[str], by: str = "method
     tests_df = pd.DataFrame(tests)
     tests_df.insert(tests_df.columns.get_loc("pvalue") + 1, "pvalue_holm", holm(tests_df["pvalue"]))
     tests_df["significant"] = tests_df["pvalue_holm"] < alpha
-    return Comparison(by=by, blocks=block_cols, design=design, tests=tests_df,
-                      posthoc=pd.DataFrame(post, columns=_POSTHOC_COLUMNS),
-                      groups=pd.DataFrame(groups), alpha=alpha, notes=notes,
+    return Comparison(by=by, blocks=block_cols, design=design, tests=tests_df, runs=ok, alpha=alpha, notes=notes,
+                      posthoc=pd.DataFrame(post, columns=_POSTHOC_COLUMNS), groups=pd.DataFrame(groups),
                       dropped=pd.DataFrame(dropped, columns=["metric", "block", "group", "reason"]))
 
 
@@ -178,9 +178,8 @@ _POSTHOC_COLUMNS = ["metric", "group_a", "group_b", "test", "pvalue", "effect_si
 def holm(pvalues: Sequence[float] | pd.Series) -> np.ndarray:
     """Holm's (1979) step-down adjustment; NaN p-values stay NaN and do not count as tests.
 
-    Our own four lines rather than statsmodels' ``multipletests``, which gives the same
-    numbers (tests/test_compare.py checks) but runs a full ``gc.collect()`` on every
-    Holm call (0.3 s each here, more in a notebook holding MNE data).
+    Our own four lines rather than statsmodels' ``multipletests``, which gives the same numbers
+    (tests/test_compare.py checks) but runs a full ``gc.collect()`` per call (0.3 s here, more beside MNE data).
     """
     p = np.asarray(pvalues, dtype=float)
     out = np.full(p.shape, np.nan)

@@ -146,7 +146,8 @@ def save_figures(frame: pd.DataFrame, result: Comparison, out_dir: str | os.Path
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    figures = {f"box_{m}.png": lambda m=m: plot(frame, m, result.by, blocks=result.blocks)
+    compared = frame if result.runs is None else result.runs  # a set run twice: the run (or mean) compared
+    figures = {f"box_{m}.png": lambda m=m: plot(compared, m, result.by, blocks=result.blocks)
                for m in result.tests["metric"]}
     for rec in result.tests.to_dict("records"):
         if result.design == "paired" and rec["n_groups"] >= 3 and np.isfinite(rec["pvalue"]):
