@@ -87,3 +87,38 @@ def test_warm_kernel_has_the_imports_done_and_resets_between_runs(tmp_path):
     finally:
         warm.close()
     assert not warm.alive()
+
+
+def test_a_warm_kernels_death_names_the_cell_by_its_place_not_the_kernels_count(demo_dir):
+    """The kernel's second run counts its cells on from the first; the reason names the notebook's own cell."""
+    with PoolRunner(1) as runner:
+        assert runner.run(_tiny(demo_dir)).state == "succeeded"
+        long_fit = _tiny(demo_dir, method="fastica", max_iter=100000).replace(crop_tmax=120.0)
+        killer = threading.Thread(target=_kill_when_fitting, args=(demo_dir, long_fit.digest), daemon=True)
+        killer.start()
+        with pytest.raises(RunFailed, match=r"kernel died in notebook cell 4 \(result = run\.analyse"):
+            runner.run(long_fit)
+        killer.join()
+        assert runner.kernels_started == 1  # the same kernel ran both: its execution count went on
+
+
+def test_warm_kernel_execute_returns_soon_after_its_kernel_is_killed(tmp_path):
+    warm = WarmKernel()
+    try:
+        threading.Timer(0.5, os.kill, args=(warm.km.provisioner.pid, signal.SIGKILL)).start()
+        t0 = time.monotonic()
+        with pytest.raises(RuntimeError, match="warm kernel died"):
+            warm.execute("import time\ntime.sleep(60)")
+        assert time.monotonic() - t0 < 5
+    finally:
+        warm.close()
+
+
+def _kill_when_fitting(base, digest: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for run in list_runs(base):
+            if run.params and run.params.digest == digest and run.status.get("step") == "fit":
+                os.kill(run.status["pid"], signal.SIGKILL)
+                return
+        time.sleep(0.05)

@@ -16,11 +16,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
 from labkit.errors import LabkitError, RunCancelled, RunFailed
 from labkit.params import IcaParams
@@ -38,19 +39,32 @@ TEMPLATE = Path(str(resources.files("labkit.runners") / "notebooks" / "ica_run.i
 
 
 class Cancelled(BaseException):
-    """Raised in the runner when it is told to stop (SIGTERM, see :func:`terminate_on_signals`)."""
+    """Raised in the runner when it is told to stop (SIGTERM or Ctrl-C, see :func:`terminate_on_signals`;
+    or :meth:`Runner.cancel`)."""
+
+
+#: why a run stopped by :meth:`Runner.cancel` is cancelled (its status and ``run.log`` say so)
+CANCEL_REASON = "cancelled: its runner was stopped (Ctrl-C or SIGTERM)"
 
 
 class Runner(abc.ABC):
     """Owns start, status, failure and completion; subclasses only execute."""
 
-    def run(self, params: IcaParams, *, run_id: str | None = None, resume: bool = False) -> RunResult:
+    #: set by :meth:`cancel`: no run starts any more, and a run that ends while it is set is ``cancelled``
+    stopping: bool = False
+
+    def run(self, params: IcaParams, *, run_id: str | None = None, resume: bool = False,
+            started: Callable[[RunFolder], None] | None = None) -> RunResult:
         """Run to completion and return the loaded result (failed runs raise :class:`RunFailed`).
 
         A given ``run_id`` that already names a run is refused (:class:`~labkit.results.folder.RunIdTaken`),
         unless ``resume`` (a retried Job pod): then its partial or failed folder restarts, and
-        a complete one is returned as it is.
+        a complete one is returned as it is. ``started(folder)`` is told as soon as the folder exists
+        (``labkit run`` says where the run goes). After :meth:`cancel`, a run not yet begun raises
+        :class:`RunCancelled` without making a folder.
         """
+        if self.stopping:
+            raise RunCancelled("run not started: its runner was stopped")
         params = params.replace(base_dir=os.path.abspath(params.base_dir))  # executors may change cwd
         from labkit.analysis.recording import preflight
 
@@ -60,16 +74,21 @@ class Runner(abc.ABC):
             logger.info("run %s is already complete (%s): not running it again", folder.run_id, folder.path)
             return load_run(folder.path)
         logger.info("run %s: %s", folder.run_id, folder.path)
-        provenance.record_current(params, folder)  # what made it: recording content, versions, image
-        checkpoint("queued")
         try:
+            if started is not None:
+                started(folder)
+            provenance.record_current(params, folder)  # what made it: recording content, versions, image
+            checkpoint("queued")
             with folder.runner_heartbeat():  # alive on any host until the kernel takes over, and after
                 self._execute(params, folder)
             checkpoint("executed")
         except Cancelled as err:
             _record_failure(folder, {"reason": f"cancelled: {err}", "kind": "cancelled"}, None)
         except BaseException as err:
-            _record_failure(folder, describe_failure(err, folder), err)
+            if self.stopping:  # its kernel was killed (or it never began) because the caller stops every run
+                _record_failure(folder, {"reason": CANCEL_REASON, "kind": "cancelled"}, err)
+            else:
+                _record_failure(folder, describe_failure(err, folder), err)
         try:
             folder.succeed()
         except OSError as err:
@@ -80,6 +99,21 @@ class Runner(abc.ABC):
     def _execute(self, params: IcaParams, folder: RunFolder) -> None:
         """Fill ``folder`` (partial) with the run's outputs; raise on failure."""
 
+    def cancel(self) -> None:
+        """Stop every run of this runner, from any thread: none starts any more, and each one in progress
+        ends recorded as ``cancelled`` (its kernel is killed; see :meth:`_kill_kernels`)."""
+        self.stopping = True
+        self._kill_kernels()
+
+    def _kill_kernels(self) -> None:
+        """Kill the kernels of the runs in progress (subclasses that start kernels do)."""
+        return None
+
+    def _check_stopping(self) -> None:
+        """Raise :class:`Cancelled` once :meth:`cancel` was called (between a run's steps in the runner)."""
+        if self.stopping:
+            raise Cancelled("its runner was stopped (Ctrl-C or SIGTERM)")
+
 
 def _record_failure(folder: RunFolder, failure: dict[str, Any], err: BaseException | None) -> NoReturn:
     """Mark the folder failed (or cancelled, when it was stopped) and raise :class:`RunFailed`
@@ -87,7 +121,9 @@ def _record_failure(folder: RunFolder, failure: dict[str, Any], err: BaseExcepti
     if failure.get("kind") == "cancelled":
         details = {k: v for k, v in failure.items() if k != "reason"}
         folder.finish_cancelled(failure["reason"], **details)  # OutcomeNotRecorded when the disk is full
-        raise RunCancelled(f"run cancelled: {failure['reason']}", folder.path) from err
+        reason = failure["reason"]
+        said = reason if reason.startswith("cancelled") else f"cancelled: {reason}"
+        raise RunCancelled(f"run {said}", folder.path) from err
     folder.fail(**failure)  # raises OutcomeNotRecorded (a RunFailed) when the disk is full
     raise RunFailed(f"run failed: {failure['reason']}", folder.path) from err
 
@@ -97,8 +133,9 @@ def describe_failure(err: BaseException, folder: RunFolder | None = None) -> dic
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(err, PapermillExecutionError):
-        return {"reason": f"notebook cell {err.exec_count} raised {err.ename}: {err.evalue}",
-                "cell": err.exec_count, "ename": err.ename, "evalue": err.evalue, "kind": "notebook"}
+        cell = _code_cell_number(folder, err.cell_index) or err.exec_count
+        return {"reason": f"notebook cell {cell} raised {err.ename}: {err.evalue}",
+                "cell": cell, "ename": err.ename, "evalue": err.evalue, "kind": "notebook"}
     name = type(err).__name__
     if name == "DeadKernelError":
         cell = _running_cell(folder)
@@ -113,6 +150,22 @@ def describe_failure(err: BaseException, folder: RunFolder | None = None) -> dic
     return {"reason": f"{name}: {err}", "kind": "labkit"}
 
 
+def _code_cell_number(folder: RunFolder | None, index: int) -> int | None:
+    """Cell ``index`` of the saved notebook as its place among the code cells (1 = the first): what a reader
+    counts, where the execution count of a warm kernel (labkit.runners.pool) goes on from the runs before."""
+    if folder is None:
+        return None
+    try:
+        import nbformat
+
+        cells = nbformat.read(folder.file(NOTEBOOK_FILE), as_version=4).cells
+    except Exception:  # noqa: BLE001 - no notebook saved: the execution count is all there is
+        return None
+    if not 0 <= index < len(cells) or cells[index].cell_type != "code":
+        return None
+    return sum(c.cell_type == "code" for c in cells[: index + 1])
+
+
 def _running_cell(folder: RunFolder | None) -> dict[str, Any] | None:
     """The cell a kernel died in: the last one started in the saved, partially executed notebook."""
     if folder is None:
@@ -123,14 +176,15 @@ def _running_cell(folder: RunFolder | None) -> dict[str, Any] | None:
         nb = nbformat.read(folder.file(NOTEBOOK_FILE), as_version=4)
     except Exception:  # noqa: BLE001 - no notebook saved: the reason stays without the cell
         return None
-    started = [c for c in nb.cells if c.cell_type == "code" and c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    started = [i for i, c in enumerate(code) if c.get("metadata", {}).get("papermill", {}).get("start_time")]
     if not started:
         return None
-    cell = started[-1]
+    cell = code[started[-1]]
     first = next((line for line in cell.source.splitlines() if line.strip()), "")
     step = folder.status.get("step")
-    return {"cell": cell.get("execution_count") or nb.cells.index(cell), "source": first[:80],
-            **({"step": step} if step else {})}
+    # its place among the code cells, not its execution count (see _code_cell_number)
+    return {"cell": started[-1] + 1, "source": first[:80], **({"step": step} if step else {})}
 
 
 class LocalRunner(Runner):
@@ -142,14 +196,28 @@ class LocalRunner(Runner):
         self.kernel_name = kernel_name
         self.progress_bar = progress_bar
         self.template = template
+        self.stopping = False
+        self._running: set[Any] = set()  # the kernel managers of the runs in progress, for cancel
+        self._running_lock = threading.Lock()
 
     def _execute(self, params: IcaParams, folder: RunFolder) -> None:
         with tempfile.TemporaryDirectory(prefix="labkit-kernel-") as sockets:
             km = kernel.start(self.kernel_name, cwd=folder.path, sockets=sockets)  # boots while papermill imports
             try:
+                with self._running_lock:
+                    self._running.add(km)
+                self._check_stopping()  # cancel came while the kernel started: it was not listed yet
                 self._papermill(params, folder, km)
             finally:
+                with self._running_lock:
+                    self._running.discard(km)
                 km.close()  # every file is closed by the last cell: kill it, don't wait for a goodbye
+
+    def _kill_kernels(self) -> None:
+        with self._running_lock:
+            running = list(self._running)
+        for km in running:
+            kill_kernel(km)
 
     def _papermill(self, params: IcaParams, folder: RunFolder, km: Any) -> None:
         """Execute the template into ``folder`` on the started kernel ``km`` (also used by labkit.runners.pool)."""
@@ -186,13 +254,33 @@ def run(params: IcaParams, **kwargs: Any) -> RunResult:
     return LocalRunner().run(params, **kwargs)
 
 
-def terminate_on_signals() -> None:
-    """Turn SIGTERM into :class:`Cancelled`, so a killed ``labkit run`` still marks its folder failed."""
+def terminate_on_signals() -> dict[int, Any]:
+    """Turn SIGTERM and SIGINT (Ctrl-C) into :class:`Cancelled`, so a stopped ``labkit run`` marks its folder
+    cancelled; a second signal during that bookkeeping is ignored, so the folder is never left partial.
+    Returns the handlers before, for a caller that outlives the run to put back."""
 
     def handler(signum: int, frame: Any) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
         raise Cancelled(f"received {signal.Signals(signum).name}")
 
-    signal.signal(signal.SIGTERM, handler)
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def kill_kernel(km: Any) -> None:
+    """SIGKILL a kernel's process group from any thread; the thread running a notebook on it sees the kernel
+    dead within a second (nbclient polls it) and ends, and that thread alone cleans the kernel up."""
+    provisioner = getattr(km, "provisioner", None)
+    pgid = getattr(provisioner, "pgid", None) or getattr(provisioner, "pid", None)
+    if not pgid:
+        return
+    try:
+        if pgid == os.getpgrp():  # a kernel in labkit's own process group: kill it alone, never labkit
+            os.kill(provisioner.pid, signal.SIGKILL)
+        else:
+            os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # already gone
+        pass
 
 
 class LocalProcess:

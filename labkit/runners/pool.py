@@ -18,13 +18,14 @@ import queue
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from labkit.params import IcaParams
 from labkit.results.folder import RunFolder
 from labkit.runners import kernel
-from labkit.runners.local import TEMPLATE, LocalRunner
+from labkit.runners.local import TEMPLATE, LocalRunner, kill_kernel
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ _labkit_pool.remember_log_handlers()
 import gc
 gc.collect(); gc.freeze()
 """
+
+#: how often a warm kernel's client looks for its reply, and whether the kernel still lives (seconds)
+REPLY_POLL = 0.25
 
 _baseline_handlers: dict[str, list[logging.Handler]] = {}
 
@@ -73,9 +77,13 @@ def prepare_kernel(run_dir: str, blas_threads: int) -> None:
 class WarmKernel:
     """One headless kernel with the run's imports done, lent to one run at a time."""
 
-    def __init__(self, kernel_name: str = kernel.HEADLESS, *, startup_timeout: float = 120.0) -> None:
+    def __init__(self, kernel_name: str = kernel.HEADLESS, *, startup_timeout: float = 120.0,
+                 started: Callable[["WarmKernel"], None] | None = None) -> None:
         self.sockets = tempfile.mkdtemp(prefix="labkit-pool-")
+        self._closed = False
         self.km = kernel.start(kernel_name, cwd=Path(self.sockets), sockets=self.sockets)
+        if started is not None:  # its owner can kill it from now on, while it warms up too
+            started(self)
         self.kc = self.km.blocking_client()
         self.kc.start_channels()
         try:
@@ -87,8 +95,26 @@ class WarmKernel:
         self.runs = 0
 
     def execute(self, code: str, timeout: float = 60.0) -> None:
-        """Run ``code`` quietly in the kernel; raise with the kernel's error if it fails."""
-        reply = self.kc.execute_interactive(code, timeout=timeout, output_hook=lambda msg: None, store_history=False)
+        """Run ``code`` quietly in the kernel; raise with the kernel's error if it fails, and within a
+        fraction of a second if the kernel dies meanwhile (a cancel kills it), not only at the timeout."""
+        msg_id = self.kc.execute(code, store_history=False)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                reply = self.kc.get_shell_msg(timeout=REPLY_POLL)
+            except queue.Empty:
+                if not self.alive():
+                    raise RuntimeError("warm kernel died") from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"warm kernel: no reply within {timeout} s") from None
+                continue
+            if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                break
+        while True:  # its output, unread: drop it so it does not pile up over a long sweep
+            try:
+                self.kc.get_iopub_msg(timeout=0)
+            except queue.Empty:
+                break
         content = reply["content"]
         if content["status"] != "ok":
             raise RuntimeError(f"warm kernel: {content.get('ename')}: {content.get('evalue')}")
@@ -106,6 +132,9 @@ class WarmKernel:
         return bool(self.km.is_alive())
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self.kc.stop_channels()
         self.kc.context.destroy(linger=0)
         try:
@@ -142,14 +171,17 @@ class PoolRunner(LocalRunner):
         self.kernels_started = 0
 
     def _execute(self, params: IcaParams, folder: RunFolder) -> None:
+        self._check_stopping()
         warm = self._idle.get()
         ok = False
         try:
+            self._check_stopping()
             if warm is None or not warm.alive():
                 self._retire(warm)
                 warm = self._start()
             folder.set_status("queued", runner_pid=os.getpid())  # lets a resumed sweep tell a dead sweep's runs
             warm.prepare(folder.path, self.blas_threads)
+            self._check_stopping()
             self._papermill(params, folder, warm.km)
             ok = True
         finally:
@@ -161,11 +193,15 @@ class PoolRunner(LocalRunner):
             self._idle.put(warm)
 
     def _start(self) -> WarmKernel:
-        warm = WarmKernel(self.kernel_name)
+        return WarmKernel(self.kernel_name, started=self._track)
+
+    def _track(self, warm: WarmKernel) -> None:
+        """List a kernel as soon as it exists, so a cancel kills it even while it warms up."""
         with self._lock:
             self._kernels.add(warm)
             self.kernels_started += 1
-        return warm
+            if self.stopping:
+                kill_kernel(warm.km)
 
     def _retire(self, warm: WarmKernel | None) -> None:
         if warm is None:
@@ -174,8 +210,15 @@ class PoolRunner(LocalRunner):
             self._kernels.discard(warm)
         warm.close()
 
+    def _kill_kernels(self) -> None:
+        """Kill every kernel, busy or idle; each run's own thread then ends it ``cancelled`` and closes its kernel."""
+        with self._lock:
+            kernels = list(self._kernels)
+        for warm in kernels:
+            kill_kernel(warm.km)
+
     def close(self) -> None:
-        """Stop every kernel (runs in progress fail as their kernel dies)."""
+        """Stop every kernel (runs in progress fail as their kernel dies; after :meth:`cancel`, they are cancelled)."""
         with self._lock:
             kernels, self._kernels = list(self._kernels), set()
         for warm in kernels:
