@@ -11,3 +11,9 @@ from labkit.params import IcaParams
 __version__ = "0.1.0"
 
 __all__ = ["IcaParams", "LabkitError", "ParameterError", "RecordingError", "RunFailed", "__version__"]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where JupyterLab finds the built frontend (``extension/`` builds into ``labkit/labextension``)."""
+    return [{"src": "labextension", "dest": "labkit-extension"}]
+

@@ -62,7 +62,8 @@ class LabkitHandler(APIHandler):
             raise ParameterError("body", raw[:80].decode(errors="replace"), "a JSON object") from None
 
     def query(self) -> dict[str, str]:
-        return {k: self.get_argument(k) for k in self.request.arguments}
+        """The query's arguments (JupyterLab's cache-busting timestamp, a bare number, left out)."""
+        return {k: self.get_argument(k) for k in self.request.arguments if not k.isdigit()}
 
     def reply(self, doc: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -80,8 +81,11 @@ class InfoHandler(LabkitHandler):
     @tornado.web.authenticated
     @answers
     async def get(self) -> None:
+        from labkit.analysis.recording import reader_table
+
         remote = self.runs.remote
-        self.reply({"base_dir": self.runs.base_dir, "backends": ["machine"] + ([remote.name] if remote else [])})
+        self.reply({"base_dir": self.runs.base_dir, "backends": ["machine"] + ([remote.name] if remote else []),
+                    "extensions": sorted(reader_table())})
 
 
 class RunsHandler(LabkitHandler):

@@ -1,0 +1,120 @@
+/**
+ * The left-side "ICA runs" panel: every run and Job with a live state chip, its step, the
+ * recording's name and a relative time, with a search box and a state filter. It polls the
+ * server while it lives and tells the plugin what changed (for notifications).
+ */
+import { Widget } from '@lumino/widgets';
+import { Signal, ISignal } from '@lumino/signaling';
+
+import { listRuns, LabkitError } from './api';
+import { chip, IChange, IRun, recordingName, relativeTime, RunsModel } from './model';
+
+export const POLL_MS = 2000;
+const STATES = ['', 'queued', 'running', 'succeeded', 'succeeded with warnings', 'failed', 'cancelled'];
+
+export class RunsPanel extends Widget {
+  readonly model = new RunsModel();
+  private _changed = new Signal<this, IChange[]>(this);
+  private _timer: number | undefined;
+  private _search: HTMLInputElement;
+  private _state: HTMLSelectElement;
+  private _list: HTMLUListElement;
+  private _message: HTMLDivElement;
+
+  constructor(private readonly _open: (run: IRun) => void) {
+    super();
+    this.id = 'labkit-runs';
+    this.addClass('jp-labkit-panel');
+    this.title.caption = 'ICA runs';
+    const bar = document.createElement('div');
+    bar.className = 'jp-labkit-toolbar';
+    this._search = document.createElement('input');
+    this._search.type = 'search';
+    this._search.placeholder = 'Search runs';
+    this._search.setAttribute('aria-label', 'Search runs');
+    this._search.className = 'jp-mod-styled jp-labkit-search';
+    this._state = document.createElement('select');
+    this._state.setAttribute('aria-label', 'Show runs in state');
+    this._state.className = 'jp-mod-styled';
+    for (const s of STATES) {
+      const option = document.createElement('option');
+      option.value = s;
+      option.textContent = s || 'all states';
+      this._state.appendChild(option);
+    }
+    this._search.addEventListener('input', () => this.render());
+    this._state.addEventListener('change', () => this.render());
+    bar.append(this._search, this._state);
+    this._message = document.createElement('div');
+    this._message.className = 'jp-labkit-message';
+    this._message.setAttribute('role', 'status');
+    this._list = document.createElement('ul');
+    this._list.className = 'jp-labkit-runs';
+    this._list.setAttribute('aria-label', 'ICA runs');
+    const heading = document.createElement('h2');
+    heading.className = 'jp-labkit-heading';
+    heading.textContent = 'ICA runs';
+    this.node.append(heading, bar, this._message, this._list);
+    void this.refresh();
+    this._timer = window.setInterval(() => void this.refresh(), POLL_MS);
+  }
+
+  /** Runs that appeared or changed state since the last listing. */
+  get changed(): ISignal<this, IChange[]> {
+    return this._changed;
+  }
+
+  async refresh(): Promise<void> {
+    try {
+      const page = await listRuns();
+      const changes = this.model.update(page.runs);
+      this._message.textContent = '';
+      this.render();
+      if (changes.length) {
+        this._changed.emit(changes);
+      }
+    } catch (error) {
+      this._message.textContent = error instanceof LabkitError ? error.message : String(error);
+    }
+  }
+
+  render(): void {
+    const runs = this.model.filter(this._search.value, this._state.value);
+    this._list.replaceChildren(...runs.map(run => this._row(run)));
+    if (!runs.length && !this._message.textContent) {
+      const empty = document.createElement('li');
+      empty.className = 'jp-labkit-empty';
+      empty.textContent = this.model.runs.length ? 'No run matches.' : 'No runs yet: right-click a recording, "Run ICA on this recording…".';
+      this._list.appendChild(empty);
+    }
+  }
+
+  private _row(run: IRun): HTMLLIElement {
+    const li = document.createElement('li');
+    li.dataset.runId = run.run_id;
+    const row = document.createElement('button');
+    row.className = 'jp-labkit-run';
+    const c = chip(run);
+    const state = document.createElement('span');
+    state.className = `jp-labkit-chip ${c.css}`;
+    state.textContent = c.text;
+    const name = document.createElement('span');
+    name.className = 'jp-labkit-run-name';
+    name.textContent = recordingName(run.recording) || run.run_id;
+    name.title = run.recording;
+    const meta = document.createElement('span');
+    meta.className = 'jp-labkit-run-meta';
+    const parts = [run.method, run.done ? '' : run.step, relativeTime(run.created), run.backend !== 'machine' ? run.backend : ''];
+    meta.textContent = parts.filter(Boolean).join(' · ');
+    row.title = run.reason ? `${run.run_id}: ${run.reason}` : run.run_id;
+    row.append(state, name, meta);
+    row.addEventListener('click', () => this._open(run));
+    li.appendChild(row);
+    return li;
+  }
+
+  dispose(): void {
+    window.clearInterval(this._timer);
+    super.dispose();
+  }
+}

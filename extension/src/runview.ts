@@ -1,0 +1,241 @@
+/**
+ * One run in the main area: its state and warnings, the topomaps, each component with its
+ * automatic label, suspect badge and exclude toggle, formatted metrics and the log following its
+ * newest line. Save writes components.tsv, Apply the cleaned recording (on the server, off the
+ * UI thread, with the button saying so meanwhile).
+ */
+import { Widget } from '@lumino/widgets';
+
+import { IRunDetail, labkitUrl, LabkitError, post, runDetail, runLog, saveComponents } from './api';
+import { chip, recordingName } from './model';
+
+const SHOWN_METRICS: [string, string, (v: any) => string][] = [
+  ['method', 'Method', v => String(v)],
+  ['n_components', 'Components', v => String(v)],
+  ['converged', 'Converged', v => (v ? 'yes' : 'no')],
+  ['n_iter', 'Iterations', v => String(v)],
+  ['fit_time_s', 'Fit time', v => `${Number(v).toFixed(1)} s`],
+  ['explained_variance', 'Explained variance', v => `${(100 * Number(v)).toFixed(1)} %`],
+  ['n_channels', 'Channels', v => String(v)],
+  ['duration_s', 'Analysed span', v => `${Number(v).toFixed(1)} s`],
+  ['sfreq', 'Sampling rate', v => `${Number(v).toFixed(0)} Hz`]
+];
+
+export class RunView extends Widget {
+  private _detail: IRunDetail | null = null;
+  private _timer: number | undefined;
+  private _log: HTMLPreElement;
+  private _body: HTMLDivElement;
+  private _status: HTMLDivElement;
+
+  constructor(
+    readonly runId: string,
+    private readonly _actions: { openReport: (detail: IRunDetail) => void; reveal: (detail: IRunDetail) => void }
+  ) {
+    super();
+    this.id = `labkit-run-${runId}`;
+    this.addClass('jp-labkit-runview');
+    this.title.label = `ICA ${runId}`;
+    this.title.closable = true;
+    this._status = document.createElement('div');
+    this._status.className = 'jp-labkit-message';
+    this._status.setAttribute('role', 'status');
+    this._body = document.createElement('div');
+    this._log = document.createElement('pre');
+    this._log.className = 'jp-labkit-log';
+    this._log.tabIndex = 0;
+    this._log.setAttribute('aria-label', 'Run log');
+    const logHeading = document.createElement('h3');
+    logHeading.textContent = 'Log';
+    this.node.append(this._status, this._body, logHeading, this._log);
+    void this.refresh();
+    this._timer = window.setInterval(() => void this.refresh(), 2000);
+  }
+
+  async refresh(): Promise<void> {
+    try {
+      const detail = await runDetail(this.runId);
+      const changed = JSON.stringify(detail.run) !== JSON.stringify(this._detail?.run);
+      this._detail = detail;
+      if (changed) {
+        this._render(detail);
+      }
+      const atEnd = this._log.scrollTop + this._log.clientHeight >= this._log.scrollHeight - 4;
+      this._log.textContent = await runLog(this.runId);
+      if (atEnd) {
+        this._log.scrollTop = this._log.scrollHeight; // follow the newest line unless the reader scrolled up
+      }
+      if (detail.run.done) {
+        window.clearInterval(this._timer);
+      }
+    } catch (error) {
+      this._status.textContent = error instanceof LabkitError ? error.message : String(error);
+    }
+  }
+
+  private _render(detail: IRunDetail): void {
+    const { run } = detail;
+    const c = chip(run);
+    this.title.label = `ICA ${recordingName(run.recording) || run.run_id}`;
+    const head = document.createElement('div');
+    head.className = 'jp-labkit-runhead';
+    head.innerHTML = '';
+    const h = document.createElement('h2');
+    h.textContent = `${recordingName(run.recording) || run.run_id} · ${run.method}`;
+    const state = document.createElement('span');
+    state.className = `jp-labkit-chip ${c.css}`;
+    state.textContent = run.done ? c.text : `${c.text}${run.step ? `: ${run.step}` : ''}`;
+    head.append(h, state);
+    if (run.reason) {
+      const reason = document.createElement('p');
+      reason.className = 'jp-labkit-reason';
+      reason.textContent = run.reason;
+      head.appendChild(reason);
+    }
+    const parts: HTMLElement[] = [head];
+    if (run.warnings.length) {
+      const list = document.createElement('ul');
+      list.className = 'jp-labkit-warnings';
+      list.setAttribute('aria-label', 'Warnings');
+      for (const w of [...new Set(run.warnings)]) {
+        const li = document.createElement('li');
+        li.textContent = w;
+        list.appendChild(li);
+      }
+      parts.push(list);
+    }
+    parts.push(this._buttons(detail));
+    for (const fig of detail.figures) {
+      const img = document.createElement('img');
+      img.className = 'jp-labkit-figure';
+      img.src = labkitUrl('runs', run.run_id, 'files', fig);
+      img.alt = fig.startsWith('topomaps') ? `Topomaps of the components of run ${run.run_id}` : fig;
+      parts.push(img);
+    }
+    if (detail.components.length) {
+      parts.push(this._components(detail));
+    }
+    parts.push(this._metrics(detail));
+    this._body.replaceChildren(...parts);
+  }
+
+  private _buttons(detail: IRunDetail): HTMLElement {
+    const bar = document.createElement('div');
+    bar.className = 'jp-labkit-actions';
+    const add = (label: string, act: () => void, enabled = true) => {
+      const b = document.createElement('button');
+      b.className = 'jp-mod-styled jp-mod-reject';
+      b.textContent = label;
+      b.disabled = !enabled;
+      b.addEventListener('click', act);
+      bar.appendChild(b);
+      return b;
+    };
+    add('Open report', () => this._actions.openReport(detail), !!detail.report);
+    add('Reveal folder', () => this._actions.reveal(detail), !!detail.folder);
+    add('Cancel', () => void this._act('cancel'), !detail.run.done);
+    add('Rerun', () => void this._act('rerun'), detail.run.done);
+    return bar;
+  }
+
+  private async _act(action: 'cancel' | 'rerun'): Promise<void> {
+    try {
+      await post(`runs/${encodeURIComponent(this.runId)}/${action}`);
+      this._status.textContent = action === 'cancel' ? 'Cancelled.' : 'Started again as a new run (see the ICA runs panel).';
+      void this.refresh();
+    } catch (error) {
+      this._status.textContent = String((error as Error).message);
+    }
+  }
+
+  private _components(detail: IRunDetail): HTMLElement {
+    const box = document.createElement('section');
+    box.className = 'jp-labkit-components';
+    const h = document.createElement('h3');
+    h.textContent = 'Components (checked: excluded)';
+    const grid = document.createElement('div');
+    grid.className = 'jp-labkit-component-grid';
+    const reviewable = detail.run.state === 'succeeded' || detail.run.state === 'succeeded with warnings';
+    for (const comp of detail.components) {
+      const label = document.createElement('label');
+      label.className = 'jp-labkit-component' + (comp.suspect ? ' jp-labkit-suspect' : '');
+      const box = document.createElement('input');
+      box.type = 'checkbox';
+      box.checked = comp.excluded;
+      box.disabled = !reviewable;
+      box.dataset.component = String(comp.component);
+      const name = document.createElement('b');
+      name.textContent = comp.name;
+      const text = document.createElement('span');
+      text.textContent = comp.label ? `${comp.label} ${(comp.probability ?? 0).toFixed(2)}` : '';
+      label.append(box, name, text);
+      if (comp.suspect) {
+        const badge = document.createElement('span');
+        badge.className = 'jp-labkit-badge';
+        badge.textContent = `${comp.suspect} suspect`;
+        label.appendChild(badge);
+      }
+      grid.appendChild(label);
+    }
+    const excluded = () =>
+      [...grid.querySelectorAll<HTMLInputElement>('input[type=checkbox]')].filter(b => b.checked).map(b => Number(b.dataset.component));
+    const bar = document.createElement('div');
+    bar.className = 'jp-labkit-actions';
+    const save = document.createElement('button');
+    save.className = 'jp-mod-styled jp-mod-accept';
+    save.textContent = 'Save';
+    save.disabled = !reviewable;
+    save.addEventListener('click', async () => {
+      try {
+        await saveComponents(this.runId, excluded());
+        this._status.textContent = `Saved ${excluded().length} excluded component(s) to components.tsv.`;
+      } catch (error) {
+        this._status.textContent = String((error as Error).message);
+      }
+    });
+    const apply = document.createElement('button');
+    apply.className = 'jp-mod-styled';
+    apply.textContent = 'Apply';
+    apply.disabled = !reviewable;
+    apply.addEventListener('click', async () => {
+      apply.disabled = true;
+      this._status.textContent = 'Writing the cleaned recording…';
+      try {
+        const done = await post<{ cleaned: string }>(`runs/${encodeURIComponent(this.runId)}/apply`, { exclude: excluded() });
+        this._status.textContent = `Wrote ${done.cleaned}.`;
+      } catch (error) {
+        this._status.textContent = String((error as Error).message);
+      } finally {
+        apply.disabled = false;
+      }
+    });
+    bar.append(save, apply);
+    box.append(h, grid, bar);
+    return box;
+  }
+
+  private _metrics(detail: IRunDetail): HTMLElement {
+    const table = document.createElement('table');
+    table.className = 'jp-labkit-metrics';
+    const caption = document.createElement('caption');
+    caption.textContent = 'Metrics';
+    table.appendChild(caption);
+    for (const [key, label, format] of SHOWN_METRICS) {
+      if (detail.metrics[key] === undefined || detail.metrics[key] === null) {
+        continue;
+      }
+      const row = table.insertRow();
+      const th = document.createElement('th');
+      th.scope = 'row';
+      th.textContent = label;
+      row.appendChild(th);
+      row.insertCell().textContent = format(detail.metrics[key]);
+    }
+    return table;
+  }
+
+  dispose(): void {
+    window.clearInterval(this._timer);
+    super.dispose();
+  }
+}
