@@ -102,6 +102,13 @@ def test_entrypoint_reads_the_prototype_env_vars(demo_dir):
     assert proc.returncode == 0, proc.stderr
     found = find_run(demo_dir, "env-contract")
     assert proc.stdout.strip().splitlines()[-1] == str(found.path)  # after the summary
+    # piped (a pod's log): where the run goes, first, then each step as a plain line, on stderr only
+    said = proc.stderr.splitlines()
+    assert said[0] == f"run env-contract: started, folder {found.path}", proc.stderr
+    steps = [line.split(": ", 1)[1] for line in said[1:] if line.startswith("run env-contract: ")]
+    shown = [s for s in steps if s in ica.STEPS]  # a step shorter than the watcher's look (0.2 s) may go unseen
+    assert "fit" in shown and shown == sorted(shown, key=ica.STEPS.index), steps
+    assert "started, folder" not in proc.stdout
     assert_complete(found)
     assert found.params == IcaParams.from_env(env)
     assert found.metrics["n_components"] == 12 and found.metrics["n_samples"] == 30 * 250 + 1

@@ -177,7 +177,9 @@ seeds: 4
     assert len(done) == 8 and len({r.params.digest for r in done}) == 8  # no duplicates, no losses
     assert not any(r.path.name.endswith(".partial") for r in runs)  # the killed sweep's runs say so
     assert all("interrupted" in r.error for r in runs if r.state in ("failed", "cancelled"))
-    assert second.stdout.count("reused") == sum(r.state == "succeeded" for r in killed)
+    reused = sum(r.state == "succeeded" for r in killed)
+    assert sum("  reused  " in line for line in second.stdout.splitlines()) == reused  # the table's rows
+    assert second.stdout.splitlines()[-1] == f"{8 - reused} ran, {reused} reused, 0 failed, 0 cancelled"
 
 
 @pytest.mark.slow

@@ -8,8 +8,11 @@ the container image runs. Every command exits with a code of :class:`labkit.erro
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
+import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,10 @@ class _Commands(click.Group):
             return {command.name: command for command in COMMANDS}[cmd_name]
         return super().get_command(ctx, cmd_name)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["labkit.args"] = list(args)  # the command line as given: an interrupted sweep prints it to resume
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         """Any labkit error a command lets through ends as its message and exit code, never a traceback;
         Ctrl-C ends as :attr:`ExitCode.CANCELLED` (click would say ``Aborted!`` and exit 1)."""
@@ -68,17 +75,28 @@ def _run_and_report(params: IcaParams, run_id: str | None, blas_threads: int, re
     # papermill -> nbformat -> jsonschema imports the optional rfc3987_syntax URI checker, which
     # compiles a grammar at import (1.8 s of a run here); nbformat never checks URI formats.
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    from labkit.cli.progress import RunWatch, above_bars
     from labkit.runners.local import Cancelled, LocalRunner, terminate_on_signals
 
     env()  # LABKIT_* values (the cache, heartbeats) are checked before any folder is made
     params.raw_path()  # base directory and recording exist, inside base_dir: checked before any folder is made
-    terminate_on_signals()
+    before = terminate_on_signals()  # Ctrl-C and SIGTERM: the run ends recorded as cancelled, labkit exits 130
+    watch = RunWatch(bar=sys.stderr.isatty() and not as_json)
     try:
-        result = LocalRunner(blas_threads=blas_threads).run(params, run_id=run_id, resume=resume)
-    except LabkitError as err:  # a failed run, a taken run id, a folder that cannot be made
+        with above_bars() if watch.bar_wanted else contextlib.nullcontext():
+            try:
+                result = LocalRunner(blas_threads=blas_threads).run(params, run_id=run_id, resume=resume,
+                                                                    started=watch.started)
+            finally:
+                watch.close()
+    except LabkitError as err:  # a failed or cancelled run, a taken run id, a folder that cannot be made
         _fail(err)
-    except Cancelled:  # pragma: no cover - signal arrived outside the run
+    except Cancelled:  # the signal arrived before the run's folder existed: nothing to record
+        click.echo("labkit: interrupted", err=True)
         sys.exit(int(ExitCode.CANCELLED))
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
     click.echo(json.dumps(run_summary(result)) if as_json else "\n".join(summary_lines(result)))
     gc.freeze()  # done, every file closed: spare the exit a last collection of papermill's objects (0.1 s)
 
@@ -194,6 +212,7 @@ def _sweep_sets(sets_file: Any, recordings: tuple[str, ...], bids: str | None, g
 @click.option("--workers", type=click.IntRange(min=1), default=None, show_default="the cores",
               help="runs at once, each on a warm kernel")
 @click.option("--force", is_flag=True, help="rerun every set, even those with a complete matching result")
+@click.option("--wide", is_flag=True, help="print every column of the table (default: what fits 100 columns)")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="also write the table as CSV")
 @click.option("--cluster", is_flag=True, help="submit the sets as Kubernetes Jobs instead of running here")
 @click.option("--export", "export", type=click.Choice(["argo"]), default=None,
@@ -202,15 +221,19 @@ def _sweep_sets(sets_file: Any, recordings: tuple[str, ...], bids: str | None, g
 @click.option("--image", default=lambda: env().image or "labkit:latest",
               show_default="$LABKIT_IMAGE or labkit:latest", help="container image for --export argo")
 def sweep(sets_file: Any, params_file: Any, recordings: tuple[str, ...], bids: str | None,
-          grid: tuple[str, ...], seeds: str | None, workers: int | None, force: bool, csv_path: str | None,
-          cluster: bool, export: str | None, output: str | None, image: str, **values: Any) -> None:
+          grid: tuple[str, ...], seeds: str | None, workers: int | None, force: bool, wide: bool,
+          csv_path: str | None, cluster: bool, export: str | None, output: str | None, image: str,
+          **values: Any) -> None:
     """Run a sweep here on warm parallel workers, resuming what is already done, and print the table.
 
     SETS_FILE is a JSON list of parameter sets (what the notebook form exports) or a study
     (YAML/JSON: recordings, params, grid, seeds); without it the flags make the study.
     Flags given with a file apply to every set. A set is skipped when a complete result
     with the same parameters and provenance exists (--force reruns); the table's
-    action/reason columns say why each set ran or was reused.
+    action/reason columns say why each set ran or was reused, and a last line counts them.
+
+    Ctrl-C (or SIGTERM) starts no more sets, cancels the running ones (recorded as cancelled),
+    prints what finished and the command that resumes the sweep, and exits 130.
     """
     env()  # LABKIT_* values are checked before any run starts (a worker would fail each run with them)
     if params_file is not None:
@@ -232,14 +255,37 @@ def sweep(sets_file: Any, params_file: Any, recordings: tuple[str, ...], bids: s
             click.echo(f"  {'already ran' if r.existing else 'attached' if r.attached else 'submitted'}  "
                        f"{r.name or '-'} (run {r.run_id})")
         return
-    from labkit.study.sweeps import run_sweep
+    _sweep_here(sets, workers, force, wide, csv_path)
 
-    frame = run_sweep(sets, workers=workers, force=force)
+
+def _sweep_here(sets: list[IcaParams], workers: int | None, force: bool, wide: bool, csv_path: str | None) -> None:
+    """Run the sweep on this machine: a bar (a line per finished set when piped), then the table and counts."""
+    from labkit.cli import progress
+    from labkit.study.sweeps import SweepInterrupted, run_sweep
+
+    tty = sys.stderr.isatty()
+
+    def finished(row: dict[str, Any], done: int, total: int) -> None:
+        click.echo(f"sweep {done}/{total}: run {row['run_id']}: {row['state']}", err=True)
+
+    try:
+        with progress.sweep_stops_on_signals(), progress.above_bars():
+            frame = run_sweep(sets, workers=workers, force=force, progress=tty, on_row=None if tty else finished)
+    except SweepInterrupted as stop:
+        if csv_path:
+            stop.frame.to_csv(csv_path)
+        click.echo(progress.table(stop.frame, wide=wide) if len(stop.frame) else "(no set finished)")
+        click.echo(f"interrupted: {progress.counts(stop.frame)}, {stop.not_started} not started")
+        args = click.get_current_context().meta.get("labkit.args", sys.argv[1:])
+        click.echo(progress.resume_command(args, shutil.get_terminal_size().columns if sys.stdout.isatty() else None))
+        if "--force" in args:
+            click.echo("  (without --force: the sets that finished are reused, not run again)")
+        sys.exit(int(ExitCode.CANCELLED))
     if csv_path:
         frame.to_csv(csv_path)
-    shown = frame.drop(columns=[c for c in ("path", "base_dir") if c in frame])
-    click.echo(shown.to_string())
-    if (frame["state"] != "succeeded").any():
+    click.echo(progress.table(frame, wide=wide))
+    click.echo(progress.counts(frame))
+    if len(frame) and (frame["state"] != "succeeded").any():
         sys.exit(int(ExitCode.RUN_FAILED))
 
 

@@ -18,8 +18,7 @@ import glob
 import logging
 import os
 import socket
-import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -27,7 +26,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import pandas as pd
 from tqdm.auto import tqdm
 
-from labkit.errors import LabkitError, ParameterError, RunFailed
+from labkit.errors import LabkitError, ParameterError, RunCancelled, RunFailed
 from labkit.params import FIELD_BY_NAME, IcaParams, read_document, sets_from_text
 from labkit.results import provenance, states
 from labkit.results.folder import RunFolder
@@ -245,6 +244,10 @@ def run_sweep(sets: Iterable[IcaParams], runner: Any = None, *, workers: int | N
     A failure (a cell raising, a dead kernel, a folder that cannot be made) is a row with
     state ``failed`` and its reason; the sweep goes on. ``action``/``reason`` say why a set
     was run or reused. ``on_row(row, done, total)`` is told of each finished run (the notebook form's progress).
+
+    Interrupted (Ctrl-C, or a SIGTERM the caller turns into :class:`KeyboardInterrupt`): no set starts any
+    more, the running ones are cancelled through the runner (each recorded ``cancelled``), and
+    :class:`SweepInterrupted` carries the rows of every set that finished or was cancelled.
     """
     from labkit.runners.pool import PoolRunner, default_workers
 
@@ -256,31 +259,95 @@ def run_sweep(sets: Iterable[IcaParams], runner: Any = None, *, workers: int | N
     workers = max(1, min(workers or default_workers(), len(todo) or 1))
     own = runner is None
     runner = runner or PoolRunner(workers)
-    lock = threading.Lock()
     failed = 0
+    stopped: SweepInterrupted | None = None
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="labkit-sweep")
+    futures: dict[Future[dict[str, Any] | None], int] = {}
     try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="labkit-sweep") as pool, \
-                tqdm(total=len(todo), desc="ICA sweep", unit="run", disable=not progress) as bar:
-            futures = {pool.submit(_run_one, runner, d): i for i, d in enumerate(decisions) if d.action == "run"}
-            for future in as_completed(futures):
-                row = future.result()
-                with lock:
-                    rows[futures[future]] = row
-                    failed += row["state"] != states.SUCCEEDED
-                bar.set_postfix(failed=failed, refresh=False)
-                bar.update()
-                if on_row is not None:
-                    on_row(row, sum(1 for f in futures if f.done()), len(todo))
+        with tqdm(total=len(todo), desc="ICA sweep", unit="run", disable=not progress) as bar:
+            try:
+                for i, d in enumerate(decisions):
+                    if d.action == "run":
+                        futures[pool.submit(_run_one, runner, d)] = i
+                for future in as_completed(futures):
+                    row = future.result()
+                    if row is not None:
+                        rows[futures[future]] = row
+                        failed += row["state"] != states.SUCCEEDED
+                    bar.set_postfix(failed=failed, refresh=False)
+                    bar.update()
+                    if on_row is not None and row is not None:
+                        on_row(row, sum(1 for f in futures if f.done()), len(todo))
+            except KeyboardInterrupt:
+                stopped = _stop(pool, runner, futures, rows, len(todo))
     finally:
+        pool.shutdown(wait=True)
         if own:
             runner.close()
+    frame = _frame(rows)
+    if stopped is not None:
+        stopped.frame = frame
+        raise stopped
+    return frame
+
+
+def _frame(rows: dict[int, dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame([rows[i] for i in sorted(rows)])
     return frame.set_index("run_id") if len(frame) else frame
 
 
-def _run_one(runner: Any, decision: Decision) -> dict[str, Any]:
+def _stop(pool: ThreadPoolExecutor, runner: Any, futures: dict[Future[dict[str, Any] | None], int],
+          rows: dict[int, dict[str, Any]], total: int) -> "SweepInterrupted":
+    """Start no set any more, cancel the running ones, wait for each to record itself; the rows of all."""
+    logger.warning("sweep: interrupted: starting no more sets, cancelling the running ones")
+    pool.shutdown(wait=False, cancel_futures=True)  # the sets no worker has taken never start
+    _cancel(runner)  # the running ones: their kernels die, each run ends recorded as cancelled
+    not_started = 0
+    for future, i in futures.items():
+        if future.cancelled():
+            not_started += 1
+            continue
+        try:
+            row = future.result()
+        except Exception as err:  # noqa: BLE001 - a bug in one run must not lose the others' rows
+            logger.warning("sweep: a run ended with %s: %s", type(err).__name__, err)
+            row = None
+        if row is None:
+            not_started += 1
+        else:
+            rows[i] = row
+    return SweepInterrupted(not_started=not_started, total=total)
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """The sweep was interrupted: nothing more started, the running sets were cancelled. ``frame`` has a row
+    for every set that finished, was reused or was cancelled; ``not_started`` counts the sets never begun
+    (running the same sweep again resumes them, reusing what finished)."""
+
+    def __init__(self, frame: pd.DataFrame | None = None, *, not_started: int = 0, total: int = 0) -> None:
+        super().__init__("sweep interrupted")
+        self.frame = frame if frame is not None else pd.DataFrame()
+        self.not_started = not_started
+        self.total = total
+
+
+def _cancel(runner: Any) -> None:
+    """Cancel through the runner (labkit's runners kill their kernels); any other runner just starts no more."""
+    cancel = getattr(runner, "cancel", None)
+    if callable(cancel):
+        cancel()
+    else:
+        runner.stopping = True
+
+
+def _run_one(runner: Any, decision: Decision) -> dict[str, Any] | None:
+    """The set's row; None for a set its runner refused to start because the sweep was being stopped."""
     try:
         return _row_of(decision, runner.run(decision.params))
+    except RunCancelled as err:
+        if err.folder is None:
+            return None
+        return _row_of(decision, load_run(err.folder))
     except RunFailed as err:
         logger.warning("sweep: %s", err)
         if err.folder is not None:
