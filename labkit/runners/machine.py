@@ -9,6 +9,7 @@ terminal's ``labkit run``) is listed, followed and cancelled the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -20,8 +21,8 @@ from typing import Iterator, Sequence
 from labkit.errors import LabkitError
 from labkit.params import IcaParams, check_run_id
 from labkit.results.folder import RunFolder
-from labkit.results.layout import LOG_FILE, new_run_id
-from labkit.results.reading import RunResult, find_run, list_runs, load_run
+from labkit.results.layout import FOLDER_PREFIX, LOG_FILE, PARTIAL, new_run_id, run_id_of
+from labkit.results.reading import RunResult, find_run, load_run
 from labkit.runners.backend import CANCELLED, FAILED, QUEUED, RUNNING, Run, check_state, run_of
 from labkit.runners.local import LocalProcess
 
@@ -40,6 +41,8 @@ class MachineBackend:
         self._sweep_of: dict[str, str] = {}
         #: runs cancelled through this backend (one stopped before its folder existed is cancelled, not failed)
         self._cancelled: set[str] = set()
+        #: finished folders as read once (folder name -> run): a complete or failed folder never changes
+        self._finished: dict[str, Run] = {}
         self._lock = threading.Lock()
 
     def _here(self, params: IcaParams) -> IcaParams:
@@ -125,8 +128,7 @@ class MachineBackend:
     def runs(self, *, state: str | None = None, sweep: str | None = None,
              recording: str | None = None) -> list[Run]:
         check_state(state)
-        found = {r.run_id: run_of(r, sweep_id=self._sweep_of.get(r.run_id, ""))
-                 for r in list_runs(self.base_dir)}
+        found = self._folder_runs()
         with self._lock:
             extra = [r for r in list(self._waiting) + list(self._procs) if r not in found]
         for run_id in extra:
@@ -138,6 +140,25 @@ class MachineBackend:
                if (state is None or r.state == state) and (sweep is None or r.sweep_id == sweep)
                and (recording is None or r.recording == recording or Path(r.recording).name == recording)]
         return sorted(out, key=lambda r: (r.created, r.run_id), reverse=True)
+
+    def _folder_runs(self) -> dict[str, Run]:
+        """Every result folder's run; a finished folder (final name) never changes, so it is read once."""
+        found: dict[str, Run] = {}
+        for path in sorted(Path(self.base_dir).glob(FOLDER_PREFIX + "*"), key=lambda p: p.name.endswith(PARTIAL)):
+            run_id = run_id_of(path.name)
+            if run_id in found:  # renamed while listed: its final name was read first
+                continue
+            run = self._finished.get(path.name)
+            if run is None:
+                try:
+                    run = run_of(load_run(path))
+                except LabkitError:  # gone between the listing and the read
+                    continue
+                if run.done and not path.name.endswith(PARTIAL):
+                    self._finished[path.name] = run
+            sweep = self._sweep_of.get(run_id)
+            found[run_id] = dataclasses.replace(run, sweep_id=sweep) if sweep and sweep != run.sweep_id else run
+        return found
 
     def log(self, run: str, *, follow: bool = False, tail: int | None = None) -> Iterator[str]:
         self.status(run)  # an unknown run is an error, not an empty log
