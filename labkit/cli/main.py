@@ -268,19 +268,21 @@ def _sweep_here(sets: list[IcaParams], workers: int | None, force: bool, wide: b
     def finished(row: dict[str, Any], done: int, total: int) -> None:
         click.echo(f"sweep {done}/{total}: run {row['run_id']}: {row['state']}", err=True)
 
-    try:
-        with progress.sweep_stops_on_signals(), progress.above_bars():
-            frame = run_sweep(sets, workers=workers, force=force, progress=tty, on_row=None if tty else finished)
-    except SweepInterrupted as stop:
-        if csv_path:
-            stop.frame.to_csv(csv_path)
-        click.echo(progress.table(stop.frame, wide=wide) if len(stop.frame) else "(no set finished)")
-        click.echo(f"interrupted: {progress.counts(stop.frame)}, {stop.not_started} not started")
-        args = click.get_current_context().meta.get("labkit.args", sys.argv[1:])
-        click.echo(progress.resume_command(args, shutil.get_terminal_size().columns if sys.stdout.isatty() else None))
-        if "--force" in args:
-            click.echo("  (without --force: the sets that finished are reused, not run again)")
-        sys.exit(int(ExitCode.CANCELLED))
+    with progress.sweep_stops_on_signals():  # until labkit exits: a later Ctrl-C cuts no report short
+        try:
+            with progress.above_bars():
+                frame = run_sweep(sets, workers=workers, force=force, progress=tty, on_row=None if tty else finished)
+        except SweepInterrupted as stop:
+            if csv_path:
+                stop.frame.to_csv(csv_path)
+            click.echo(progress.table(stop.frame, wide=wide) if len(stop.frame) else "(no set finished)")
+            click.echo(f"interrupted: {progress.counts(stop.frame)}, {stop.not_started} not started")
+            args = click.get_current_context().meta.get("labkit.args", sys.argv[1:])
+            click.echo(progress.resume_command(args, shutil.get_terminal_size().columns if sys.stdout.isatty()
+                                               else None))
+            if "--force" in args:
+                click.echo("  (without --force: the sets that finished are reused, not run again)")
+            sys.exit(int(ExitCode.CANCELLED))
     if csv_path:
         frame.to_csv(csv_path)
     click.echo(progress.table(frame, wide=wide))

@@ -96,10 +96,16 @@ def above_bars() -> Iterator[None]:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    with contextlib.suppress(ImportError):  # MNE gives its logger its own handler when imported: before the redirect
+        import mne.utils  # noqa: F401 - the runs import it anyway (their checks read the recording's header)
     own = [lg for lg in logging.root.manager.loggerDict.values()  # e.g. MNE's: its own handler, no propagation
            if isinstance(lg, logging.Logger) and not lg.propagate and _console(lg.handlers)]
     loggers = [logging.root, *own]
     before = {id(lg): list(lg.handlers) for lg in loggers}
+    # MNE's handler writes to a wrapper of stdout that tqdm does not take for the console: it writes above too
+    wrapped = [h for lg in [logging.root, *logging.root.manager.loggerDict.values()] if isinstance(lg, logging.Logger)
+               for h in lg.handlers if isinstance(h, logging.StreamHandler) and type(h.stream).__name__ == "WrapStdOut"]
+    streams = {h: h.setStream(_AboveBars(sys.stdout)) for h in wrapped}  # type: ignore[arg-type]
     shown = warnings.showwarning
 
     def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
@@ -114,6 +120,25 @@ def above_bars() -> Iterator[None]:
             yield
     finally:
         warnings.showwarning = shown
+        for handler, stream in streams.items():
+            handler.setStream(stream)
+
+
+class _AboveBars:
+    """A stream for a log handler: each message written above the bars (tqdm.write), wrapped to the width."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+
+    def write(self, text: str) -> int:
+        if text.strip():
+            from tqdm import tqdm
+
+            tqdm.write(_wrapped(text), file=self.file)
+        return len(text)
+
+    def flush(self) -> None:
+        self.file.flush()
 
 
 class _Wrapping(logging.Formatter):
