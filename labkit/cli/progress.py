@@ -98,7 +98,7 @@ def above_bars() -> Iterator[None]:
 
     with contextlib.suppress(ImportError):  # MNE gives its logger its own handler when imported: before the redirect
         import mne.utils  # noqa: F401 - the runs import it anyway (their checks read the recording's header)
-    own = [lg for lg in logging.root.manager.loggerDict.values()  # e.g. MNE's: its own handler, no propagation
+    own = [lg for lg in logging.root.manager.loggerDict.values()  # a console handler of its own, records kept
            if isinstance(lg, logging.Logger) and not lg.propagate and _console(lg.handlers)]
     loggers = [logging.root, *own]
     before = {id(lg): list(lg.handlers) for lg in loggers}
