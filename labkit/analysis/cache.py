@@ -216,7 +216,7 @@ class Slot:
         the slot's exit waits for the write, so the entry's lock is held until the entry is whole."""
         if self.store_in is not None:
             self._mne_level = logging.getLogger("mne").level
-            self.writer = threading.Thread(target=self._write, args=(self.store_in, raw, notes),
+            self.writer = threading.Thread(target=self._write, args=(self.store_in, _own_info(raw), notes),
                                            name="labkit-cache-store", daemon=True)
             self.writer.start()
 
@@ -237,6 +237,14 @@ class Slot:
             logger.info("load and filter: stored in the cache as %s", store.path(self.entry).name)
         except OSError as err:
             logger.warning("preprocessing cache: could not store the filtered recording (%s)", err)
+
+
+def _own_info(raw: Any) -> Any:
+    """The same samples under an Info of their own (no copy of the data): MNE unlocks and relocks an Info
+    around its own changes, so a save in the writer and the fit's channel picks must not share one."""
+    view = copy.copy(raw)
+    view.info = raw.info.copy()
+    return view
 
 
 @contextlib.contextmanager
