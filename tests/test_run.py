@@ -118,16 +118,19 @@ def test_entrypoint_reads_the_prototype_env_vars(demo_dir):
 
 
 def test_papermills_own_cli_runs_the_template(tmp_path):
-    """The README's claim: plain papermill with one -p works; blanks mean cwd and the demo recording."""
-    env = {k: v for k, v in os.environ.items() if k != "BASE_DIR"}
+    """The README's claim: plain papermill with one -p works; blanks mean ~/labkit and the demo recording,
+    and the folder it is started from receives only the executed notebook."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(), work.mkdir()
+    env = {**{k: v for k, v in os.environ.items() if k != "BASE_DIR"}, "HOME": str(home)}
     cmd = ["papermill", str(REPO / "notebooks" / "ica_run.ipynb"), "out.ipynb", "-p", "method", "picard",
            "-p", "n_components", "10", "-p", "crop_tmax", "20"]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    (found,) = list_runs(tmp_path)
+    (found,) = list_runs(home / "labkit")
     assert_complete(found)
+    assert sorted(p.name for p in work.iterdir()) == ["out.ipynb"]
     assert found.params.raw_file_path == DEMO_FILENAME and found.params.method == "picard"
-    assert (tmp_path / "out.ipynb").exists()
 
 
 def test_corrupt_file_fails_before_any_work(tmp_path):
