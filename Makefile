@@ -2,8 +2,9 @@
 # labkit and its Python packages go into a virtualenv of its own ($(VENV)), so a system Python that
 # refuses pip installs (Debian's "externally-managed-environment") is left untouched. System-wide,
 # with sudo when not root: python3-venv when `$(PYTHON) -m venv` cannot make a virtualenv; for
-# `make test` also chromium (the browser tests drive JupyterLab in it), nodejs/npm and, through
-# `npm install -g`, configurable-http-proxy (the proxy JupyterHub starts in the hub tests).
+# `make test` also chromium (the browser tests drive JupyterLab in it), nodejs/npm (they build labkit's
+# JupyterLab frontend) and, through `npm install -g`, configurable-http-proxy (the proxy JupyterHub
+# starts in the hub tests).
 PYTHON ?= python3
 VENV ?= .venv
 DEMO_DIR ?= demo
@@ -39,9 +40,17 @@ $(VENV)/.installed-test: pyproject.toml | $(VBIN)/pip
 	$(VPY) -m pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed
 
+# the JupyterLab frontend (extension/), built with jlpm (JupyterLab's yarn, in the virtualenv) and
+# linked into the virtualenv's JupyterLab; built again when its sources change
+EXTENSION_SOURCES := $(wildcard extension/package.json extension/yarn.lock extension/src/*.ts extension/style/*)
+$(VENV)/.extension: $(EXTENSION_SOURCES) | $(VENV)/.installed-test
+	cd extension && $(VBIN)/jlpm install && $(VBIN)/jlpm build:prod
+	$(VBIN)/jupyter labextension develop --overwrite .
+	touch $@
+
 install: $(VENV)/.installed
 
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test $(VENV)/.extension
 
 demo: install
 	$(VBIN)/labkit demo-data --base-dir $(DEMO_DIR)
