@@ -65,7 +65,10 @@ def test_sweep_cli_runs_sets_in_parallel_keeps_going_after_a_failure_and_resumes
     assert len(runs_table(demo_dir)) == 2
     forced = CliRunner().invoke(main, ["sweep", str(f), "--force", "--workers", "2"])
     assert forced.exit_code == 4 and "--force: rerun" in forced.output
-    assert len(runs_table(demo_dir)) == 4
+    frame = runs_table(demo_dir)
+    assert len(frame) == 4
+    sweeps = frame.groupby("sweep_id").size()  # each sweep records its id in its runs: the rerun is told apart
+    assert sorted(sweeps) == [2, 2] and all(s.startswith("sweep-") for s in sweeps.index), sweeps
 
 
 def _succeeded(params: IcaParams) -> RunFolder:

@@ -159,8 +159,10 @@ class PoolRunner(LocalRunner):
     """
 
     def __init__(self, workers: int | None = None, *, blas_threads: int = 1, kernel_name: str = kernel.HEADLESS,
-                 progress_bar: bool = False, template: Path = TEMPLATE) -> None:
+                 progress_bar: bool = False, template: Path = TEMPLATE, sweep_id: str = "") -> None:
         self.workers = max(1, workers or default_workers())
+        #: recorded in each run's status, so the runs of one sweep are told apart from a rerun's (``compare --sweep``)
+        self.sweep_id = sweep_id
         super().__init__(blas_threads=max(1, min(blas_threads, default_workers() // self.workers)),
                          kernel_name=kernel_name, progress_bar=progress_bar, template=template)
         self._idle: queue.Queue[WarmKernel | None] = queue.Queue()
@@ -179,7 +181,8 @@ class PoolRunner(LocalRunner):
             if warm is None or not warm.alive():
                 self._retire(warm)
                 warm = self._start()
-            folder.set_status("queued", runner_pid=os.getpid())  # lets a resumed sweep tell a dead sweep's runs
+            # the runner's pid lets a resumed sweep tell a dead sweep's runs; the sweep id, which sweep it was
+            folder.set_status("queued", runner_pid=os.getpid(), **({"sweep_id": self.sweep_id} if self.sweep_id else {}))
             warm.prepare(folder.path, self.blas_threads)
             self._check_stopping()
             self._papermill(params, folder, warm.km)

@@ -258,7 +258,10 @@ def run_sweep(sets: Iterable[IcaParams], runner: Any = None, *, workers: int | N
     rows: dict[int, dict[str, Any]] = {i: _row_of(d, d.existing) for i, d in enumerate(decisions) if d.existing}
     workers = max(1, min(workers or default_workers(), len(todo) or 1))
     own = runner is None
-    runner = runner or PoolRunner(workers)
+    if runner is None:
+        from labkit.results.layout import new_run_id
+
+        runner = PoolRunner(workers, sweep_id=f"sweep-{new_run_id(todo[0].params)}" if todo else "")
     failed = 0
     stopped: SweepInterrupted | None = None
     pool = ThreadPoolExecutor(workers, thread_name_prefix="labkit-sweep")
