@@ -375,10 +375,22 @@ def read_document(text: str | bytes, source: str = "params") -> Any:
     return data
 
 
-def sets_from_text(text: str | bytes, source: str = "sets") -> list[IcaParams]:
-    """A JSON (or YAML) list of parameter sets, or one set; errors name the item (``sets[3]``) and field."""
+def in_folder(base_dir: Any, folder: str | os.PathLike | None) -> Any:
+    """A file's relative ``base_dir`` is relative to the file's own folder, not to where a command runs."""
+    if folder is None or not isinstance(base_dir, str) or not base_dir.strip():
+        return base_dir
+    return base_dir if os.path.isabs(os.path.expanduser(base_dir)) else os.path.join(folder, base_dir)
+
+
+def sets_from_text(text: str | bytes, source: str = "sets", folder: str | os.PathLike | None = None) -> list[IcaParams]:
+    """A JSON (or YAML) list of parameter sets, or one set; errors name the item (``sets[3]``) and field.
+
+    A set without ``base_dir`` takes the default (``$BASE_DIR``, else the current directory); with
+    ``folder`` (the file's own), a relative one is taken from there."""
     data = read_document(text, source)
     items = data if isinstance(data, list) else [data]
+    if folder is not None:
+        items = [_base_in_folder(item, folder) for item in items]
     if not items:
         raise ParameterError(source, data, "a list of at least one parameter set")
     sets = []
@@ -390,6 +402,14 @@ def sets_from_text(text: str | bytes, source: str = "sets") -> list[IcaParams]:
                 err.args = (f"{source}[{i}]: {err}",)
             raise
     return sets
+
+
+def _base_in_folder(item: Any, folder: str | os.PathLike) -> Any:
+    if isinstance(item, Mapping) and isinstance(item.get("params"), Mapping):
+        return {**item, "params": _base_in_folder(item["params"], folder)}
+    if isinstance(item, Mapping) and "base_dir" in item:
+        return {**item, "base_dir": in_folder(item["base_dir"], folder)}
+    return item
 
 
 def _env_text(value: Any) -> str:

@@ -216,3 +216,21 @@ def test_form_runs_its_sweep_here_over_seeds_and_reuses_it_the_second_time(demo_
     assert form.sweep_progress.value == 2 and "2 succeeded (0 reused)" in form.sweep_message.value
     form.run_sweep_here().join(timeout=240)
     assert "(2 reused)" in form.sweep_message.value and len(list_runs(demo_dir)) == 2
+
+
+def test_a_sets_or_study_files_relative_base_dir_is_its_own_folders_and_a_missing_one_is_the_default(
+        tmp_path, monkeypatch):
+    from labkit.study.sweeps import Study
+
+    (tmp_path / "project" / "data").mkdir(parents=True)
+    monkeypatch.setenv("BASE_DIR", str(tmp_path / "elsewhere"))
+    folder = tmp_path / "project"
+    listed = json.dumps([{"base_dir": "data", "raw_file_path": "a.fif"}, {"params": {"base_dir": "data"}},
+                         {"raw_file_path": "b.fif"}, {"base_dir": str(tmp_path), "raw_file_path": "c.fif"}])
+    sets = load_sets(listed, folder=folder)
+    assert [p.base_dir for p in sets] == [str(folder / "data"), str(folder / "data"), str(tmp_path / "elsewhere"),
+                                          str(tmp_path)]
+    study = {"base_dir": "data", "recordings": ["a.fif"], "params": {"n_components": 5}}
+    assert Study.from_dict(study, folder=folder).base.base_dir == str(folder / "data")
+    assert Study.from_dict({**study, "base_dir": None}, folder=folder).base.base_dir == str(tmp_path / "elsewhere")
+    assert Study.from_dict(study, str(tmp_path), folder=folder).base.base_dir == str(tmp_path)  # --base-dir wins

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -162,7 +163,8 @@ def _submit_sweep(jobs: Any, sweep_file: Any, values: dict[str, Any], *, volcano
     from labkit.study.sweeps import load_sets
 
     given = {k: v for k, v in values.items() if v is not None}
-    sets = [p.replace(**given) if given else p for p in load_sets(read_params_file(sweep_file, "sweep"))]
+    sets = [p.replace(**given) if given else p
+            for p in load_sets(read_params_file(sweep_file, "sweep"), folder=Path(sweep_file.name).parent)]
     sub = jobs.submit_sweep(sets, volcano=volcano, sweep_id=sweep_id, force=force, min_available=min_available)
     for warning in sub.warnings:
         click.echo(f"labkit: warning: {warning}", err=True)

@@ -190,8 +190,8 @@ def _sweep_sets(sets_file: Any, recordings: tuple[str, ...], bids: str | None, g
 
     given = {k: v for k, v in values.items() if v is not None}
     if sets_file:
-        base_dir = given.get("base_dir") or str(Path(sets_file.name).parent)
-        sets = load_sets(read_params_file(sets_file, "sets"), base_dir=base_dir)
+        sets = load_sets(read_params_file(sets_file, "sets"), base_dir=given.get("base_dir"),
+                         folder=Path(sets_file.name).parent)
         sets = [p.replace(**given) for p in sets] if given else sets
         extra = {"seeds": _seeds(seeds), **_grid(grid)} if (seeds or grid) else {}
         return [q for p in sets for q in expand(p, **extra)] if extra else sets

@@ -27,7 +27,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from labkit.errors import LabkitError, ParameterError, RunCancelled, RunFailed
-from labkit.params import FIELD_BY_NAME, IcaParams, read_document, sets_from_text
+from labkit.params import FIELD_BY_NAME, IcaParams, default_base_dir, in_folder, read_document, sets_from_text
 from labkit.results import provenance, states
 from labkit.results.folder import RunFolder
 from labkit.results.layout import PARTIAL
@@ -100,7 +100,7 @@ def expand(base: IcaParams, *, recordings: Any = None, seeds: Iterable[int] | in
 class Study:
     """Recordings x grid x seeds, as Python, or a YAML/JSON study file::
 
-        base_dir: /userdata            # optional (the CLI's --base-dir, $BASE_DIR, else the file's folder)
+        base_dir: data                 # optional: relative to the file's folder (default $BASE_DIR, else .)
         recordings: ["sub-*/eeg/*.vhdr"]   # or {bids: bids_root, datatypes: eeg, tasks: rest}
         params: {n_components: 20, crop_tmax: 60}
         grid: {method: [fastica, picard, infomax]}
@@ -116,13 +116,16 @@ class Study:
         return expand(self.base, recordings=self.recordings, seeds=self.seeds, **self.grid)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], base_dir: str | None = None) -> "Study":
+    def from_dict(cls, data: Mapping[str, Any], base_dir: str | None = None,
+                  folder: str | os.PathLike | None = None) -> "Study":
+        """``base_dir`` (the CLI's ``--base-dir``) wins over the file's; the file's, if relative, is taken from
+        ``folder`` (the file's own); without either, the default (``$BASE_DIR``, else the current directory)."""
         unknown = sorted(set(data) - {"base_dir", "recordings", "params", "grid", "seeds"})
         if unknown:
             raise ParameterError(unknown[0], data[unknown[0]], "one of base_dir, recordings, params, grid, seeds")
         params = dict(data.get("params") or {})
-        params["base_dir"] = str(data.get("base_dir") or base_dir or params.get("base_dir")
-                                 or os.environ.get("BASE_DIR") or ".")
+        params["base_dir"] = str(base_dir or in_folder(data.get("base_dir") or params.get("base_dir"), folder)
+                                 or default_base_dir())
         grid = data.get("grid") or {}
         if not isinstance(grid, Mapping) or not all(isinstance(v, list) for v in grid.values()):
             raise ParameterError("grid", grid, "a mapping of parameter names to lists of values")
@@ -133,20 +136,22 @@ class Study:
         data = read_document(Path(path).read_bytes(), "study")
         if not isinstance(data, Mapping):
             raise ParameterError("study", str(path), "a mapping of recordings, params, grid, seeds")
-        return cls.from_dict(data, base_dir or str(Path(path).parent))
+        return cls.from_dict(data, base_dir, folder=Path(path).parent)
 
 
 #: the keys that make a sweep file a study rather than a list of sets
 STUDY_KEYS = {"recordings", "grid", "seeds"}
 
 
-def load_sets(text: str | bytes, base_dir: str | None = None) -> list[IcaParams]:
+def load_sets(text: str | bytes, base_dir: str | None = None, folder: str | os.PathLike | None = None
+              ) -> list[IcaParams]:
     """A JSON/YAML list of parameter sets (what the notebook form exports; see :func:`params.sets_from_text`),
-    or a study (a mapping with recordings, grid or seeds; :class:`Study`)."""
+    or a study (a mapping with recordings, grid or seeds; :class:`Study`). ``folder`` is the file's own: a
+    relative ``base_dir`` in it is taken from there, in both kinds."""
     data = read_document(text, "sets")
     if isinstance(data, Mapping) and set(data) & STUDY_KEYS:
-        return Study.from_dict(data, base_dir).sets()
-    return sets_from_text(text)
+        return Study.from_dict(data, base_dir, folder=folder).sets()
+    return sets_from_text(text, folder=folder)
 
 
 # -- plan: run, or reuse a matching result -------------------------------------------------------------------------
