@@ -59,6 +59,7 @@ demo: install
 test: install-test
 	$(VPY) -m ruff check labkit tests benchmarks
 	$(VBIN)/lint-imports
+	cd extension && $(VBIN)/jlpm test
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 bench: install-test
@@ -66,3 +67,4 @@ bench: install-test
 	$(VPY) benchmarks/bench_form.py
 	PYTHONPATH=$(CURDIR) $(VPY) benchmarks/bench_hub.py
 	PYTHONPATH=$(CURDIR) $(VPY) benchmarks/bench_soak.py --sets 100 --readme
+	$(VPY) benchmarks/bench_lab.py
