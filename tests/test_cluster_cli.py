@@ -111,6 +111,24 @@ def test_submit_wait_reports_a_failure_in_words(cluster_env: Emulator) -> None:
     assert "OOMKilled" in result.output and "[cluster problem]" in result.output
 
 
+def test_submit_wait_on_a_job_its_owner_cancels_says_cancelled_and_exits_130(cluster_env: Emulator) -> None:
+    from kubernetes import client
+
+    name = f"labkit-anna-{IcaParams().digest}"
+    ctl = Controllers(cluster_env.api_client())
+
+    def owner_cancels() -> None:
+        ctl.wait_for_job(name)
+        ctl.create_pod(name, phase="Running", node="worker-2")
+        time.sleep(0.5)
+        client.BatchV1Api(cluster_env.api_client()).delete_namespaced_job(name, NS, propagation_policy="Background")
+
+    threading.Thread(target=owner_cancels, daemon=True).start()
+    result = CliRunner().invoke(main, ["submit", "--wait"])
+    assert result.exit_code == ExitCode.CANCELLED, result.output
+    assert result.output.count("cancelled (its Job was deleted") == 1 and "Traceback" not in result.output
+
+
 def test_another_users_job_is_refused_by_the_cli(cluster_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     runner = CliRunner()
     monkeypatch.setenv("JUPYTERHUB_USER", "bob")

@@ -243,6 +243,8 @@ def submit_cmd(params_file: Any, user: str | None, settings_file: str | None, ov
             click.echo(str(jobs.result(final).path))
         except LabkitError as err:
             click.echo(f"labkit: {err}", err=True)
+    elif final.reason.startswith("cancelled"):
+        sys.exit(int(ExitCode.CANCELLED))
     else:
         sys.exit(int(ExitCode.RUN_FAILED))
 

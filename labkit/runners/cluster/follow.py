@@ -7,6 +7,7 @@ bounded (``poll_interval``), so a silent stream never hangs a reader.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -247,8 +248,17 @@ class Following:
             return ClusterError(f"Stopped following {name} after {timeout:.0f} s; it is {current.phase} "
                                 f"({current.reason}). Follow it again with: labkit logs -f {name}")
 
+        def read() -> JobStatus:
+            try:
+                return self.status(name)
+            except ClusterNotFound:  # deleted while followed: its owner (or an admin) cancelled it
+                if last[0] is None:
+                    raise
+                return dataclasses.replace(last[0], phase="failed", infrastructure=False,
+                                           reason="cancelled (its Job was deleted while it was followed)")
+
         self.watch_state = {}
-        return self._follow(lambda: self.status(name), report, lambda _, state: self._wait_for_change(name, state),
+        return self._follow(read, report, lambda _, state: self._wait_for_change(name, state),
                             timeout, too_long, timed_out, self.watch_state)
 
     def _follow(self, read: Callable[[], Any], report: Callable[[Any], None],
