@@ -47,7 +47,10 @@ class SweepSubmission:
 
 
 def default_user() -> str:
-    user = os.environ.get("JUPYTERHUB_USER") or os.environ.get("LABKIT_USER") or os.environ.get("USER") or ""
+    """Who submits: the hub's user (``JUPYTERHUB_USER``, set by JupyterHub), else ``LABKIT_USER``, else the login."""
+    from labkit.settings import env
+
+    user = os.environ.get("JUPYTERHUB_USER") or env().user or os.environ.get("USER") or ""
     if not user:
         raise ClusterError("Cannot tell who you are: set JUPYTERHUB_USER (or LABKIT_USER) to your hub user name; "
                            "labkit jobs, logs, cancel, submit and render also take --user NAME")
