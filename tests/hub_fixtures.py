@@ -87,6 +87,9 @@ c.JupyterHub.load_roles = [
 class Hub:
     """JupyterHub + configurable-http-proxy + the labkit service, for one test module."""
 
+    #: more jupyterhub_config.py lines (a subclass's: spawning user servers)
+    extra_config = ""
+
     def __init__(self, emulator: Emulator, directory: Path) -> None:
         self.dir = directory
         self.emulator = emulator
@@ -95,7 +98,7 @@ class Hub:
         (directory / "jupyterhub_config.py").write_text(HUB_CONFIG.format(
             public_port=self.public_port, hub_port=self.hub_port, proxy_api_port=self.proxy_api_port,
             service_port=self.service_port, service_token=self.service_token, admin_token=self.admin_token,
-            dir=directory))
+            dir=directory) + self.extra_config.replace("{dir}", str(directory)).replace("{public_port}", str(self.public_port)))
         self.url = f"http://127.0.0.1:{self.public_port}"
         self.api = f"{self.url}/hub/api"
         self.service_url = f"{self.url}/services/{SERVICE}/"

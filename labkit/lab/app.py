@@ -29,14 +29,20 @@ class LabkitApp(ExtensionApp):
                               "in the environment), or 'no'")
 
     def initialize_settings(self) -> None:
-        remote = None
+        remote, problem = None, ""
         if self.use_remote == "auto":
+            from labkit.errors import LabkitError
             from labkit.runners.factory import choose_backend
 
-            backend, why = choose_backend(self.base_dir or self.serverapp.root_dir)
-            remote = None if backend.name == "machine" else backend
-            self.log.info("labkit: %s", why)
+            try:
+                backend, why = choose_backend(self.base_dir or self.serverapp.root_dir)
+                remote = None if backend.name == "machine" else backend
+                self.log.info("labkit: %s", why)
+            except LabkitError as err:  # this machine's runs are still served; the panel says why no cluster
+                problem = f"cluster runs are not available here: {err}"
+                self.log.warning("labkit: %s", problem)
         self.runs = LabRuns(self.base_dir or self.serverapp.root_dir, remote, workers=self.workers)
+        self.runs.remote_problem = problem
         self.settings["labkit_runs"] = self.runs
         self._activity = PeriodicCallback(self._report_activity, self.activity_interval * 1000)
         self._activity.start()

@@ -85,7 +85,7 @@ class InfoHandler(LabkitHandler):
 
         remote = self.runs.remote
         self.reply({"base_dir": self.runs.base_dir, "backends": ["machine"] + ([remote.name] if remote else []),
-                    "extensions": sorted(reader_table())})
+                    "remote_problem": self.runs.remote_problem, "extensions": sorted(reader_table())})
 
 
 class RunsHandler(LabkitHandler):

@@ -50,6 +50,8 @@ class LabRuns:
         self.base_dir = os.path.realpath(base_dir)
         self.local = MachineBackend(self.base_dir, workers=workers)
         self.remote = remote
+        #: why there is no remote backend when the environment asked for one (shown by the panel)
+        self.remote_problem = ""
 
     # -- listing -----------------------------------------------------------------------------
     def list(self, query: dict[str, str]) -> Page:
