@@ -143,7 +143,7 @@ def test_explore_notebook_runs_and_shows_topomaps(lab, tmp_path):
 
             topomap = page.locator(".widget-image").first
             expect(topomap).to_be_visible(timeout=RUN_TIMEOUT_MS)
-            expect(page.get_by_text("succeeded").first).to_be_visible()
+            expect(page.locator(".jp-OutputArea").get_by_text("succeeded").first).to_be_visible()
             page.wait_for_function("img => img.complete && img.naturalWidth > 100",
                                    arg=topomap.element_handle())
             topomap.scroll_into_view_if_needed()
