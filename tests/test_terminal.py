@@ -181,3 +181,17 @@ def test_the_bar_knows_the_analysis_steps():
     from labkit.cli.progress import STEPS as SHOWN
 
     assert SHOWN == STEPS
+
+
+def test_ctrl_c_on_logs_follow_stops_following_and_exits_130_leaving_the_run_alone(demo_dir):
+    folder = RunFolder.create(_tiny(demo_dir), "followed")
+    folder.start()  # running, owned by this test's process: its log is followed until it ends
+    (folder.path / "run.log").write_text("step load\n")
+    term = Terminal("logs", "-f", "followed", "--base-dir", str(demo_dir))
+    term.read_until(lambda text: "step load" in text)
+    term.child.kill(signal.SIGINT)
+    assert term.finish(timeout=10) < 10
+    assert term.child.exitstatus == ExitCode.CANCELLED, term.text
+    assert "labkit: interrupted" in term.text and "Traceback" not in term.text
+    assert load_run(folder.path).state == "running"  # following is not cancelling
+    folder.stop_heartbeat()
