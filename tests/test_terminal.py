@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pexpect
 import pytest
+from test_sweeps import _succeeded as _complete
 
 from labkit import IcaParams
 from labkit.analysis.datasets import DEMO_FILENAME
 from labkit.errors import ExitCode
-from labkit.results import provenance
 from labkit.results.folder import RunFolder
-from labkit.results.layout import ICA_FILE, METRICS_FILE
 from labkit.results.reading import list_runs, load_run
 from labkit.study.sweeps import plan
 
@@ -126,17 +125,6 @@ def test_a_stopped_sweep_cancels_its_running_sets_says_how_to_resume_and_exits_1
     decisions = plan(sets)
     assert sum(d.action == "reuse" for d in decisions) == done
     assert all("was cancelled" in d.reason for d in decisions if d.action == "run" and d.reason != "no result yet")
-
-
-def _complete(params: IcaParams) -> RunFolder:
-    """A complete result of ``params`` as a run leaves it (files, provenance), without fitting."""
-    folder = RunFolder.create(params)
-    provenance.record(folder, provenance.current(params))
-    folder.start()
-    (folder.path / METRICS_FILE).write_text(json.dumps({"n_iter": 7}))
-    (folder.path / ICA_FILE).write_bytes(b"ica")
-    folder.succeed()
-    return folder
 
 
 def test_a_sweep_table_fits_100_columns_keeps_why_and_counts_and_wide_shows_every_column(demo_dir, tmp_path):
