@@ -45,7 +45,7 @@ $(VENV)/.installed-test: pyproject.toml | $(VBIN)/pip
 EXTENSION_SOURCES := $(wildcard extension/package.json extension/yarn.lock extension/src/*.ts extension/style/*)
 $(VENV)/.extension: $(EXTENSION_SOURCES) | $(VENV)/.installed-test
 	cd extension && $(VBIN)/jlpm install && $(VBIN)/jlpm build:prod
-	$(VBIN)/jupyter labextension develop --overwrite .
+	$(VBIN)/jupyter-builder develop --overwrite .
 	touch $@
 
 install: $(VENV)/.installed
