@@ -6,6 +6,7 @@ failed and a cancelled run; real runs are started through the API and followed t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
@@ -24,6 +25,15 @@ from labkit.results.layout import COMPONENTS_TSV
 
 pytestmark = pytest.mark.slow
 QUICK = {"raw_file_path": DEMO_FILENAME, "n_components": 5, "crop_tmax": 8, "method": "picard"}
+
+
+@pytest.fixture
+def jp_asyncio_loop():
+    """A fresh event loop per test, set as the current one (a test module before this one may leave none set)."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    loop.close()  # as pytest-jupyter's own fixture leaves it
 
 
 @pytest.fixture
