@@ -8,6 +8,7 @@ its kernels are always stopped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -89,6 +90,22 @@ def lab(tmp_path, demo_dir):
         log.close()
 
 
+@contextlib.contextmanager
+def lab_page(lab, path: str, viewport: tuple[int, int]):
+    """A page of the system's headless Chromium on ``lab``'s ``path`` (with its token); the browser always closes."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            page.set_default_timeout(60_000)
+            page.goto(f"{lab['url']}{path}?token={lab['token']}")
+            yield page
+        finally:
+            browser.close()
+
+
 def accept_kernel_dialog(page, wait_s: float = 10.0) -> None:
     """JupyterLab may ask which kernel to start; the preselected one (Python 3) is right."""
     dialog = page.locator(".jp-Dialog")
@@ -108,56 +125,49 @@ def control(page, label: str):
 
 
 def test_explore_notebook_runs_and_shows_topomaps(lab, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
-            page.goto(f"{lab['url']}/lab/tree/ica_explore.ipynb?token={lab['token']}")
-            page.locator(".jp-Notebook").wait_for()
-            accept_kernel_dialog(page)
-            expect(page.get_by_text("Python 3 (ipykernel) | Idle").first).to_be_visible(timeout=90_000)
-            accept_kernel_dialog(page)
+    with lab_page(lab, "/lab/tree/ica_explore.ipynb", (1400, 1000)) as page:
+        page.locator(".jp-Notebook").wait_for()
+        accept_kernel_dialog(page)
+        expect(page.get_by_text("Python 3 (ipykernel) | Idle").first).to_be_visible(timeout=90_000)
+        accept_kernel_dialog(page)
 
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel:text-is('Run All Cells')").click()
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel:text-is('Run All Cells')").click()
 
-            chooser = page.locator(".widget-select select").first
-            expect(chooser.locator("option", has_text="labkit-demo/")).to_be_attached(timeout=90_000)
-            chooser.select_option(label="📁 labkit-demo/")
-            expect(chooser.locator("option", has_text="demo_raw.fif")).to_be_attached()
-            chooser.select_option(label="📄 demo_raw.fif")
-            expect(page.get_by_text("Nyquist 125 Hz")).to_be_visible()
+        chooser = page.locator(".widget-select select").first
+        expect(chooser.locator("option", has_text="labkit-demo/")).to_be_attached(timeout=90_000)
+        chooser.select_option(label="📁 labkit-demo/")
+        expect(chooser.locator("option", has_text="demo_raw.fif")).to_be_attached()
+        chooser.select_option(label="📄 demo_raw.fif")
+        expect(page.get_by_text("Nyquist 125 Hz")).to_be_visible()
 
-            control(page, "Method").select_option("picard")
-            for label, value in (("Components", "15"), ("Crop end (s)", "30")):
-                box = control(page, label)
-                box.fill(value)
-                box.press("Enter")
-            run = page.locator("button", has_text="Run here")
-            expect(run).to_be_enabled()
-            page.screenshot(path=str(tmp_path / "form.png"), full_page=True)
-            run.click()
+        control(page, "Method").select_option("picard")
+        for label, value in (("Components", "15"), ("Crop end (s)", "30")):
+            box = control(page, label)
+            box.fill(value)
+            box.press("Enter")
+        run = page.locator("button", has_text="Run here")
+        expect(run).to_be_enabled()
+        page.screenshot(path=str(tmp_path / "form.png"), full_page=True)
+        run.click()
 
-            topomap = page.locator(".widget-image").first
-            expect(topomap).to_be_visible(timeout=RUN_TIMEOUT_MS)
-            expect(page.locator(".jp-OutputArea").get_by_text("succeeded").first).to_be_visible()
-            page.wait_for_function("img => img.complete && img.naturalWidth > 100",
-                                   arg=topomap.element_handle())
-            topomap.scroll_into_view_if_needed()
-            page.screenshot(path=str(tmp_path / "topomaps.png"), full_page=True)
+        topomap = page.locator(".widget-image").first
+        expect(topomap).to_be_visible(timeout=RUN_TIMEOUT_MS)
+        expect(page.locator(".jp-OutputArea").get_by_text("succeeded").first).to_be_visible()
+        page.wait_for_function("img => img.complete && img.naturalWidth > 100",
+                               arg=topomap.element_handle())
+        topomap.scroll_into_view_if_needed()
+        page.screenshot(path=str(tmp_path / "topomaps.png"), full_page=True)
 
-            # the report link opens the run's report (relative to the notebook, which sits in the root)
-            report = page.locator("a", has_text="HTML report").first
-            href = report.evaluate("a => a.href")
-            run_dir = next(Path(lab["root"]).glob("PreExperiment_ICA_*")).name
-            assert href == f"{lab['url']}/lab/tree/{run_dir}/report.html", href
-            response = page.request.get(f"{lab['url']}/files/{run_dir}/report.html?token={lab['token']}")
-            assert response.ok and b"<html" in response.body().lower(), response.status
-        finally:
-            browser.close()
+        # the report link opens the run's report (relative to the notebook, which sits in the root)
+        report = page.locator("a", has_text="HTML report").first
+        href = report.evaluate("a => a.href")
+        run_dir = next(Path(lab["root"]).glob("PreExperiment_ICA_*")).name
+        assert href == f"{lab['url']}/lab/tree/{run_dir}/report.html", href
+        response = page.request.get(f"{lab['url']}/files/{run_dir}/report.html?token={lab['token']}")
+        assert response.ok and b"<html" in response.body().lower(), response.status
     assert (tmp_path / "topomaps.png").stat().st_size > 10_000
     runs = sorted(Path(lab["root"]).glob("PreExperiment_ICA_*"))
     assert len(runs) == 1 and not runs[0].name.endswith((".partial", ".failed")), runs

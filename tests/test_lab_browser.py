@@ -10,7 +10,7 @@ each step are kept in the folder the test prints (``<tmp>/screenshots``).
 from __future__ import annotations
 
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_ARGS, RUN_TIMEOUT_MS, lab  # noqa: F401 (the JupyterLab fixture)
+from test_browser import RUN_TIMEOUT_MS, lab, lab_page  # noqa: F401 (the JupyterLab fixture)
 
 from labkit import IcaParams
 from labkit.analysis.datasets import DEMO_FILENAME
@@ -39,77 +39,70 @@ def contrast_violations(page, selector: str) -> list[str]:
 
 
 def test_runs_panel_run_from_the_file_browser_review_and_themes(seeded, lab, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     shots = tmp_path / "screenshots"
     shots.mkdir()
     print(f"screenshots: {shots}")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.set_default_timeout(60_000)
-            page.goto(f"{lab['url']}/lab?token={lab['token']}")
-            page.locator(".jp-DirListing").wait_for()
+    with lab_page(lab, "/lab", (1440, 900)) as page:
+        page.locator(".jp-DirListing").wait_for()
 
-            page.locator("li[data-id='labkit-runs']").click()  # the ICA runs tab in the left sidebar
-            panel = page.locator("#labkit-runs")
-            expect(panel.locator("[data-run-id='old-failed'] .jp-labkit-chip")).to_have_text("failed")
-            expect(panel.locator("[data-run-id='old-cancelled'] .jp-labkit-chip")).to_have_text("cancelled")
-            expect(panel.locator("[data-run-id='old-failed'] .jp-labkit-run-name")).to_have_text("demo_raw.fif")
-            page.screenshot(path=shots / "1-panel.png")
-            assert contrast_violations(page, "#labkit-runs") == []
+        page.locator("li[data-id='labkit-runs']").click()  # the ICA runs tab in the left sidebar
+        panel = page.locator("#labkit-runs")
+        expect(panel.locator("[data-run-id='old-failed'] .jp-labkit-chip")).to_have_text("failed")
+        expect(panel.locator("[data-run-id='old-cancelled'] .jp-labkit-chip")).to_have_text("cancelled")
+        expect(panel.locator("[data-run-id='old-failed'] .jp-labkit-run-name")).to_have_text("demo_raw.fif")
+        page.screenshot(path=shots / "1-panel.png")
+        assert contrast_violations(page, "#labkit-runs") == []
 
-            page.locator("li[data-id='filebrowser']").click()
-            page.locator(".jp-DirListing-item[title^='Name: labkit-demo']").dblclick()
-            recording = page.locator(".jp-DirListing-item[title^='Name: demo_raw.fif']")
-            recording.click(button="right")
-            page.locator(".lm-Menu-item", has_text="Run ICA on this recording…").click()
-            dialog = page.locator(".jp-Dialog")
-            expect(dialog.locator(".jp-labkit-form")).to_contain_text("250")
-            dialog.locator("#labkit-field-n_components").fill("5")
-            start_error = dialog.locator(".jp-labkit-field:has(#labkit-field-crop_tmin) .jp-labkit-error")
-            dialog.locator("#labkit-field-crop_tmin").fill("500")  # past the end: told under the field, as typed
-            expect(start_error).to_contain_text("crop_tmin")
-            expect(dialog.locator("#labkit-field-crop_tmin")).to_have_value("500")
-            dialog.locator("#labkit-field-crop_tmin").fill("0")
-            dialog.locator("#labkit-field-crop_tmax").fill("8")
-            dialog.locator("#labkit-field-method").select_option("picard")
-            expect(start_error).to_have_text("")
-            page.screenshot(path=shots / "2-dialog.png")
-            dialog.locator("button.jp-mod-accept").click()
+        page.locator("li[data-id='filebrowser']").click()
+        page.locator(".jp-DirListing-item[title^='Name: labkit-demo']").dblclick()
+        recording = page.locator(".jp-DirListing-item[title^='Name: demo_raw.fif']")
+        recording.click(button="right")
+        page.locator(".lm-Menu-item", has_text="Run ICA on this recording…").click()
+        dialog = page.locator(".jp-Dialog")
+        expect(dialog.locator(".jp-labkit-form")).to_contain_text("250")
+        dialog.locator("#labkit-field-n_components").fill("5")
+        start_error = dialog.locator(".jp-labkit-field:has(#labkit-field-crop_tmin) .jp-labkit-error")
+        dialog.locator("#labkit-field-crop_tmin").fill("500")  # past the end: told under the field, as typed
+        expect(start_error).to_contain_text("crop_tmin")
+        expect(dialog.locator("#labkit-field-crop_tmin")).to_have_value("500")
+        dialog.locator("#labkit-field-crop_tmin").fill("0")
+        dialog.locator("#labkit-field-crop_tmax").fill("8")
+        dialog.locator("#labkit-field-method").select_option("picard")
+        expect(start_error).to_have_text("")
+        page.screenshot(path=shots / "2-dialog.png")
+        dialog.locator("button.jp-mod-accept").click()
 
-            view = page.locator(".jp-labkit-runview")
-            expect(view.locator(".jp-labkit-runhead .jp-labkit-chip")).to_contain_text("succeeded",
-                                                                                     timeout=RUN_TIMEOUT_MS)
-            toast = page.locator(".Toastify__toast", has_text="demo_raw.fif (picard)")
-            expect(toast).to_have_count(1)  # one notification, updated in place from started to finished
-            expect(toast).to_contain_text("succeeded")
-            expect(view.locator("img.jp-labkit-figure").first).to_be_visible()
-            assert view.locator("img.jp-labkit-figure").first.evaluate("img => img.naturalWidth") > 100
-            expect(view.locator(".jp-labkit-component")).to_have_count(5)
-            page.screenshot(path=shots / "3-run-view.png")
+        view = page.locator(".jp-labkit-runview")
+        expect(view.locator(".jp-labkit-runhead .jp-labkit-chip")).to_contain_text("succeeded",
+                                                                                 timeout=RUN_TIMEOUT_MS)
+        toast = page.locator(".Toastify__toast", has_text="demo_raw.fif (picard)")
+        expect(toast).to_have_count(1)  # one notification, updated in place from started to finished
+        expect(toast).to_contain_text("succeeded")
+        expect(view.locator("img.jp-labkit-figure").first).to_be_visible()
+        assert view.locator("img.jp-labkit-figure").first.evaluate("img => img.naturalWidth") > 100
+        expect(view.locator(".jp-labkit-component")).to_have_count(5)
+        page.screenshot(path=shots / "3-run-view.png")
 
-            run_id = page.locator("#labkit-runs li[data-run-id]").first.get_attribute("data-run-id")
-            view.locator("input[data-component='1']").check()
-            view.locator("button", has_text="Save").click()
-            expect(view.locator(".jp-labkit-message")).to_contain_text("Saved 1 excluded")
-            tsv = next(lab["root"].glob(f"*{run_id}")) / COMPONENTS_TSV
-            assert tsv.read_text().splitlines()[2].split("\t")[3] == "bad"
+        run_id = page.locator("#labkit-runs li[data-run-id]").first.get_attribute("data-run-id")
+        view.locator("input[data-component='1']").check()
+        view.locator("button", has_text="Save").click()
+        expect(view.locator(".jp-labkit-message")).to_contain_text("Saved 1 excluded")
+        tsv = next(lab["root"].glob(f"*{run_id}")) / COMPONENTS_TSV
+        assert tsv.read_text().splitlines()[2].split("\t")[3] == "bad"
 
-            view.locator("button", has_text="Open report").click()
-            frame = page.locator(f"#labkit-report-{run_id} iframe")
-            expect(frame).to_have_attribute("sandbox", "allow-scripts")
-            expect(page.frame_locator(f"#labkit-report-{run_id} iframe").locator("body")).to_contain_text("ICA")
-            page.screenshot(path=shots / "4-report.png")
+        view.locator("button", has_text="Open report").click()
+        frame = page.locator(f"#labkit-report-{run_id} iframe")
+        expect(frame).to_have_attribute("sandbox", "allow-scripts")
+        expect(page.frame_locator(f"#labkit-report-{run_id} iframe").locator("body")).to_contain_text("ICA")
+        page.screenshot(path=shots / "4-report.png")
 
-            page.locator(".lm-MenuBar-item", has_text="Settings").click()
-            page.locator(".lm-Menu-item:has(.lm-Menu-itemLabel:text-is('Theme'))").click()
-            page.locator(".lm-Menu-item:has(.lm-Menu-itemLabel:text-is('JupyterLab Dark'))").click()
-            expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false")
-            page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="ICA demo_raw.fif").click()
-            page.screenshot(path=shots / "5-dark.png")
-            assert contrast_violations(page, "#labkit-runs") == []
-            assert contrast_violations(page, ".jp-labkit-runview") == []
-        finally:
-            browser.close()
+        page.locator(".lm-MenuBar-item", has_text="Settings").click()
+        page.locator(".lm-Menu-item:has(.lm-Menu-itemLabel:text-is('Theme'))").click()
+        page.locator(".lm-Menu-item:has(.lm-Menu-itemLabel:text-is('JupyterLab Dark'))").click()
+        expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false")
+        page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="ICA demo_raw.fif").click()
+        page.screenshot(path=shots / "5-dark.png")
+        assert contrast_violations(page, "#labkit-runs") == []
+        assert contrast_violations(page, ".jp-labkit-runview") == []

@@ -98,3 +98,8 @@ def fail(err: LabkitError) -> NoReturn:
     """Print the error a researcher can act on (no traceback) and exit with its code (:class:`ExitCode`)."""
     click.echo(f"labkit: {err}", err=True)
     sys.exit(int(getattr(err, "exit_code", ExitCode.ERROR)))
+
+
+def cut(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters; a cut one ends in ``...``, so nothing is cut silently."""
+    return text if len(text) <= width else text[: max(width - 3, 0)] + "..."

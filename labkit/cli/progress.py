@@ -23,6 +23,8 @@ from typing import Any, Iterator, Sequence
 
 import click
 
+from labkit.cli.options import cut
+
 #: a run's steps in order (mirrors labkit.analysis.ica.STEPS without importing MNE; checked in tests)
 STEPS = ("load", "filter", "fit", "score", "plot", "label", "report")
 #: the sweep table's width without ``--wide``: it fits a 100-column terminal
@@ -223,7 +225,7 @@ def table(frame: Any, *, wide: bool = False, width: int = TABLE_WIDTH) -> str:
     params = [c for c in FIELD_BY_NAME if c in frame and c != "base_dir"]
     varying = [c for c in params if frame[c].astype(str).nunique() > 1] or \
         [c for c in ("raw_file_path", "method") if c in frame]
-    ids = [_cut(str(v), 40) for v in frame.index]
+    ids = [cut(str(v), 40) for v in frame.index]
     head = ["run_id", "state", "action"]
     fixed = [ids, _texts(frame, "state"), _texts(frame, "action")]
     shown, left_out = list(varying), []
@@ -249,9 +251,9 @@ def table(frame: Any, *, wide: bool = False, width: int = TABLE_WIDTH) -> str:
     for i, error in enumerate(errors):
         lines.append(_line([col[i] for col in columns], widths, path_at))
         if error != "-":
-            lines.append(_cut("    why: " + error.replace("\n", " "), width))
+            lines.append(cut("    why: " + error.replace("\n", " "), width))
     if left_out:
-        lines.append(_cut(f"(left out to fit {width} columns: {', '.join(left_out)}; --wide shows every column)",
+        lines.append(cut(f"(left out to fit {width} columns: {', '.join(left_out)}; --wide shows every column)",
                           width))
     return "\n".join(lines)
 
@@ -262,13 +264,10 @@ def _texts(frame: Any, column: str) -> list[str]:
 
 def _line(cells: Sequence[str], widths: Sequence[int], path_at: int | None = None) -> str:
     """One table line; the recording's path (column ``path_at``) is cut at its start, the rest at their end."""
-    out = [(_cut_start(cell, w) if k == path_at else _cut(cell, w)).ljust(w)
+    out = [(_cut_start(cell, w) if k == path_at else cut(cell, w)).ljust(w)
            for k, (cell, w) in enumerate(zip(cells, widths, strict=True))]
     return "  ".join(out).rstrip()
 
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(width - 3, 0)] + "..."
 
 
 def _cut_start(text: str, width: int) -> str:

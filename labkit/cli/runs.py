@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import click
 
+from labkit.cli.options import cut
 from labkit.params import default_base_dir, existing_directory
 from labkit.results.layout import FOLDER_PREFIX
 
@@ -50,7 +51,7 @@ def runs_lines(found: list[Any]) -> str:
     for line, note in zip(table[1:], [c[-1] for c in cells], strict=True):
         lines.append(line)
         if note:
-            lines.append(_cut("    " + note, RUNS_WIDTH))
+            lines.append(cut("    " + note, RUNS_WIDTH))
     return "\n".join(lines)
 
 
@@ -67,17 +68,17 @@ def fit_columns(head: Sequence[str], rows: Sequence[Sequence[str]], width: int, 
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     excess = sum(widths) + 2 * (len(widths) - 1) - width
     for i in first:
-        cut = min(max(excess, 0), max(widths[i] - 9, 0))
-        widths[i], excess = widths[i] - cut, excess - cut
+        less = min(max(excess, 0), max(widths[i] - 9, 0))
+        widths[i], excess = widths[i] - less, excess - less
     while excess > 0:
         free = [i for i in range(len(widths)) if i not in keep and widths[i] > 4]
         if not free:
             break
         i = max(free, key=lambda j: widths[j])
-        cut = min(excess, widths[i] - 4, max(widths[i] - max(widths[j] for j in free if j != i) + 1, 1)
+        less = min(excess, widths[i] - 4, max(widths[i] - max(widths[j] for j in free if j != i) + 1, 1)
                   if len(free) > 1 else excess)
-        widths[i], excess = widths[i] - cut, excess - cut
-    return ["  ".join(_cut(c, w).rjust(w) if i in right else _cut(c, w).ljust(w)
+        widths[i], excess = widths[i] - less, excess - less
+    return ["  ".join(cut(c, w).rjust(w) if i in right else cut(c, w).ljust(w)
                       for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip() for row in table]
 
 
@@ -92,6 +93,3 @@ def _run_cells(found: Any) -> tuple[str, ...]:
             params.method if params else "?", str(params.n_components) if params else "?",
             f"{fit:.2f}" if isinstance(fit, (int, float)) else "-", suspects or "-", note.replace("\n", " "))
 
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(width - 3, 0)] + "..."
