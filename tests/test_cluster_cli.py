@@ -81,7 +81,7 @@ def test_submit_jobs_logs_cancel(cluster_env: Emulator) -> None:
     assert again.exit_code == 0 and f"attached to {name}" in again.output
 
     listed = runner.invoke(main, ["jobs"])
-    assert listed.exit_code == 0 and name in listed.output and "pending" in listed.output
+    assert listed.exit_code == 0 and name in listed.output and "queued" in listed.output
 
     ctl = Controllers(cluster_env.api_client())
     pod = ctl.create_pod(name, phase="Running", node="worker-1")
@@ -201,7 +201,7 @@ def test_submit_follow_streams_the_log_then_the_outcome(cluster_env: Emulator, t
     assert any("succeeded on worker-9" in line for line in lines)
     listed = CliRunner().invoke(main, ["jobs", "--json"])
     data = json.loads(listed.output)
-    assert data[0]["name"] == name and data[0]["phase"] == "succeeded"
+    assert data[0]["name"] == name and data[0]["state"] == "succeeded"
 
 
 def test_empty_namespace_means_the_current_one(cluster_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -234,7 +234,8 @@ def test_submit_a_volcano_sweep_list_it_and_watch_it(cluster_env: Emulator, tmp_
     assert env["ICA_COMPONENTS_COUNT"] == "12"  # the flag overrides every set
 
     listed = runner.invoke(main, ["jobs"])
-    assert listed.exit_code == 0 and vjob in listed.output and "sweep seeds" in listed.output
+    rows = [line.split() for line in listed.output.splitlines() if line.startswith(vjob + "-")]
+    assert listed.exit_code == 0 and [r[1] for r in rows] == ["queued"] * 2 and {r[3] for r in rows} == {"seeds"}
 
     tasks = [t["name"] for t in stored["spec"]["tasks"]]
     pods = [ctl.create_volcano_pod(vjob, t, phase="Running", node="w1") for t in tasks]

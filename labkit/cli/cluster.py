@@ -5,6 +5,11 @@ generated from :data:`labkit.params.FIELDS` (one ``--flag`` per field) plus
 ``--params FILE.json``; cluster settings come from ``--settings FILE``,
 ``$LABKIT_CLUSTER_CONFIG`` and ``LABKIT_CLUSTER_*`` variables, with ``--set key=value``
 overrides (``--set storage.nfs_server=nfs.lab.example``).
+
+A run is submitted, listed, followed, logged and cancelled through the runs interface
+(:class:`labkit.runners.cluster.backend.JobsBackend`, the hub's service or Kubernetes directly), so
+its state reads in the same words as a local run's. Sweeps as one Volcano Job (gang scheduling,
+``minAvailable``) are the cluster's own and go through the backend's ``jobs``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from labkit.cli.options import fail as _fail
 from labkit.cli.options import param_options, params_from_cli, read_params_file, run_id_option
 from labkit.errors import ExitCode, LabkitError
 from labkit.params import default_base_dir
+from labkit.runners.backend import CANCELLED, FAILED, SUCCEEDED, WITH_WARNINGS
 from labkit.runners.cluster.errors import ClusterNotFound
 from labkit.runners.cluster.settings import ClusterSettings
 
@@ -85,10 +91,11 @@ def cluster_configured(settings_file: str | None = None, overrides: tuple[str, .
     return bool(home) and (Path(home) / ".kube" / "config").is_file()
 
 
-def _jobs(user: str | None, settings_file: str | None, overrides: tuple[str, ...]) -> Any:
-    from labkit.runners.hub import cluster_jobs
+def _backend(user: str | None, settings_file: str | None, overrides: tuple[str, ...]) -> Any:
+    """The runs interface for the cluster commands: the hub's labkit service when there is one, else Kubernetes."""
+    from labkit.runners.hub import cluster_backend
 
-    return cluster_jobs(load_settings(settings_file, overrides), user)
+    return cluster_backend(load_settings(settings_file, overrides), user)
 
 
 def _explained(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -104,30 +111,24 @@ def _explained(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _resolve(jobs: Any, name: str) -> str:
-    """Accept a Job name or a run id."""
-    if name.startswith("labkit-"):
-        return name
-    for st in jobs.list(volcano=False):
-        if st.run_id == name:
-            return st.name
-    from labkit.runners.cluster.status import task_run_ids
-
-    for vjob in jobs.volcano_jobs():
-        for task, run_id in zip(vjob["spec"]["tasks"], task_run_ids(vjob), strict=True):
-            if run_id == name:
-                return f"{vjob['metadata']['name']}-{task['name']}"
-    return name
+def _print_run(run: Any) -> None:
+    """One line per state a cluster run passes through (a failure: whose problem it is, and its last events)."""
+    node = run.details.get("node")
+    text = f"{run.name}: {run.state}" + (f" on {node}" if node else "") + (f" - {run.reason}" if run.reason else "")
+    infrastructure = run.details.get("infrastructure")
+    if run.state == FAILED and infrastructure is not None:
+        text += " [cluster problem]" if infrastructure else " [analysis error]"
+    click.echo(text)
+    if run.state == FAILED:
+        for line in run.details.get("events", [])[-5:]:
+            click.echo(f"  event: {line}")
 
 
 def _print_status(status: Any) -> None:
-    kind = ""
-    if status.phase == "failed" and status.infrastructure is not None:
-        kind = " [cluster problem]" if status.infrastructure else " [analysis error]"
-    click.echo(f"{status.summary()}{kind}")
-    if status.phase == "failed":
-        for line in status.events[-5:]:
-            click.echo(f"  event: {line}")
+    """A sweep run's JobStatus, told as a run."""
+    from labkit.runners.cluster.backend import run_of_job
+
+    _print_run(run_of_job(status, "cluster"))
 
 
 def _table(rows: list[tuple[Any, ...]]) -> None:
@@ -213,37 +214,42 @@ def submit_cmd(params_file: Any, user: str | None, settings_file: str | None, ov
     A set that already ran (its complete result folder is in your directory) is reported
     instead of run again, and an identical set still on the cluster is followed, unless --force.
     """
-    jobs = _jobs(user, settings_file, overrides)
+    backend = _backend(user, settings_file, overrides)
     if sweep_file is not None:
         if params_file is not None or run_id:
             raise click.UsageError("--sweep takes the sets from its file: no --params or --run-id with it")
-        _submit_sweep(jobs, sweep_file, values, volcano=volcano, sweep_id=sweep_id, force=force,
+        _submit_sweep(backend.jobs, sweep_file, values, volcano=volcano, sweep_id=sweep_id, force=force,
                       min_available=min_available, wait=wait or follow)
         return
-    sub = jobs.submit(params_from_cli(params_file, values), force=force, run_id=run_id, sweep_id=sweep_id)
-    for warning in sub.warnings:
+    run = backend.submit(params_from_cli(params_file, values), force=force, run_id=run_id, sweep_id=sweep_id)
+    for warning in run.details.get("submit_warnings", ()):
         click.echo(f"labkit: warning: {warning}", err=True)
-    if sub.existing is not None:
-        click.echo(f"already ran: run {sub.run_id} ({sub.existing.state}); use --force to run it again")
-        click.echo(str(sub.existing.path))
+    if run.details.get("already_ran"):
+        click.echo(f"already ran: run {run.run_id} ({run.state}); use --force to run it again")
+        click.echo(run.where)
         return
-    verb = "attached to" if sub.attached else "submitted"
-    click.echo(f"{verb} {sub.name} (run {sub.run_id}, namespace {sub.namespace})")
+    verb = "attached to" if run.details.get("attached") else "submitted"
+    click.echo(f"{verb} {run.name} (run {run.run_id}, namespace {run.details.get('namespace', '')})")
     if not (wait or follow):
-        click.echo(f"follow it with: labkit logs -f {sub.name}")
+        click.echo(f"follow it with: labkit logs -f {run.name}")
         return
     if follow:
-        for line in jobs.logs(sub.name, follow=True):
+        for line in backend.log(run.name, follow=True):
             click.echo(line)
-    final = jobs.watch(sub.name, on_change=_print_status if not follow else None)
+    final = backend.watch(run.name, on_change=None if follow else _print_run)
     if follow:
-        _print_status(final)
-    if final.phase == "succeeded":
+        _print_run(final)
+    _exit_for(backend, final)
+
+
+def _exit_for(backend: Any, final: Any) -> None:
+    """A finished run's folder (succeeded), else the exit code of a failed (4) or cancelled (130) local run."""
+    if final.state in (SUCCEEDED, WITH_WARNINGS):
         try:
-            click.echo(str(jobs.result(final).path))
+            click.echo(str(backend.result(final.name).path))
         except LabkitError as err:
             click.echo(f"labkit: {err}", err=True)
-    elif final.reason.startswith("cancelled"):
+    elif final.state == CANCELLED:
         sys.exit(int(ExitCode.CANCELLED))
     else:
         sys.exit(int(ExitCode.RUN_FAILED))
@@ -261,14 +267,14 @@ def jobs_cmd(user: str | None, settings_file: str | None, overrides: tuple[str, 
     """List your labkit Jobs (and Volcano sweeps) with their state."""
     import dataclasses
 
-    jobs = _jobs(user, settings_file, overrides)
+    backend = _backend(user, settings_file, overrides)
     if watch and not sweep_id:
         raise click.UsageError("--watch follows a sweep: give --sweep ID")
     if sweep_id:
         if watch:
-            _follow_sweep(jobs, sweep_id)
+            _follow_sweep(backend.jobs, sweep_id)
             return
-        sweep = jobs.sweep_status(sweep_id)
+        sweep = backend.jobs.sweep_status(sweep_id)
         if as_json:
             click.echo(json.dumps({"sweep_id": sweep.sweep_id, "kind": sweep.kind, "name": sweep.name,
                                    "phase": sweep.phase, "runs": [dataclasses.asdict(r) for r in sweep.runs]},
@@ -276,15 +282,14 @@ def jobs_cmd(user: str | None, settings_file: str | None, overrides: tuple[str, 
         else:
             _print_sweep(sweep)
         return
-    statuses = jobs.list()
+    runs = backend.runs()
     if as_json:
-        click.echo(json.dumps([dataclasses.asdict(s) for s in statuses], indent=2, default=str))
-    elif not statuses:
+        click.echo(json.dumps([r.to_dict() for r in runs], indent=2, default=str))
+    elif not runs:
         click.echo("no labkit Jobs")
     else:
-        _table([("NAME", "PHASE", "RUN ID", "CREATED", "REASON")]
-               + [(s.name, s.phase, s.run_id or (f"sweep {s.sweep_id}" if s.kind == "volcano" else "-"),
-                   s.created, s.reason) for s in statuses])
+        _table([("NAME", "STATE", "RUN ID", "SWEEP", "CREATED", "REASON")]
+               + [(r.name, r.state, r.run_id or "-", r.sweep_id or "-", r.created, r.reason) for r in runs])
 
 
 @click.command("logs")
@@ -304,19 +309,18 @@ def logs_cmd(name: str, user: str | None, settings_file: str | None, overrides: 
     if not cluster_configured(settings_file, overrides):
         raise not_found_here(base_dir, name, "No cluster to ask either: no cluster settings (--settings, "
                              "$LABKIT_CLUSTER_CONFIG), no hub service and no kubeconfig.")
-    jobs = _jobs(user, settings_file, overrides)
-    asked, printed = name, False
+    backend = _backend(user, settings_file, overrides)
+    printed = False
     try:
-        name = _resolve(jobs, name)
-        for line in jobs.logs(name, follow=follow):
+        for line in backend.log(name, follow=follow):
             printed = True
             click.echo(line)
     except ClusterNotFound as err:
         if printed:
             raise
-        raise not_found_here(base_dir, asked, f"Nor on the cluster: {err}") from None
+        raise not_found_here(base_dir, name, f"Nor on the cluster: {err}") from None
     if follow:
-        _print_status(jobs.run_status(name))
+        _print_run(backend.status(name))
 
 
 @click.command("cancel")
@@ -330,15 +334,13 @@ def cancel_cmd(name: str | None, user: str | None, settings_file: str | None, ov
     """Stop and delete one of your Jobs (by Job name or run id), or a whole sweep (--sweep ID)."""
     if bool(name) == bool(sweep_id):
         raise click.UsageError("give a Job name (or run id), or --sweep ID")
-    jobs = _jobs(user, settings_file, overrides)
+    backend = _backend(user, settings_file, overrides)
     propagation = "Foreground" if foreground else "Background"
     if sweep_id:
-        for cancelled in jobs.cancel_sweep(sweep_id, propagation):
+        for cancelled in backend.jobs.cancel_sweep(sweep_id, propagation):
             click.echo(f"cancelled {cancelled}")
         return
-    name = _resolve(jobs, name)
-    jobs.cancel(name, propagation)
-    click.echo(f"cancelled {name}")
+    click.echo(f"cancelled {backend.cancel(name, propagation=propagation).name}")
 
 
 #: what ``labkit render`` mounts when no storage is configured: each user's home claim on a

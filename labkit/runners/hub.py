@@ -347,3 +347,11 @@ def cluster_jobs(settings: ClusterSettings | None = None, user: str | None = Non
     if hub_service_url():
         return HubJobs(settings, user)
     return ClusterJobs(settings, user)
+
+
+def cluster_backend(settings: ClusterSettings | None = None, user: str | None = None) -> Any:
+    """:func:`cluster_jobs` behind the runs interface: ``hub`` through the service, else ``cluster``."""
+    from labkit.runners.cluster.backend import JobsBackend
+
+    jobs = cluster_jobs(settings, user)
+    return JobsBackend(jobs, "hub" if isinstance(jobs, HubJobs) else "cluster")

@@ -8,8 +8,9 @@ the one state vocabulary. :func:`ClusterBackend` is the direct one.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from labkit.errors import LabkitError
 from labkit.params import IcaParams
@@ -69,11 +70,19 @@ class JobsBackend:
                 result = None
         return run_of_job(st, self.name, result)
 
-    def submit(self, params: IcaParams, *, run_id: str | None = None, force: bool = False) -> Run:
-        sub = self.jobs.submit(params, force=force, run_id=run_id)
+    def submit(self, params: IcaParams, *, run_id: str | None = None, force: bool = False,
+               sweep_id: str | None = None) -> Run:
+        """Submit ``params``; ``details`` say whether it ``already_ran`` (then ``where`` is its folder), was
+        ``attached`` to an identical Job still on the cluster, its ``namespace`` and the submission's
+        ``submit_warnings`` (a profile's limits, ...)."""
+        sub = self.jobs.submit(params, force=force, run_id=run_id, sweep_id=sweep_id)
+        said = {"submit_warnings": list(sub.warnings)}
         if sub.existing is not None:
-            return run_of(sub.existing, backend=self.name)
-        return self.status(sub.name)
+            done = run_of(sub.existing, backend=self.name)
+            return dataclasses.replace(done, details={**done.details, **said, "already_ran": True})
+        told = self.status(sub.name)
+        return dataclasses.replace(told, details={**told.details, **said, "attached": sub.attached,
+                                                  "namespace": sub.namespace})
 
     def submit_sweep(self, sets: Sequence[IcaParams], *, sweep_id: str | None = None,
                      force: bool = False) -> list[Run]:
@@ -102,12 +111,18 @@ class JobsBackend:
                 and (recording is None or r.recording == recording or r.recording.rsplit("/", 1)[-1] == recording)]
 
     def _name(self, run: str) -> str:
-        """The Job name of ``run`` (a Job name already, or a run id)."""
+        """The Job name of ``run`` (a Job name already, a run id, or the run id of one run of a Volcano sweep)."""
         if run.startswith("labkit-"):
             return run
-        for st in self.jobs.list():
+        for st in self.jobs.list(volcano=False):
             if st.run_id == run:
                 return st.name
+        from labkit.runners.cluster.status import task_run_ids
+
+        for vjob in self.jobs.volcano_jobs():
+            for task, run_id in zip(vjob["spec"]["tasks"], task_run_ids(vjob), strict=True):
+                if run_id == run:
+                    return f"{vjob['metadata']['name']}-{task['name']}"
         return run
 
     def status(self, run: str) -> Run:
@@ -121,6 +136,13 @@ class JobsBackend:
                 return cancelled
             raise
 
+    def watch(self, run: str, on_change: Callable[[Run], None] | None = None) -> Run:
+        """Follow ``run`` (a watch on the cluster, not polling) until it ends; ``on_change`` sees each new state."""
+        name = self._name(run)
+        final = self.jobs.watch(name, on_change=None if on_change is None else
+                                lambda st: on_change(run_of_job(st, self.name)))
+        return self._told(final)
+
     def log(self, run: str, *, follow: bool = False, tail: int | None = None) -> Iterator[str]:
         lines = self.jobs.logs(self._name(run), follow=follow)
         if follow or tail is None:
@@ -128,12 +150,13 @@ class JobsBackend:
         kept = list(lines)
         return iter(kept[len(kept) - tail:] if tail else [])
 
-    def cancel(self, run: str) -> Run:
+    def cancel(self, run: str, *, propagation: str = "Background") -> Run:
+        """Delete the run's Job (``propagation`` Foreground: once its pods are gone); refused once it ended."""
         name = self._name(run)
         before = self.status(name)
         if before.done:
             raise LabkitError(f"Run {before.run_id or name} is already {before.state}: nothing to cancel")
-        self.jobs.cancel(name)
+        self.jobs.cancel(name, propagation)
         told = Run(before.run_id, CANCELLED, "cancelled by you (the Job was deleted)", self.name, name,
                    recording=before.recording, method=before.method, sweep_id=before.sweep_id,
                    created=before.created, where=before.where)
