@@ -37,11 +37,17 @@ class _Commands(click.Group):
     """
 
     cluster = ("submit", "jobs", "logs", "cancel", "render", "hub-service")
+    #: the artifact store's commands (``labkit.cli.store``)
+    store = ("push", "fetch")
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *self.cluster])
+        return sorted([*super().list_commands(ctx), *self.cluster, *self.store])
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.store:
+            from labkit.cli.store import COMMANDS as STORE_COMMANDS
+
+            return {command.name: command for command in STORE_COMMANDS}[cmd_name]
         if cmd_name in self.cluster:
             from labkit.cli.cluster import COMMANDS
 
@@ -140,11 +146,19 @@ def run(params_file: Any, run_id: str | None, blas_threads: int, as_json: bool, 
 
 @main.command()
 def entrypoint() -> None:
-    """Run from the prototype's environment variables (BASE_DIR, ICA_METHOD, ...); the image's command."""
-    params = IcaParams.from_env()
+    """Run from the prototype's environment variables (BASE_DIR, ICA_METHOD, ...); the image's command.
+
+    A Job without the share (``LABKIT_CLUSTER_USE_STORE``) fetches its recording from the artifact
+    store first and uploads its result folder after (``labkit.cli.store``)."""
     settings = env()
-    # a Job's retried pod has the same LABKIT_RUN_ID: it restarts its own folder, never a complete one
-    _run_and_report(params, settings.run_id or None, settings.blas_threads, resume=bool(settings.run_id))
+    from labkit.cli.store import run_with_store, store_mode
+
+    def run() -> None:
+        # a Job's retried pod has the same LABKIT_RUN_ID: it restarts its own folder, never a complete one
+        _run_and_report(IcaParams.from_env(), settings.run_id or None, settings.blas_threads,
+                        resume=bool(settings.run_id))
+
+    run_with_store(run, settings.run_id) if store_mode() else run()
 
 
 @main.command("demo-data")

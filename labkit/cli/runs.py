@@ -18,10 +18,12 @@ from labkit.results.layout import FOLDER_PREFIX
 @click.option("--json", "as_json", is_flag=True, help="every column, as JSON records")
 @click.option("--csv", "as_csv", is_flag=True, help="every column, as CSV")
 def runs(base_dir: str, wide: bool, as_json: bool, as_csv: bool) -> None:
-    """List the result folders under base-dir: outcome, recording, method, fit time, suspects, why."""
+    """List the result folders under base-dir: outcome, recording, method, fit time, suspects, why;
+    then the runs in the artifact store (when the cluster settings configure one) not fetched home yet."""
     from labkit.results.reading import list_runs
 
     found = list_runs(existing_directory(base_dir))
+    found += _stored(r.run_id for r in found)
     if not (wide or as_json or as_csv):
         click.echo(runs_lines(found) if found else f"no runs under {base_dir} (result folders are {FOLDER_PREFIX}*)")
         return
@@ -34,6 +36,24 @@ def runs(base_dir: str, wide: bool, as_json: bool, as_csv: bool) -> None:
         click.echo(frame.to_csv(), nl=False)
     else:
         click.echo(frame.to_string() if found else f"no runs under {base_dir}")
+
+
+def _stored(here: Any) -> list[Any]:
+    """The store's runs not under base-dir (none without a store); an unreachable store is said, not fatal."""
+    from labkit.errors import LabkitError
+    from labkit.runners.cluster.submission import configured_store
+
+    try:
+        store = configured_store()
+        if store is None:
+            return []
+        from labkit.results.store import stored_results
+
+        skip = set(here)
+        return [r for r in stored_results(store) if r.run_id not in skip]
+    except LabkitError as err:
+        click.echo(f"labkit: the store's runs are not listed: {err}", err=True)
+        return []
 
 
 #: the compact table's width: it fits a 100-column terminal

@@ -134,7 +134,8 @@ def cluster_params(params: IcaParams, settings: ClusterSettings) -> IcaParams:
                 f"The recording {params.raw_file_path} is not inside base_dir {params.base_dir}, so the cluster "
                 "cannot see it; copy it into your data directory"
             ) from None
-    return params.replace(base_dir=settings.storage.mount_path, raw_file_path=raw_text)
+    base = settings.store.work_dir if settings.use_store else settings.storage.mount_path
+    return params.replace(base_dir=base, raw_file_path=raw_text)
 
 
 def labels_for(user: str, params: IcaParams, run_id: str, sweep_id: str | None = None) -> dict[str, str]:
@@ -151,7 +152,17 @@ def labels_for(user: str, params: IcaParams, run_id: str, sweep_id: str | None =
     return labels
 
 
+#: the pod's scratch volume in store mode: the recording comes in from the store, the result goes out to it
+WORK_VOLUME = "work"
+#: the variable holding the recording's content fingerprint: the pod fetches it by this from the store
+RECORDING_SHA_ENV = "LABKIT_RECORDING_SHA256"
+#: where boto3 reads the store's credentials in the pod (filled from the admin's Secret by reference)
+CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
 def _volume(settings: ClusterSettings, user: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    if settings.use_store:  # no share: an emptyDir the pod fills from the store and empties into it
+        return {"name": WORK_VOLUME, "emptyDir": {}}, {"name": WORK_VOLUME, "mountPath": settings.store.work_dir}
     st = settings.storage
     mount: dict[str, Any] = {"name": VOLUME, "mountPath": st.mount_path}
     if st.read_only:
@@ -170,6 +181,32 @@ def _volume(settings: ClusterSettings, user: str) -> tuple[dict[str, Any], dict[
     return volume, mount
 
 
+def store_env(settings: ClusterSettings, user: str, recording_sha256: str) -> list[dict[str, Any]]:
+    """What the pod needs to use the store: where it is (plain values), the recording's fingerprint,
+    and the credentials by ``secretKeyRef`` to the admin's Secret (never a value)."""
+    store = settings.store
+    values = {"LABKIT_CLUSTER_STORE__KIND": store.kind, "LABKIT_CLUSTER_STORE__BUCKET": store.bucket,
+              "LABKIT_CLUSTER_STORE__PREFIX": store.url(user).split("/", 3)[3],
+              "LABKIT_CLUSTER_STORE__ENDPOINT": store.endpoint, "LABKIT_CLUSTER_STORE__REGION": store.region,
+              "LABKIT_CLUSTER_STORE__VERIFY_TLS": str(store.verify_tls).lower(), "LABKIT_CLUSTER_USE_STORE": "true",
+              RECORDING_SHA_ENV: recording_sha256}
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items() if v]
+    if store.secret_name:
+        for name, key in zip(CREDENTIAL_ENV, (store.access_key_key, store.secret_key_key), strict=True):
+            env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": store.secret_name, "key": key}}})
+    return env
+
+
+def recording_fingerprint(params: IcaParams) -> str:
+    """The recording's content fingerprint, read here (where ``labkit push`` sent it from)."""
+    from labkit.results.provenance import fingerprint
+
+    try:
+        return fingerprint(params.raw_path())
+    except (OSError, ValueError) as err:
+        raise SettingsError(f"A store run needs its recording here to name it by content: {err}") from None
+
+
 def _env(params: IcaParams, run_id: str, settings: ClusterSettings) -> list[dict[str, str]]:
     env = dict(params.to_env())
     env["LABKIT_RUN_ID"] = run_id
@@ -182,7 +219,8 @@ def _env(params: IcaParams, run_id: str, settings: ClusterSettings) -> list[dict
     return [{"name": k, "value": str(v)} for k, v in env.items()]
 
 
-def _pod_spec(params: IcaParams, settings: ClusterSettings, user: str, run_id: str) -> dict[str, Any]:
+def _pod_spec(params: IcaParams, settings: ClusterSettings, user: str, run_id: str,
+              recording_sha256: str = "") -> dict[str, Any]:
     volume, mount = _volume(settings, user)
     res = settings.resources
     requests = {k: v for k, v in (("cpu", res.cpu_request), ("memory", res.memory_request)) if v}
@@ -202,7 +240,8 @@ def _pod_spec(params: IcaParams, settings: ClusterSettings, user: str, run_id: s
         "image": settings.image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": list(COMMAND),
-        "env": _env(params, run_id, settings),
+        "env": _env(params, run_id, settings) + (store_env(settings, user, recording_sha256)
+                                                 if settings.use_store else []),
         "volumeMounts": [mount],
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -261,8 +300,12 @@ def pod_failure_policy() -> dict[str, Any]:
 
 
 def build_job(params: IcaParams, settings: ClusterSettings, user: str, run_id: str | None = None,
-              sweep_id: str | None = None, *, rerun: bool = False) -> dict[str, Any]:
+              sweep_id: str | None = None, *, rerun: bool = False,
+              recording_sha256: str | None = None) -> dict[str, Any]:
     """The ``batch/v1`` Job running ``labkit entrypoint`` for ``params`` on ``user``'s directory.
+
+    With ``settings.use_store`` the pod mounts no share: it fetches the recording by its content
+    fingerprint (``recording_sha256``, else read from the recording here) and uploads its result.
 
     ``run_id`` names the result folder (``PreExperiment_ICA_<run_id>``) before the Job
     runs; it defaults to a fresh :func:`labkit.results.layout.new_run_id`. With ``rerun`` the
@@ -271,6 +314,8 @@ def build_job(params: IcaParams, settings: ClusterSettings, user: str, run_id: s
     if not user:
         raise SettingsError("A user name is needed to build a cluster Job (set $JUPYTERHUB_USER or --user)")
     inner = cluster_params(params, settings)
+    if settings.use_store and not recording_sha256:
+        recording_sha256 = recording_fingerprint(params)
     run_id = check_run_id(run_id) if run_id is not None else new_run_id(params)
     labels = labels_for(user, params, run_id, sweep_id)
     directory = settings.storage.owner_dir(user)
@@ -284,7 +329,7 @@ def build_job(params: IcaParams, settings: ClusterSettings, user: str, run_id: s
         "parallelism": 1,
         "template": {
             "metadata": {"labels": dict(labels), "annotations": dict(annotations)},
-            "spec": _pod_spec(inner, settings, user, run_id),
+            "spec": _pod_spec(inner, settings, user, run_id, recording_sha256 or ""),
         },
     }
     if settings.active_deadline_seconds is not None:

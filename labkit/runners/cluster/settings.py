@@ -101,6 +101,75 @@ class StorageSettings(_Group):
         return out.replace("{user}", user_dir(user)) if "{user}" in out else out
 
 
+class StoreSettings(_Group):
+    """The artifact store for runs without the share (edge nodes, clouds): S3-compatible object storage.
+
+    Credentials are never settings: the Job gets them from the Secret ``secret_name`` by reference
+    (``secretKeyRef``), and here boto3 reads them from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``
+    or ``~/.aws``. ``prefix`` may hold ``{username}`` (KubeSpawner's escaping) or ``{user}``.
+    """
+
+    #: ``s3`` (MinIO, Ceph RGW, AWS) or empty for no store
+    kind: Literal["", "s3"] = ""
+    #: the S3 endpoint (e.g. ``http://minio.minio:9000``); empty means AWS
+    endpoint: str = ""
+    #: the bucket every user's objects are kept in
+    bucket: str = ""
+    #: each user's part of the bucket
+    prefix: str = "labkit/{username}"
+    #: the S3 region (empty: the client's default)
+    region: str = ""
+    #: check the endpoint's TLS certificate
+    verify_tls: bool = True
+    #: the Kubernetes Secret (in the runs namespace) holding the credentials, by name
+    secret_name: str = ""
+    #: the Secret's key holding the access key id
+    access_key_key: str = "access-key"
+    #: the Secret's key holding the secret access key
+    secret_key_key: str = "secret-key"
+    #: the pod's scratch directory (an emptyDir) where the recording and the result folder are made
+    work_dir: str = "/work"
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/@\s]+(/.*)?$", value):
+            raise ValueError("must be an http:// or https:// URL without credentials in it")
+        return value
+
+    @field_validator("secret_name")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        if value and not is_dns_label(value.replace(".", "-")):
+            raise ValueError("must name a Kubernetes Secret (lowercase letters, digits, '-', '.')")
+        return value
+
+    @field_validator("work_dir")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path")
+        return value
+
+    def url(self, user: str | None = None) -> str:
+        """``s3://bucket/prefix`` for ``user`` (None: the prefix as it is, already a user's)."""
+        prefix = self.prefix
+        if user is not None:
+            prefix = StorageSettings().user_path(prefix, user)
+        return f"s3://{self.bucket}/{prefix.strip('/')}"
+
+    def open(self, user: str | None = None) -> Any:
+        """The user's :class:`~labkit.results.store.ArtifactStore` (boto3 is imported only now)."""
+        if not self.kind:
+            raise SettingsError("No artifact store configured: set store.kind: s3, store.bucket and store.endpoint "
+                                "in the cluster settings (LABKIT_CLUSTER_STORE__BUCKET=...)")
+        if not self.bucket:
+            raise SettingsError("store.bucket is empty: name the bucket the store keeps objects in")
+        from labkit.results.s3 import open_store
+
+        return open_store(self.url(user), endpoint=self.endpoint, region=self.region, verify=self.verify_tls)
+
+
 class ResourceSettings(_Group):
     """CPU and memory for the container (Kubernetes quantities, e.g. ``"2"``, ``"4Gi"``)."""
 
@@ -194,6 +263,8 @@ class Profile(_Group):
     node_selector: dict[str, str] = Field(default_factory=dict)
     #: tolerations added to the pod's
     tolerations: tuple[dict[str, Any], ...] = ()
+    #: the profile's Jobs use the artifact store instead of the share (nodes that cannot mount it)
+    use_store: bool = False
 
 
 class ClusterSettings(BaseSettings):
@@ -215,6 +286,10 @@ class ClusterSettings(BaseSettings):
     service_account: str = ""
     #: the user's storage
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    #: the artifact store (S3-compatible) for runs that cannot mount the share
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    #: every Job uses the store instead of the share (a profile's ``use_store`` does it for its Jobs)
+    use_store: bool = False
     #: CPU and memory
     resources: ResourceSettings = Field(default_factory=ResourceSettings)
     #: node labels the pod must land on
@@ -245,6 +320,13 @@ class ClusterSettings(BaseSettings):
     api_max_backoff: float = Field(30.0, ge=0)
     #: extra environment for the container (non-secret values only, e.g. ``LABKIT_BLAS_THREADS``)
     extra_env: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _store_configured(self) -> "ClusterSettings":
+        users = [n for n, p in self.profiles.items() if p.use_store] + (["use_store"] if self.use_store else [])
+        if users and (self.store.kind != "s3" or not self.store.bucket):
+            raise ValueError(f"{', '.join(users)} uses the artifact store, but store.kind is not s3 with a bucket")
+        return self
 
     @field_validator("namespace")
     @classmethod
@@ -343,6 +425,8 @@ class ClusterSettings(BaseSettings):
                                    "tolerations": [*self.tolerations, *profile.tolerations]}
         if profile.resources is not None:
             changes["resources"] = profile.resources
+        if profile.use_store:
+            changes["use_store"] = True
         return self.replace(**changes)
 
 
@@ -424,3 +508,4 @@ def _explained(build: Any) -> "ClusterSettings":
         raise
     except ValueError as err:  # pydantic-settings' own parse errors (e.g. a JSON value that is not JSON)
         raise SettingsError(f"Invalid cluster settings: {err}") from None
+
