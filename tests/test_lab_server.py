@@ -6,6 +6,7 @@ failed and a cancelled run; real runs are started through the API and followed t
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import shutil
@@ -163,6 +164,7 @@ def test_a_run_started_here_is_followed_to_its_end_with_its_log_results_and_revi
     assert api("GET", "runs", run_id, "log", tail="2")[1].count("\n") == 2
     assert jp_serverapp.web_app.settings["last_activity_times"].get("labkit") is not None  # the hub saw activity
 
+    check_each_component_has_its_own_map_properties_and_scores(api, jp_root_dir, run_id, doc)
     code, png = api("GET", "runs", run_id, "files", "topomaps.png")
     assert code == 200 and png.startswith(b"\x89PNG")
     for name in ("..%2Fold-failed", ".runner-heartbeat.json", "nothing.png"):
@@ -258,3 +260,68 @@ def test_the_openapi_description_lists_every_route_and_method():
                 for p in ([path.replace("{action}", a) for a in ("cancel", "rerun", "apply")] if actions else [path]):
                     served.add((p, method))
     assert served == described
+
+
+def test_a_sweep_fills_its_matrix_and_its_runs_compare_with_matched_maps(api, jp_root_dir):
+    sets = [{**QUICK, "random_state": seed} for seed in (1, 2)]
+    code, started = api("POST", "sweeps", body={"sets": sets, "sweep_id": "two-seeds"})
+    assert code == 201 and started["sweep_id"] == "two-seeds" and len(started["runs"]) == 2
+    code, matrix = api("GET", "sweeps", "two-seeds")
+    assert code == 200 and (matrix["recordings"], matrix["methods"], matrix["seeds"]) == ([DEMO_FILENAME], ["picard"],
+                                                                                         [1, 2])
+    assert matrix["complete"] is False and matrix["compare_command"] is None
+    for run in started["runs"]:
+        wait_done(api, run["run_id"], timeout=240)
+    matrix = api("GET", "sweeps", "two-seeds")[1]
+    assert matrix["complete"] is True and sum(matrix["counts"].values()) == 2, matrix
+    assert {c["seed"]: c["run"]["run_id"] for c in matrix["cells"]} == {1: started["runs"][0]["run_id"],
+                                                                       2: started["runs"][1]["run_id"]}
+    assert matrix["compare_command"].endswith("--sweep two-seeds") and str(jp_root_dir) in matrix["compare_command"]
+    code, err = api("POST", "sweeps", "two-seeds", "rerun-failed")
+    assert code == 409 and "no failed" in err["message"]
+    assert api("GET", "sweeps", "no-such-sweep")[0] == 404
+
+    a, b = (r["run_id"] for r in started["runs"])
+    code, doc = api("GET", "compare", runs=f"{a},{b}")
+    assert code == 200 and doc["reference"] == a and [r["run_id"] for r in doc["runs"]] == [a, b]
+    partners = [m["matched"][0]["component"] for m in doc["matches"]]
+    assert sorted(partners) == list(range(5))  # one-to-one
+    assert all(abs(m["matched"][0]["r"]) <= 1 for m in doc["matches"])
+    assert sum(abs(m["matched"][0]["r"]) > 0.9 for m in doc["matches"]) >= 3  # same data, another seed: same maps
+    back = api("GET", "compare", runs=f"{b},{a}")[1]  # the matching is one-to-one: reversed, it is the inverse
+    assert {m["matched"][0]["component"]: m["component"] for m in back["matches"]} == dict(enumerate(partners))
+    assert {m["key"] for m in doc["metrics"]} >= {"method", "n_components", "fit_time_s"}
+    for runs in (a, f"{a},{a}", f"{a},old-failed", f"{a},bobs-run"):
+        code, err = api("GET", "compare", runs=runs)
+        assert code in (400, 404, 409) and "message" in err, (runs, err)
+    assert api("GET", "compare", runs=a)[1]["field"] == "runs"
+
+
+def check_each_component_has_its_own_map_properties_and_scores(api, jp_root_dir, run_id: str, doc: dict) -> None:
+    """The run view's parts of a succeeded run: maps, properties, scores with channel names, the form's cell."""
+    assert doc["scores"]["columns"] == ["EOG1", "EOG2", "ECG"]  # the demo's channels, by their names
+    assert [r["name"] for r in doc["scores"]["rows"]] == [f"ICA{i:03d}" for i in range(5)]
+    assert all(len(r["values"]) == 3 and all(-1 <= v <= 1 for v in r["values"]) for r in doc["scores"]["rows"])
+    maps = [api("GET", "runs", run_id, "components", str(i), "topomap.png") for i in (0, 1)]
+    assert all(code == 200 and png.startswith(b"\x89PNG") for code, png in maps) and maps[0][1] != maps[1][1]
+    code, props = api("GET", "runs", run_id, "components", "1", "properties.png")
+    assert code == 200 and props.startswith(b"\x89PNG") and len(props) > len(maps[1][1])
+    for bad in ("5", "-1", "x", "01x"):
+        code, err = api("GET", "runs", run_id, "components", bad, "topomap.png")
+        assert code == 400 and err["field"] == "component" and "0 to 4" in err["allowed"], (bad, err)
+    code, err = api("GET", "runs", "old-failed", "components", "0", "topomap.png")
+    assert code == 409 and "failed" in err["message"]
+
+    code, form = api("GET", "runs", run_id, "form")
+    assert code == 200 and form["path"] == f"ica-form-{run_id}.ipynb"
+    tree = ast.parse(form["source"])
+    assert ast.unparse(tree.body[0]) == "from labkit.widgets import IcaForm"
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    assert len(calls) == 1 and calls[0].func.id == "IcaForm"  # one call, as the form's constructor takes it
+    assert [ast.literal_eval(a) for a in calls[0].args] == [str(jp_root_dir)]
+    assert {k.arg: ast.literal_eval(k.value) for k in calls[0].keywords} == {"raw_file_path": DEMO_FILENAME}
+
+
+def test_a_body_over_two_mib_is_refused_with_a_json_error(api):
+    code, err = api("POST", "validate", raw=b'{"params": "' + b"x" * (2 * 1024 * 1024) + b'"}')
+    assert code == 400 and err["field"] == "body" and str(2 * 1024 * 1024) in err["allowed"]

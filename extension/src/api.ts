@@ -72,6 +72,7 @@ export interface IRunDetail {
   params: Record<string, unknown> | null;
   metrics: Record<string, unknown>;
   components: IComponent[];
+  scores?: { columns: string[]; rows: { component: number; name: string; values: (number | null)[] }[] };
   figures: string[];
   files: string[];
   folder?: string;
@@ -109,3 +110,44 @@ export const schema = (): Promise<{ properties: Record<string, any> }> => reques
 export const validate = (params: Record<string, unknown>): Promise<{ ok: boolean; problems: IProblem[] }> =>
   post('validate', { params });
 export const info = (): Promise<{ base_dir: string; backends: string[]; extensions: string[] }> => requestAPI('info');
+
+/** A notebook whose one cell opens the notebook form on a run's parameters (where to write it, and its code). */
+export const formCell = (runId: string): Promise<{ path: string; source: string }> =>
+  requestAPI(`runs/${encodeURIComponent(runId)}/form`);
+
+export interface IMatch {
+  component: number;
+  matched: ({ run_id: string; component: number; r: number } | null)[];
+}
+
+export interface ICompare {
+  runs: IRun[];
+  reference: string;
+  matches: IMatch[];
+  metrics: { key: string; values: unknown[] }[];
+}
+
+/** Two or more runs side by side: the first run's components matched in each other run by correlation. */
+export const compareRuns = (runIds: string[]): Promise<ICompare> => requestAPI('compare', {}, { runs: runIds.join(',') });
+
+export interface ISweepCell {
+  recording: string;
+  method: string;
+  seed: number | null;
+  run: IRun;
+}
+
+export interface ISweep {
+  sweep_id: string;
+  recordings: string[];
+  methods: string[];
+  seeds: (number | null)[];
+  cells: ISweepCell[];
+  counts: Record<string, number>;
+  complete: boolean;
+  compare_command: string | null;
+}
+
+export const sweep = (sweepId: string): Promise<ISweep> => requestAPI(`sweeps/${encodeURIComponent(sweepId)}`);
+export const rerunFailed = (sweepId: string): Promise<{ runs: IRun[] }> =>
+  post(`sweeps/${encodeURIComponent(sweepId)}/rerun-failed`);

@@ -7,18 +7,38 @@ import { ICommandPalette, IFrame, MainAreaWidget, Notification, WidgetTracker } 
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { ILauncher } from '@jupyterlab/launcher';
 import { LabIcon } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
 
-import { info, labkitUrl } from './api';
+import { formCell, info, labkitUrl } from './api';
 import { runDialog } from './dialog';
 import { IChange, IRun, notice } from './model';
 import { RunsPanel } from './panel';
 import { RunView } from './runview';
+import { CompareView } from './compare';
+import { SweepView } from './sweep';
 
 const ICON_SVG =
   '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path class="jp-icon3" fill="#616161" d="M2 13h3l2-6 3 12 3-9 2 5h7v2h-8.4L13 14.5 10 23 7 12.5 6.4 15H2z"/></svg>';
 const icon = new LabIcon({ name: 'labkit:ica', svgstr: ICON_SVG });
 
-const CMD = { open: 'labkit:open-run', runFile: 'labkit:run-on-file', newRun: 'labkit:new-run', report: 'labkit:open-report' };
+const CMD = {
+  open: 'labkit:open-run',
+  runFile: 'labkit:run-on-file',
+  newRun: 'labkit:new-run',
+  report: 'labkit:open-report',
+  notebook: 'labkit:open-executed-notebook',
+  form: 'labkit:open-in-form',
+  compare: 'labkit:compare-runs',
+  sweep: 'labkit:open-sweep',
+  terminal: 'labkit:run-in-terminal'
+};
+
+/** What of a document widget opening the executed notebook read-only needs. */
+interface IOpenedDocument {
+  context: { ready: Promise<void>; model: { readOnly: boolean }; sessionContext: { kernelPreference: object } };
+  title: { label: string };
+  addClass(name: string): void;
+}
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'labkit-extension:plugin',
@@ -46,7 +66,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
       const view = new RunView(runId, {
         openReport: detail => void app.commands.execute(CMD.report, { runId: detail.run.run_id }),
-        reveal: detail => void app.commands.execute('filebrowser:go-to-path', { path: detail.folder ?? '' })
+        reveal: detail => void app.commands.execute('filebrowser:go-to-path', { path: detail.folder ?? '' }),
+        openNotebook: detail => void app.commands.execute(CMD.notebook, { path: detail.notebook ?? '' }),
+        openForm: detail => void app.commands.execute(CMD.form, { runId: detail.run.run_id })
       });
       const widget = new MainAreaWidget({ content: view });
       widget.title.icon = icon;
@@ -55,7 +77,29 @@ const plugin: JupyterFrontEndPlugin<void> = {
       shell.activateById(widget.id);
     };
 
-    const panel = new RunsPanel((run: IRun) => openRun(run.run_id));
+    const openMain = (id: string, make: () => Widget) => {
+      const open = [...shell.widgets('main')].find(w => w.id === id);
+      if (open) {
+        shell.activateById(id);
+        return;
+      }
+      const widget = new MainAreaWidget({ content: make() });
+      widget.id = id;
+      widget.title.icon = icon;
+      shell.add(widget, 'main');
+      shell.activateById(id);
+    };
+    const openCompare = (runIds: string[]) => openMain(`labkit-compare-${runIds.join('-')}`, () => new CompareView(runIds));
+    const openSweep = (sweepId: string) =>
+      openMain(
+        `labkit-sweep-${sweepId}`,
+        () =>
+          new SweepView(sweepId, {
+            openRun,
+            runInTerminal: command => void app.commands.execute(CMD.terminal, { command })
+          })
+      );
+    const panel = new RunsPanel((run: IRun) => openRun(run.run_id), { compare: openCompare, sweep: openSweep });
     panel.title.icon = icon;
     shell.add(panel, 'left', { rank: 600 });
     restorer?.add(panel, 'labkit-runs');
@@ -79,6 +123,23 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
 
+    app.commands.addCommand(CMD.compare, {
+      label: 'Compare ICA runs',
+      execute: args => openCompare((args.runIds as string[]) ?? [...panel.selected])
+    });
+    app.commands.addCommand(CMD.sweep, {
+      label: 'Open ICA sweep',
+      execute: args => openSweep(String(args.sweepId))
+    });
+    app.commands.addCommand(CMD.terminal, {
+      label: 'Run a labkit command in a terminal',
+      execute: async args => {
+        const terminal = (await app.commands.execute('terminal:create-new')) as {
+          content: { session: { send(message: { type: string; content: string[] }): void } };
+        };
+        terminal.content.session.send({ type: 'stdin', content: [`${String(args.command)}\n`] });
+      }
+    });
     app.commands.addCommand(CMD.open, {
       label: 'Open ICA run',
       execute: args => openRun(String(args.runId))
@@ -86,15 +147,50 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.commands.addCommand(CMD.report, {
       label: 'Open ICA report',
       execute: args => {
+        const id = `labkit-report-${args.runId}`;
+        if ([...shell.widgets('main')].some(w => w.id === id)) {
+          shell.activateById(id); // one tab per report
+          return;
+        }
         const frame = new IFrame({ sandbox: ['allow-scripts'] });
         frame.url = labkitUrl('runs', String(args.runId), 'files', 'report.html');
         const widget = new MainAreaWidget({ content: frame });
-        widget.id = `labkit-report-${args.runId}`;
+        widget.id = id;
         widget.title.label = `Report ${args.runId}`;
         widget.title.closable = true;
         widget.title.icon = icon;
         shell.add(widget, 'main');
         shell.activateById(widget.id);
+      }
+    });
+    app.commands.addCommand(CMD.notebook, {
+      label: 'Open the executed notebook (read-only)',
+      execute: async args => {
+        const path = String(args.path);
+        const widget = (await app.commands.execute('docmanager:open', { path, factory: 'Notebook' })) as IOpenedDocument;
+        // a record of what ran: no kernel is started for it, and it cannot be edited
+        widget.context.sessionContext.kernelPreference = { shouldStart: false, canStart: false, autoStartDefault: false };
+        await widget.context.ready;
+        widget.context.model.readOnly = true;
+        widget.title.label = `${widget.title.label} (read-only)`;
+        widget.addClass('jp-labkit-readonly');
+      }
+    });
+    app.commands.addCommand(CMD.form, {
+      label: 'Open the ICA run in the notebook form',
+      execute: async args => {
+        const { path, source } = await formCell(String(args.runId));
+        const contents = app.serviceManager.contents;
+        const exists = await contents.get(path, { content: false }).then(
+          () => true,
+          () => false
+        );
+        if (!exists) {
+          const cell = { cell_type: 'code', source, metadata: {}, outputs: [], execution_count: null };
+          const content = { cells: [cell], metadata: {}, nbformat: 4, nbformat_minor: 5 };
+          await contents.save(path, { type: 'notebook', format: 'json', content });
+        }
+        return app.commands.execute('docmanager:open', { path, factory: 'Notebook' });
       }
     });
 

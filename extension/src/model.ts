@@ -141,3 +141,33 @@ export function notice(change: IChange): { type: 'in-progress' | 'success' | 'wa
   }
   return { type: 'error', message: `ICA run ${name} failed: ${run.reason || 'see its log'}` };
 }
+
+/** A sweep's cell as the server lays it out: one parameter set's newest run. */
+export interface ISweepCellLike {
+  recording: string;
+  method: string;
+  seed: number | null;
+  run: IRun;
+}
+
+/**
+ * A sweep's matrix: one table per recording, a row per method, a column per seed; a cell the
+ * set's run, or null where the sweep has no such set.
+ */
+export function sweepTables(
+  cells: ISweepCellLike[],
+  recordings: string[],
+  methods: string[],
+  seeds: (number | null)[]
+): { recording: string; rows: { method: string; runs: (IRun | null)[] }[] }[] {
+  const key = (r: string, m: string, s: number | null) => JSON.stringify([r, m, s]);
+  const found = new Map(cells.map(c => [key(c.recording, c.method, c.seed), c.run]));
+  return recordings.map(recording => ({
+    recording,
+    rows: methods.map(method => ({ method, runs: seeds.map(seed => found.get(key(recording, method, seed)) ?? null) }))
+  }));
+}
+
+/** Whether a sweep view may offer "Rerun failed": some cell ended failed or cancelled. */
+export const hasFailed = (cells: ISweepCellLike[]): boolean =>
+  cells.some(c => c.run.state === 'failed' || c.run.state === 'cancelled');

@@ -20,8 +20,17 @@ export class RunsPanel extends Widget {
   private _state: HTMLSelectElement;
   private _list: HTMLUListElement;
   private _message: HTMLDivElement;
+  private _compare: HTMLButtonElement;
+  /** runs ticked for the compare view */
+  readonly selected = new Set<string>();
 
-  constructor(private readonly _open: (run: IRun) => void) {
+  constructor(
+    private readonly _open: (run: IRun) => void,
+    private readonly _views: { compare: (runIds: string[]) => void; sweep: (sweepId: string) => void } = {
+      compare: () => undefined,
+      sweep: () => undefined
+    }
+  ) {
     super();
     this.id = 'labkit-runs';
     this.addClass('jp-labkit-panel');
@@ -44,7 +53,13 @@ export class RunsPanel extends Widget {
     }
     this._search.addEventListener('input', () => this.render());
     this._state.addEventListener('change', () => this.render());
-    bar.append(this._search, this._state);
+    this._compare = document.createElement('button');
+    this._compare.className = 'jp-mod-styled jp-labkit-compare-button';
+    this._compare.textContent = 'Compare';
+    this._compare.title = 'Tick two or more succeeded runs, then compare them side by side';
+    this._compare.disabled = true;
+    this._compare.addEventListener('click', () => this._views.compare([...this.selected]));
+    bar.append(this._search, this._state, this._compare);
     this._message = document.createElement('div');
     this._message.className = 'jp-labkit-message';
     this._message.setAttribute('role', 'status');
@@ -80,6 +95,12 @@ export class RunsPanel extends Widget {
 
   render(): void {
     const runs = this.model.filter(this._search.value, this._state.value);
+    for (const id of [...this.selected]) {
+      if (!this.model.get(id)) {
+        this.selected.delete(id);
+      }
+    }
+    this._compare.disabled = this.selected.size < 2;
     this._list.replaceChildren(...runs.map(run => this._row(run)));
     if (!runs.length && !this._message.textContent) {
       const empty = document.createElement('li');
@@ -109,7 +130,29 @@ export class RunsPanel extends Widget {
     row.title = run.reason ? `${run.run_id}: ${run.reason}` : run.run_id;
     row.append(state, name, meta);
     row.addEventListener('click', () => this._open(run));
-    li.appendChild(row);
+    const tick = document.createElement('input');
+    tick.type = 'checkbox';
+    tick.className = 'jp-labkit-select';
+    tick.setAttribute('aria-label', `Select ${recordingName(run.recording) || run.run_id} (${run.method}) to compare`);
+    tick.checked = this.selected.has(run.run_id);
+    tick.disabled = !run.state.startsWith('succeeded');
+    tick.addEventListener('change', () => {
+      if (tick.checked) {
+        this.selected.add(run.run_id);
+      } else {
+        this.selected.delete(run.run_id);
+      }
+      this._compare.disabled = this.selected.size < 2;
+    });
+    li.append(tick, row);
+    if (run.sweep_id) {
+      const sweep = document.createElement('button');
+      sweep.className = 'jp-labkit-sweep-link';
+      sweep.textContent = 'sweep';
+      sweep.title = `Open sweep ${run.sweep_id}`;
+      sweep.addEventListener('click', () => this._views.sweep(run.sweep_id));
+      li.appendChild(sweep);
+    }
     return li;
   }
 

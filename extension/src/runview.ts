@@ -7,6 +7,7 @@
 import { Widget } from '@lumino/widgets';
 
 import { IRunDetail, labkitUrl, LabkitError, post, runDetail, runLog, saveComponents } from './api';
+import { componentGrid, scoresTable } from './components';
 import { chip, recordingName } from './model';
 
 const SHOWN_METRICS: [string, string, (v: any) => string][] = [
@@ -21,6 +22,15 @@ const SHOWN_METRICS: [string, string, (v: any) => string][] = [
   ['sfreq', 'Sampling rate', v => `${Number(v).toFixed(0)} Hz`]
 ];
 
+/** A metric's label as the run view and the compare view show it. */
+export const METRIC_LABELS = new Map(SHOWN_METRICS.map(([key, label]) => [key, label]));
+
+/** A metric's value formatted as the run view shows it (its plain text when the run view does not know it). */
+export function formatMetric(key: string, value: unknown): string {
+  const known = SHOWN_METRICS.find(([k]) => k === key);
+  return known ? known[2](value) : String(value);
+}
+
 export class RunView extends Widget {
   private _detail: IRunDetail | null = null;
   private _timer: number | undefined;
@@ -30,7 +40,12 @@ export class RunView extends Widget {
 
   constructor(
     readonly runId: string,
-    private readonly _actions: { openReport: (detail: IRunDetail) => void; reveal: (detail: IRunDetail) => void }
+    private readonly _actions: {
+      openReport: (detail: IRunDetail) => void;
+      reveal: (detail: IRunDetail) => void;
+      openNotebook: (detail: IRunDetail) => void;
+      openForm: (detail: IRunDetail) => void;
+    }
   ) {
     super();
     this.id = `labkit-run-${runId}`;
@@ -105,7 +120,7 @@ export class RunView extends Widget {
       parts.push(list);
     }
     parts.push(this._buttons(detail));
-    for (const fig of detail.figures) {
+    for (const fig of detail.figures.filter(f => !(detail.components.length && f.startsWith('topomaps')))) {
       const img = document.createElement('img');
       img.className = 'jp-labkit-figure';
       img.src = labkitUrl('runs', run.run_id, 'files', fig);
@@ -114,6 +129,10 @@ export class RunView extends Widget {
     }
     if (detail.components.length) {
       parts.push(this._components(detail));
+    }
+    const scores = scoresTable(detail);
+    if (scores) {
+      parts.push(scores);
     }
     parts.push(this._metrics(detail));
     this._body.replaceChildren(...parts);
@@ -132,6 +151,8 @@ export class RunView extends Widget {
       return b;
     };
     add('Open report', () => this._actions.openReport(detail), !!detail.report);
+    add('Open notebook', () => this._actions.openNotebook(detail), !!detail.notebook);
+    add('Open in the form', () => this._actions.openForm(detail), !!detail.params);
     add('Reveal folder', () => this._actions.reveal(detail), !!detail.folder);
     add('Cancel', () => void this._act('cancel'), !detail.run.done);
     add('Rerun', () => void this._act('rerun'), detail.run.done);
@@ -152,33 +173,9 @@ export class RunView extends Widget {
     const box = document.createElement('section');
     box.className = 'jp-labkit-components';
     const h = document.createElement('h3');
-    h.textContent = 'Components (checked: excluded)';
-    const grid = document.createElement('div');
-    grid.className = 'jp-labkit-component-grid';
+    h.textContent = 'Components (click a map for its properties)';
     const reviewable = detail.run.state === 'succeeded' || detail.run.state === 'succeeded with warnings';
-    for (const comp of detail.components) {
-      const label = document.createElement('label');
-      label.className = 'jp-labkit-component' + (comp.suspect ? ' jp-labkit-suspect' : '');
-      const box = document.createElement('input');
-      box.type = 'checkbox';
-      box.checked = comp.excluded;
-      box.disabled = !reviewable;
-      box.dataset.component = String(comp.component);
-      const name = document.createElement('b');
-      name.textContent = comp.name;
-      const text = document.createElement('span');
-      text.textContent = comp.label ? `${comp.label} ${(comp.probability ?? 0).toFixed(2)}` : '';
-      label.append(box, name, text);
-      if (comp.suspect) {
-        const badge = document.createElement('span');
-        badge.className = 'jp-labkit-badge';
-        badge.textContent = `${comp.suspect} suspect`;
-        label.appendChild(badge);
-      }
-      grid.appendChild(label);
-    }
-    const excluded = () =>
-      [...grid.querySelectorAll<HTMLInputElement>('input[type=checkbox]')].filter(b => b.checked).map(b => Number(b.dataset.component));
+    const { node: grid, excluded } = componentGrid(detail, reviewable);
     const bar = document.createElement('div');
     bar.className = 'jp-labkit-actions';
     const save = document.createElement('button');

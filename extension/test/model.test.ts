@@ -1,4 +1,4 @@
-import { chip, IRun, notice, recordingName, relativeTime, RunsModel } from '../src/model';
+import { chip, hasFailed, IRun, notice, recordingName, relativeTime, RunsModel, sweepTables } from '../src/model';
 
 const run = (over: Partial<IRun>): IRun => ({
   run_id: 'r1',
@@ -77,5 +77,35 @@ describe('notifications', () => {
   it('say nothing of a run found already finished', () => {
     expect(notice({ run: run({ state: 'succeeded', done: true }) })).toBeNull();
     expect(notice({ run: run({ state: 'failed', done: true }), before: 'failed' })).toBeNull();
+  });
+});
+
+describe('the sweep matrix', () => {
+  const cell = (recording: string, method: string, seed: number | null, state: IRun['state']) => ({
+    recording,
+    method,
+    seed,
+    run: run({ run_id: `${recording}-${method}-${seed}`, state, done: state !== 'running' })
+  });
+
+  it('lays the cells out per recording, a row per method and a column per seed, gaps as null', () => {
+    const cells = [cell('a.fif', 'picard', 1, 'succeeded'), cell('a.fif', 'fastica', 2, 'running'), cell('b.fif', 'picard', 2, 'failed')];
+    const tables = sweepTables(cells, ['a.fif', 'b.fif'], ['fastica', 'picard'], [1, 2]);
+    expect(tables.map(t => t.recording)).toEqual(['a.fif', 'b.fif']);
+    expect(tables[0].rows.map(r => r.runs.map(x => x?.state ?? null))).toEqual([
+      [null, 'running'],
+      ['succeeded', null]
+    ]);
+    expect(tables[1].rows[1].runs[1]?.run_id).toBe('b.fif-picard-2');
+  });
+
+  it('tells a random seed (null) apart from seed 0', () => {
+    const tables = sweepTables([cell('a.fif', 'picard', null, 'succeeded')], ['a.fif'], ['picard'], [0, null]);
+    expect(tables[0].rows[0].runs.map(x => x?.state ?? null)).toEqual([null, 'succeeded']);
+  });
+
+  it('offers "Rerun failed" only when a cell failed or was cancelled', () => {
+    expect(hasFailed([cell('a.fif', 'picard', 1, 'succeeded'), cell('a.fif', 'picard', 2, 'running')])).toBe(false);
+    expect(hasFailed([cell('a.fif', 'picard', 1, 'cancelled')])).toBe(true);
   });
 });

@@ -185,6 +185,60 @@ class FileHandler(LabkitHandler):
         self.finish(await self.off_loop(path.read_bytes), set_content_type=kind)
 
 
+class ComponentFigureHandler(LabkitHandler):
+    """One component's own topomap, or MNE's properties figure of it, as PNG (drawn on a worker thread)."""
+
+    @tornado.web.authenticated
+    @answers
+    async def get(self, run_id: str, component: str, figure: str) -> None:
+        png = await self.off_loop(self.runs.component_figure, run_id, component, figure)
+        self.set_header("Cache-Control", "private, max-age=3600")  # a succeeded run's figures never change
+        self.finish(png, set_content_type="image/png")
+
+
+class CompareHandler(LabkitHandler):
+    """Runs side by side: ``?runs=a,b,...``, the first run's maps matched in the others by correlation."""
+
+    @tornado.web.authenticated
+    @answers
+    async def get(self) -> None:
+        from labkit.lab.studies import compare
+
+        self.reply(await self.off_loop(compare, self.runs, self.query()))
+
+
+class SweepHandler(LabkitHandler):
+    """A sweep's runs as its matrix of recordings x methods x seeds."""
+
+    @tornado.web.authenticated
+    @answers
+    async def get(self, sweep_id: str) -> None:
+        from labkit.lab.studies import sweep_matrix
+
+        self.reply(await self.off_loop(sweep_matrix, self.runs, sweep_id))
+
+
+class RerunFailedHandler(LabkitHandler):
+    @tornado.web.authenticated
+    @answers
+    async def post(self, sweep_id: str) -> None:
+        from labkit.lab.studies import rerun_failed
+
+        runs = await self.off_loop(rerun_failed, self.runs, sweep_id)
+        self.reply({"sweep_id": sweep_id, "runs": [r.to_dict() for r in runs]}, 201)
+
+
+class FormHandler(LabkitHandler):
+    """The notebook cell that opens the notebook form on a run's parameters, and where to write it."""
+
+    @tornado.web.authenticated
+    @answers
+    async def get(self, run_id: str) -> None:
+        from labkit.lab.studies import form_cell
+
+        self.reply(await self.off_loop(form_cell, self.runs, run_id))
+
+
 class RecordingHandler(LabkitHandler):
     """A recording's header for the run dialog: channel types with counts, duration, Nyquist."""
 
@@ -248,6 +302,12 @@ def routes() -> list[tuple[str, type]]:
         (rf"/labkit/runs/{RUN}/components", ComponentsHandler),
         (rf"/labkit/runs/{RUN}/(?P<action>cancel|rerun|apply)", ActionHandler),
         (rf"/labkit/runs/{RUN}/files/(?P<name>[^/]+)", FileHandler),
+        (rf"/labkit/runs/{RUN}/components/(?P<component>[^/]+)/(?P<figure>topomap|properties).png",
+         ComponentFigureHandler),
+        (rf"/labkit/runs/{RUN}/form", FormHandler),
+        (r"/labkit/compare", CompareHandler),
+        (r"/labkit/sweeps/(?P<sweep_id>[^/]+)", SweepHandler),
+        (r"/labkit/sweeps/(?P<sweep_id>[^/]+)/rerun-failed", RerunFailedHandler),
         (r"/labkit/recording", RecordingHandler),
         (r"/labkit/schema", SchemaHandler),
         (r"/labkit/validate", ValidateHandler),

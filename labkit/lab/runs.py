@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 from labkit.analysis import exclusions
 from labkit.errors import LabkitError, ParameterError
+from labkit.lab.review import Figures, component_of
 from labkit.params import IcaParams, check_run_id, whole_number
 from labkit.results.layout import LOG_FILE, NOTEBOOK_FILE, REPORT_FILE
 from labkit.results.reading import RunResult
@@ -52,6 +53,9 @@ class LabRuns:
         self.remote = remote
         #: why there is no remote backend when the environment asked for one (shown by the panel)
         self.remote_problem = ""
+        self.figures = Figures()
+        #: the parameter sets of sweeps started here, by run id (a waiting run has no folder to read them from)
+        self._sets: dict[str, IcaParams] = {}
 
     # -- listing -----------------------------------------------------------------------------
     def list(self, query: dict[str, str]) -> Page:
@@ -103,6 +107,7 @@ class LabRuns:
         out["metrics"] = {k: v for k, v in result.metrics.items() if k != "labels"}
         out["labeller"] = {k: v for k, v in (result.metrics.get("labels") or {}).items() if k != "labels"}
         out["components"] = exclusions.components(result) if result.metrics else []
+        out["scores"] = self.figures.scores(result) if result.metrics else {"columns": [], "rows": []}
         out["figures"] = [p.name for p in sorted(result.path.glob("*.png"))]
         out["files"] = sorted(p.name for p in result.path.iterdir() if p.is_file() and not p.name.startswith("."))
         out["folder"] = os.path.relpath(result.path, self.base_dir)
@@ -129,6 +134,14 @@ class LabRuns:
         if path.parent != folder.resolve() or not path.is_file():
             raise NotFound(f"Run {run_id} has no file {name!r}")
         return path
+
+    def component_figure(self, run_id: str, component: str, figure: str) -> bytes:
+        """One component's ``topomap`` or ``properties`` figure as PNG (slow the first time: the handler runs
+        it off the event loop)."""
+        result = self.result(run_id)
+        number = component_of(result, component)
+        draw = self.figures.topomap if figure == "topomap" else self.figures.properties
+        return draw(result, number)
 
     def log(self, run_id: str, *, follow: bool = False, tail: int | None = None) -> Iterator[str]:
         return self.backend_of(run_id).log(run_id, follow=follow, tail=tail)
@@ -159,8 +172,34 @@ class LabRuns:
         if not isinstance(sets, list) or not sets:
             raise ParameterError("sets", sets, "a non-empty list of parameter sets")
         where = body.get("backend", "machine")
-        return self._target(where).submit_sweep([self.params_of(s) for s in sets],
-                                                 sweep_id=body.get("sweep_id") or None)
+        sweep_id = body.get("sweep_id") or None
+        if sweep_id is not None and (not isinstance(sweep_id, str) or "/" in sweep_id or len(sweep_id) > 100):
+            raise ParameterError("sweep_id", sweep_id, "a name without '/' of at most 100 characters")
+        return self.submit_sets(self._target(where), [self.params_of(s) for s in sets], sweep_id)
+
+    def submit_sets(self, backend: Backend, sets: list[IcaParams], sweep_id: str | None) -> list[Run]:
+        """Start a sweep of distinct sets (remembering each run's set for the sweep's matrix)."""
+        chosen = list({p.digest: p for p in sets}.values())
+        started = backend.submit_sweep(chosen, sweep_id=sweep_id)
+        self._sets.update((r.run_id, p) for r, p in zip(started, chosen, strict=False))
+        return started
+
+    def sweep_runs(self, sweep_id: str) -> list[Run]:
+        """Every run of one sweep of mine, here and on the remote backend."""
+        found = self.local.runs(sweep=sweep_id)
+        if self.remote is not None:
+            known = {r.run_id for r in found}
+            found += [r for r in self.remote.runs(sweep=sweep_id) if r.run_id not in known]
+        return found
+
+    def params_of_run(self, run_id: str) -> IcaParams | None:
+        """A run's parameter set: as started here, else its folder's (None when neither is readable)."""
+        if run_id in self._sets:
+            return self._sets[run_id]
+        try:
+            return self.local.result(run_id).params
+        except LabkitError:
+            return None
 
     def _target(self, where: Any) -> Backend:
         if where == "machine":

@@ -1,0 +1,159 @@
+"""What the run view draws of one finished run, computed on the server: each component's own topomap,
+its properties figure (MNE's ``plot_properties``) and the EOG/ECG scores with the channels' names.
+
+Figures are drawn off-screen (matplotlib's Agg) on the handlers' worker threads, never on the event
+loop, and kept per run: a finished run's folder never changes, so a map is drawn once.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from labkit.errors import LabkitError, ParameterError
+from labkit.results.reading import RunResult
+
+#: figures kept in memory (each a few tens of kB): a screenful of maps for several runs
+KEPT_FIGURES = 512
+_draw_lock = threading.Lock()  # pyplot's figure manager is not thread-safe
+
+
+def component_of(result: RunResult, value: Any) -> int:
+    """``value`` (a path part or a number) as a component number of this run, or an error naming it."""
+    from labkit.analysis.exclusions import n_components
+
+    n = n_components(result)
+    text = str(value)
+    if not text.isdigit() or not 0 <= int(text) < n:
+        raise ParameterError("component", value, f"a component number from 0 to {n - 1}")
+    return int(text)
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+class Figures:
+    """Per-component figures of finished runs, drawn once and kept (least recently used dropped)."""
+
+    def __init__(self) -> None:
+        self._kept: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
+        self._scores: dict[tuple[str, str, int], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def _get(self, key: tuple[str, str, int], draw: Any) -> bytes:
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+        png = draw()
+        with self._lock:
+            self._kept[key] = png
+            while len(self._kept) > KEPT_FIGURES:
+                self._kept.popitem(last=False)
+        return png
+
+    def topomap(self, result: RunResult, component: int) -> bytes:
+        """One component's scalp map, titled with its name."""
+        _finished(result)
+        return self._get((str(result.path), "topomap", component), lambda: _draw_topomap(result, component))
+
+    def scores(self, result: RunResult) -> dict[str, Any]:
+        """:func:`scores` of a finished run, read once (its recording's header is read for the names)."""
+        if result.state != "succeeded":
+            return scores(result)
+        key = (str(result.path), "scores", 0)
+        with self._lock:
+            if key in self._scores:
+                return self._scores[key]
+        found = scores(result)
+        with self._lock:
+            self._scores[key] = found
+        return found
+
+    def properties(self, result: RunResult, component: int) -> bytes:
+        """MNE's properties figure of one component (map, spectrum, epochs image, variance) over the analysed data."""
+        _finished(result)
+        return self._get((str(result.path), "properties", component), lambda: _draw_properties(result, component))
+
+
+def _finished(result: RunResult) -> None:
+    if result.state != "succeeded":
+        raise LabkitError(f"Run {result.run_id} is {result.state}: only a succeeded run has components to draw")
+
+
+def _draw_topomap(result: RunResult, component: int) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    ica = result.read_ica()
+    with _draw_lock:
+        fig = ica.plot_components(picks=[component], show=False, verbose="error")
+        fig.set_size_inches(1.8, 1.9)
+        return _png(fig)
+
+
+def _draw_properties(result: RunResult, component: int) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from labkit.analysis import ica as analysis
+    from labkit.analysis import recording
+
+    params = result.params
+    if params is None:
+        raise LabkitError(f"Run {result.run_id} has no readable params.json")
+    params = params.replace(base_dir=str(result.path.parent))  # where the recording is now
+    ica = result.read_ica()
+    raw = analysis.load(params, verbose="error")
+    analysis.preprocess(raw, params, verbose="error")
+    recording.ensure_positions(raw, params.channel_type)
+    with _draw_lock:
+        figs = ica.plot_properties(raw, picks=[component], show=False, verbose="error")
+        return _png(figs[0])
+
+
+def scores(result: RunResult) -> dict[str, Any]:
+    """The EOG/ECG correlation of each component, a column per channel named as in the recording."""
+    m = result.metrics
+    columns: list[str] = []
+    values: list[np.ndarray] = []
+    eog = m.get("eog_scores")
+    if eog:
+        eog = np.atleast_2d(np.asarray(eog, dtype=float))
+        names = _channels(result, "eog")
+        for j, row in enumerate(eog):
+            columns.append(names[j] if len(names) == len(eog) else f"EOG {j + 1}")
+            values.append(row)
+    if m.get("ecg_scores"):
+        names = _channels(result, "ecg")
+        columns.append(names[0] if len(names) == 1 else "ECG")
+        values.append(np.asarray(m["ecg_scores"], dtype=float))
+    rows = [{"component": i, "name": f"ICA{i:03d}",
+             "values": [None if not np.isfinite(v[i]) else round(float(v[i]), 4) for v in values]}
+            for i in range(len(values[0]) if values else 0)]
+    return {"columns": columns, "rows": rows}
+
+
+def _channels(result: RunResult, kind: str) -> list[str]:
+    """The names of the recording's channels of one type (its header only; none when it cannot be read)."""
+    from labkit.analysis import recording
+
+    if result.params is None:
+        return []
+    try:
+        raw = recording.read_raw(result.params.replace(base_dir=str(result.path.parent)).raw_path(),
+                                 preload=False, verbose="error")
+    except (LabkitError, OSError, ValueError):
+        return []
+    return [name for name, t in zip(raw.ch_names, raw.get_channel_types(), strict=True)
+            if t == kind and name not in raw.info["bads"]]
