@@ -290,3 +290,45 @@ def test_dockerfile_keeps_the_contract() -> None:
             for source in line.split()[1:-1]:
                 assert (repo / source).exists(), source
     assert any("pip install" in line and " ." in line for line in lines)
+
+
+STORE = {"kind": "s3", "endpoint": "http://minio.minio.svc:9000", "bucket": "labkit", "prefix": "users/{username}",
+         "secret_name": "labkit-store"}
+
+
+@pytest.mark.parametrize("variant", ["defaults", "volcano", "everything"])
+def test_store_mode_jobs_mount_no_share_and_take_credentials_by_reference(variant: str, demo_dir: Path) -> None:
+    settings = settings_variant(variant).replace(store=STORE, use_store=True)
+    params = IcaParams(base_dir=str(demo_dir), raw_file_path="labkit-demo/demo_raw.fif")
+    job = build_job(params, settings, "alice.b@lab.org", "20260101-000000-000-abcdef")
+    validate(job)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "work", "emptyDir": {}}]
+    container = pod["containers"][0]
+    assert container["volumeMounts"] == [{"name": "work", "mountPath": "/work"}]
+    plain = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    refs = {e["name"]: e["valueFrom"] for e in container["env"] if "valueFrom" in e}
+    assert refs == {"AWS_ACCESS_KEY_ID": {"secretKeyRef": {"name": "labkit-store", "key": "access-key"}},
+                    "AWS_SECRET_ACCESS_KEY": {"secretKeyRef": {"name": "labkit-store", "key": "secret-key"}}}
+    assert plain["BASE_DIR"] == "/work" and plain["LABKIT_CLUSTER_USE_STORE"] == "true"
+    assert plain["LABKIT_CLUSTER_STORE__PREFIX"] == "users/alice-b-lab-org---00e968cd"
+    from labkit.results.provenance import fingerprint
+
+    assert plain["LABKIT_RECORDING_SHA256"] == fingerprint(demo_dir / "labkit-demo" / "demo_raw.fif")
+    assert IcaParams.from_env(plain).digest == params.digest
+    # the pod reads its store from these variables with the same settings object
+    inner = ClusterSettings.load(environ={k: v for k, v in plain.items() if k.startswith("LABKIT_CLUSTER_")})
+    assert inner.use_store and inner.store.url() == "s3://labkit/users/alice-b-lab-org---00e968cd"
+    assert "nfs" not in yaml.safe_dump(job) and "persistentVolumeClaim" not in yaml.safe_dump(job)
+
+
+def test_store_settings_are_checked_by_name() -> None:
+    with pytest.raises(SettingsError, match="edge uses the artifact store, but store.kind is not s3"):
+        ClusterSettings.from_dict({**BASE, "profiles": {"edge": {"use_store": True}}})
+    with pytest.raises(SettingsError, match="store.endpoint: must be an http:// or https:// URL"):
+        ClusterSettings.from_dict({**BASE, "store": {**STORE, "endpoint": "http://key:secret@minio:9000"}})
+    with pytest.raises(SettingsError, match="unknown cluster setting 'store.access_key'"):
+        ClusterSettings.from_dict({**BASE, "store": {**STORE, "access_key": "AKIA..."}})  # never a value
+    settings = ClusterSettings.from_dict({**BASE, "store": STORE, "use_store": True})
+    with pytest.raises(SettingsError, match="needs its recording here"):
+        build_job(IcaParams(raw_file_path="nope/missing_raw.fif"), settings, "alice", "r1")

@@ -310,6 +310,37 @@ def test_admin_profiles_render_jobs_the_policy_admits(profile: str) -> None:
         assert pod["containers"][0]["resources"]["limits"]["memory"] == chosen.resources.memory_limit
 
 
+def test_the_edge_settings_run_edge_jobs_from_the_store_and_the_policy_admits_them(demo_dir: Path) -> None:
+    """k8s/labkit-settings-edge.yaml: its edge profile lands on KubeEdge nodes, mounts no share (an emptyDir)
+    and takes the store's credentials from the Secret by reference; the policy and restricted admit it."""
+    data = yaml.safe_load(one("labkit-settings-edge.yaml", "ConfigMap")["data"]["cluster.yaml"])["cluster"]
+    settings = ClusterSettings.from_dict(data)
+    assert {k: v for k, v in data.items() if k not in ("store", "profiles")} == \
+        {k: v for k, v in yaml.safe_load(one("labkit-settings.yaml", "ConfigMap")["data"]["cluster.yaml"])[
+            "cluster"].items() if k not in ("profiles", "scheduler")}
+    edge = settings.with_profile("edge")
+    params = IcaParams(base_dir=str(demo_dir), raw_file_path="labkit-demo/demo_raw.fif", n_components=20)
+    for user in ("alice", "alice.b@lab.org"):
+        job = build_job(params, edge, user, "20260101-000000-000-abcdef")
+        validate(job)
+        assert admit(job) == []
+        pod = job["spec"]["template"]["spec"]
+        assert restricted_violations(pod) == []
+        assert pod["nodeSelector"] == {"node-role.kubernetes.io/edge": ""}
+        assert pod["tolerations"] == [{"key": "node-role.kubernetes.io/edge", "operator": "Exists",
+                                       "effect": "NoSchedule"}]
+        assert pod["volumes"] == [{"name": "work", "emptyDir": {}}]
+        refs = [e["valueFrom"]["secretKeyRef"]["name"] for e in pod["containers"][0]["env"] if "valueFrom" in e]
+        assert refs == ["labkit-store", "labkit-store"]
+    assert "volumes" in build_job(params, settings, "alice", "r1")["spec"]["template"]["spec"]
+    assert build_job(params, settings, "alice", "r1")["spec"]["template"]["spec"]["volumes"][0][
+        "persistentVolumeClaim"]  # without the profile: the share, as before
+    repo = one("argo-artifact-repository.yaml", "ConfigMap")
+    s3 = yaml.safe_load(repo["data"]["labkit-minio"])["s3"]
+    assert s3["bucket"] == settings.store.bucket and s3["accessKeySecret"]["name"] == settings.store.secret_name
+    assert repo["metadata"]["annotations"]["workflows.argoproj.io/default-artifact-repository"] == "labkit-minio"
+
+
 def test_a_kubespawner_escaped_user_gets_exactly_the_hubs_directory() -> None:
     """alice.b@lab.org: z2jh mounts /userdata/alice-b-lab-org---00e968cd (KubeSpawner's escaping, as
     singleuser.storage.extraVolumes names it); her Jobs mount that directory, say so in
