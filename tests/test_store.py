@@ -223,3 +223,25 @@ def test_an_upload_killed_midway_reads_failed_and_a_resubmit_starts_clean(s3, st
                            *(f"runs/store-killed-1/uploads/{manifest['upload']}/{f['name']}" for f in manifest["files"])])
     (run,) = [r for r in stored_results(store) if r.run_id == "store-killed-1"]
     assert run.state == "succeeded"
+
+
+def test_the_runs_interface_lists_stored_runs_and_fetches_them_home(any_store, demo_dir, tmp_path):
+    from labkit.runners.cluster.submission import stored_runs
+    from labkit.runners.machine import MachineBackend
+
+    pod = tmp_path / "pod"
+    shutil.copytree(demo_dir, pod)
+    upload_folder(any_store, _finished_run(pod, "store-iface-1"))
+    upload_folder(any_store, _finished_run(pod, "store-iface-2", fail=True))
+    told = {r.run_id: r for r in stored_runs(any_store)}
+    assert {k: (r.state, r.backend) for k, r in told.items()} == {"store-iface-1": ("succeeded", "store"),
+                                                                  "store-iface-2": ("failed", "store")}
+    assert told["store-iface-2"].reason == "the test says so" and told["store-iface-1"].method == "fastica"
+    assert [r.run_id for r in stored_runs(any_store, exclude=["store-iface-1"])] == ["store-iface-2"]
+    home = tmp_path / "home"
+    home.mkdir()
+    backend = MachineBackend(home)
+    result = backend.fetch("store-iface-1", any_store)
+    assert result.state == "succeeded" and result.path.parent == home
+    assert backend.status("store-iface-1").state == "succeeded"  # a local run now
+    assert backend.fetch("store-iface-1", any_store).path == result.path  # again: left as it is

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from labkit.errors import LabkitError
 from labkit.params import IcaParams, check_run_id
@@ -210,6 +210,21 @@ class MachineBackend:
 
     def result(self, run: str) -> RunResult:
         return find_run(self.base_dir, run)
+
+    def fetch(self, run: str, store: Any = None) -> RunResult:
+        """Bring ``run`` home from the artifact store (``store``, default the cluster settings') into
+        ``base_dir``: verified, atomic, in a local run's layout; a folder of it already here is left as it is."""
+        from labkit.results.store import AlreadyHere, fetch_run
+        from labkit.runners.cluster.submission import configured_store
+
+        check_run_id(run)
+        store = configured_store() if store is None else store
+        if store is None:
+            raise LabkitError("No artifact store configured: set store in the cluster settings (LABKIT_CLUSTER_CONFIG)")
+        try:
+            return load_run(fetch_run(store, run, self.base_dir))
+        except AlreadyHere as here:
+            return load_run(here.path)
 
     def active(self) -> bool:
         """Whether a run this backend started (or a sweep's set waiting to start) is still going."""
