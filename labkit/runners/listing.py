@@ -1,0 +1,28 @@
+"""The one listing of a user's runs that every face shows: here first, then the remote backend's, newest first.
+
+The notebook form's History and jobs view and the JupyterLab extension's runs list ask this, so a run is
+listed with the same state, recording and order wherever it is looked at.
+"""
+
+from __future__ import annotations
+
+from labkit.runners.backend import Backend, Run, check_state
+
+
+def list_runs(local: Backend, remote: Backend | None = None, *, state: str | None = None,
+              sweep: str | None = None, recording: str | None = None, method: str | None = None,
+              text: str = "") -> list[Run]:
+    """My runs on ``local`` and ``remote`` (a run both know is told once, as here), filtered, newest first.
+
+    ``text`` matches the run id, recording, method, sweep id or state (any case)."""
+    check_state(state)
+    kwargs = {"state": state, "sweep": sweep or None, "recording": recording or None}
+    found = local.runs(**kwargs)
+    if remote is not None:
+        known = {r.run_id for r in found}
+        found += [r for r in remote.runs(**kwargs) if r.run_id not in known]
+    text = (text or "").lower()
+    found = [r for r in found if (method is None or r.method == method)
+             and (not text or text in " ".join((r.run_id, r.recording, r.method, r.sweep_id, r.state)).lower())]
+    found.sort(key=lambda r: (r.created, r.run_id), reverse=True)
+    return found

@@ -1,0 +1,119 @@
+"""What every part of the notebook form shares: the steps of a run, theme-aware styles, links and images.
+
+Colours come from JupyterLab's CSS variables only (text, errors, warnings, success, links, backgrounds),
+with the darker shade in the light theme and the lighter one in the dark theme, as the JupyterLab
+extension's own style sheet does; :data:`STYLE` is the one style sheet, shown once at the top of the form.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as W
+
+#: the steps of a run, for the progress bar (mirrors labkit.analysis.ica.STEPS; checked in tests)
+STEPS = ("load", "filter", "fit", "score", "plot", "label", "report")
+#: how often the form looks at a running run (seconds)
+POLL_S = 0.5
+
+_DARK = "[data-jp-theme-light='false']"
+#: the form's style sheet: class -> JupyterLab colour (light theme), then the dark theme's lighter shades
+STYLE = f"""<style>
+.lk-form, .lk-form .widget-html-content {{ color: var(--jp-ui-font-color1); }}
+.lk-error {{ color: var(--jp-error-color0, #b71c1c); }}
+.lk-warn {{ color: var(--jp-warn-color0, #e65100); }}
+.lk-ok {{ color: var(--jp-success-color0, #1b5e20); }}
+.lk-muted {{ color: var(--jp-ui-font-color1); font-size: 90%; }}
+.lk-hint {{ color: var(--jp-ui-font-color1); font-size: 85%; }}
+.lk-form a {{ color: var(--jp-content-link-color, #0d47a1); text-decoration: underline; }}
+.lk-banner {{ border-left: 4px solid var(--jp-warn-color1, #f57c00); background: var(--jp-layout-color1);
+  color: var(--jp-ui-font-color1); padding: 4px 8px; margin: 4px 0; }}
+.lk-badge {{ border: 1px solid currentcolor; border-radius: 8px; padding: 0 6px; font-size: 85%;
+  color: var(--jp-warn-color0, #e65100); background: var(--jp-layout-color1); }}
+.lk-scores tr.suspect th, .lk-scores tr.suspect td {{ font-weight: bold; color: var(--jp-warn-color0, #e65100);
+  background: var(--jp-layout-color1); }}
+.lk-scores td, .lk-scores th {{ padding: 1px 8px; text-align: right; }}
+.lk-state-running, .lk-state-queued {{ color: var(--jp-brand-color0, #0d47a1); }}
+.lk-state-cancelled {{ color: var(--jp-ui-font-color1); }}
+{_DARK} .lk-error, {_DARK} .lk-state-failed {{ color: var(--jp-error-color3); }}
+{_DARK} .lk-warn, {_DARK} .lk-badge, {_DARK} .lk-scores tr.suspect th, {_DARK} .lk-scores tr.suspect td,
+{_DARK} .lk-state-succeeded-with-warnings {{ color: var(--jp-warn-color3); }}
+{_DARK} .lk-ok, {_DARK} .lk-state-succeeded {{ color: var(--jp-success-color3); }}
+{_DARK} .lk-state-running, {_DARK} .lk-state-queued {{ color: var(--jp-brand-color3); }}
+.lk-state-failed {{ color: var(--jp-error-color0, #b71c1c); }}
+.lk-state-succeeded {{ color: var(--jp-success-color0, #1b5e20); }}
+.lk-state-succeeded-with-warnings {{ color: var(--jp-warn-color0, #e65100); }}
+.lk-log textarea {{ font-family: var(--jp-code-font-family, monospace); font-size: 85%; }}
+</style>"""
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def span(cls: str, text: str) -> str:
+    """``text`` (escaped) in one of :data:`STYLE`'s classes, or nothing for empty text."""
+    return f"<span class='{cls}'>{esc(text)}</span>" if text else ""
+
+
+def error_html(message: str) -> str:
+    return span("lk-error", message)
+
+
+def state_html(state: str) -> str:
+    """A run state in its theme colour (``cancelled`` in the body colour: stopped on purpose is no error)."""
+    return f"<span class='lk-state-{state.replace(' ', '-')}'>{esc(state)}</span>"
+
+
+def warnings_html(warnings: list[str] | tuple[str, ...]) -> str:
+    """A run's warnings as one banner, each warning once (why it is "succeeded with warnings"), or nothing."""
+    unique = list(dict.fromkeys(str(w) for w in warnings))
+    if not unique:
+        return ""
+    items = "".join(f"<li>{esc(w)}</li>" for w in unique)
+    return f"<div class='lk-banner labkit-warnings'><b>Warnings</b><ul style='margin:2px 0'>{items}</ul></div>"
+
+
+def png_image(data: bytes, width: str = "100%") -> W.Image:
+    return W.Image(value=data, format="png", layout=W.Layout(max_width=width, height="auto"))
+
+
+def figure_png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def href(path: Path) -> str:
+    """``path`` relative to the kernel's cwd (the notebook's folder).
+
+    JupyterLab resolves a relative link in a notebook's output against the notebook's own page and
+    opens it in a tab of the same JupyterLab (the report rendered, the notebook in its editor);
+    outside JupyterLab it is a plain path.
+    """
+    return "/".join(Path(os.path.relpath(path, os.getcwd())).parts)
+
+
+def link(path: Path, label: str) -> str:
+    """A link that opens ``path`` in this JupyterLab (same tab's app, no second JupyterLab), with the full path."""
+    try:
+        target = href(path)
+    except ValueError:
+        target = str(path)
+    return (f"<a href='{esc(target)}'>{esc(label)}</a> "
+            f"<code style='font-size:80%'>{esc(path)}</code>")
+
+
+def tail(path: Path, n: int = 20) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n:])
