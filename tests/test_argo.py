@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import yaml
 from click.testing import CliRunner
@@ -71,3 +73,90 @@ def test_workflow_builds_as_a_hera_model():
     assert isinstance(built, models.Workflow)
     [dag] = [t for t in built.spec.templates if t.dag]
     assert len(dag.dag.tasks[0].with_items) == 2  # repeated sets run once
+
+
+# -- without a shared volume: recordings and results as S3 artifacts ------------------------------------
+def _artifact_settings(monkeypatch) -> None:
+    for key in [k for k in os.environ if k.startswith("LABKIT_CLUSTER_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("LABKIT_CLUSTER_STORE__KIND", "s3")
+    monkeypatch.setenv("LABKIT_CLUSTER_STORE__BUCKET", "labkit")
+    monkeypatch.setenv("LABKIT_CLUSTER_STORE__PREFIX", "users/{username}")
+    monkeypatch.setenv("JUPYTERHUB_USER", "anna")
+
+
+def test_the_artifact_workflow_shares_no_volume_and_passes_results_as_artifacts(demo_dir, tmp_path, monkeypatch):
+    from labkit.results.provenance import fingerprint
+
+    _artifact_settings(monkeypatch)
+    out = tmp_path / "wf.yaml"
+    result = CliRunner().invoke(main, ["sweep", "--base-dir", str(demo_dir), "--recording", "labkit-demo/*.fif",
+                                       "--grid", "method=fastica,picard", "--seeds", "2", "--n-components", "12",
+                                       "--export", "argo", "--artifacts", "s3", "-o", str(out),
+                                       "--image", "registry.lab.example/labkit:0.1.0"])
+    assert result.exit_code == 0, result.output
+    assert "labkit push labkit-demo/demo_raw.fif" in result.output
+    doc = yaml.safe_load(out.read_text())
+    models.Workflow.model_validate(doc)  # the library's own model of Argo's schema
+    text = out.read_text()
+    assert "persistentVolumeClaim" not in text and "nfs" not in text
+    templates = _templates(doc)
+    assert set(templates) == {"sweep", "run-set", "collect"}
+    for name in ("run-set", "collect"):
+        assert templates[name]["volumes"] == [{"name": "work", "emptyDir": {}}]
+    outputs = templates["run-set"]["outputs"]["artifacts"]
+    assert [o["s3"]["key"] for o in outputs] == [
+        "{{workflow.name}}/results/PreExperiment_ICA_{{inputs.parameters.run_id}}",
+        "{{workflow.name}}/results/PreExperiment_ICA_{{inputs.parameters.run_id}}.failed"]
+    assert all(o["optional"] and o["archive"] == {"none": {}} for o in outputs)
+    (fan_in,) = templates["collect"]["inputs"]["artifacts"]
+    assert fan_in["s3"]["key"] == "{{workflow.name}}/results"  # every step's folder, as one input
+    tasks = {t["name"]: t for t in templates["sweep"]["dag"]["tasks"]}
+    assert set(tasks) == {"run", "collect"} and "run" in tasks["collect"]["depends"]
+    items = tasks["run"]["withItems"]
+    sha = fingerprint(demo_dir / DEMO_FILENAME)
+    assert len(items) == 4 and len({i["run_id"] for i in items}) == 4
+    assert {i["recording_key"] for i in items} == {f"users/anna/recordings/{sha}/files"}  # where labkit push put it
+    assert {i["recording_dir"] for i in items} == {"/work/data/labkit-demo"}
+    assert {i["recording_sha256"] for i in items} == {sha}
+    declared = {p["name"] for p in templates["run-set"]["inputs"]["parameters"]}
+    assert all(set(i) == declared for i in items)
+
+
+def test_the_collect_step_on_argos_layout_makes_the_local_sweeps_table(fitted_runs, tmp_path, monkeypatch):
+    """The collect step's command, run here on result folders laid out as Argo's key-only input artifact
+    lays them out (``<path>/<folder>/...``), gives the table a local sweep of the same sets gives."""
+    import shutil
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from labkit.runners.argo import OUT, RESULTS, artifact_workflow
+    from labkit.study.sweeps import run_sweep
+
+    base = tmp_path / "home"
+    shutil.copytree(fitted_runs, base)
+    sets = expand(IcaParams(base_dir=str(base), raw_file_path=DEMO_FILENAME, n_components=20, crop_tmax=20.0),
+                  method=["picard", "fastica", "infomax"], seeds=[0, 1])
+    local = run_sweep(sets, progress=False)
+    assert set(local["action"]) == {"reused"}  # the runs exist: the local sweep's table, without refitting
+    doc = yaml.safe_load(artifact_workflow(sets, image="labkit:1", recordings={DEMO_FILENAME: "0" * 64},
+                                           prefix="users/anna").to_yaml())
+    collect = _templates(doc)["collect"]
+    argo = tmp_path / "argo"  # the step's filesystem: /work/... is argo/work/...
+    for path in local["path"]:
+        shutil.copytree(path, argo / RESULTS.lstrip("/") / Path(path).name)
+    env = {e["name"]: str(argo) + e["value"] if e["value"].startswith("/work") else e["value"]
+           for e in collect["script"]["env"]}
+    proc = subprocess.run([sys.executable, "-c", collect["script"]["source"]], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pd.read_csv(argo / OUT.lstrip("/") / "sweep.csv", index_col=0)
+    assert (argo / OUT.lstrip("/") / "statistics.txt").read_text().strip()
+    local.to_csv(tmp_path / "local.csv")  # what labkit sweep --csv writes
+    columns = [c for c in table.columns if c not in ("path",)]
+    mine = pd.read_csv(tmp_path / "local.csv", index_col=0)[columns].sort_index()
+    theirs = table[columns].sort_index()
+    assert list(theirs.index) == list(mine.index) and len(theirs) == 6
+    pd.testing.assert_frame_equal(theirs, mine, check_dtype=False, check_like=True)

@@ -245,3 +245,14 @@ def test_the_runs_interface_lists_stored_runs_and_fetches_them_home(any_store, d
     assert result.state == "succeeded" and result.path.parent == home
     assert backend.status("store-iface-1").state == "succeeded"  # a local run now
     assert backend.fetch("store-iface-1", any_store).path == result.path  # again: left as it is
+
+
+def test_a_step_whose_recording_differs_from_its_fingerprint_is_refused(demo_dir):
+    """An Argo artifact step names its recording's fingerprint; other bytes under that name are refused (exit 3)."""
+    env = {"BASE_DIR": str(demo_dir), "RAW_FILE_PATH": "labkit-demo/demo_raw.fif", "LABKIT_RECORDING_SHA256": "0" * 64,
+           "LABKIT_RUN_ID": "store-verify-1"}
+    proc = _labkit("entrypoint", env=env)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    assert f"has the fingerprint {provenance.fingerprint(demo_dir / 'labkit-demo' / 'demo_raw.fif')}" in err
+    assert not list(demo_dir.glob("PreExperiment_ICA_*"))  # refused before any folder was made

@@ -151,9 +151,11 @@ def entrypoint() -> None:
     A Job without the share (``LABKIT_CLUSTER_USE_STORE``) fetches its recording from the artifact
     store first and uploads its result folder after (``labkit.cli.store``)."""
     settings = env()
-    from labkit.cli.store import run_with_store, store_mode
+    from labkit.cli.store import run_with_store, store_mode, verify_recording
 
     def run() -> None:
+        if not store_mode():  # a recording fetched from the store was verified as it came in
+            verify_recording(IcaParams.from_env())
         # a Job's retried pod has the same LABKIT_RUN_ID: it restarts its own folder, never a complete one
         _run_and_report(IcaParams.from_env(), settings.run_id or None, settings.blas_threads,
                         resume=bool(settings.run_id))
@@ -231,12 +233,14 @@ def _sweep_sets(sets_file: Any, recordings: tuple[str, ...], bids: str | None, g
 @click.option("--cluster", is_flag=True, help="submit the sets as Kubernetes Jobs instead of running here")
 @click.option("--export", "export", type=click.Choice(["argo"]), default=None,
               help="write the sweep as an Argo Workflow (YAML) instead of running it")
+@click.option("--artifacts", type=click.Choice(["volume", "s3"]), default="volume", show_default=True,
+              help="--export argo: steps share the data volume, or pass recordings and results as S3 artifacts")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="where --export writes (stdout)")
 @click.option("--image", default=lambda: env().image or "labkit:latest",
               show_default="$LABKIT_IMAGE or labkit:latest", help="container image for --export argo")
 def sweep(sets_file: Any, params_file: Any, recordings: tuple[str, ...], bids: str | None,
           grid: tuple[str, ...], seeds: str | None, workers: int | None, force: bool, wide: bool,
-          csv_path: str | None, cluster: bool, export: str | None, output: str | None, image: str,
+          csv_path: str | None, cluster: bool, export: str | None, artifacts: str, output: str | None, image: str,
           **values: Any) -> None:
     """Run a sweep here on warm parallel workers, resuming what is already done, and print the table.
 
@@ -257,7 +261,12 @@ def sweep(sets_file: Any, params_file: Any, recordings: tuple[str, ...], bids: s
     if export:
         from labkit.runners.argo import sweep_workflow
 
-        text = sweep_workflow(sets, image=image).to_yaml()
+        if artifacts == "s3":
+            from labkit.cli.store import artifact_export
+
+            text = artifact_export(sets, image=image)
+        else:
+            text = sweep_workflow(sets, image=image).to_yaml()
         Path(output).write_text(text) if output else click.echo(text)
         return
     if cluster:

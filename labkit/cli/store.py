@@ -138,3 +138,47 @@ def run_with_store(run: Callable[[], None], run_id: str) -> None:
                 click.echo(f"labkit: the result of run {run_id} could not be uploaded: {err}", err=True)
                 sys.exit(1)  # an infrastructure failure: the Job retries it
             click.echo(f"labkit: uploaded run {run_id} ({len(manifest['files'])} files) to {store.url}", err=True)
+
+
+def verify_recording(params: Any) -> None:
+    """When the step names its recording's fingerprint (``LABKIT_RECORDING_SHA256``, an Argo artifact step),
+    refuse a recording whose content differs (exit 3), before any folder is made."""
+    from labkit.cli.options import fail
+    from labkit.errors import RecordingError
+    from labkit.results.provenance import fingerprint
+    from labkit.runners.cluster.manifests import RECORDING_SHA_ENV
+
+    expected = os.environ.get(RECORDING_SHA_ENV, "")
+    if not expected:
+        return
+    try:
+        got = fingerprint(params.raw_path())
+    except (OSError, ValueError):
+        return  # a missing recording is the run's to report, by the field that names it
+    if got != expected:
+        fail(RecordingError(f"the recording {params.raw_file_path} has the fingerprint {got}, not {expected} "
+                            f"({RECORDING_SHA_ENV}); refused"))
+
+
+def artifact_export(sets: list[Any], *, image: str) -> str:
+    """``labkit sweep --export argo --artifacts s3``: the Workflow whose steps take their recordings from the
+    store's bucket (pushed by ``labkit push``) and leave their results as artifacts; the recordings are named
+    by content, read here."""
+    from labkit.errors import LabkitError
+    from labkit.results.provenance import fingerprint
+    from labkit.runners.argo import artifact_workflow
+    from labkit.runners.cluster.settings import ClusterSettings
+    from labkit.runners.cluster.submission import default_user
+
+    store = ClusterSettings.load().store
+    if store.kind != "s3" or not store.bucket:
+        raise LabkitError("--artifacts s3 needs the artifact store in the cluster settings (store.kind: s3, "
+                          "store.bucket: the bucket of Argo's artifact repository)")
+    prefix = store.url(default_user()).split("/", 3)[3]
+    recordings = {}
+    for params in sets:
+        if params.raw_file_path not in recordings:
+            recordings[params.raw_file_path] = fingerprint(params.raw_path())
+    click.echo("labkit: the Workflow reads these recordings from s3://" + store.bucket + "/" + prefix
+               + "; push each once: " + "; ".join(f"labkit push {r}" for r in recordings), err=True)
+    return artifact_workflow(sets, image=image, recordings=recordings, prefix=prefix).to_yaml()
