@@ -108,6 +108,7 @@ def test_nothing_is_validated_before_a_recording_and_the_disabled_run_says_why(d
     assert set(form.problems) == {"raw_file_path"}
     assert all(e.value == "" for e in form.errors.values()), "no red text before anything is chosen"
     assert form.run_button.disabled and "Run is off: Recording: choose one" in text(form.run_reason)
+    assert "lk-error" not in form.run_reason.value, "no red text before anything is done"
     form.browser.choose(DEMO_FILENAME)
     assert form.filter_fmax.value == "abc", "what was typed stays"
     assert text(form.errors["filter_fmax"]).startswith("Low-pass (Hz): got abc; allowed:")

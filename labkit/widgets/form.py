@@ -113,6 +113,7 @@ class IcaForm(W.VBox):
                                       style={"description_width": "110px"}, layout=W.Layout(width="95%"))
         self.step_label = W.HTML()
         self.step_label.add_class("lk-status")
+        self.progress.add_class("lk-progress")
         self.log_text = ""
         self.log_area = W.HTML(self._log_html(""))
         self.result_box = W.VBox()
@@ -268,7 +269,7 @@ class IcaForm(W.VBox):
         self.sweep_button.disabled = not ok
         why = ("Run is off while run " + (self.current or "") + " runs: cancel it or wait." if running and ok else
                "Run is off: " + " ".join(self.problems.values()) if not ok else "")
-        self.run_reason.value = span("lk-muted" if running else "lk-error", why)
+        self.run_reason.value = span("lk-muted", why)  # an explanation, not an error: the fields carry those
         self.run_button.tooltip = why or "run this set on this machine"
         self.sweep_panel.update_export()
         return self.problems
