@@ -10,6 +10,7 @@ or ``~/.aws``); nothing here takes, logs or stores them.
 from __future__ import annotations
 
 import base64
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -81,14 +82,20 @@ class S3Store:
             raise self._fail(err, "store", key) from None
         return True
 
-    def get_file(self, key: str, dest: Path) -> None:
+    def get_file(self, key: str, dest: Path) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        try:
-            self.client.download_file(self.bucket, self._key(key), str(dest), Config=self.transfer)
+        digest = hashlib.sha256()
+        try:  # one pass: the bytes are hashed as they are written
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            with dest.open("wb") as fh:
+                for chunk in body.iter_chunks(1 << 20):
+                    digest.update(chunk)
+                    fh.write(chunk)
         except (BotoCoreError, ClientError) as err:
             dest.unlink(missing_ok=True)
             raise self._fail(err, "read", key) from None
+        return digest.hexdigest()
 
     def get_bytes(self, key: str) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -75,8 +75,8 @@ class ArtifactStore(Protocol):
     def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False) -> bool:
         """Store ``data``; with ``exclusive`` only if ``key`` is free. False: it was taken (nothing written)."""
 
-    def get_file(self, key: str, dest: Path) -> None:
-        """Write the object's bytes to ``dest`` (:class:`NotStored` when there is none)."""
+    def get_file(self, key: str, dest: Path) -> str:
+        """Write the object's bytes to ``dest`` and return their SHA-256 (:class:`NotStored` when there is none)."""
 
     def get_bytes(self, key: str) -> bytes:
         """The object's bytes (:class:`NotStored` when there is none)."""
@@ -141,11 +141,17 @@ class DirStore:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def get_file(self, key: str, dest: Path) -> None:
+    def get_file(self, key: str, dest: Path) -> str:
+        digest = hashlib.sha256()
         try:
-            shutil.copyfile(self._path(key), dest)
+            with self._path(key).open("rb") as src, dest.open("wb") as fh:
+                while chunk := src.read(_CHUNK):
+                    digest.update(chunk)
+                    fh.write(chunk)
         except FileNotFoundError:
+            dest.unlink(missing_ok=True)
             raise NotStored(f"nothing stored under {key} in {self.url}") from None
+        return digest.hexdigest()
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -186,8 +192,7 @@ def _read_json(store: ArtifactStore, key: str) -> dict[str, Any]:
 
 def _fetch_verified(store: ArtifactStore, key: str, dest: Path, sha256: str) -> None:
     """Download ``key`` to ``dest`` and check its SHA-256; a mismatch is refused by name (``dest`` removed)."""
-    store.get_file(key, dest)
-    got = sha256_file(dest)
+    got = store.get_file(key, dest)
     if got != sha256:
         dest.unlink(missing_ok=True)
         raise CorruptObject(f"{store.url}/{key} is corrupted: its SHA-256 is {got}, the manifest says {sha256}; "
