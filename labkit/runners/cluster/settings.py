@@ -130,24 +130,14 @@ class StoreSettings(_Group):
     #: the pod's scratch directory (an emptyDir) where the recording and the result folder are made
     work_dir: str = "/work"
 
-    @field_validator("endpoint")
+    @field_validator("endpoint", "secret_name", "work_dir")
     @classmethod
-    def _endpoint(cls, value: str) -> str:
-        if value and not re.match(r"^https?://[^/@\s]+(/.*)?$", value):
+    def _checked(cls, value: str, info: Any) -> str:
+        if info.field_name == "endpoint" and value and not re.match(r"^https?://[^/@\s]+(/.*)?$", value):
             raise ValueError("must be an http:// or https:// URL without credentials in it")
-        return value
-
-    @field_validator("secret_name")
-    @classmethod
-    def _secret(cls, value: str) -> str:
-        if value and not is_dns_label(value.replace(".", "-")):
+        if info.field_name == "secret_name" and value and not is_dns_label(value.replace(".", "-")):
             raise ValueError("must name a Kubernetes Secret (lowercase letters, digits, '-', '.')")
-        return value
-
-    @field_validator("work_dir")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
+        if info.field_name == "work_dir" and not value.startswith("/"):
             raise ValueError("must be an absolute path")
         return value
 
@@ -160,11 +150,9 @@ class StoreSettings(_Group):
 
     def open(self, user: str | None = None) -> Any:
         """The user's :class:`~labkit.results.store.ArtifactStore` (boto3 is imported only now)."""
-        if not self.kind:
+        if not self.kind or not self.bucket:
             raise SettingsError("No artifact store configured: set store.kind: s3, store.bucket and store.endpoint "
                                 "in the cluster settings (LABKIT_CLUSTER_STORE__BUCKET=...)")
-        if not self.bucket:
-            raise SettingsError("store.bucket is empty: name the bucket the store keeps objects in")
         from labkit.results.s3 import open_store
 
         return open_store(self.url(user), endpoint=self.endpoint, region=self.region, verify=self.verify_tls)
