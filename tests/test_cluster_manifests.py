@@ -330,5 +330,7 @@ def test_store_settings_are_checked_by_name() -> None:
     with pytest.raises(SettingsError, match="unknown cluster setting 'store.access_key'"):
         ClusterSettings.from_dict({**BASE, "store": {**STORE, "access_key": "AKIA..."}})  # never a value
     settings = ClusterSettings.from_dict({**BASE, "store": STORE, "use_store": True})
-    with pytest.raises(SettingsError, match="needs its recording here"):
-        build_job(IcaParams(raw_file_path="nope/missing_raw.fif"), settings, "alice", "r1")
+    # built where the recording is not visible (the hub service): the pod looks it up by the name it was pushed as
+    job = build_job(IcaParams(raw_file_path="eeg/s01_raw.fif"), settings, "alice", "r1")
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "LABKIT_RECORDING_SHA256" not in env and env["RAW_FILE_PATH"] == "eeg/s01_raw.fif"

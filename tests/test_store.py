@@ -31,6 +31,7 @@ from labkit.results.store import (
     fetch_recording,
     fetch_run,
     push_recording,
+    pushed_as,
     stored_results,
     upload_folder,
 )
@@ -71,8 +72,9 @@ def test_push_twice_stores_once_with_sidecars_and_comes_back_verified(s3, tmp_pa
     sha = provenance.fingerprint(base / "test.vhdr")
     assert first.output.splitlines()[-1] == sha and "3 files" in first.output and "pushed" in first.output
     keys = _keys(s3)
-    assert keys == sorted(f"labkit/anna/recordings/{sha}/{k}" for k in
-                          ("manifest.json", "files/test.vhdr", "files/test.vmrk", "files/test.eeg"))
+    assert keys == sorted([*(f"labkit/anna/recordings/{sha}/{k}" for k in
+                             ("manifest.json", "files/test.vhdr", "files/test.vmrk", "files/test.eeg")),
+                           "labkit/anna/names/test.vhdr.json"])  # its name, for Jobs built without the file
     again = runner.invoke(main, args)
     assert again.exit_code == 0 and "nothing uploaded" in again.output and _keys(s3) == keys
     assert SECRET_KEY not in first.output + again.output and ACCESS_KEY not in first.output
@@ -82,6 +84,7 @@ def test_push_twice_stores_once_with_sidecars_and_comes_back_verified(s3, tmp_pa
     assert eeglab.exit_code == 0 and "2 files" in eeglab.output
     pod = tmp_path / "pod"
     store = open_store(s3.url(), endpoint=s3.endpoint)
+    assert pushed_as(store, "test.vhdr") == sha
     main_file = fetch_recording(store, sha, pod)
     assert main_file == pod / "test.vhdr"
     for name in ("test.vhdr", "test.vmrk", "test.eeg"):
@@ -256,3 +259,18 @@ def test_a_step_whose_recording_differs_from_its_fingerprint_is_refused(demo_dir
     assert proc.returncode == 3, err
     assert f"has the fingerprint {provenance.fingerprint(demo_dir / 'labkit-demo' / 'demo_raw.fif')}" in err
     assert not list(demo_dir.glob("PreExperiment_ICA_*"))  # refused before any folder was made
+
+
+def test_a_store_pod_names_a_recording_never_pushed(s3, tmp_path):
+    """A Job built where the recording is not visible names it by path; unpushed, the pod says what to do (exit 7)."""
+    pod = tmp_path / "pod"
+    pod.mkdir()
+    env = {"BASE_DIR": str(pod), "RAW_FILE_PATH": "eeg/s01_raw.fif", "LABKIT_RUN_ID": "store-unpushed-1",
+           "LABKIT_CLUSTER_USE_STORE": "true", "LABKIT_CLUSTER_STORE__KIND": "s3",
+           "LABKIT_CLUSTER_STORE__BUCKET": s3.bucket, "LABKIT_CLUSTER_STORE__PREFIX": "labkit/anna",
+           "LABKIT_CLUSTER_STORE__ENDPOINT": s3.endpoint}
+    proc = _labkit("entrypoint", env=env)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 7, err
+    assert "no recording pushed as eeg/s01_raw.fif" in err and "labkit push eeg/s01_raw.fif" in err
+    assert SECRET_KEY not in out + err

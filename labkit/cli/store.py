@@ -62,7 +62,11 @@ def push(recording: str, base_dir: str, store_url: str | None, endpoint: str | N
 
         raise ParameterError("recording", recording, f"a recording under {base_dir}")
     store = _store(store_url, endpoint, user)
-    pushed = push_recording(store, path)
+    try:  # the path a parameter set names it by (raw_file_path)
+        name: str | None = str(path.resolve().relative_to(Path(base_dir).resolve()))
+    except ValueError:
+        name = None
+    pushed = push_recording(store, path, name=name)
     what = f"{len(pushed.files)} file{'s' * (len(pushed.files) != 1)}"
     if pushed.uploaded:
         click.echo(f"pushed {recording} ({what}, {pushed.uploaded} bytes) to {store.url}")
@@ -109,7 +113,7 @@ def run_with_store(run: Callable[[], None], run_id: str) -> None:
     from labkit.errors import LabkitError
     from labkit.params import IcaParams
     from labkit.results.layout import FOLDER_PREFIX, PARTIAL, current_path
-    from labkit.results.store import fetch_recording, upload_folder
+    from labkit.results.store import fetch_recording, pushed_as, upload_folder
     from labkit.runners.cluster.manifests import RECORDING_SHA_ENV
     from labkit.runners.cluster.settings import ClusterSettings
 
@@ -117,9 +121,8 @@ def run_with_store(run: Callable[[], None], run_id: str) -> None:
     raw = Path(params.base_dir) / params.raw_file_path
     try:
         store = ClusterSettings.load().store.open()
-        sha = os.environ.get(RECORDING_SHA_ENV, "")
-        if not sha:
-            raise LabkitError(f"{RECORDING_SHA_ENV} is empty: the Job names no recording to fetch from the store")
+        # a Job built where the recording is not visible (the hub service) names it by its path only
+        sha = os.environ.get(RECORDING_SHA_ENV, "") or pushed_as(store, params.raw_file_path)
         raw.parent.mkdir(parents=True, exist_ok=True)
         fetched = fetch_recording(store, sha, raw.parent)
         if fetched != raw:

@@ -214,17 +214,27 @@ def recording_key(sha256: str) -> str:
     return f"recordings/{sha256}"
 
 
-def push_recording(store: ArtifactStore, path: str | os.PathLike, memo_dir: Path | None = None) -> Pushed:
+def name_key(name: str) -> str:
+    """Where the fingerprint of the recording last pushed as ``name`` (relative to the user's directory) is kept."""
+    return f"names/{name.strip('/')}.json"
+
+
+def push_recording(store: ArtifactStore, path: str | os.PathLike, memo_dir: Path | None = None,
+                   name: str | None = None) -> Pushed:
     """Store a recording (and its sidecar files) once, under its content fingerprint.
 
     Pushing it again uploads nothing; two concurrent pushes both upload the same bytes to the same
     keys, and exactly one of them writes the manifest (an exclusive write), so it is stored once.
+    ``name`` (its path in the user's directory) is remembered for Jobs built where the recording is not
+    visible (the hub service): their pod looks the fingerprint up by name.
     """
     path = Path(path).resolve()
     sha = fingerprint(path, memo_dir)
     files = recording_files(path)
     names = [str(f.relative_to(path.parent)) for f in files]
     base = recording_key(sha)
+    if name:
+        store.put_bytes(name_key(name), _json({"sha256": sha, "pushed": now()}))
     if store.exists(f"{base}/{MANIFEST}"):
         return Pushed(sha, tuple(names), 0)
     listed, uploaded = [], 0
@@ -237,6 +247,17 @@ def push_recording(store: ArtifactStore, path: str | os.PathLike, memo_dir: Path
     manifest = {"sha256": sha, "recording": path.name, "files": listed, "pushed": now()}
     store.put_bytes(f"{base}/{MANIFEST}", _json(manifest), exclusive=True)
     return Pushed(sha, tuple(names), uploaded)
+
+
+def pushed_as(store: ArtifactStore, name: str) -> str:
+    """The fingerprint of the recording last pushed as ``name`` (:class:`NotStored` when none was)."""
+    try:
+        sha = _read_json(store, name_key(name)).get("sha256")
+    except NotStored:
+        raise NotStored(f"no recording pushed as {name} in {store.url}: push it first (labkit push {name})") from None
+    if not isinstance(sha, str) or len(sha) != 64:
+        raise CorruptObject(f"{store.url}/{name_key(name)} names no SHA-256")
+    return sha
 
 
 def fetch_recording(store: ArtifactStore, sha256: str, folder: Path) -> Path:
@@ -423,5 +444,5 @@ def iter_upload(store: ArtifactStore, run_id: str) -> Iterator[str]:
 
 
 __all__ = ["AlreadyHere", "ArtifactStore", "CorruptObject", "DirStore", "MANIFEST", "NotStored", "Pushed", "StoreError",
-           "fetch_recording", "fetch_run", "push_recording", "sha256_file", "stored_manifest",
+           "fetch_recording", "fetch_run", "pushed_as", "push_recording", "sha256_file", "stored_manifest",
            "stored_result", "stored_results", "upload_folder"]

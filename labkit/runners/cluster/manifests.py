@@ -190,7 +190,7 @@ def store_env(settings: ClusterSettings, user: str, recording_sha256: str) -> li
               "LABKIT_CLUSTER_STORE__ENDPOINT": store.endpoint, "LABKIT_CLUSTER_STORE__REGION": store.region,
               "LABKIT_CLUSTER_STORE__VERIFY_TLS": str(store.verify_tls).lower(), "LABKIT_CLUSTER_USE_STORE": "true",
               RECORDING_SHA_ENV: recording_sha256}
-    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items() if v]
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items() if v]  # no SHA: by name
     if store.secret_name:
         for name, key in zip(CREDENTIAL_ENV, (store.access_key_key, store.secret_key_key), strict=True):
             env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": store.secret_name, "key": key}}})
@@ -198,13 +198,15 @@ def store_env(settings: ClusterSettings, user: str, recording_sha256: str) -> li
 
 
 def recording_fingerprint(params: IcaParams) -> str:
-    """The recording's content fingerprint, read here (where ``labkit push`` sent it from)."""
+    """The recording's content fingerprint, read here (where ``labkit push`` sent it from); empty when the
+    recording is not visible here (the hub service): the pod then looks it up by the name it was pushed as."""
+    from labkit.errors import LabkitError
     from labkit.results.provenance import fingerprint
 
     try:
         return fingerprint(params.raw_path())
-    except (OSError, ValueError) as err:
-        raise SettingsError(f"A store run needs its recording here to name it by content: {err}") from None
+    except (OSError, ValueError, LabkitError):
+        return ""
 
 
 def _env(params: IcaParams, run_id: str, settings: ClusterSettings) -> list[dict[str, str]]:
