@@ -274,3 +274,20 @@ def test_a_store_pod_names_a_recording_never_pushed(s3, tmp_path):
     assert proc.returncode == 7, err
     assert "no recording pushed as eeg/s01_raw.fif" in err and "labkit push eeg/s01_raw.fif" in err
     assert SECRET_KEY not in out + err
+
+
+def test_labkit_runs_says_when_the_store_cannot_be_reached_and_lists_the_local_runs(demo_dir, monkeypatch):
+    _finished_run(demo_dir, "store-local-1")
+    for key in [k for k in os.environ if k.startswith("LABKIT_CLUSTER_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("LABKIT_CLUSTER_STORE__KIND", "s3")
+    monkeypatch.setenv("LABKIT_CLUSTER_STORE__BUCKET", "labkit")
+    monkeypatch.setenv("LABKIT_CLUSTER_STORE__ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("JUPYTERHUB_USER", "anna")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    result = CliRunner().invoke(main, ["runs", "--base-dir", str(demo_dir)])
+    assert result.exit_code == 0, result.output
+    assert "store-local-1" in result.output
+    assert "the store's runs are not listed: cannot list runs/ in s3://labkit/labkit/anna" in result.output
+    assert SECRET_KEY not in result.output

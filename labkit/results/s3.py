@@ -35,7 +35,8 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        config = Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"},
+        config = Config(retries={"max_attempts": 3, "mode": "standard"}, s3={"addressing_style": "path"},
+                        connect_timeout=5, read_timeout=60,
                         request_checksum_calculation="when_required", response_checksum_validation="when_required")
         self.client = boto3.session.Session().client("s3", endpoint_url=endpoint or None,
                                                      region_name=region or None, verify=verify, config=config)

@@ -27,7 +27,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from labkit.errors import ExitCode, LabkitError, RecordingError
 from labkit.results import states
@@ -286,7 +286,8 @@ def run_key(run_id: str) -> str:
 
 
 def _folder_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and p.name != ".reserve")
+    """The files a result folder is: hidden ones (heartbeats, the reserve, temporary files) stay behind."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 def upload_folder(store: ArtifactStore, folder: Path) -> dict[str, Any]:
@@ -434,13 +435,6 @@ def fetch_run(store: ArtifactStore, run_id: str, base_dir: str | os.PathLike) ->
         shutil.rmtree(hidden, ignore_errors=True)
         raise
     return base / folder
-
-
-def iter_upload(store: ArtifactStore, run_id: str) -> Iterator[str]:
-    """The keys a committed run's files are stored under (for a copy with another tool)."""
-    manifest = stored_manifest(store, run_id)
-    for entry in manifest["files"]:
-        yield f"{run_key(run_id)}/uploads/{manifest['upload']}/{entry['name']}"
 
 
 __all__ = ["AlreadyHere", "ArtifactStore", "CorruptObject", "DirStore", "MANIFEST", "NotStored", "Pushed", "StoreError",
