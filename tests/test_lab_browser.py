@@ -98,11 +98,102 @@ def test_runs_panel_run_from_the_file_browser_review_and_themes(seeded, lab, tmp
         expect(page.frame_locator(f"#labkit-report-{run_id} iframe").locator("body")).to_contain_text("ICA")
         page.screenshot(path=shots / "4-report.png")
 
+        review_components_notebook_and_form(page, view, run_id, shots)
+        sweep_ids = watch_a_sweep_fill_in(page, lab, shots)
+        compare_two_runs(page, sweep_ids, shots)
+
         page.locator(".lm-MenuBar-item", has_text="Settings").click()
         page.locator(".lm-Menu-item:has(.lm-Menu-itemLabel:text-is('Theme'))").click()
         page.locator(".lm-Menu-item:has(.lm-Menu-itemLabel:text-is('JupyterLab Dark'))").click()
         expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false")
         page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="ICA demo_raw.fif").click()
-        page.screenshot(path=shots / "5-dark.png")
+        page.screenshot(path=shots / "10-dark.png")
         assert contrast_violations(page, "#labkit-runs") == []
         assert contrast_violations(page, ".jp-labkit-runview") == []
+        page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="Sweep lab-sweep").click()
+        page.screenshot(path=shots / "11-dark-sweep.png")
+        assert contrast_violations(page, ".jp-labkit-sweepview") == []
+
+
+def review_components_notebook_and_form(page, view, run_id: str, shots) -> None:
+    """Each component's own map; a click shows its properties; the scores name the EOG/ECG channels; the executed
+    notebook opens read-only without a kernel; "Open in the form" opens a notebook calling IcaForm."""
+    from playwright.sync_api import expect
+
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="ICA demo_raw.fif").click()
+    maps = view.locator("img.jp-labkit-map")
+    expect(maps).to_have_count(5)
+    page.wait_for_function("imgs => imgs.every(i => i.complete && i.naturalWidth > 50)", arg=maps.element_handles())
+    expect(view.locator(".jp-labkit-component[data-component='1']")).to_contain_text("ICA001")
+    view.locator(".jp-labkit-component[data-component='2'] .jp-labkit-map-button").click()
+    props = view.locator(".jp-labkit-properties")
+    expect(props.locator("figcaption")).to_have_text("Properties of ICA002", timeout=60_000)
+    assert props.locator("img").evaluate("img => img.naturalWidth") > 300
+    expect(view.locator(".jp-labkit-scores thead")).to_contain_text("EOG1")
+    expect(view.locator(".jp-labkit-scores thead")).to_contain_text("ECG")
+    expect(view.locator(".jp-labkit-scores tbody tr")).to_have_count(5)
+    props.scroll_into_view_if_needed()
+    page.screenshot(path=shots / "5-properties.png")
+
+    view.locator("button", has_text="Open notebook").click()
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="ica_run.ipynb (read-only)")
+    expect(tab).to_have_count(1, timeout=60_000)
+    notebook = page.locator(".jp-labkit-readonly")
+    expect(notebook.locator(".jp-Cell").first).to_be_visible()
+    expect(notebook.locator(".jp-Notebook-ExecutionIndicator, .jp-KernelName").first).to_contain_text("No Kernel")
+    page.screenshot(path=shots / "6-notebook.png")
+
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="ICA demo_raw.fif").click()
+    view.locator("button", has_text="Open in the form").click()
+    form_tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=f"ica-form-{run_id}.ipynb")
+    expect(form_tab).to_have_count(1, timeout=60_000)
+    expect(page.locator(".jp-NotebookPanel:visible .jp-Cell").first).to_contain_text("IcaForm(")
+    expect(page.locator(".jp-NotebookPanel:visible .jp-Cell").first).to_contain_text("raw_file_path=")
+
+
+def watch_a_sweep_fill_in(page, lab, shots) -> list[str]:
+    """A sweep of two seeds started through the API fills its matrix in, cell by cell, then offers its statistics."""
+    from playwright.sync_api import expect
+
+    sets = [{"raw_file_path": DEMO_FILENAME, "n_components": 4, "crop_tmax": 6, "method": "picard", "random_state": s}
+            for s in (1, 2)]
+    started = page.request.post(f"{lab['url']}/labkit/sweeps?token={lab['token']}",
+                                data={"sets": sets, "sweep_id": "lab-sweep"})
+    assert started.status == 201, started.text()
+    ids = [r["run_id"] for r in started.json()["runs"]]
+    page.locator("li[data-id='labkit-runs']").click()
+    page.locator(f"#labkit-runs li[data-run-id='{ids[0]}'] .jp-labkit-sweep-link").click()
+    sweep = page.locator(".jp-labkit-sweepview")
+    cells = sweep.locator(".jp-labkit-sweep-cell")
+    expect(cells).to_have_count(2, timeout=30_000)
+    expect(sweep.locator(".jp-labkit-sweep-matrix thead")).to_contain_text("1")
+    page.screenshot(path=shots / "7-sweep-going.png")
+    for run_id in ids:
+        expect(sweep.locator(f".jp-labkit-sweep-cell[data-run-id='{run_id}']")).to_contain_text(
+            "succeeded", timeout=RUN_TIMEOUT_MS)
+    expect(sweep.locator(".jp-labkit-sweep-stats code")).to_contain_text("labkit compare")
+    expect(sweep.locator(".jp-labkit-sweep-stats code")).to_contain_text("--sweep lab-sweep")
+    expect(sweep.locator("button", has_text="Rerun failed")).to_be_disabled()
+    page.screenshot(path=shots / "8-sweep-done.png")
+    return ids
+
+
+def compare_two_runs(page, ids: list[str], shots) -> None:
+    """Two runs ticked in the panel open side by side: each map of the first beside its match in the second."""
+    from playwright.sync_api import expect
+
+    panel = page.locator("#labkit-runs")
+    compare = panel.locator("button", has_text="Compare")
+    expect(compare).to_be_disabled()
+    for run_id in ids:
+        panel.locator(f"li[data-run-id='{run_id}'] input.jp-labkit-select").check()
+    compare.click()
+    view = page.locator(".jp-labkit-compare")
+    rows = view.locator(".jp-labkit-compare-maps tbody tr")
+    expect(rows).to_have_count(4, timeout=60_000)
+    expect(rows.first.locator("td")).to_contain_text("r = ")
+    expect(view.locator(".jp-labkit-compare-metrics")).to_contain_text("Fit time")
+    page.wait_for_function("imgs => imgs.every(i => i.complete && i.naturalWidth > 50)",
+                           arg=view.locator("img.jp-labkit-map").element_handles())
+    page.screenshot(path=shots / "9-compare.png")
+    assert contrast_violations(page, ".jp-labkit-compare") == []

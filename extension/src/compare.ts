@@ -17,6 +17,8 @@ export class CompareView extends Widget {
     this.addClass('jp-labkit-compare');
     this.title.label = `Compare ${runIds.length} ICA runs`;
     this.title.closable = true;
+    this.node.setAttribute('role', 'region');
+    this.node.setAttribute('aria-label', `Comparison of ${runIds.length} ICA runs`);
     const status = document.createElement('div');
     status.className = 'jp-labkit-message';
     status.setAttribute('role', 'status');
@@ -26,6 +28,10 @@ export class CompareView extends Widget {
       doc => this.node.replaceChildren(status, ...this._render(doc)),
       error => (status.textContent = error instanceof LabkitError ? error.message : String(error))
     );
+  }
+
+  protected onAfterAttach(): void {
+    this.node.tabIndex = 0; // scrollable with the keyboard: its maps hold nothing focusable
   }
 
   private _render(doc: ICompare): HTMLElement[] {

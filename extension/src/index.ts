@@ -190,7 +190,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
           const content = { cells: [cell], metadata: {}, nbformat: 4, nbformat_minor: 5 };
           await contents.save(path, { type: 'notebook', format: 'json', content });
         }
-        return app.commands.execute('docmanager:open', { path, factory: 'Notebook' });
+        const kernel = app.serviceManager.kernelspecs.specs?.default; // the form runs in the server's default kernel
+        return app.commands.execute('docmanager:open', { path, factory: 'Notebook', kernel: kernel ? { name: kernel } : undefined });
       }
     });
 
