@@ -40,7 +40,12 @@ def runs(base_dir: str, wide: bool, as_json: bool, as_csv: bool) -> None:
 
 def _stored(here: Any) -> list[Any]:
     """The store's runs not under base-dir (none without a store); an unreachable store is said, not fatal."""
+    import os
+
     from labkit.errors import LabkitError
+
+    if not (os.environ.get("LABKIT_CLUSTER_CONFIG") or os.environ.get("LABKIT_CLUSTER_STORE__KIND")):
+        return []  # no cluster settings here: the settings (pydantic, 0.6 s of imports) are not even read
     from labkit.runners.cluster.submission import configured_store
 
     try:

@@ -113,8 +113,7 @@ def run_with_store(run: Callable[[], None], run_id: str) -> None:
     from labkit.errors import LabkitError
     from labkit.params import IcaParams
     from labkit.results.layout import FOLDER_PREFIX, PARTIAL, current_path
-    from labkit.results.store import fetch_recording, pushed_as, upload_folder
-    from labkit.runners.cluster.manifests import RECORDING_SHA_ENV
+    from labkit.results.store import RECORDING_SHA_ENV, fetch_recording, pushed_as, upload_folder
     from labkit.runners.cluster.settings import ClusterSettings
 
     params = IcaParams.from_env()
@@ -149,7 +148,7 @@ def verify_recording(params: Any) -> None:
     from labkit.cli.options import fail
     from labkit.errors import RecordingError
     from labkit.results.provenance import fingerprint
-    from labkit.runners.cluster.manifests import RECORDING_SHA_ENV
+    from labkit.results.store import RECORDING_SHA_ENV
 
     expected = os.environ.get(RECORDING_SHA_ENV, "")
     if not expected:

@@ -37,6 +37,8 @@ from labkit.results.provenance import fingerprint, recording_files
 from labkit.results.reading import RunResult, load_run
 
 MANIFEST = "manifest.json"
+#: the variable holding a run's recording fingerprint (a store Job's, an Argo step's): its content is checked by it
+RECORDING_SHA_ENV = "LABKIT_RECORDING_SHA256"
 _CHUNK = 1 << 20
 
 

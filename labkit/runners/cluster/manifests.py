@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 from labkit.params import IcaParams
 from labkit.results.layout import new_run_id
+from labkit.results.store import RECORDING_SHA_ENV
 from labkit.runners.cluster.errors import SettingsError
 from labkit.runners.cluster.names import (
     check_run_id,
@@ -154,8 +155,6 @@ def labels_for(user: str, params: IcaParams, run_id: str, sweep_id: str | None =
 
 #: the pod's scratch volume in store mode: the recording comes in from the store, the result goes out to it
 WORK_VOLUME = "work"
-#: the variable holding the recording's content fingerprint: the pod fetches it by this from the store
-RECORDING_SHA_ENV = "LABKIT_RECORDING_SHA256"
 #: where boto3 reads the store's credentials in the pod (filled from the admin's Secret by reference)
 CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
