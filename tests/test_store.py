@@ -25,6 +25,7 @@ from labkit.results.layout import ICA_FILE, METRICS_FILE
 from labkit.results.reading import find_run
 from labkit.results.s3 import open_store
 from labkit.results.store import (
+    AlreadyHere,
     CorruptObject,
     DirStore,
     StoreError,
@@ -291,3 +292,28 @@ def test_labkit_runs_says_when_the_store_cannot_be_reached_and_lists_the_local_r
     assert "store-local-1" in result.output
     assert "the store's runs are not listed: cannot list runs/ in s3://labkit/labkit/anna" in result.output
     assert SECRET_KEY not in result.output
+
+
+def test_two_fetches_of_one_run_at_once_leave_one_folder(store, demo_dir, tmp_path):
+    pod = tmp_path / "pod"
+    shutil.copytree(demo_dir, pod)
+    upload_folder(store, _finished_run(pod, "store-race-1"))
+    home = tmp_path / "home"
+    home.mkdir()
+    outcomes: list[str] = []
+
+    def fetch() -> None:
+        try:
+            fetch_run(store, "store-race-1", home)
+            outcomes.append("fetched")
+        except AlreadyHere:
+            outcomes.append("already here")
+
+    threads = [threading.Thread(target=fetch) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("fetched") == 1 and outcomes.count("already here") == 3
+    assert [p.name for p in home.iterdir()] == ["PreExperiment_ICA_store-race-1"]
+    assert find_run(home, "store-race-1").state == "succeeded"

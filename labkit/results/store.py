@@ -432,7 +432,13 @@ def fetch_run(store: ArtifactStore, run_id: str, base_dir: str | os.PathLike) ->
             _fetch_verified(store, f"{run_key(run_id)}/uploads/{manifest['upload']}/{entry['name']}", dest,
                             entry["sha256"])
         os.chmod(hidden, 0o755)
-        os.rename(hidden, base / folder)
+        try:
+            os.rename(hidden, base / folder)
+        except OSError:  # another fetch of the same run got there first
+            if (base / folder).is_dir():
+                raise AlreadyHere(f"run {run_id} is already here ({base / folder}); not overwriting it",
+                                  base / folder) from None
+            raise
     except BaseException:
         shutil.rmtree(hidden, ignore_errors=True)
         raise
