@@ -15,6 +15,8 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pytest_jupyter.jupyter_server import *  # noqa: F403 - the server fixtures, their autouse ones scoped to this module
 from tornado.httpclient import HTTPClientError
 
@@ -66,7 +68,7 @@ def jp_server_config():
 def api(jp_fetch, jp_asyncio_loop):
     """``api(method, *path, body=None, **query) -> (status, json or text)``, errors returned, not raised."""
 
-    def call(method: str, *path: str, body=None, raw: bytes | None = None, headers=None, **query):
+    def call(method: str, /, *path: str, body=None, raw: bytes | None = None, headers=None, **query):
         kwargs = {"method": method, "params": query, "request_timeout": 180, "headers": headers}
         if method in ("POST", "PUT"):
             kwargs["body"] = raw if raw is not None else json.dumps(body if body is not None else {})
@@ -325,3 +327,55 @@ def check_each_component_has_its_own_map_properties_and_scores(api, jp_root_dir,
 def test_a_body_over_two_mib_is_refused_with_a_json_error(api):
     code, err = api("POST", "validate", raw=b'{"params": "' + b"x" * (2 * 1024 * 1024) + b'"}')
     assert code == 400 and err["field"] == "body" and str(2 * 1024 * 1024) in err["allowed"]
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+                    max_leaves=10)
+FIELD_VALUES = st.fixed_dictionaries({}, optional={f.name: JSON for f in FIELDS if f.name != "base_dir"})
+PROPERTIES = settings(max_examples=40, deadline=None, derandomize=True,
+                      suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def assert_named_refusal(code: int, doc, allowed: tuple[int, ...] = (400,)) -> None:
+    assert code in allowed, (code, doc)
+    if code == 400:
+        assert isinstance(doc, dict) and isinstance(doc.get("field"), str), doc
+        assert repr(doc["field"]) in doc["message"], doc  # named as given (an unknown key may be any text)
+
+
+@PROPERTIES
+@given(body=JSON | st.builds(lambda p: {"params": p}, FIELD_VALUES))
+def test_any_start_body_that_is_not_a_set_is_refused_naming_its_field(api, body):
+    if isinstance(body, dict) and isinstance(body.get("params"), dict):
+        body["params"]["raw_file_path"] = "no-such-recording.fif"  # never a valid set: nothing starts
+    code, doc = api("POST", "runs", body=body)
+    assert_named_refusal(code, doc)
+
+
+@PROPERTIES
+@given(values=FIELD_VALUES | JSON)
+def test_validation_of_any_draft_answers_its_problems_by_field(api, values):
+    code, doc = api("POST", "validate", body={"params": values})
+    assert_named_refusal(code, doc, (200, 400))
+    if code == 200:
+        assert all(repr(p["field"]) in p["message"] for p in doc["problems"]), doc
+
+
+@PROPERTIES
+@given(query=st.dictionaries(st.sampled_from(["state", "method", "page", "per_page", "q", "sweep", "tail", "x"]),
+                             st.text(max_size=12), max_size=3),
+       body=JSON)
+def test_any_query_or_body_of_the_other_routes_is_answered_or_refused_by_field(api, query, body):
+    code, doc = api("GET", "runs", **query)
+    assert_named_refusal(code, doc, (200, 400))
+    code, doc = api("POST", "sweeps", body=body if not isinstance(body, dict) else {**body, "sets": [body]})
+    assert_named_refusal(code, doc)
+    code, doc = api("GET", "compare", runs=query.get("q", ""))
+    assert_named_refusal(code, doc, (400, 404))
+    code, doc = api("GET", "recording", path=query.get("q", "") or "x")
+    assert_named_refusal(code, doc)
+    code, doc = api("PUT", "runs", "old-failed", "components", body=body)
+    assert_named_refusal(code, doc, (400, 409))
+    code, doc = api("GET", "runs", "old-failed", "log", tail=query.get("tail", "3"))
+    assert_named_refusal(code, doc, (200, 400))
