@@ -22,6 +22,7 @@ from typing import Iterator
 
 import pytest
 from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir, write_kubeconfig  # noqa: F401
+from s3_fixtures import s3, s3_endpoint  # noqa: F401 (fixtures)
 
 from labkit.analysis.datasets import DEMO_FILENAME
 
@@ -29,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 #: the subcommands that need a cluster: a block using one runs against the emulator
 CLUSTER_COMMANDS = ("submit", "jobs", "cancel")
+#: the subcommands that need an artifact store: a block using one runs against S3 on loopback
+STORE_COMMANDS = ("push", "fetch")
 #: commands only parsed (flags and arguments checked by click, nothing run), and why
 PARSE_ONLY = {
     "labkit sweep --base-dir ~/data --recording 'sub-*/*_raw.fif' --grid method=fastica,picard,infomax --seeds 30":
@@ -57,6 +60,8 @@ def kind(block: list[str]) -> str:
         return "make"
     if any(_program(c)[:2] in [["labkit", sub] for sub in CLUSTER_COMMANDS] for c in block):
         return "cluster"
+    if any(_program(c)[:2] in [["labkit", sub] for sub in STORE_COMMANDS] for c in block):
+        return "store"
     assert programs <= {"labkit", "papermill"}, f"a README command no test knows how to run: {block}"
     return "local"
 
@@ -326,3 +331,31 @@ def test_cluster_readme_commands_run_against_the_emulator(cluster_shell, tmp_pat
             assert "step fit" in out
         elif words[1] == "cancel":
             assert f"cancelled {ids['<job-or-run-id>']}" in out
+
+
+@pytest.mark.slow
+def test_store_readme_commands_run_against_s3_on_loopback(s3, tmp_path: Path, demo_source: Path) -> None:
+    """push, runs and fetch as the README shows them, with the store in the settings' variables; the run
+    fetched is one a pod uploaded (a finished local run, uploaded and committed with its manifest)."""
+    from labkit.results.s3 import open_store
+    from labkit.results.store import upload_folder
+
+    (block,) = [b for b in bash_blocks() if kind(b) == "store"]
+    home, work, _, env = _sandbox(tmp_path, demo_source / DEMO_FILENAME)
+    shutil.copytree(demo_source, work, dirs_exist_ok=True)  # labkit-demo/demo_raw.fif, as `labkit demo-data` writes it
+    env = {**env, "JUPYTERHUB_USER": "anna", "LABKIT_CLUSTER_STORE__KIND": "s3",
+           "LABKIT_CLUSTER_STORE__BUCKET": s3.bucket, "LABKIT_CLUSTER_STORE__ENDPOINT": s3.endpoint,
+           **{k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}}
+    pod = _bash("labkit run --base-dir data --raw-file-path sub-01/tiny_raw.fif --n-components 4 --crop-tmax 8",
+                home, env).stdout.splitlines()
+    run_id = pod[0].split()[1].rstrip(":")
+    upload_folder(open_store(s3.url(), endpoint=s3.endpoint), Path(pod[-1]))
+    for command in block:
+        out = _bash(command.replace("<run-id>", run_id), work, env).stdout
+        words = _program(command)
+        if words[1] == "push":
+            assert "demo_raw.fif" in out, out
+        elif words[1] == "runs":
+            assert run_id in out, out
+        elif words[1] == "fetch":
+            assert (work / f"PreExperiment_ICA_{run_id}" / "status.json").is_file(), out
