@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -35,13 +36,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def lab(tmp_path, demo_dir):
-    """A JupyterLab server rooted at a base directory holding the demo recording and ica_explore.ipynb."""
-    root = demo_dir
-    shutil.copy(REPO / "notebooks" / "ica_explore.ipynb", root / "ica_explore.ipynb")
+@contextlib.contextmanager
+def serve_lab(root: Path, home: Path):
+    """A JupyterLab server rooted at ``root`` (config, runtime and settings under ``home``); always stopped."""
     port, token = free_port(), secrets.token_hex(16)
-    home = tmp_path / "jupyter-home"
+    home.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "BASE_DIR": str(root),
@@ -52,7 +51,8 @@ def lab(tmp_path, demo_dir):
         "MPLBACKEND": "Agg",
     }
     env.pop("LABKIT_CLUSTER_CONFIG", None)
-    log = (tmp_path / "jupyterlab.log").open("w")
+    log_path = home / "jupyterlab.log"
+    log = log_path.open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0",
@@ -65,7 +65,7 @@ def lab(tmp_path, demo_dir):
         deadline = time.monotonic() + 90
         while True:
             if server.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited: {(tmp_path / 'jupyterlab.log').read_text()[-3000:]}")
+                raise RuntimeError(f"JupyterLab exited: {log_path.read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as resp:
                     if resp.status == 200:
@@ -83,11 +83,32 @@ def lab(tmp_path, demo_dir):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=10)
-        try:  # anything left in the session this test started (kernels, labkit runs)
+        try:  # anything left in the session this server started (kernels, labkit runs)
             os.killpg(server.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         log.close()
+
+
+@pytest.fixture
+def lab(tmp_path, demo_dir):
+    """A JupyterLab server rooted at a base directory holding the demo recording and ica_explore.ipynb."""
+    shutil.copy(REPO / "notebooks" / "ica_explore.ipynb", demo_dir / "ica_explore.ipynb")
+    with serve_lab(demo_dir, tmp_path / "jupyter-home") as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def form_lab(tmp_path_factory, demo_source):
+    """One JupyterLab for this module: the demo recording, a 6 s recording and ica_explore.ipynb."""
+    from test_widgets_form import write_recording
+
+    root = tmp_path_factory.mktemp("form-lab") / "userdata"
+    shutil.copytree(demo_source, root)
+    write_recording(root / "short_raw.fif", 6.0)
+    shutil.copy(REPO / "notebooks" / "ica_explore.ipynb", root / "ica_explore.ipynb")
+    with serve_lab(root, root.parent / "jupyter-home") as served:
+        yield served
 
 
 @contextlib.contextmanager
@@ -124,50 +145,115 @@ def control(page, label: str):
         "input, select").first
 
 
-def test_explore_notebook_runs_and_shows_topomaps(lab, tmp_path):
+def type_into(page, label: str, value: str) -> None:
+    box = control(page, label)
+    box.fill(value)
+    box.press("Enter")
+
+
+def assert_accessible(page, selector: str) -> None:
+    """axe-core finds no colour-contrast or other serious violation inside ``selector`` (each told in full)."""
+    from test_lab_browser import contrast_violations
+
+    found = contrast_violations(page, selector)
+    assert found == [], "\n".join(found)
+
+
+def set_theme(page, name: str, light: bool) -> None:
+    page.locator(".lm-MenuBar-item", has_text="Settings").click()
+    page.locator(".lm-Menu-item:has(.lm-Menu-itemLabel:text-is('Theme'))").click()
+    page.locator(f".lm-Menu-item:has(.lm-Menu-itemLabel:text-is('{name}'))").click()
     from playwright.sync_api import expect
 
-    with lab_page(lab, "/lab/tree/ica_explore.ipynb", (1400, 1000)) as page:
+    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "true" if light else "false")
+
+
+def test_the_form_in_jupyterlab_right_span_kept_values_states_and_both_themes(form_lab, tmp_path):
+    """A researcher's path: open ica_explore.ipynb, choose a short then the long recording, type a value out
+    of range, run (states in order, log following), review, cancel a run, a run with warnings, dark theme."""
+    from playwright.sync_api import expect
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    print(f"screenshots: {shots}")
+    with lab_page(form_lab, "/lab/tree/ica_explore.ipynb", (1440, 900)) as page:
         page.locator(".jp-Notebook").wait_for()
         accept_kernel_dialog(page)
         expect(page.get_by_text("Python 3 (ipykernel) | Idle").first).to_be_visible(timeout=90_000)
         accept_kernel_dialog(page)
-
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator(".lm-Menu-itemLabel:text-is('Run All Cells')").click()
 
-        chooser = page.locator(".widget-select select").first
-        expect(chooser.locator("option", has_text="labkit-demo/")).to_be_attached(timeout=90_000)
-        chooser.select_option(label="📁 labkit-demo/")
-        expect(chooser.locator("option", has_text="demo_raw.fif")).to_be_attached()
-        chooser.select_option(label="📄 demo_raw.fif")
+        form = page.locator(".lk-form")
+        entry = form.locator(".lk-chooser button")
+        expect(entry.filter(has_text="short_raw.fif")).to_be_visible(timeout=90_000)
+        assert form.locator(".lk-error").count() == 0 or not form.locator(".lk-error").first.inner_text()
+        entry.filter(has_text="short_raw.fif").click()
+        expect(control(page, "Crop end (s)")).to_have_value("5.996")
+        entry.filter(has_text="labkit-demo/").click()
+        entry.filter(has_text="demo_raw.fif").click()
         expect(page.get_by_text("Nyquist 125 Hz")).to_be_visible()
+        expect(control(page, "Crop end (s)")).to_have_value("60")  # the long one's own default span
+        expect(form.get_by_text("Crop end set to 60 s, the default span")).to_be_visible()
 
-        control(page, "Method").select_option("picard")
-        for label, value in (("Components", "15"), ("Crop end (s)", "30")):
-            box = control(page, label)
-            box.fill(value)
-            box.press("Enter")
+        type_into(page, "Low-pass (Hz)", "200")
+        expect(control(page, "Low-pass (Hz)")).to_have_value("200")  # kept as typed
+        expect(form.locator(".lk-error", has_text="Low-pass (Hz): got 200")).to_have_count(1)
         run = page.locator("button", has_text="Run here")
+        expect(run).to_be_disabled()
+        expect(form.get_by_text("Run is off: Low-pass (Hz)")).to_be_visible()
+        page.screenshot(path=str(shots / "1-typed-out-of-range.png"))
+        type_into(page, "Low-pass (Hz)", "30")
+        control(page, "Method").select_option("picard")
+        type_into(page, "Components", "5")
+        type_into(page, "Crop end (s)", "8")
         expect(run).to_be_enabled()
-        page.screenshot(path=str(tmp_path / "form.png"), full_page=True)
+        run_box, progress = run.bounding_box(), form.locator(".lk-progress").first.bounding_box()
+        assert run_box["y"] + run_box["height"] <= 900 and progress["y"] + progress["height"] <= 900, \
+            (run_box, progress)
+        assert_accessible(page, ".lk-form")
+        page.screenshot(path=str(shots / "2-form-light.png"))
+
         run.click()
+        status = form.locator(".lk-status [class^='lk-state-']")
+        expect(status).to_have_text("running", timeout=60_000)
+        page.screenshot(path=str(shots / "3-running.png"))
+        expect(status).to_have_text(re.compile(r"^succeeded"), timeout=RUN_TIMEOUT_MS)  # 8 s: MNE may warn
+        topomap = form.locator("img.lk-figure").first
+        expect(topomap).to_be_visible(timeout=60_000)
+        page.wait_for_function("img => img.complete && img.naturalWidth > 100", arg=topomap.element_handle())
+        log = form.get_by_role("log", name="run log")
+        assert log.evaluate("el => el.scrollHeight <= el.clientHeight + 1 || el.scrollTop >= -1"), \
+            "the log shows its newest line"
+        expect(form.locator(".widget-checkbox", has_text="Exclude ICA")).to_have_count(5)  # one per component
+        report = form.locator("a", has_text="HTML report").first  # opens in this JupyterLab, not a new one
+        run_dir = next(p for p in Path(form_lab["root"]).glob("PreExperiment_ICA_*") if p.is_dir()).name
+        assert report.evaluate("a => a.href") == f"{form_lab['url']}/lab/tree/{run_dir}/report.html"
+        assert report.get_attribute("target") is None
+        page.screenshot(path=str(shots / "4-results.png"), full_page=True)
+        assert_accessible(page, ".lk-form")
 
-        topomap = page.locator(".widget-image").first
-        expect(topomap).to_be_visible(timeout=RUN_TIMEOUT_MS)
-        expect(page.locator(".jp-OutputArea").get_by_text("succeeded").first).to_be_visible()
-        page.wait_for_function("img => img.complete && img.naturalWidth > 100",
-                               arg=topomap.element_handle())
-        topomap.scroll_into_view_if_needed()
-        page.screenshot(path=str(tmp_path / "topomaps.png"), full_page=True)
+        form.get_by_text("Advanced", exact=True).click()  # the folded section
+        type_into(page, "Max iterations", "2")  # a run that does not converge
+        control(page, "Method").select_option("fastica")
+        run.click()
+        expect(status).to_have_text(re.compile(r"^(queued|running)$"), timeout=60_000)  # this run, not the last
+        expect(status).to_have_text("succeeded with warnings", timeout=RUN_TIMEOUT_MS)
+        expect(form.locator(".lk-banner li", has_text="did not converge").first).to_be_visible()
+        told = form.locator(".labkit-warnings li").all_inner_texts()
+        assert told and len(told) == len(set(told)), told  # each warning once
+        page.screenshot(path=str(shots / "5-warnings.png"))
 
-        # the report link opens the run's report (relative to the notebook, which sits in the root)
-        report = page.locator("a", has_text="HTML report").first
-        href = report.evaluate("a => a.href")
-        run_dir = next(Path(lab["root"]).glob("PreExperiment_ICA_*")).name
-        assert href == f"{lab['url']}/lab/tree/{run_dir}/report.html", href
-        response = page.request.get(f"{lab['url']}/files/{run_dir}/report.html?token={lab['token']}")
-        assert response.ok and b"<html" in response.body().lower(), response.status
-    assert (tmp_path / "topomaps.png").stat().st_size > 10_000
-    runs = sorted(Path(lab["root"]).glob("PreExperiment_ICA_*"))
-    assert len(runs) == 1 and not runs[0].name.endswith((".partial", ".failed")), runs
+        type_into(page, "Max iterations", "1000")
+        type_into(page, "Components", "40")
+        type_into(page, "Crop end (s)", "120")
+        run.click()
+        expect(status).to_have_text("running", timeout=60_000)
+        page.locator("button", has_text="Cancel").first.click()
+        expect(status).to_have_text("cancelled", timeout=60_000)
+        assert "lk-state-cancelled" in status.get_attribute("class")
+        page.screenshot(path=str(shots / "6-cancelled.png"))
+
+        set_theme(page, "JupyterLab Dark", light=False)
+        page.screenshot(path=str(shots / "7-dark.png"))
+        assert_accessible(page, ".lk-form")
+    assert (shots / "4-results.png").stat().st_size > 10_000

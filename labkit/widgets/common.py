@@ -78,8 +78,22 @@ def warnings_html(warnings: list[str] | tuple[str, ...]) -> str:
     return f"<div class='lk-banner labkit-warnings'><b>Warnings</b><ul style='margin:2px 0'>{items}</ul></div>"
 
 
-def png_image(data: bytes, width: str = "100%") -> W.Image:
-    return W.Image(value=data, format="png", layout=W.Layout(max_width=width, height="auto"))
+def png_image(data: bytes, width: str = "100%", *, title: str = "figure") -> W.HTML:
+    """A PNG shown inline, with ``title`` as its text for screen readers (an ``<img>`` with ``alt``)."""
+    import base64
+
+    src = base64.b64encode(data).decode()
+    return W.HTML(f"<img class='lk-figure' alt='{esc(title)}' title='{esc(title)}' "
+                  f"style='max-width:{esc(width)};height:auto' src='data:image/png;base64,{src}'/>")
+
+
+def png_of(widget: W.Widget) -> bytes | None:
+    """The PNG a :func:`png_image` widget shows, or None for any other widget."""
+    import base64
+    import re
+
+    found = re.search(r"src='data:image/png;base64,([^']+)'", getattr(widget, "value", "") or "")
+    return base64.b64decode(found.group(1)) if found and isinstance(widget, W.HTML) else None
 
 
 def figure_png(fig: Any) -> bytes:

@@ -383,6 +383,7 @@ class IcaForm(W.VBox):
     def _show_final(self, run: Run, result: RunResult | None) -> None:
         """A finished run's state, log and results, all of that one run."""
         self.current = run.run_id
+        view = ResultView(result) if result is not None else None  # built first: state and results show together
         state = run.state
         bar = self.progress
         head = f"Run <code>{esc(run.run_id)}</code> {state_html(state)}"
@@ -399,7 +400,7 @@ class IcaForm(W.VBox):
             self.step_label.value = head + (f" ({count}: see the banner below)" if count else "")
         logged = tail(result.file(LOG_FILE), 20) if result is not None else ""
         self._set_log(logged or self.log_text)
-        self.result_view = ResultView(result) if result is not None else None
+        self.result_view = view
         self.result_box.children = (self.result_view,) if self.result_view is not None else ()
 
     def show_run(self, result: RunResult) -> None:
@@ -418,7 +419,7 @@ class IcaForm(W.VBox):
         return ("<div class='lk-log' tabindex='0' role='log' aria-label='run log' style='display:flex;"
                 "flex-direction:column-reverse;max-height:14em;overflow:auto;border:1px solid "
                 "var(--jp-border-color2, #ccc);background:var(--jp-layout-color0);padding:2px 6px'>"
-                f"<pre style='margin:0;white-space:pre-wrap;user-select:text'>{body}</pre></div>")
+                f"<pre style='margin:0;white-space:pre-wrap;overflow:visible;user-select:text'>{body}</pre></div>")
 
     def _set_log(self, text: str) -> None:
         if text != self.log_text or not text:

@@ -71,7 +71,8 @@ class ResultView(W.VBox):
         title = W.HTML(f"<h4 style='margin:4px 0'>Run {esc(result.run_id)}: {state_html(state)}</h4>"
                        + (f"<p>{error_html(result.error)}</p>" if result.error else "")
                        + warnings_html(result.warnings))
-        self.topomaps = W.VBox([png_image(p.read_bytes()) for p in result.topomaps],
+        self.topomaps = W.VBox([png_image(p.read_bytes(), title=f"topomaps of the components ({p.name})")
+                                for p in result.topomaps],
                                layout=W.Layout(max_width="760px"))
         if m.get("topomaps_skipped"):
             self.topomaps.children += (W.HTML(f"<i>Topomaps skipped: {esc(m['topomaps_skipped'])}</i>"),)
@@ -233,7 +234,7 @@ class ResultView(W.VBox):
             # a thread: plotting takes seconds; it only replaces this view's own properties box
             try:
                 png = self.properties_png(index)
-                self.properties.children = (W.HTML(f"<b>ICA{index:03d}</b>"), png_image(png, "700px"))
+                self.properties.children = (W.HTML(f"<b>ICA{index:03d}</b>"), png_image(png, "700px", title=f"properties of ICA{index:03d}"))
             except Exception as err:  # noqa: BLE001 - shown, never raised into the event loop
                 self.properties.children = (W.HTML(error_html(f"{type(err).__name__}: {err}")),)
 
