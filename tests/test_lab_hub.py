@@ -88,3 +88,73 @@ def test_alice_starts_a_cluster_run_from_her_server_and_only_she_sees_it(lab_hub
     assert lab(lab_hub, "bob", "alice", "GET", "runs").status_code in (302, 403, 404)
     assert lab(lab_hub, "bob", "bob", "GET", f"runs/{run['run_id']}").status_code == 404
     assert lab(lab_hub, "bob", "bob", "POST", f"runs/{run['run_id']}/cancel").status_code == 404
+
+
+def sign_in(page: Any, hub: Hub, user: str) -> None:
+    """Through the hub's login page (the dummy authenticator) to the user's own JupyterLab."""
+    page.goto(f"{hub.url}/hub/login?next=/user/{user}/lab")
+    page.locator("#username_input").fill(user)
+    page.locator("#password_input").fill("any")
+    page.locator("#login_submit").click()
+    page.wait_for_url(f"**/user/{user}/lab**")
+    page.locator(".jp-DirListing").wait_for()
+
+
+@pytest.mark.browser
+def test_alice_submits_from_her_panel_and_follows_her_job_while_bobs_panel_never_shows_it(
+        lab_hub: Hub, demo_source, tmp_path) -> None:  # noqa: F811
+    """In Chromium, through the hub's proxy: alice's Lab at /user/alice/ submits to the cluster from the file
+    browser's dialog, her run view shows the Job's state and its pod's log; bob's panel lists nothing of hers."""
+    from playwright.sync_api import expect, sync_playwright
+    from test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    from labkit.analysis.datasets import DEMO_FILENAME
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    print(f"screenshots: {shots}")
+    shutil.copytree(demo_source, lab_hub.dir / "home" / "alice", dirs_exist_ok=True)
+    ctl = Controllers(lab_hub.emulator.api_client())
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+            page.set_default_timeout(90_000)
+            sign_in(page, lab_hub, "alice")
+            page.locator(".jp-DirListing-item[title^='Name: labkit-demo']").dblclick()
+            page.locator(f".jp-DirListing-item[title^='Name: {DEMO_FILENAME.split('/')[-1]}']").click(button="right")
+            page.locator(".lm-Menu-item", has_text="Run ICA on this recording…").click()
+            dialog = page.locator(".jp-Dialog")
+            dialog.locator("#labkit-field-n_components").fill("5")
+            dialog.locator("#labkit-field-backend").select_option("hub")
+            page.screenshot(path=shots / "1-alice-dialog.png")
+            dialog.locator("button.jp-mod-accept").click()
+
+            view = page.locator(".jp-labkit-runview")
+            expect(view.locator(".jp-labkit-runhead .jp-labkit-chip")).to_have_text("queued")
+            panel = page.locator("#labkit-runs")
+            hub_run = panel.locator("li[data-run-id]").filter(has=page.locator(".jp-labkit-run-meta", has_text="hub"))
+            expect(hub_run).to_have_count(1)
+            run_id = hub_run.get_attribute("data-run-id")
+            name = next(r["name"] for r in lab(lab_hub, "alice", "alice", "GET", "runs").json()["runs"]
+                        if r["run_id"] == run_id)
+            ctl.wait_for_job(name)
+            pod = ctl.create_pod(name, phase="Running", node="n1")
+            lab_hub.emulator.react(lambda k: k[f"get /api/v1/namespaces/{NS}/pods/{pod}/log"]
+                                   << b"2026-01-01T00:00:01Z reading recording on the cluster\n")
+            expect(view.locator(".jp-labkit-runhead .jp-labkit-chip")).to_contain_text("running")
+            expect(view.locator(".jp-labkit-log")).to_contain_text("reading recording on the cluster")
+            expect(view.locator(".jp-labkit-message").first).to_have_text("")  # "no pod yet" was before the pod
+            expect(panel.locator(f"li[data-run-id='{run_id}'] .jp-labkit-chip")).to_have_text("running")
+            page.screenshot(path=shots / "2-alice-running.png")
+
+            bob = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+            bob.set_default_timeout(90_000)
+            sign_in(bob, lab_hub, "bob")
+            bob.locator("li[data-id='labkit-runs']").click()
+            expect(bob.locator("#labkit-runs .jp-labkit-empty")).to_contain_text("No runs yet")
+            assert bob.locator(f"#labkit-runs li[data-run-id='{run_id}']").count() == 0
+            assert run_id not in bob.locator("#labkit-runs").inner_text()
+            bob.screenshot(path=shots / "3-bob-panel.png")
+        finally:
+            browser.close()

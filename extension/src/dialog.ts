@@ -6,7 +6,7 @@
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
-import { header, IHeader, IProblem, post, schema, validate } from './api';
+import { header, IHeader, info, IProblem, post, schema, validate } from './api';
 import { IRun } from './model';
 
 const SHOWN = ['method', 'n_components', 'channel_type', 'crop_tmin', 'crop_tmax', 'filter_fmin', 'filter_fmax', 'random_state'];
@@ -26,11 +26,13 @@ class RunForm extends Widget {
   private _errors = new Map<string, HTMLElement>();
   private _timer: number | undefined;
   problems: IProblem[] = [];
+  private _backend: HTMLSelectElement | null = null;
 
   constructor(
     readonly path: string,
     props: Record<string, any>,
-    head: IHeader
+    head: IHeader,
+    backends: string[] = ['machine']
   ) {
     super();
     this.addClass('jp-labkit-form');
@@ -83,7 +85,32 @@ class RunForm extends Widget {
       this._inputs.set(name, input);
       this._errors.set(name, error);
     }
+    if (backends.length > 1) {
+      // where the run goes: this server, or the cluster (through the lab hub's labkit service or directly)
+      const row = document.createElement('div');
+      row.className = 'jp-labkit-field';
+      const label = document.createElement('label');
+      label.htmlFor = 'labkit-field-backend';
+      label.textContent = 'Run on';
+      const select = document.createElement('select');
+      select.id = 'labkit-field-backend';
+      select.className = 'jp-mod-styled';
+      for (const b of backends) {
+        const option = document.createElement('option');
+        option.value = b;
+        option.textContent = b === 'machine' ? 'this server' : b === 'hub' ? 'the cluster (lab hub service)' : 'the cluster';
+        select.appendChild(option);
+      }
+      row.append(label, select);
+      this.node.appendChild(row);
+      this._backend = select;
+    }
     this.check();
+  }
+
+  /** Where the run goes (the server's backend name). */
+  get backend(): string {
+    return this._backend?.value ?? 'machine';
   }
 
   values(): Record<string, unknown> {
@@ -110,8 +137,15 @@ class RunForm extends Widget {
 
 /** Ask for the settings, start the run; the started run, or null when the user cancelled. */
 export async function runDialog(path: string): Promise<IRun | null> {
-  const [props, head] = await Promise.all([schema().then(s => s.properties), header(path)]);
-  const form = new RunForm(path, props, head);
+  const [props, head, where] = await Promise.all([
+    schema().then(s => s.properties),
+    header(path),
+    info().then(
+      i => i.backends,
+      () => ['machine']
+    )
+  ]);
+  const form = new RunForm(path, props, head, where);
   const result = await showDialog({
     title: 'Run ICA on this recording',
     body: form,
@@ -123,7 +157,7 @@ export async function runDialog(path: string): Promise<IRun | null> {
   }
   const values = form.values();
   try {
-    return await post<IRun>('runs', { params: values });
+    return await post<IRun>('runs', { params: values, backend: form.backend });
   } catch (error) {
     await showDialog({ title: 'The run was not started', body: String((error as Error).message), buttons: [Dialog.okButton()] });
     return null;

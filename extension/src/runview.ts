@@ -37,6 +37,8 @@ export class RunView extends Widget {
   private _log: HTMLPreElement;
   private _body: HTMLDivElement;
   private _status: HTMLDivElement;
+  /** whether the status line tells a failed refresh (cleared by the next answer), not an action's outcome */
+  private _statusIsProblem = false;
 
   constructor(
     readonly runId: string,
@@ -83,8 +85,13 @@ export class RunView extends Widget {
       if (detail.run.done) {
         window.clearInterval(this._timer);
       }
+      if (this._statusIsProblem) {
+        this._status.textContent = ''; // the server answered again: the last problem is over
+        this._statusIsProblem = false;
+      }
     } catch (error) {
       this._status.textContent = error instanceof LabkitError ? error.message : String(error);
+      this._statusIsProblem = true;
     }
   }
 
