@@ -317,3 +317,30 @@ def test_two_fetches_of_one_run_at_once_leave_one_folder(store, demo_dir, tmp_pa
     assert outcomes.count("fetched") == 1 and outcomes.count("already here") == 3
     assert [p.name for p in home.iterdir()] == ["PreExperiment_ICA_store-race-1"]
     assert find_run(home, "store-race-1").state == "succeeded"
+
+
+def test_the_one_listing_every_face_shows_holds_stored_runs_once(s3, demo_dir, tmp_path, monkeypatch):
+    """labkit.runners.listing (the form's History and jobs view, the server extension): a stored run is listed
+    beside the local ones, filtered like them, and a run fetched home is listed once, as a local run."""
+    from labkit.runners.listing import list_runs
+    from labkit.runners.machine import MachineBackend
+
+    for key, value in {"LABKIT_CLUSTER_STORE__KIND": "s3", "LABKIT_CLUSTER_STORE__BUCKET": s3.bucket,
+                       "LABKIT_CLUSTER_STORE__ENDPOINT": s3.endpoint, "JUPYTERHUB_USER": "anna"}.items():
+        monkeypatch.setenv(key, value)
+    from labkit.runners.cluster.submission import configured_store
+
+    pod = tmp_path / "pod"
+    shutil.copytree(demo_dir, pod)
+    upload_folder(configured_store(), _finished_run(pod, "listed-1"))
+    upload_folder(configured_store(), _finished_run(pod, "listed-2", fail=True))
+    home = tmp_path / "home"
+    shutil.copytree(demo_dir, home)
+    _finished_run(home, "here-1")
+    backend = MachineBackend(home)
+    told = {r.run_id: r.backend for r in list_runs(backend)}
+    assert told == {"here-1": "machine", "listed-1": "store", "listed-2": "store"}
+    assert [r.run_id for r in list_runs(backend, state="failed")] == ["listed-2"]
+    backend.fetch("listed-1", configured_store())
+    assert {r.run_id: r.backend for r in list_runs(backend)}["listed-1"] == "machine"
+    assert len([r for r in list_runs(backend) if r.run_id == "listed-1"]) == 1

@@ -6,13 +6,31 @@ listed with the same state, recording and order wherever it is looked at.
 
 from __future__ import annotations
 
+import logging
+
+from labkit.errors import LabkitError
 from labkit.runners.backend import Backend, Run, check_state
+
+logger = logging.getLogger(__name__)
+
+
+def _stored(known: set[str]) -> list[Run]:
+    """The artifact store's runs not already listed (none without a store; an unreachable store is logged, and
+    the runs here and on the cluster are still listed)."""
+    from labkit.runners.cluster.submission import stored_runs
+
+    try:
+        return stored_runs(exclude=known)
+    except LabkitError as err:
+        logger.warning("stored runs not listed: %s", err)
+        return []
 
 
 def list_runs(local: Backend, remote: Backend | None = None, *, state: str | None = None,
               sweep: str | None = None, recording: str | None = None, method: str | None = None,
               text: str = "") -> list[Run]:
-    """My runs on ``local`` and ``remote`` (a run both know is told once, as here), filtered, newest first.
+    """My runs on ``local``, ``remote`` and in the artifact store, when one is configured (a run two of them know
+    is told once: here before the cluster before the store), filtered, newest first.
 
     ``text`` matches the run id, recording, method, sweep id or state (any case)."""
     check_state(state)
@@ -21,6 +39,9 @@ def list_runs(local: Backend, remote: Backend | None = None, *, state: str | Non
     if remote is not None:
         known = {r.run_id for r in found}
         found += [r for r in remote.runs(**kwargs) if r.run_id not in known]
+    found += [r for r in _stored({r.run_id for r in found}) if (state is None or r.state == state)
+              and (sweep is None or r.sweep_id == sweep)
+              and (recording is None or recording in (r.recording, r.recording.rsplit("/", 1)[-1]))]
     text = (text or "").lower()
     found = [r for r in found if (method is None or r.method == method)
              and (not text or text in " ".join((r.run_id, r.recording, r.method, r.sweep_id, r.state)).lower())]
