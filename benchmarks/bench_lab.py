@@ -5,6 +5,8 @@ writes them, without a fit) and times the server's list answer (``LabRuns.list``
 ``GET /labkit/runs`` returns) the way the panel asks for it: the first page of 500, newest first.
 Targets: under 100 ms with 500 runs, under 500 ms with 5,000, for the answers the panel gets as it
 polls; the first answer after the server starts reads every folder once and is shown beside them.
+With ``--browser``, in Chromium against a real JupyterLab: the panel's first paint with 500 runs after the
+list's answer (target under 1 s) and a new run's click-to-topomaps against ``labkit run`` (within 1.2x).
 Results go into benchmarks/README.md.
 """
 
@@ -49,6 +51,8 @@ def time_list(base: Path, repeats: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--browser", action="store_true",
+                        help="also the panel's first paint and click-to-topomaps in Chromium (a minute or two)")
     args = parser.parse_args()
     print("| runs in the base directory | first answer, cold (s) | later answers, median (s) | target | met |")
     print("|---:|---:|---:|---:|---|")
@@ -58,6 +62,125 @@ def main() -> None:
             times = time_list(Path(tmp), args.repeats)
         median = statistics.median(times[1:])  # the server reads a finished folder once; the panel polls
         print(f"| {n} | {times[0]:.3f} | {median:.3f} | < {target:.1f} | {'yes' if median < target else 'no'} |")
+    if args.browser:
+        print()
+        print_browser_rows()
+
+
+
+
+# -- in Chromium: the panel's first paint, and a new run's click-to-topomaps against `labkit run` -----------------
+PAINT_TARGET_S, RUN_RATIO_TARGET = 1.0, 1.2
+QUICK = {"n_components": "5", "crop_tmin": "0", "crop_tmax": "8", "method": "picard"}
+#: records when the panel first lists every run (the page's clock, like the resource timings)
+PAINT_WATCH = """
+new MutationObserver((_, obs) => {
+  if (document.querySelectorAll('#labkit-runs li[data-run-id]').length >= %d) {
+    window.__labkitPainted = performance.now(); obs.disconnect();
+  }
+}).observe(document, {childList: true, subtree: true});
+"""
+
+
+def start_lab(root: Path, home: Path):
+    """A JupyterLab on loopback rooted at ``root`` (the extension as installed here); (process, url, token)."""
+    import os
+    import secrets
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(16)
+    env = {**os.environ, "BASE_DIR": str(root), "JUPYTER_CONFIG_DIR": str(home / "config"),
+           "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"), "MPLBACKEND": "Agg"}
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+                             "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+                             f"--ServerApp.root_dir={root}", "--LabApp.news_url=", "--allow-root"],
+                            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+            return proc, url, token
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("JupyterLab did not start")
+
+
+def browser_numbers(runs: int = 500) -> dict[str, float]:
+    """First paint of ``runs`` runs after the list's answer, and click-to-topomaps vs ``labkit run``."""
+    import os
+    import signal
+    import subprocess
+
+    from playwright.sync_api import sync_playwright
+
+    from labkit.analysis.datasets import DEMO_FILENAME, write_demo
+
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "base"
+        root.mkdir()
+        make_runs(root, runs)
+        write_demo(root)
+        proc, url, token = start_lab(root, Path(tmp) / "home")
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=os.environ.get("LABKIT_CHROMIUM", "/usr/bin/chromium"),
+                                             headless=True, args=["--no-sandbox", "--disable-gpu"])
+                page = browser.new_page(viewport={"width": 1440, "height": 900})
+                page.set_default_timeout(300_000)
+                page.add_init_script(PAINT_WATCH % runs)
+                page.goto(f"{url}/lab?token={token}")
+                page.wait_for_function("window.__labkitPainted !== undefined")
+                out["paint_s"] = page.evaluate("""() => {
+                    const answer = performance.getEntriesByType('resource').find(e => e.name.includes('/labkit/runs?'));
+                    return (window.__labkitPainted - answer.responseEnd) / 1000; }""")
+
+                page.locator(".jp-DirListing-item[title^='Name: labkit-demo']").dblclick()
+                page.locator(".jp-DirListing-item[title^='Name: demo_raw.fif']").click(button="right")
+                page.locator(".lm-Menu-item", has_text="Run ICA on this recording…").click()
+                dialog = page.locator(".jp-Dialog")
+                for name, value in QUICK.items():
+                    field = dialog.locator(f"#labkit-field-{name}")
+                    field.select_option(value) if name == "method" else field.fill(value)
+                start = time.perf_counter()
+                dialog.locator("button.jp-mod-accept").click()
+                maps = page.locator(".jp-labkit-runview img.jp-labkit-map")
+                maps.nth(int(QUICK["n_components"]) - 1).wait_for()
+                page.wait_for_function("imgs => imgs.every(i => i.complete && i.naturalWidth > 50)",
+                                       arg=maps.element_handles())
+                out["lab_run_s"] = time.perf_counter() - start
+                browser.close()
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+        start = time.perf_counter()
+        subprocess.run(["labkit", "run", "--base-dir", str(root), "--raw-file-path", DEMO_FILENAME,
+                        *(a for k, v in QUICK.items() for a in (f"--{k.replace('_', '-')}", v))],
+                       check=True, capture_output=True)
+        out["cli_run_s"] = time.perf_counter() - start
+    return out
+
+
+def print_browser_rows() -> None:
+    n = browser_numbers()
+    ratio = n["lab_run_s"] / n["cli_run_s"]
+    print("| in Chromium | JupyterLab | labkit run | ratio | target | met |")
+    print("|---|---:|---:|---:|---|---|")
+    print(f"| panel first paint, 500 runs, after the list's answer (s) | {n['paint_s']:.3f} | | | < {PAINT_TARGET_S:.0f} "
+          f"| {'yes' if n['paint_s'] < PAINT_TARGET_S else 'no'} |")
+    print(f"| click Start to every component's map shown vs labkit run (picard, 5 components, 8 s) (s) | "
+          f"{n['lab_run_s']:.1f} | {n['cli_run_s']:.1f} | {ratio:.2f} | <= {RUN_RATIO_TARGET}x | "
+          f"{'yes' if ratio <= RUN_RATIO_TARGET else 'no'} |")
 
 
 if __name__ == "__main__":
