@@ -115,6 +115,7 @@ def test_alice_submits_from_her_panel_and_follows_her_job_while_bobs_panel_never
     print(f"screenshots: {shots}")
     shutil.copytree(demo_source, lab_hub.dir / "home" / "alice", dirs_exist_ok=True)
     ctl = Controllers(lab_hub.emulator.api_client())
+    before = {r["run_id"] for r in lab(lab_hub, "alice", "alice", "GET", "runs").json()["runs"]}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -133,9 +134,10 @@ def test_alice_submits_from_her_panel_and_follows_her_job_while_bobs_panel_never
             view = page.locator(".jp-labkit-runview")
             expect(view.locator(".jp-labkit-runhead .jp-labkit-chip")).to_have_text("queued")
             panel = page.locator("#labkit-runs")
-            hub_run = panel.locator("li[data-run-id]").filter(has=page.locator(".jp-labkit-run-meta", has_text="hub"))
-            expect(hub_run).to_have_count(1)
-            run_id = hub_run.get_attribute("data-run-id")
+            rows = panel.locator("li[data-run-id]")
+            expect(rows).to_have_count(len(before) + 1)
+            run_id = next(i for i in rows.evaluate_all("els => els.map(e => e.dataset.runId)") if i not in before)
+            expect(panel.locator(f"li[data-run-id='{run_id}'] .jp-labkit-run-meta")).to_contain_text("hub")
             name = next(r["name"] for r in lab(lab_hub, "alice", "alice", "GET", "runs").json()["runs"]
                         if r["run_id"] == run_id)
             ctl.wait_for_job(name)
