@@ -20,6 +20,7 @@ from labkit.params import IcaParams, check_run_id, whole_number
 from labkit.results.layout import LOG_FILE, NOTEBOOK_FILE, REPORT_FILE
 from labkit.results.reading import RunResult
 from labkit.runners.backend import Backend, Run, check_state
+from labkit.runners.listing import list_runs
 from labkit.runners.machine import MachineBackend
 
 #: list filters the runs list takes, besides paging
@@ -66,15 +67,9 @@ class LabRuns:
         state = check_state(query.get("state") or None)
         page = whole_number("page", query.get("page", "1"), 1, 10**6)
         per_page = whole_number("per_page", query.get("per_page", "50"), 1, MAX_PER_PAGE)
-        kwargs = {"state": state, "sweep": query.get("sweep") or None, "recording": query.get("recording") or None}
-        found = self.local.runs(**kwargs)
-        if self.remote is not None:
-            known = {r.run_id for r in found}
-            found += [r for r in self.remote.runs(**kwargs) if r.run_id not in known]
-        method, text = query.get("method") or None, (query.get("q") or "").lower()
-        found = [r for r in found if (method is None or r.method == method)
-                 and (not text or text in " ".join((r.run_id, r.recording, r.method, r.sweep_id, r.state)).lower())]
-        found.sort(key=lambda r: (r.created, r.run_id), reverse=True)
+        found = list_runs(self.local, self.remote, state=state, sweep=query.get("sweep") or None,
+                          recording=query.get("recording") or None, method=query.get("method") or None,
+                          text=query.get("q") or "")
         return Page(found[(page - 1) * per_page: page * per_page], len(found), page, per_page)
 
     def backend_of(self, run_id: str) -> Backend:
