@@ -235,6 +235,23 @@ def test_a_queued_run_whose_process_died_reads_failed(tmp_path):
     assert found.state == "failed" and "before its kernel took the run over" in found.error
 
 
+def test_a_run_that_finished_and_exited_just_after_its_status_was_read_is_not_called_dead(tmp_path):
+    """A reader that read 'running' a moment before the owner recorded success, renamed the folder and exited
+    must not judge it dead by its pid: it reads as still running, and the next read as succeeded."""
+    folder = RunFolder.create(params_in(tmp_path), "ends")
+    pid = dead_pid()
+    folder.set_status("running", step="report", pid=pid)
+    stale = load_run(folder.path)  # read while it ran; its owner then finishes and exits
+    for name in (METRICS_FILE, ICA_FILE):
+        (folder.path / name).write_text("{}")
+    folder.succeed()
+    assert stale.state == "running" and stale.error is None
+    assert load_run(folder.path).state == "succeeded"
+    dead = RunFolder.create(params_in(tmp_path), "dies")
+    dead.set_status("running", step="report", pid=pid)
+    assert load_run(dead.path).state == "failed"  # nothing moved on: its owner is dead
+
+
 def test_a_run_on_another_host_reads_failed_once_its_heartbeat_is_stale(tmp_path):
     folder = RunFolder.create(params_in(tmp_path), "pod")
     status = {**folder.status, "state": "running", "step": "fit", "host": "labkit-anna-1a2b-x7k", "pid": 7}

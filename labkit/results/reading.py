@@ -120,7 +120,9 @@ class RunResult:
         status = self.status
         pid, host = status.get("pid"), status.get("host")
         if host == socket.gethostname() and isinstance(pid, int):
-            return None if pid_alive(pid) else f"its process (pid {pid} on {host}) disappeared (killed?)"
+            if pid_alive(pid) or self._moved_on():
+                return None
+            return f"its process (pid {pid} on {host}) disappeared (killed?)"
         beats = [parse_time(status.get("heartbeat") or status.get("updated")), self._runner_beat()]
         beat = max((b for b in beats if b is not None), default=None)
         if beat is None:
@@ -131,6 +133,14 @@ class RunResult:
             return (f"the run stopped reporting at {beat.isoformat(timespec='seconds')}; "
                     f"its process or pod died (host {host})")
         return None
+
+    def _moved_on(self) -> bool:
+        """Whether the run wrote its outcome (or was renamed complete) after this status was read: an owner
+        that records success and exits at once is then finished, not dead; the next read shows the outcome."""
+        try:
+            return read_json(self.path / STATUS_FILE) != self.status
+        except Damaged:
+            return False
 
     def _runner_beat(self) -> dt.datetime | None:
         try:
