@@ -10,6 +10,9 @@ VENV ?= .venv
 DEMO_DIR ?= demo
 # pytest's arguments for `make test`, e.g. PYTEST_ARGS='tests/test_cli.py -x' (default: the whole suite)
 PYTEST_ARGS ?=
+# the artifact store's client and a real S3 server on loopback for its tests (moto's S3, and flask and
+# flask-cors for its server), installed after the test extra: see the `store` extra in pyproject.toml for why
+STORE_TEST_PACKAGES := 'boto3>=1.35' 'moto[s3]>=5.1' 'flask>=2.3' 'flask-cors>=4'
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq
 VBIN := $(abspath $(VENV))/bin
@@ -38,6 +41,7 @@ $(VENV)/.installed-test: pyproject.toml | $(VBIN)/pip
 	  if [ -w "$$(npm prefix -g)" ]; then npm install -g configurable-http-proxy; \
 	  else $(SUDO) npm install -g configurable-http-proxy; fi
 	$(VPY) -m pip install -q -e '.[test]'
+	$(VPY) -m pip install -q $(STORE_TEST_PACKAGES)
 	touch $@ $(VENV)/.installed
 
 # the JupyterLab frontend (extension/), built with jlpm (JupyterLab's yarn, in the virtualenv) and

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import threading
 import time
 from pathlib import Path
@@ -19,6 +20,10 @@ from typing import Any, Callable
 import kmock
 import pytest
 from kubernetes import client as k8s
+
+#: a boolean query parameter as the client sends it ("true", or "True" from older kubernetes clients; the API
+#: server reads both): for matching requests such as ``kmock.params({"watch": TRUE})``
+TRUE = re.compile(r"(?i)\Atrue\Z")
 
 NS = "labkit-test"
 VOLCANO = ("batch.volcano.sh", "v1alpha1")

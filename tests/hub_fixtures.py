@@ -24,7 +24,7 @@ import kmock
 import pytest
 import requests
 import yaml
-from cluster_fixtures import NS, Emulator, write_kubeconfig
+from cluster_fixtures import NS, TRUE, Emulator, write_kubeconfig
 
 from labkit.runners.cluster.manifests import APP, LABEL_NAME, legacy_owner_label
 
@@ -198,7 +198,7 @@ class Hub:
 def service_jobs_watches(k: Any) -> Any:
     """The hub service's Jobs watches (its informer's label selector; a ClusterJobs watch selects one name)."""
     return k["get", f"/apis/batch/v1/namespaces/{NS}/jobs",
-             kmock.params({"watch": "true", "labelSelector": f"{LABEL_NAME}={APP}"})]
+             kmock.params({"watch": TRUE, "labelSelector": f"{LABEL_NAME}={APP}"})]
 
 
 def service_health(hub: Hub) -> tuple[int, dict[str, Any]]:

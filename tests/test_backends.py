@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import kmock
 import pytest
-from cluster_fixtures import NS, Controllers, Emulator, cluster_config, emulator, user_dir  # noqa: F401 (fixtures)
+from cluster_fixtures import NS, TRUE, Controllers, Emulator, cluster_config, emulator, user_dir  # noqa: F401 (fixtures)
 from hub_fixtures import Hub, hub, module_emulator  # noqa: F401 (fixtures)
 
 from labkit.analysis.datasets import write_demo
@@ -56,7 +56,7 @@ class World:
         stamped = "".join(line + "\n" for line in LOG).encode()  # as the kubelet answers ?timestamps=true
         plain = "".join(line.split(" ", 1)[1] + "\n" for line in LOG).encode()
         path = f"get /api/v1/namespaces/{NS}/pods/{pod}/log"
-        self.emu.react(lambda k: k[path, kmock.params({"timestamps": "true"})] << stamped)
+        self.emu.react(lambda k: k[path, kmock.params({"timestamps": TRUE})] << stamped)
         self.emu.react(lambda k: k[path] << plain)
 
     def finish(self, run: Run, params: IcaParams) -> None:

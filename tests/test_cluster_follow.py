@@ -14,7 +14,7 @@ import time
 
 import kmock
 import pytest
-from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir  # noqa: F401 (fixtures)
+from cluster_fixtures import NS, TRUE, Controllers, Emulator, emulator, user_dir  # noqa: F401 (fixtures)
 from test_cluster_jobs import JOBS_PATH, Sleeps, follow, jobs_for, runs_then_completes
 
 from labkit.params import IcaParams
@@ -23,7 +23,7 @@ from labkit.runners.cluster.status import JobStatus
 
 pytestmark = pytest.mark.timeout(30)
 
-WATCH = kmock.params({"watch": "true"})
+WATCH = kmock.params({"watch": TRUE})
 
 
 def error_event(code: int, message: str) -> bytes:

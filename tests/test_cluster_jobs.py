@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import kmock
 import pytest
-from cluster_fixtures import NS, Controllers, Emulator, emulator, user_dir  # noqa: F401 (fixtures)
+from cluster_fixtures import NS, TRUE, Controllers, Emulator, emulator, user_dir  # noqa: F401 (fixtures)
 
 from labkit.params import IcaParams
 from labkit.results.folder import RunFolder
@@ -261,7 +261,7 @@ def test_watch_resumes_after_410_gone(emulator: Emulator) -> None:
     sub = jobs.submit(IcaParams())
     gone = {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410,
                                          "reason": "Expired", "message": "too old resource version: 1 (2)"}}
-    expired = emulator.react_next(lambda k: k["get", JOBS_PATH, kmock.params({"watch": "true"})],
+    expired = emulator.react_next(lambda k: k["get", JOBS_PATH, kmock.params({"watch": TRUE})],
                                   lambda v: v << json.dumps(gone).encode() + b"\n")
     ctl = Controllers(emulator.api_client())
 

@@ -19,7 +19,7 @@ from typing import Any
 import kmock
 import pytest
 import requests
-from cluster_fixtures import NS, Controllers, Emulator, user_dir  # noqa: F401 (fixtures)
+from cluster_fixtures import NS, TRUE, Controllers, Emulator, user_dir  # noqa: F401 (fixtures)
 from hub_fixtures import SQUATTERS, Hub, eventually, hub, module_emulator, service_jobs_watches  # noqa: F401
 from hub_fixtures import service_health as health
 
@@ -418,7 +418,7 @@ def test_the_service_waits_out_a_throttling_api_server_instead_of_exiting(hub: H
     hub.stop_service()
     lists = hub.emulator.react_next(
         lambda k: k["get", JOBS, kmock.params({"labelSelector": "app.kubernetes.io/name=labkit"})]
-        - k["get", JOBS, kmock.params({"watch": "true"})],
+        - k["get", JOBS, kmock.params({"watch": TRUE})],
         lambda v: v << 429 << kmock.headers({"Retry-After": "9"}) << {"kind": "Status", "code": 429,
                                                                       "message": "slow down"}, n=5)
     try:

@@ -26,7 +26,10 @@ class S3Store:
 
     def __init__(self, bucket: str, prefix: str = "", *, endpoint: str = "", region: str = "",
                  verify: bool = True) -> None:
-        import boto3
+        try:
+            import boto3
+        except ImportError:
+            raise StoreError("store: S3 storage needs boto3, which is not installed: pip install 'labkit[store]'") from None
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
 
