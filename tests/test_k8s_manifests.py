@@ -550,12 +550,14 @@ def test_the_guides_policy_check_is_refused_as_it_says() -> None:
 
 
 def test_the_image_carries_the_hub_service() -> None:
-    """The Deployment runs `labkit hub-service` from the runner image: the Dockerfile installs the [hub] extra."""
+    """The Deployment runs `labkit hub-service` from the runner image, and an edge profile's pods reach the
+    artifact store from it: the Dockerfile installs the [hub] and [store] extras."""
     import tomllib
 
     extras = tomllib.loads((K8S_DIR.parent / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert any(dep.startswith("jupyterhub") for dep in extras["hub"])
-    assert any(line.startswith("RUN pip install") and " .[hub]" in line
+    assert any(dep.startswith("boto3") for dep in extras["store"])
+    assert any(line.startswith("RUN pip install") and " .[hub,store]" in line
                for line in (K8S_DIR / "Dockerfile").read_text().splitlines())
 
 
