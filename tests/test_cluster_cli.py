@@ -351,3 +351,16 @@ def test_refusals_point_at_files_that_exist() -> None:
     sources = "\n".join(p.read_text() for p in (root / "labkit").rglob("*.py"))
     named = set(re.findall(r"k8s/[\w./-]*\w", sources))
     assert named and {n for n in named if not (root / n).exists()} == set()
+
+
+def test_cancel_of_a_finished_run_removes_its_job_and_says_so(cluster_env: Emulator) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["submit"]).exit_code == 0
+    name = f"labkit-anna-{IcaParams().digest}"
+    ctl = Controllers(cluster_env.api_client())
+    ctl.create_pod(name, phase="Succeeded", node="w1")
+    ctl.job_condition(name, "Complete")
+    result = runner.invoke(main, ["cancel", name])
+    assert result.exit_code == 0, result.output
+    assert f"removed {name} (it had already succeeded; its result folder stays)" in result.output
+    assert "no labkit Jobs" in runner.invoke(main, ["jobs"]).output

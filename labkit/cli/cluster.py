@@ -331,7 +331,9 @@ def logs_cmd(name: str, user: str | None, settings_file: str | None, overrides: 
 @_explained
 def cancel_cmd(name: str | None, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
                sweep_id: str | None, foreground: bool) -> None:
-    """Stop and delete one of your Jobs (by Job name or run id), or a whole sweep (--sweep ID)."""
+    """Stop and delete one of your Jobs (by Job name or run id), or a whole sweep (--sweep ID).
+
+    A run that already ended has nothing to stop: its Job is removed and its result folder stays."""
     if bool(name) == bool(sweep_id):
         raise click.UsageError("give a Job name (or run id), or --sweep ID")
     backend = _backend(user, settings_file, overrides)
@@ -339,6 +341,11 @@ def cancel_cmd(name: str | None, user: str | None, settings_file: str | None, ov
     if sweep_id:
         for cancelled in backend.jobs.cancel_sweep(sweep_id, propagation):
             click.echo(f"cancelled {cancelled}")
+        return
+    run = backend.status(name)
+    if run.done:  # nothing left to stop: its Job is removed, its result folder stays
+        backend.jobs.cancel(run.name, propagation)
+        click.echo(f"removed {run.name} (it had already {run.state}; its result folder stays)")
         return
     click.echo(f"cancelled {backend.cancel(name, propagation=propagation).name}")
 
