@@ -98,6 +98,20 @@ def test_a_missing_recording_is_named(s3, tmp_path):
     assert result.exit_code == 2 and "recording" in result.output and "nope.fif" in result.output
 
 
+def test_a_recording_outside_the_base_directory_is_refused(s3, tmp_path):
+    """Neither '..' nor a symlink pointing out of the user's directory reaches the store."""
+    base = tmp_path / "home"
+    base.mkdir()
+    (tmp_path / "secret.fif").write_bytes(b"not yours")
+    (base / "link.fif").symlink_to(tmp_path / "secret.fif")
+    for name in ("../secret.fif", "link.fif", str(tmp_path / "secret.fif")):
+        result = CliRunner().invoke(main, ["push", name, "--base-dir", str(base), "--store", s3.url(),
+                                           "--endpoint", s3.endpoint])
+        assert result.exit_code == 2 and "inside" in result.output and name in result.output, result.output
+        assert "Traceback" not in result.output
+    assert _keys(s3) == []
+
+
 def test_concurrent_pushes_from_threads_and_processes_store_it_once(s3, store, demo_dir):
     raw = demo_dir / "labkit-demo" / "demo_raw.fif"
     results, errors = [], []

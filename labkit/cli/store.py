@@ -54,18 +54,18 @@ def push(recording: str, base_dir: str, store_url: str | None, endpoint: str | N
     """Put a recording (with its sidecar files: .vmrk/.eeg, .fdt, ...) into the store once, by content.
 
     Runs without the share fetch it by its SHA-256; pushing it again uploads nothing."""
+    from labkit.errors import ParameterError
     from labkit.results.store import push_recording
 
-    path = Path(existing_directory(base_dir)) / recording
-    if not path.exists():
-        from labkit.errors import ParameterError
-
-        raise ParameterError("recording", recording, f"a recording under {base_dir}")
-    store = _store(store_url, endpoint, user)
-    try:  # the path a parameter set names it by (raw_file_path)
-        name: str | None = str(path.resolve().relative_to(Path(base_dir).resolve()))
+    base = Path(existing_directory(base_dir)).resolve()
+    path = base / recording
+    try:  # the path a parameter set names it by (raw_file_path); never a file outside the user's directory
+        name = str(path.resolve().relative_to(base))
     except ValueError:
-        name = None
+        raise ParameterError("recording", recording, f"a recording inside {base} (no '..', no link out of it)") from None
+    if not path.exists():
+        raise ParameterError("recording", recording, f"a recording under {base}")
+    store = _store(store_url, endpoint, user)
     pushed = push_recording(store, path, name=name)
     what = f"{len(pushed.files)} file{'s' * (len(pushed.files) != 1)}"
     if pushed.uploaded:
