@@ -358,3 +358,16 @@ def test_the_one_listing_every_face_shows_holds_stored_runs_once(s3, demo_dir, t
     backend.fetch("listed-1", configured_store())
     assert {r.run_id: r.backend for r in list_runs(backend)}["listed-1"] == "machine"
     assert len([r for r in list_runs(backend) if r.run_id == "listed-1"]) == 1
+
+
+def test_a_malformed_manifest_is_refused_by_name(tmp_path):
+    """A manifest object that is JSON but not a manifest (a careless or hostile writer) is a one-line refusal."""
+    from labkit.results.store import MANIFEST, run_key
+
+    store = DirStore(tmp_path / "store")
+    for bad in ({}, {"folder": "PreExperiment_ICA_bad-1", "upload": "u", "files": [{"name": 3}]},
+                {"folder": "PreExperiment_ICA_bad-1", "upload": "u", "files": "all"}):
+        store.put_bytes(f"{run_key('bad-1')}/{MANIFEST}", json.dumps(bad).encode())
+        with pytest.raises(CorruptObject, match="is not a result manifest"):
+            fetch_run(store, "bad-1", tmp_path)
+    assert not [p for p in tmp_path.iterdir() if p.name != "store"]

@@ -414,7 +414,13 @@ def fetch_run(store: ArtifactStore, run_id: str, base_dir: str | os.PathLike) ->
     place), in the layout of a local run. A folder of that run already here is never overwritten."""
     manifest = stored_manifest(store, run_id)
     base = Path(base_dir)
-    folder = str(manifest["folder"])
+    files = manifest.get("files")
+    if not (isinstance(manifest.get("folder"), str) and isinstance(files, list) and all(
+            isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("sha256"), str)
+            for e in files) and isinstance(manifest.get("upload"), str)):
+        raise CorruptObject(f"{store.url}/{run_key(run_id)}/{MANIFEST} is not a result manifest (it needs folder, "
+                            "upload and files with name and sha256)")
+    folder = manifest["folder"]
     if run_id_of(folder) != run_id or "/" in folder:
         raise CorruptObject(f"{store.url}/{run_key(run_id)}/{MANIFEST} names the folder {folder!r}, not run {run_id}")
     for suffix in ("", ".failed", ".partial"):
