@@ -2,7 +2,9 @@
 its properties figure (MNE's ``plot_properties``) and the EOG/ECG scores with the channels' names.
 
 Figures are drawn off-screen (matplotlib's Agg) on the handlers' worker threads, never on the event
-loop, and kept per run: a finished run's folder never changes, so a map is drawn once.
+loop, and kept in memory per run (the run's folder is never written to): a finished run's folder never
+changes, so a map is drawn once. The first map asked of a run draws all its maps in one pass over one read
+of its ICA file, so a run view's grid of maps costs one read, not one per component.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Figures:
         self._kept: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
         self._scores: dict[tuple[str, str, int], dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self._drawing: dict[str, threading.Lock] = {}  # one pass of a run's maps at a time
 
     def _get(self, key: tuple[str, str, int], draw: Any) -> bytes:
         with self._lock:
@@ -62,10 +65,38 @@ class Figures:
                 self._kept.popitem(last=False)
         return png
 
+    def _kept_png(self, key: tuple[str, str, int]) -> bytes | None:
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+        return None
+
     def topomap(self, result: RunResult, component: int) -> bytes:
-        """One component's scalp map, titled with its name."""
+        """One component's scalp map, titled with its name; the first asked of a run draws every one of its maps."""
         _finished(result)
-        return self._get((str(result.path), "topomap", component), lambda: _draw_topomap(result, component))
+        run = str(result.path)
+        key = (run, "topomap", component)
+        png = self._kept_png(key)
+        if png is not None:
+            return png
+        with self._lock:
+            drawing = self._drawing.setdefault(run, threading.Lock())
+        with drawing:  # the grid's other requests wait for this pass instead of reading the ICA again
+            png = self._kept_png(key)
+            if png is not None:
+                return png
+            pngs = _draw_topomaps(result)
+            with self._lock:
+                for number, drawn in enumerate(pngs):
+                    self._kept[(run, "topomap", number)] = drawn
+                    self._kept.move_to_end((run, "topomap", number))
+                while len(self._kept) > KEPT_FIGURES:
+                    self._kept.popitem(last=False)
+                self._drawing.pop(run, None)
+        if component >= len(pngs):
+            raise LabkitError(f"Run {result.run_id} has {len(pngs)} components in its ICA file, not {component + 1}")
+        return pngs[component]
 
     def scores(self, result: RunResult) -> dict[str, Any]:
         """:func:`scores` of a finished run, read once (its recording's header is read for the names)."""
@@ -91,15 +122,19 @@ def _finished(result: RunResult) -> None:
         raise LabkitError(f"Run {result.run_id} is {result.state}: only a succeeded run has components to draw")
 
 
-def _draw_topomap(result: RunResult, component: int) -> bytes:
+def _draw_topomaps(result: RunResult) -> list[bytes]:
+    """Every component's own scalp map, in component order, from one read of the run's ICA file."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     ica = result.read_ica()
-    with _draw_lock:
-        fig = ica.plot_components(picks=[component], show=False, verbose="error")
-        fig.set_size_inches(1.8, 1.9)
-        return _png(fig)
+    pngs = []
+    for component in range(ica.n_components_):
+        with _draw_lock:
+            fig = ica.plot_components(picks=[component], show=False, verbose="error")
+            fig.set_size_inches(1.8, 1.9)
+            pngs.append(_png(fig))
+    return pngs
 
 
 def _draw_properties(result: RunResult, component: int) -> bytes:
