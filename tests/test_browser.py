@@ -225,10 +225,13 @@ def test_the_form_in_jupyterlab_right_span_kept_values_states_and_both_themes(fo
         assert log.evaluate("el => el.scrollHeight <= el.clientHeight + 1 || el.scrollTop >= -1"), \
             "the log shows its newest line"
         expect(form.locator(".widget-checkbox", has_text="Exclude ICA")).to_have_count(5)  # one per component
-        report = form.locator("a", has_text="HTML report").first  # opens in this JupyterLab, not a new one
+        report = form.locator("a", has_text="HTML report").first  # the extension opens it in a tab of this Lab
         run_dir = next(p for p in Path(form_lab["root"]).glob("PreExperiment_ICA_*") if p.is_dir()).name
-        assert report.evaluate("a => a.href") == f"{form_lab['url']}/lab/tree/{run_dir}/report.html"
-        assert report.get_attribute("target") is None
+        assert report.get_attribute("data-labkit-command") == "labkit:open-report"
+        assert report.get_attribute("data-labkit-run-id") == run_dir.removeprefix("PreExperiment_ICA_")
+        # without the extension: the file as the server serves it, in a new tab (no second JupyterLab)
+        assert report.evaluate("a => a.href") == f"{form_lab['url']}/files/{run_dir}/report.html"
+        assert report.get_attribute("target") == "_blank"
         page.screenshot(path=str(shots / "4-results.png"), full_page=True)
         assert_accessible(page, ".lk-form")
 

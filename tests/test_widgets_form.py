@@ -266,3 +266,39 @@ def test_sweep_refuses_duplicates_by_name_loads_a_set_back_and_exports(demo_dir)
     assert "'sweep'" in text(fresh.sweep_message) and "JSON" in text(fresh.sweep_message)
     fresh.set_params(second)
     assert fresh.params == second
+
+
+# -- links to a run's documents ------------------------------------------------------------------------------------
+def test_report_and_notebook_links_carry_the_extensions_command_and_a_file_fallback(tmp_path, monkeypatch):
+    from labkit.analysis.datasets import write_demo
+    from labkit.results.reading import load_run
+    from labkit.widgets import ResultView
+
+    base = tmp_path / 'runs "a" & <b>'
+    base.mkdir()
+    write_demo(base)
+    folder = RunFolder.create(IcaParams(base_dir=str(base), raw_file_path=DEMO_FILENAME), "r1").path
+    for name in ("report.html", "ica_run.ipynb"):
+        (folder / name).write_text("x")
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    (runtime / "jpserver-1.json").write_text(json.dumps({"root_dir": str(tmp_path), "base_url": "/user/al&ce/",
+                                                         "pid": 1}))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+    monkeypatch.chdir(base)
+    markup = ResultView(load_run(folder)).links.value
+    links = re.findall(r"<a ([^>]*)>([^<]*)</a>", markup)
+    assert [label for _, label in links] == ["HTML report", "executed notebook"]
+    attrs = [dict(re.findall(r'([\w-]+)="([^"]*)"', a)) for a, _ in links]
+    assert [a["data-labkit-command"] for a in attrs] == ["labkit:open-report", "labkit:open-executed-notebook"]
+    assert {a["data-labkit-run-id"] for a in attrs} == {"r1"}
+    rel = "runs%20%22a%22%20%26%20%3Cb%3E/" + folder.name
+    assert [html.unescape(a["href"]) for a in attrs] == [f"/user/al&ce/files/{rel}/report.html",
+                                                         f"/user/al&ce/files/{rel}/ica_run.ipynb"]
+    assert all(a["target"] == "_blank" for a in attrs), "the fallback opens no second JupyterLab here"
+    assert "opens as a file" in attrs[1]["title"]
+    assert '"a" & <b>' not in markup and "&quot;a&quot; &amp; &lt;b&gt;" in markup, "the path is escaped"
+
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "no-server"))
+    href = re.search(r'href="([^"]*)"', ResultView(load_run(folder)).links.value).group(1)
+    assert html.unescape(href) == (folder / "report.html").resolve().as_uri(), "outside Jupyter: the file itself"

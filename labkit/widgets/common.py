@@ -105,24 +105,69 @@ def figure_png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def href(path: Path) -> str:
-    """``path`` relative to the kernel's cwd (the notebook's folder).
+def _server() -> dict[str, Any] | None:
+    """The Jupyter server this kernel belongs to, from its runtime file (``jpserver-<pid>.json``), or None.
 
-    JupyterLab resolves a relative link in a notebook's output against the notebook's own page and
-    opens it in a tab of the same JupyterLab (the report rendered, the notebook in its editor);
-    outside JupyterLab it is a plain path.
+    The server that started this kernel is its parent process; a kernel started otherwise takes the
+    running server whose root directory holds the kernel's working directory.
     """
-    return "/".join(Path(os.path.relpath(path, os.getcwd())).parts)
+    import glob
+    import json
+
+    runtime = os.environ.get("JUPYTER_RUNTIME_DIR")
+    if not runtime:
+        try:
+            from jupyter_core.paths import jupyter_runtime_dir
+        except ImportError:
+            return None
+        runtime = jupyter_runtime_dir()
+    servers = []
+    for name in glob.glob(os.path.join(runtime, "jpserver-*.json")):
+        try:
+            with open(name) as fh:
+                info = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and isinstance(info.get("root_dir"), str):
+            servers.append(info)
+    parent = [s for s in servers if s.get("pid") == os.getppid()]
+    if parent:
+        return parent[0]
+    cwd = os.path.realpath(os.getcwd())
+    holding = [s for s in servers if _inside(cwd, s["root_dir"])]
+    return max(holding, key=lambda s: len(s["root_dir"])) if holding else None
 
 
-def link(path: Path, label: str) -> str:
-    """A link that opens ``path`` in this JupyterLab (same tab's app, no second JupyterLab), with the full path."""
-    try:
-        target = href(path)
-    except ValueError:
-        target = str(path)
-    return (f"<a href='{esc(target)}'>{esc(label)}</a> "
-            f"<code style='font-size:80%'>{esc(path)}</code>")
+def _inside(path: str, root: str) -> bool:
+    root = os.path.realpath(os.path.expanduser(root))
+    return os.path.commonpath([path, root]) == root
+
+
+def files_url(path: Path) -> str:
+    """Where this Jupyter server serves ``path`` as a plain file (``<base_url>files/<path>``: no kernel, no
+    second JupyterLab), or a ``file:`` URI when no server holds it (a script, a terminal)."""
+    from urllib.parse import quote
+
+    real = os.path.realpath(path)
+    server = _server()
+    if server is not None and _inside(real, server["root_dir"]):
+        rel = os.path.relpath(real, os.path.realpath(os.path.expanduser(server["root_dir"])))
+        base = str(server.get("base_url") or "/")
+        return base.rstrip("/") + "/files/" + quote(Path(rel).as_posix())
+    return Path(real).as_uri()
+
+
+def link(path: Path, label: str, *, title: str = "", command: str = "", run_id: str = "") -> str:
+    """A link to ``path`` in a new browser tab (the file as this server serves it), with the full path beside it.
+
+    With ``command`` and ``run_id`` it carries ``data-labkit-command`` and ``data-labkit-run-id``: the labkit
+    JupyterLab extension catches the click and opens the run's file in a tab of this JupyterLab instead.
+    """
+    attrs = {"href": files_url(path), "target": "_blank", "rel": "noopener", "title": title or str(path)}
+    if command:
+        attrs.update({"data-labkit-command": command, "data-labkit-run-id": run_id})
+    text = " ".join(f'{k}="{html.escape(v, quote=True)}"' for k, v in attrs.items())
+    return f"<a {text}>{esc(label)}</a> <code style='font-size:80%'>{esc(path)}</code>"
 
 
 def tail(path: Path, n: int = 20) -> str:

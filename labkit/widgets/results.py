@@ -25,6 +25,12 @@ from .common import error_html, esc, figure_png, link, png_image, state_html, wa
 
 #: MNE's default z-score threshold of ``find_bads_eog`` (the ECG correlation threshold is MNE's "auto")
 EOG_THRESHOLD = 3.0
+#: (file, label, JupyterLab command, the link's title without the extension) of the result's documents
+LINKS = (
+    (REPORT_FILE, "HTML report", "labkit:open-report", "the run's HTML report (opens in a new browser tab)"),
+    (NOTEBOOK_FILE, "executed notebook", "labkit:open-executed-notebook",
+     "the executed notebook: opens as a file (its JSON) in a new browser tab, starting no kernel"),
+)
 #: metric -> (label, unit, format) for the metrics table; anything else is shown as it is
 METRICS = {
     "method": ("Method", "", "{}"),
@@ -196,11 +202,13 @@ class ResultView(W.VBox):
                 f"<tr><th>component</th>{head}</tr>" + "".join(rows) + "</table>")
 
     def _links_html(self) -> str:
+        """The report and the executed notebook: the labkit JupyterLab extension opens them in a tab of this
+        JupyterLab (rendered, trusted, read-only); without it each opens as a file in a new browser tab."""
         parts = []
-        for name, label in ((REPORT_FILE, "HTML report"), (NOTEBOOK_FILE, "executed notebook")):
+        for name, label, command, title in LINKS:
             path = self.result.file(name)
             if path.exists():
-                parts.append(link(path, label))
+                parts.append(link(path, label, title=title, command=command, run_id=self.result.run_id))
         return "<br>".join(parts) or "<i>No report or notebook in the result folder.</i>"
 
     # -- component properties ---------------------------------------------------------------------------
