@@ -52,7 +52,12 @@ def test_full_run_results_history_and_comparison(demo_dir):
     assert steps and steps == sorted(steps, key=["load", "filter", "fit", "score", "plot", "label",
                                                  "report"].index), "the steps in order"
     assert form.progress.value == form.progress.max and form.progress.bar_style == "success"
-    newest = result.file("run.log").read_text().splitlines()[-1]
+    logged = result.file("run.log").read_text().splitlines()
+    first, newest = logged[0], logged[-1]
+    p = result.params
+    assert first.endswith(f"run {result.run_id}: picard, 15 components, eeg 1-30 Hz, crop 0-30 s, "
+                          f"seed {p.random_state}, demo_raw.fif (every parameter: params.json)"), first
+    assert "{" not in first and len(first) < 200, "a line to read, not the parameters' JSON"
     assert form.log_text.splitlines()[-1] == newest, "the log ends on its newest line"
     assert "tabindex='0'" in form.log_area.value, "the log can be focused (and its text selected)"
     assert not form.run_button.disabled and form.cancel_button.disabled
