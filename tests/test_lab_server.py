@@ -238,6 +238,22 @@ def test_a_recordings_header_bounds_the_dialog(api):
         assert code == 400 and err["field"] in ("path", "raw_file_path"), (path, err)
 
 
+def test_a_recordings_header_is_read_again_when_the_file_changes(api, jp_root_dir):
+    from test_widgets_form import write_recording
+
+    write_recording(jp_root_dir / "short_raw.fif", 6.0)
+    first = api("GET", "recording", path="short_raw.fif")[1]
+    assert api("GET", "recording", path="short_raw.fif")[1] == first and round(first["duration"]) == 6
+    draft = {**QUICK, "raw_file_path": "short_raw.fif", "crop_tmin": 7, "crop_tmax": None, "n_components": 3}
+    assert [p["field"] for p in api("POST", "validate", body={"params": draft})[1]["problems"]] == ["crop_tmin"]
+    (jp_root_dir / "short_raw.fif").unlink()
+    write_recording(jp_root_dir / "short_raw.fif", 9.0, n=4)  # another recording under the same name
+    again = api("GET", "recording", path="short_raw.fif")[1]
+    assert round(again["duration"]) == 9 and again["channel_counts"] == {"eeg": 4}
+    problems = api("POST", "validate", body={"params": draft})[1]
+    assert problems["ok"], problems  # validation reads the header as it is now: 7 s is inside 9 s
+
+
 def test_the_extension_is_enabled_by_its_config_file():
     config = json.loads((Path(__file__).parents[1] / "jupyter-config" / "jupyter_server_config.d"
                          / "labkit.json").read_text())

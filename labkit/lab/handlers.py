@@ -245,10 +245,8 @@ class RecordingHandler(LabkitHandler):
     @tornado.web.authenticated
     @answers
     async def get(self) -> None:
-        from labkit.analysis.recording import describe
-
         path = await self.off_loop(self.runs.recording_path, self.get_argument("path", ""))
-        info = await self.off_loop(describe, path)
+        info = await self.off_loop(self.runs.describe, path)
         self.reply({"path": self.get_argument("path"), "sfreq": info.sfreq, "nyquist": info.sfreq / 2,
                     "duration": info.duration, "last_time": info.last_time, "channel_counts": info.channel_counts,
                     "good_counts": info.good_counts, "ranks": info.ranks})
@@ -275,13 +273,13 @@ class ValidateHandler(LabkitHandler):
 
     def _header_check(self, values: Any) -> Callable[[Any], list[ParameterError]] | None:
         """What the chosen recording's header says of a set (its own problem when it cannot be read)."""
-        from labkit.analysis.recording import describe, header_problems
+        from labkit.analysis.recording import header_problems
 
         path = values.get("raw_file_path") if isinstance(values, dict) else None
         if not isinstance(path, str) or not path:
             return None
         try:
-            info = describe(self.runs.recording_path(path))
+            info = self.runs.describe(self.runs.recording_path(path))
         except ParameterError as err:
             found: list[ParameterError] = [err]
         except RecordingError as err:

@@ -9,6 +9,8 @@ the base directory; every name it takes is checked before it reaches a file syst
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,6 +29,8 @@ from labkit.runners.machine import MachineBackend
 FILTERS = ("state", "method", "recording", "sweep", "q")
 #: the largest page the list answers (a bigger ``per_page`` is refused by name)
 MAX_PER_PAGE = 500
+#: recording headers kept (the run dialog and its validation ask for the same few again and again)
+KEPT_HEADERS = 64
 
 
 class NotFound(LabkitError):
@@ -57,6 +61,8 @@ class LabRuns:
         self.figures = Figures()
         #: the parameter sets of sweeps started here, by run id (a waiting run has no folder to read them from)
         self._sets: dict[str, IcaParams] = {}
+        self._headers: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
+        self._headers_lock = threading.Lock()
 
     # -- listing -----------------------------------------------------------------------------
     def list(self, query: dict[str, str]) -> Page:
@@ -230,6 +236,27 @@ class LabRuns:
         if not isinstance(path, str) or not path:
             raise ParameterError("path", path, "a recording's path inside your base directory")
         return IcaParams(base_dir=self.base_dir, raw_file_path=path).raw_path()
+
+    def describe(self, path: Path) -> Any:
+        """A recording's header (:func:`~labkit.analysis.recording.describe`), read once per version of the file
+        (its path, size and modification time): the run dialog opens and validates on every keystroke."""
+        from labkit.analysis.recording import describe
+
+        try:
+            stat = path.stat()
+        except OSError:
+            return describe(path)  # its own error names the file
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        with self._headers_lock:
+            if key in self._headers:
+                self._headers.move_to_end(key)
+                return self._headers[key]
+        info = describe(path)
+        with self._headers_lock:
+            self._headers[key] = info
+            while len(self._headers) > KEPT_HEADERS:
+                self._headers.popitem(last=False)
+        return info
 
     def busy(self) -> bool:
         """Whether a run this server started is still going (the hub must not cull the server meanwhile)."""
