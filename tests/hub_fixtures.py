@@ -113,13 +113,15 @@ class Hub:
         }}))
         self.kubeconfig = write_kubeconfig(emulator, directory)
         env = dict(os.environ, PYTHONPATH=os.environ.get("PYTHONPATH", ""))
+        # the service starts first: the hub waits up to 30 s for an external service to answer
+        self.service: subprocess.Popen[bytes] | None = None
+        self.start_service(wait=False)
         self.hub = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(directory / "jupyterhub_config.py")],
                                     cwd=directory, env=env, stdout=open(directory / "hub.log", "wb"),
                                     stderr=subprocess.STDOUT, start_new_session=True)
-        self.service: subprocess.Popen[bytes] | None = None
         try:
+            self.wait_service()
             wait_http(f"{self.api}/", proc=self.hub)
-            self.start_service()
         except BaseException:
             self.close()
             raise
@@ -136,13 +138,17 @@ class Hub:
         env.pop("KUBERNETES_SERVICE_HOST", None)
         return env
 
-    def start_service(self, ready: bool = True) -> None:
-        """Start ``labkit hub-service``; wait until it answers its health probe (``ready``: with 200)."""
+    def start_service(self, ready: bool = True, wait: bool = True) -> None:
+        """Start ``labkit hub-service``; ``wait`` until it answers its health probe (``ready``: with 200)."""
         labkit = shutil.which("labkit") or "labkit"
         log = open(self.dir / "service.log", "ab")
         self.service = subprocess.Popen([sys.executable, "-c", "from labkit.cli.main import main; main()", "hub-service"]
                                         if not labkit else [labkit, "hub-service"], env=self.service_env(),
                                         cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        if wait:
+            self.wait_service(ready)
+
+    def wait_service(self, ready: bool = True) -> None:
         wait_http(f"http://127.0.0.1:{self.service_port}/services/{SERVICE}/api/health", proc=self.service,
                   ok=(200,) if ready else (200, 503))
 
