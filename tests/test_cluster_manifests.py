@@ -311,14 +311,15 @@ def test_store_mode_jobs_mount_no_share_and_take_credentials_by_reference(varian
     assert refs == {"AWS_ACCESS_KEY_ID": {"secretKeyRef": {"name": "labkit-store", "key": "access-key"}},
                     "AWS_SECRET_ACCESS_KEY": {"secretKeyRef": {"name": "labkit-store", "key": "secret-key"}}}
     assert plain["BASE_DIR"] == "/work" and plain["LABKIT_CLUSTER_USE_STORE"] == "true"
-    assert plain["LABKIT_CLUSTER_STORE__PREFIX"] == "users/alice-b-lab-org---00e968cd"
+    # the user's part of the bucket is injective over hub names (KubeSpawner's slug ends in a short hash)
+    assert plain["LABKIT_CLUSTER_STORE__PREFIX"] == "users/alice-b-lab-org---" + "alice.b@lab.org".encode().hex()
     from labkit.results.provenance import fingerprint
 
     assert plain["LABKIT_RECORDING_SHA256"] == fingerprint(demo_dir / "labkit-demo" / "demo_raw.fif")
     assert IcaParams.from_env(plain).digest == params.digest
     # the pod reads its store from these variables with the same settings object
     inner = ClusterSettings.load(environ={k: v for k, v in plain.items() if k.startswith("LABKIT_CLUSTER_")})
-    assert inner.use_store and inner.store.url() == "s3://labkit/users/alice-b-lab-org---00e968cd"
+    assert inner.use_store and inner.store.url() == "s3://labkit/" + plain["LABKIT_CLUSTER_STORE__PREFIX"]
     assert "nfs" not in yaml.safe_dump(job) and "persistentVolumeClaim" not in yaml.safe_dump(job)
 
 

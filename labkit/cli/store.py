@@ -81,12 +81,21 @@ def push(recording: str, base_dir: str, store_url: str | None, endpoint: str | N
               help="where the result folder goes")
 @store_options
 def fetch(run: str, base_dir: str, store_url: str | None, endpoint: str | None, user: str | None) -> None:
-    """Bring a stored run's result folder home, verified (SHA-256 of every file), atomically, as a local run's."""
+    """Bring a stored run's result folder home, verified (SHA-256 of every file), atomically, as a local run's.
+
+    On a hub with the labkit service (and no --store) the service reads the store for you: your server needs
+    no store credentials."""
     from labkit.params import check_run_id
     from labkit.results.store import AlreadyHere, fetch_run
 
     check_run_id(run)
-    store = _store(store_url, endpoint, user)
+    store = None
+    if not store_url:  # on a hub with the labkit service: it reads your part of the store for you
+        from labkit.runners.hub import cluster_backend, hub_service_url
+
+        if hub_service_url():
+            store = cluster_backend(user=user).store()
+    store = store or _store(store_url, endpoint, user)
     try:
         path = fetch_run(store, run, existing_directory(base_dir))
     except AlreadyHere as here:

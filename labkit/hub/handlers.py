@@ -9,6 +9,7 @@
 * ``GET api/runs/<name>/result`` - where its result folder is in my directory;
 * ``DELETE api/runs/<name>`` - cancel (again within the hour: succeeds, ``already``);
 * ``POST api/sweeps`` ``{"sets": [...], "run_ids": [...], ...}``; ``GET``/``DELETE api/sweeps/<id>``;
+* ``GET api/stored``, ``GET api/stored/<run_id>/...`` - my runs in the artifact store (:mod:`labkit.hub.stored`);
 * ``GET api/health`` - no authentication, for the readiness probe: 200 only while every watch
   cache is alive and current, else 503 with the reason; ``GET api/health/live`` - for the
   liveness probe: 503 only once a cache's thread has died (a restart mends that, an API outage not).
@@ -33,6 +34,7 @@ from labkit.errors import LabkitError, ParameterError
 from labkit.hub.bodies import BodyError, SubmitBody, SweepBody, TooLarge, params_from, parse
 from labkit.hub.identity import Refused, current_user
 from labkit.hub.service import SERVICE_NAME, Service
+from labkit.hub.stored import stored_list, stored_object
 from labkit.results.layout import FOLDER_PREFIX
 from labkit.runners.cluster.errors import (
     ClusterConflict,
@@ -408,6 +410,34 @@ class SweepHandler(Handler):
         self.send_json({"sweep_id": sweep, "cancelled": names + already, "already": already})
 
 
+class StoredRunsHandler(Handler):
+    async def get(self) -> None:
+        self.send_json(await stored_list(self.service, self.user))
+
+
+class StoredObjectHandler(Handler):
+    """A stored run's manifest or one of its files, streamed (the client checks each file's SHA-256)."""
+
+    async def get(self, run_id: str, rest: str) -> None:
+        found = await stored_object(self.service, self.user, run_id, rest)
+        if isinstance(found, bytes):
+            self.set_header("Content-Type", "application/json")
+            return self.finish(found)
+        try:
+            self.set_header("Content-Type", "application/octet-stream")
+            self.set_header("Content-Length", str(found.stat().st_size))
+            with found.open("rb") as fh:
+                while (chunk := fh.read(1 << 20)) and not self.gone.is_set():
+                    self.write(chunk)
+                    await self.flush()
+            if not self.gone.is_set():
+                self.finish()
+        except iostream.StreamClosedError:
+            pass
+        finally:
+            found.unlink(missing_ok=True)
+
+
 def make_app(service: Service, hub_auth: Any, prefix: str = f"/services/{SERVICE_NAME}/",
              scopes: set[str] | None = None) -> web.Application:
     prefix = "/" + prefix.strip("/") + "/"
@@ -423,4 +453,5 @@ def make_app(service: Service, hub_auth: Any, prefix: str = f"/services/{SERVICE
         (r"api/sweeps/([^/]+)", SweepHandler, args),
         (r"api/health(?:/(live))?", HealthHandler, {"service": service}),
     ]
+    routes += [(r"api/stored", StoredRunsHandler, args), (r"api/stored/([^/]+)/(.+)", StoredObjectHandler, args)]
     return web.Application([(prefix + path, handler, kw) for path, handler, kw in routes], log_function=log_request)

@@ -109,6 +109,7 @@ class Service:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._submitting: dict[tuple[str, str], asyncio.Lock] = {}
+        self._stores: dict[str, Any] = {}
         selector = f"{LABEL_NAME}={APP}"
         kw = {"on_change": self._changed, "watch_timeout": settings.watch_timeout,
               "max_backoff": settings.api_max_backoff, "index": _user_of}
@@ -161,6 +162,21 @@ class Service:
             raise BodyError("profile", str(err)) from None
         return ClusterJobs(settings, user, self.client, user_dir_here=False,
                            poll_interval=min(self.settings.watch_timeout, 10.0))
+
+    def user_store(self, user: str) -> Any:
+        """``user``'s part of the artifact store, with the service's credentials (one client per user, kept).
+
+        Only the prefix of this exact hub name (:meth:`StoreSettings.user_prefix`, injective) is ever opened."""
+        store = self._stores.get(user)
+        if store is None:
+            if not (self.settings.store.kind and self.settings.store.bucket):
+                raise ClusterNotFound("This hub keeps no artifact store (store.kind and store.bucket are not set): "
+                                      "there are no stored runs")
+            store = self.settings.store.open(user)
+            if len(self._stores) >= 1000:
+                self._stores.pop(next(iter(self._stores)))
+            self._stores[user] = store
+        return store
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on the short-call pool (Kubernetes calls block)."""

@@ -52,6 +52,10 @@ class NotStored(StoreError):
     exit_code = ExitCode.NOT_FOUND
 
 
+class NotCommitted(StoreError):
+    """The run has no manifest yet: it is uploading, or its upload failed or was cut short (the reason says)."""
+
+
 class AlreadyHere(LabkitError):
     """The run's folder is already in the user's directory: it is never overwritten."""
 
@@ -372,7 +376,7 @@ def stored_manifest(store: ArtifactStore, run_id: str) -> dict[str, Any]:
         if found is None:
             raise NotStored(f"no run {run_id!r} in {store.url}") from None
         state, reason = found
-        raise StoreError(f"run {run_id} in {store.url} is {state}: {reason}") from None
+        raise NotCommitted(f"run {run_id} in {store.url} is {state}: {reason}") from None
 
 
 def stored_result(store: ArtifactStore, manifest: dict[str, Any]) -> RunResult:
@@ -451,6 +455,6 @@ def fetch_run(store: ArtifactStore, run_id: str, base_dir: str | os.PathLike) ->
     return base / folder
 
 
-__all__ = ["AlreadyHere", "ArtifactStore", "CorruptObject", "DirStore", "MANIFEST", "NotStored", "Pushed", "StoreError",
+__all__ = ["AlreadyHere", "ArtifactStore", "CorruptObject", "DirStore", "MANIFEST", "NotCommitted", "NotStored", "Pushed", "StoreError",
            "fetch_recording", "fetch_run", "pushed_as", "push_recording", "sha256_file", "stored_manifest",
            "stored_result", "stored_results", "upload_folder"]

@@ -14,12 +14,15 @@ from labkit.runners.backend import Backend, Run, check_state
 logger = logging.getLogger(__name__)
 
 
-def _stored(known: set[str]) -> list[Run]:
+def _stored(known: set[str], remote: Backend | None = None) -> list[Run]:
     """The artifact store's runs not already listed (none without a store; an unreachable store is logged, and
-    the runs here and on the cluster are still listed)."""
+    the runs here and on the cluster are still listed). Through the hub service when ``remote`` is it: the
+    service reads the store for the user, whose server may hold no credentials."""
     from labkit.runners.cluster.submission import stored_runs
 
     try:
+        if remote is not None and remote.name == "hub" and hasattr(remote, "stored"):
+            return remote.stored(exclude=sorted(known))
         return stored_runs(exclude=known)
     except LabkitError as err:
         logger.warning("stored runs not listed: %s", err)
@@ -39,7 +42,7 @@ def list_runs(local: Backend, remote: Backend | None = None, *, state: str | Non
     if remote is not None:
         known = {r.run_id for r in found}
         found += [r for r in remote.runs(**kwargs) if r.run_id not in known]
-    found += [r for r in _stored({r.run_id for r in found}) if (state is None or r.state == state)
+    found += [r for r in _stored({r.run_id for r in found}, remote) if (state is None or r.state == state)
               and (sweep is None or r.sweep_id == sweep)
               and (recording is None or recording in (r.recording, r.recording.rsplit("/", 1)[-1]))]
     text = (text or "").lower()

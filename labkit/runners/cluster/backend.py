@@ -9,6 +9,7 @@ the one state vocabulary. :func:`ClusterBackend` is the direct one.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from typing import Any, Callable, Iterator, Sequence
 
@@ -166,6 +167,45 @@ class JobsBackend:
 
     def result(self, run: str) -> RunResult:
         return self.jobs.result(self._name(run))
+
+    def store(self) -> Any:
+        """My part of the artifact store as this backend reaches it: through the hub service (which holds the
+        credentials) or directly with the cluster settings' store and this machine's credentials (None: none)."""
+        if self.name == "hub":
+            from labkit.runners.cluster.stored import ServiceStore
+
+            return ServiceStore(self.jobs)
+        from labkit.runners.cluster.submission import configured_store
+
+        return configured_store(self.jobs.user)
+
+    def stored(self, *, exclude: Sequence[str] = ()) -> list[Run]:
+        """My runs in the artifact store (``exclude``: run ids already shown), as :meth:`store` reads them."""
+        store = self.store()
+        if store is None:
+            return []
+        if self.name == "hub":
+            skip = set(exclude)
+            return [r for r in store.runs() if r.run_id not in skip]
+        from labkit.runners.cluster.submission import stored_runs
+
+        return stored_runs(store, exclude=exclude)
+
+    def fetch(self, run: str, base_dir: str | os.PathLike) -> RunResult:
+        """Bring the stored ``run`` home into ``base_dir``: every file verified against its SHA-256, the folder moved
+        into place at once, in a local run's layout; a folder of it already there is left as it is."""
+        from labkit.params import check_run_id
+        from labkit.results.reading import load_run
+        from labkit.results.store import AlreadyHere, fetch_run
+
+        check_run_id(run)
+        store = self.store()
+        if store is None:
+            raise LabkitError("No artifact store configured: set store in the cluster settings (LABKIT_CLUSTER_CONFIG)")
+        try:
+            return load_run(fetch_run(store, run, base_dir))
+        except AlreadyHere as here:
+            return load_run(here.path)
 
 
 def ClusterBackend(settings: Any = None, user: str | None = None, api_client: Any = None,  # noqa: N802 - a factory

@@ -96,3 +96,18 @@ def kubespawner_slug(name: str) -> str:
         stem = "x-" + stem[:room - 2]
     return f"{stem or 'x'}---{digest}"
 
+
+
+def store_slug(user: str) -> str:
+    """A user's part of the artifact store for ``{username}``: injective over hub names, exactly.
+
+    A name KubeSpawner keeps is itself; any other name is its readable stem, ``---`` and the
+    hexadecimal of its UTF-8 bytes (which decodes back to the name). Clean names never contain
+    ``--``, so the two kinds never meet, and two escaped names share a slug only if they are
+    the same name. KubeSpawner's own slug ends in an 8-digit hash, which names can be found to
+    share: fine for a directory KubeSpawner made, not for whose objects a service hands out.
+    """
+    slug = kubespawner_slug(user)
+    if slug == user:
+        return slug
+    return f"{slug.rsplit('---', 1)[0]}---{user.encode('utf8').hex()}"
