@@ -172,6 +172,37 @@ def test_a_run_that_did_not_converge_says_each_warning_once(demo_dir):
     assert text(form.step_label).count("succeeded with warnings") == 1
 
 
+@pytest.mark.slow
+def test_a_sweep_here_shows_each_sets_state_step_and_link_then_the_metrics_that_differ(demo_dir):
+    form = small_form(demo_dir, method="fastica", n_components=5, crop_tmax=10.0)
+    form.sweep_button.click()
+    form.random_state.value = "3"
+    form.sweep_button.click()
+    live = form.sweep_panel.live
+    seen: list[str] = []
+    live.table.observe(lambda change: seen.append(text(live.table)), names="value")
+    form.sweep_run_button.click()
+    form.sweep_panel.watcher.join(240)
+    states = {w for shown in seen for w in re.findall(r"succeeded|queued|running|failed|cancelled", shown)}
+    assert {"queued", "running", "succeeded"} <= states, seen
+    assert any(re.search(r"running(load|filter|fit|score|plot|label|report)", shown) for shown in seen), \
+        "a running set's row names its step"
+    assert len(live.rows) == 2 and all(r.run.state in ("succeeded", "succeeded with warnings") for r in live.rows), \
+        [r.run for r in live.rows]
+    links = re.findall(r'<a [^>]*data-labkit-command="labkit:open-report" data-labkit-run-id="([^"]+)"',
+                       live.table.value)
+    assert links == [r.result.run_id for r in live.rows], "each finished set links its report"
+    assert "random_state" in live.frame.columns and "method" not in live.frame.columns, "what differs only"
+    assert "lk-sweep-results" in live.results.value
+    assert sorted(r.run_id for r in form.history) == sorted(links), "the sweep's runs are in History"
+    assert all("demo_raw.fif fastica" in label for label, _ in form.history_select.options)
+
+    form.sweep_run_button.click()  # the same sets again: reused, each row says so
+    form.sweep_panel.watcher.join(60)
+    assert [r.note for r in live.rows] == ["reused", "reused"] and "(2 reused)" in form.sweep_message.value
+    assert len(form.history) == 2
+
+
 def test_jobs_view_without_runs(tmp_path):
     view = JobsView(tmp_path)
     assert "No runs yet" in view.table.value
@@ -215,6 +246,9 @@ def test_cluster_submit_and_jobs_through_the_cluster_client(demo_dir, cluster_co
     message = html.unescape(form.sweep_message.value)
     assert message.startswith("Submitted:"), message
     assert f"{name} (attached to the identical job already submitted)" in message and second_name in message
+    live = form.sweep_panel.live
+    assert [r.handle for r in live.rows] == [name, second_name]
+    assert text(live.table).count("queued") == 2, "each set's row, in the run states' words"
     created = ctl.batch.read_namespaced_job(second_name, NS)
     assert created.metadata.labels.get(LABEL_SWEEP), "a sweep's Job carries its sweep id"
     env = {e.name: e.value for e in created.spec.template.spec.containers[0].env}
@@ -231,6 +265,8 @@ def test_cluster_submit_and_jobs_through_the_cluster_client(demo_dir, cluster_co
               << "".join(f"line {i}\n" for i in range(30)).encode())
     jobs.refresh()
     assert f"cluster {name} [running]" in [label for label, _ in jobs.select.options]
+    wait_for(lambda: "running" in text(live.table), 10, "the sweep's row following its Job")
+    assert live.rows[0].run.state == "running" and live.rows[1].run.state == "queued"
     jobs.select.value = ("cluster", name)
     jobs.log_button.click()
     assert jobs.log_area.value.splitlines() == [f"line {i}" for i in range(10, 30)], jobs.message.value
@@ -243,6 +279,8 @@ def test_cluster_submit_and_jobs_through_the_cluster_client(demo_dir, cluster_co
     assert gone.value.status == 404
     assert f"cluster {name} [cancelled]" in [label for label, _ in jobs.select.options]  # told, not hidden
     assert f"cluster {second_name} [queued]" in [label for label, _ in jobs.select.options]
+    wait_for(lambda: "cancelled" in text(live.table), 10, "the sweep's row told cancelled")
+    assert live.rows[0].run.state == "cancelled"
 
 
 def test_the_progress_bar_knows_every_step_a_real_run_reports(demo_dir):

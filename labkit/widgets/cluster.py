@@ -41,6 +41,12 @@ def _cluster_submit(params: IcaParams) -> str:
 
 def _cluster_submit_sweep(sets: list[IcaParams]) -> list[str]:
     """The whole sweep at once: a Volcano Job when the scheduler is Volcano, else one Job per set."""
-    return [_describe_submission(sub) for sub in _cluster().submit_sweep(sets).runs]
+    return submit_sweep(_cluster(), sets)[1]
+
+
+def submit_sweep(jobs: Any, sets: list[IcaParams]) -> tuple[Any, list[str]]:
+    """Submit the sweep through ``jobs`` (a ClusterJobs or HubJobs): its SweepSubmission and one line per run."""
+    sub = jobs.submit_sweep(sets)
+    return sub, [_describe_submission(run) for run in sub.runs]
 
 

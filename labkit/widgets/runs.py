@@ -69,7 +69,8 @@ class JobsView(W.VBox):
         if auto_refresh:
             self._on_auto({"new": True})
 
-    def _cluster_backend(self) -> Any:
+    def cluster_backend(self) -> Any:
+        """The cluster's runs backend (directly or through the hub), made once; None without a cluster."""
         ok, _reason = cluster_status()
         if ok and "cluster" not in self.backends:
             from labkit.runners.cluster.backend import JobsBackend
@@ -83,7 +84,7 @@ class JobsView(W.VBox):
         """My runs, newest first, from the shared listing (this machine's alone when the cluster cannot answer)."""
         machine = self.backends["machine"]
         try:
-            cluster = self._cluster_backend()
+            cluster = self.cluster_backend()
         except Exception as err:  # noqa: BLE001 - told, and this machine's runs are still listed
             self.message.value = error_html(f"Cluster jobs unavailable: {type(err).__name__}: {err}")
             cluster = None

@@ -4,17 +4,30 @@ into the form, run here on warm workers (each run reaches History) or submitted 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import ipywidgets as W
 
 from labkit.errors import LabkitError
 from labkit.params import IcaParams
-from labkit.results.reading import load_run
+from labkit.runners.backend import QUEUED, SUCCEEDED, WITH_WARNINGS, Run, run_of
 
-from .cluster import _cluster_submit_sweep
-from .common import error_html, esc, span
+from .cluster import submit_sweep
+from .common import POLL_S, error_html, esc, span
 from .export import EXPORT_FORMATS, export_sweep, export_text, load_sweep
+from .sweeprun import SweepProgress
+
+
+def _counts(rows: list[Any]) -> str:
+    """How a sweep ended: ``2 succeeded (1 reused); 1 of them with warnings, 1 failed`` (the table has each state)."""
+    states = [r.run.state if r.run is not None else QUEUED for r in rows]
+    ok = sum(s in (SUCCEEDED, WITH_WARNINGS) for s in states)
+    warned = states.count(WITH_WARNINGS)
+    parts = [f"{ok} succeeded ({sum(r.note == 'reused' for r in rows)} reused)"
+             + (f"; {warned} of them with warnings" if warned else "")]
+    parts += [f"{states.count(s)} {s}" for s in dict.fromkeys(states) if s not in (SUCCEEDED, WITH_WARNINGS)]
+    return ", ".join(parts)
 
 
 def set_label(i: int, p: IcaParams) -> str:
@@ -33,6 +46,10 @@ class SweepPanel(W.VBox):
         #: the sets, in the order they were added (no two with the same digest)
         self.sets: list[IcaParams] = []
         self.table: Any = None  # the last "Run sweep here" table (pandas)
+        #: the running or last sweep, one row per set (state, step, link), then its results table
+        self.live = SweepProgress()
+        #: the thread following the running or last sweep (tests and scripts join it)
+        self.watcher: threading.Thread | None = None
         self.select = W.Select(options=[], rows=5, description="Sets", layout=W.Layout(width="95%"))
         self.remove_button = W.Button(description="Remove set", icon="minus")
         self.load_button = W.Button(description="Load into form", icon="arrow-up-from-bracket",
@@ -54,7 +71,7 @@ class SweepPanel(W.VBox):
         self.export_area = W.Textarea(value="", rows=10, layout=W.Layout(width="95%"))
         super().__init__([
             W.HBox([self.select, W.VBox([self.load_button, self.remove_button, self.cluster_button])]),
-            W.HBox([self.seeds, self.run_button, self.progress]), self.message,
+            W.HBox([self.seeds, self.run_button, self.progress]), self.message, self.live,
             W.HBox([self.import_area, self.import_button]),
             W.HBox([self.export_source, self.export_format]), self.export_area,
         ], **kwargs)
@@ -122,56 +139,100 @@ class SweepPanel(W.VBox):
 
     # -- running ----------------------------------------------------------------------------------------
     def _on_submit(self, _: Any) -> None:
-        """The sweep as one submission (identical sets attach, finished ones are reused)."""
+        """The sweep as one submission (identical sets attach, finished ones are reused), then followed live."""
         try:
-            names = _cluster_submit_sweep(list(self.sets))
-            self.message.value = "Submitted: " + ", ".join(f"<code>{esc(n)}</code>" for n in names)
+            backend = self.form.jobs.cluster_backend()
+            if backend is None:
+                raise LabkitError("no cluster configured")
+            sub, lines = submit_sweep(backend.jobs, list(self.sets))
+            self.message.value = "Submitted: " + ", ".join(f"<code>{esc(n)}</code>" for n in lines)
         except Exception as err:  # noqa: BLE001 - shown in the tab
             self.message.value = error_html(f"Sweep not submitted: {type(err).__name__}: {err}")
-        self.form.jobs.refresh()
+            return
+        finally:
+            self.form.jobs.refresh()
+        told = [run_of(r.existing, backend=backend.name, sweep_id=sub.sweep_id) if r.existing is not None
+                else Run(r.run_id, QUEUED, "submitted", backend.name, r.name, sweep_id=sub.sweep_id) for r in sub.runs]
+        self.live.start(backend, sub.sweep_id, self.sets, [set_label(i, p) for i, p in enumerate(self.sets)], told)
+        self.follow(None)
 
     def run_here(self) -> threading.Thread:
-        """Run the sweep (x seeds) on this machine; the table lands in ``table``, each run in History.
-
-        A thread: a sweep takes minutes and the kernel must keep answering; it changes only this tab's
-        progress and message, and adds each finished run to History (a list the form only appends to).
-        """
-        from labkit.study.sweeps import expand, run_sweep
+        """Run the sweep (x seeds) on this machine's warm kernels; the live table follows each set, the results
+        table lands in ``table`` and each finished run in History. Returns the thread following it."""
+        from labkit.results.layout import new_run_id
+        from labkit.runners.pool import PoolRunner, default_workers
+        from labkit.study.sweeps import expand, plan, run_sweep
 
         seeds = self.seeds.value
         sets = [q for p in self.sets for q in (expand(p, seeds=seeds) if seeds > 1 else [p])]
-        self.run_button.disabled = True
-        self.progress.value, self.progress.max = 0, max(1, len(sets))
-        self.message.value = f"Running {len(sets)} sets ..."
+        sweep_id = f"sweep-{new_run_id(sets[0])}"
+        self.live.start(self.form.backend, sweep_id, sets, [set_label(i, p) for i, p in enumerate(sets)])
+        decided = {d.params.digest: d for d in plan(sets)}
+        for i, p in enumerate(sets):
+            d = decided.get(p.digest)
+            if d is not None and d.existing is not None:
+                self.live.reuse(i, d.existing)
+        todo = sum(d.action == "run" for d in decided.values())
+        runner = PoolRunner(max(1, min(todo, default_workers())), sweep_id=sweep_id)
+        outcome: dict[str, Any] = {}
 
-        def on_row(row: dict[str, Any], done: int, total: int) -> None:
-            self.progress.max, self.progress.value = max(1, total), done
-            self._to_history(row)
-
-        def work() -> None:
+        def sweep() -> None:  # a thread: run_sweep blocks for minutes; it changes no widget (follow() reads outcome)
             try:
-                self.table = table = run_sweep(sets, progress=False, on_row=on_row)
-                for row in table.to_dict("records"):
-                    if row.get("action") == "reused":
-                        self._to_history(row)
-                counts = table["state"].value_counts().to_dict()
-                reused = int((table["action"] == "reused").sum())
-                self.message.value = esc(", ".join(f"{n} {state}" for state, n in counts.items())
-                                         + f" ({reused} reused)") + " " + span("lk-hint", "each run is in History")
-            except Exception as err:  # noqa: BLE001 - shown in the form, never raised into the event loop
-                self.message.value = error_html(f"Sweep failed: {type(err).__name__}: {err}")
+                outcome["table"] = run_sweep(sets, runner, workers=runner.workers, progress=False)
+            except Exception as err:  # noqa: BLE001 - told by follow(), never raised into the event loop
+                outcome["error"] = err
+            finally:
+                runner.close()
+
+        self.run_button.disabled = True
+        self.message.value = esc(f"Running {len(sets)} sets on {runner.workers} warm kernel(s) ...")
+        worker = threading.Thread(target=sweep, name="labkit-form-sweep-run", daemon=True)
+        worker.start()
+        return self.follow(worker, outcome)
+
+    def follow(self, worker: threading.Thread | None, outcome: dict[str, Any] | None = None) -> threading.Thread:
+        """Follow the live table until the sweep ends (``worker`` done here, every run final on the cluster).
+
+        A thread: the kernel must keep answering while a sweep runs; it changes only this tab's table,
+        progress and message, and adds each finished run to History (which only appends, under its lock).
+        """
+        live = self.live
+
+        def watch() -> None:
+            try:
+                while True:
+                    ended = worker is not None and not worker.is_alive() or worker is None and live.done
+                    for result in live.poll():
+                        self.form.add_history(result)
+                    finished = sum(r.run is not None and r.run.done for r in live.rows)
+                    self.progress.max, self.progress.value = max(1, len(live.rows)), finished
+                    if ended:
+                        break
+                    if worker is not None:
+                        worker.join(POLL_S)
+                    else:
+                        time.sleep(2 * POLL_S)
+                if outcome is not None and "error" in outcome:
+                    err = outcome["error"]
+                    self.message.value = error_html(f"Sweep failed: {type(err).__name__}: {err}")
+                    return
+                table = outcome.get("table") if outcome is not None else None
+                live.finish(table)
+                if table is not None:
+                    self.table = table
+                for row in live.rows:  # reused results and any the polls missed
+                    if row.result is not None:
+                        self.form.add_history(row.result)
+                self.message.value = esc(_counts(live.rows)) + " " + span("lk-hint", "each run is in History")
+            except Exception as err:  # noqa: BLE001 - shown in the tab, never raised into the event loop
+                self.message.value = error_html(f"Following the sweep stopped: {type(err).__name__}: {err}")
             finally:
                 self.run_button.disabled = not self.sets
 
-        thread = threading.Thread(target=work, name="labkit-form-sweep", daemon=True)
+        thread = threading.Thread(target=watch, name="labkit-form-sweep", daemon=True)
+        self.watcher = thread
         thread.start()
         return thread
-
-    def _to_history(self, row: dict[str, Any]) -> None:
-        try:
-            self.form.add_history(load_run(row["path"]))
-        except (KeyError, OSError, LabkitError):
-            pass
 
     # -- export -------------------------------------------------------------------------------------------
     def update_export(self) -> None:
