@@ -8,17 +8,22 @@ import re
 import secrets
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
+import yaml
 from click.testing import CliRunner
+from cluster_fixtures import Controllers
 from hub_fixtures import Hub, module_emulator  # noqa: F401 (fixtures)
 from s3_fixtures import ACCESS_KEY, S3, SECRET_KEY, s3_endpoint  # noqa: F401 (fixtures)
 from test_store import _finished_run
 
 from labkit.cli.main import main
+from labkit.params import IcaParams
 from labkit.results.layout import ICA_FILE
-from labkit.results.store import CorruptObject, NotStored, upload_folder
+from labkit.results.provenance import fingerprint
+from labkit.results.store import CorruptObject, NotStored, fetch_recording, push_recording, pushed_as, upload_folder
 from labkit.runners.cluster.names import kubespawner_slug, store_slug
 from labkit.runners.cluster.settings import StoreSettings
 from labkit.runners.hub import HubBackend
@@ -35,10 +40,17 @@ class StoreHub(Hub):
     bucket = ""
     endpoint = ""
 
+    def start_service(self, *args: Any, **kwargs: Any) -> None:
+        doc = yaml.safe_load(self.settings_file.read_text())
+        doc["cluster"]["store"] = {"kind": "s3", "bucket": self.bucket, "endpoint": self.endpoint, "prefix": PREFIX,
+                                   "secret_name": "labkit-store"}
+        doc["cluster"]["profiles"]["edge-store"] = {"use_store": True, "node_selector": {"node-role.kubernetes.io/edge": ""}}
+        self.settings_file.write_text(yaml.safe_dump(doc))
+        super().start_service(*args, **kwargs)
+
     def service_env(self) -> dict[str, str]:
-        return {**super().service_env(), "LABKIT_CLUSTER_STORE__KIND": "s3", "LABKIT_CLUSTER_STORE__BUCKET": self.bucket,
-                "LABKIT_CLUSTER_STORE__ENDPOINT": self.endpoint, "LABKIT_CLUSTER_STORE__PREFIX": PREFIX,
-                "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1"}
+        return {**super().service_env(), "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+                "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +221,32 @@ def test_a_corrupted_stored_object_is_refused_by_name(store_hub: Hub, s3m: S3, d
     assert result.exit_code == 3 and f"{key} is corrupted" in result.output, result.output
     assert list(home.iterdir()) == []  # no half folder, not even a hidden one
     assert os.environ.get("AWS_SECRET_ACCESS_KEY") is None
+
+
+def test_a_hub_submit_pins_the_recording_by_the_sha_its_server_computed(store_hub: Hub, s3m: S3, demo_dir: Path,
+                                                                        tmp_path: Path, no_credentials) -> None:
+    """The user's server sends the recording's SHA-256; the store-mode Job's pod fetches and verifies exactly those
+    bytes, whatever was pushed under the recording's name since."""
+    raw = demo_dir / "labkit-demo" / "demo_raw.fif"
+    name = "labkit-demo/demo_raw.fif"
+    store = user_store(s3m, "alice")
+    sha = push_recording(store, raw, name=name).sha256
+    alice = HubBackend(url=store_hub.service_url, token=store_hub.tokens["alice"], timeout=10.0, profile="edge-store")
+    params = IcaParams(base_dir=str(demo_dir), raw_file_path=name, n_components=7)
+    run = alice.submit(params)
+    job = Controllers(store_hub.emulator.api_client()).wait_for_job(run.name)
+    env = {e.name: e.value for e in job.spec.template.spec.containers[0].env}
+    assert env["LABKIT_RECORDING_SHA256"] == sha == fingerprint(raw) and env["LABKIT_CLUSTER_USE_STORE"] == "true"
+    # the same name pushed again with other bytes: the run still fetches (and verifies) what it was submitted on
+    raw.write_bytes(raw.read_bytes()[:-16] + bytes(16))
+    assert push_recording(store, raw, name=name).sha256 != sha and pushed_as(store, name) != sha
+    original = fetch_recording(store, env["LABKIT_RECORDING_SHA256"], tmp_path / "pod")
+    assert fingerprint(original) == sha
+    body = {"params": IcaParams(base_dir=str(demo_dir), raw_file_path=name, n_components=6).to_dict(),
+            "profile": "edge-store"}
+    for recordings, field in [(None, "recordings"), ({name: "A" * 64}, f"recordings.{name}"),
+                              ({name: sha[:40]}, f"recordings.{name}"), ({"other.fif": sha}, "recordings.other.fif")]:
+        resp = store_hub.call("alice", "POST", "api/runs", json={**body, "recordings": recordings})
+        assert resp.status_code == 400 and resp.json()["field"] == field, resp.text
+    plain = store_hub.call("alice", "POST", "api/runs", json={"params": body["params"]})  # the share: none needed
+    assert plain.status_code == 201, plain.text

@@ -60,6 +60,8 @@ class SubmitBody(_Body):
     profile: Optional[str] = None
     run_id: Optional[str] = None
     force: bool = False
+    #: ``{raw_file_path: SHA-256}`` computed on the user's server: a pod without the share fetches those bytes
+    recordings: Optional[dict[str, str]] = None
 
 
 class SweepBody(_Body):
@@ -71,6 +73,7 @@ class SweepBody(_Body):
     #: one per distinct set, in order: the idempotency keys of the sweep's runs (a retry attaches)
     run_ids: Optional[list[str]] = Field(None, min_length=1, max_length=2000)
     force: bool = False
+    recordings: Optional[dict[str, str]] = Field(None, max_length=2000)
 
 
 class TooLarge(BodyError):
@@ -116,6 +119,24 @@ def params_from(data: dict[str, Any], where: str = "params") -> IcaParams:
         raise BodyError(f"{where}.{_short_text(err.field)}", _short_text(str(err), 400)) from None
     except (TypeError, ValueError, OverflowError) as err:  # a value no parameter can take
         raise BodyError(where, f"not a parameter set ({_short_text(str(err), 200)})") from None
+
+
+def recordings_from(recordings: dict[str, str] | None, sets: list[IcaParams], use_store: bool) -> dict[str, str]:
+    """The recordings' fingerprints a body sent, checked: each names a set's recording and is a SHA-256. Runs that
+    use the store need one per recording: the pod fetches exactly those bytes, not the latest push of a name."""
+    recordings = recordings or {}
+    names = {p.raw_file_path for p in sets}
+    for name, sha in recordings.items():
+        if name not in names:
+            raise BodyError(f"recordings.{_short_text(name)}", "names no recording of the sets sent")
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise BodyError(f"recordings.{_short_text(name)}", f"not a SHA-256 (64 lowercase hex digits): {_short(sha)}")
+    missing = sorted(names - set(recordings))
+    if use_store and missing:
+        raise BodyError("recordings", f"runs without the share need the SHA-256 of each recording, computed where "
+                                      f"it is; none for {_short_text(missing[0])} (labkit sends it: push the "
+                                      f"recording and submit from the server that holds it)")
+    return recordings
 
 
 def _depth(data: Any, limit: int) -> int:

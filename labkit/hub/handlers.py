@@ -31,7 +31,7 @@ from typing import Any, Awaitable, Callable, Iterator
 from tornado import iostream, web
 
 from labkit.errors import LabkitError, ParameterError
-from labkit.hub.bodies import BodyError, SubmitBody, SweepBody, TooLarge, params_from, parse
+from labkit.hub.bodies import BodyError, SubmitBody, SweepBody, TooLarge, params_from, parse, recordings_from
 from labkit.hub.identity import Refused, current_user
 from labkit.hub.service import SERVICE_NAME, Service
 from labkit.hub.stored import stored_list, stored_object
@@ -249,6 +249,7 @@ class RunsHandler(Handler):
         params = params_from(body.params)
         run_id = _run_id(body.run_id, "run_id") if body.run_id is not None else None
         jobs = self.service.user_jobs(self.user, body.profile)
+        jobs.recordings = recordings_from(body.recordings, [params], jobs.settings.use_store)
         if run_id is None:
             sub = await self.service.run(lambda: jobs.submit(params, force=body.force))
             self.service.remember(sub.manifest)
@@ -373,6 +374,7 @@ class SweepsHandler(Handler):
             raise BodyError("run_ids", f"{len(run_ids)} ids for {len({p.digest for p in sets})} distinct sets; "
                                        "send one per distinct set, in order")
         jobs = self.service.user_jobs(self.user, body.profile)  # the admin's scheduler, queue and gang size
+        jobs.recordings = recordings_from(body.recordings, sets, jobs.settings.use_store)
         sub = await self.service.run(lambda: jobs.submit_sweep(sets, sweep_id=body.sweep_id, force=body.force,
                                                                 run_ids=run_ids))
         for manifest in sub.manifests:

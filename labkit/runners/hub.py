@@ -32,6 +32,7 @@ from labkit.runners.cluster.errors import (
 )
 from labkit.runners.cluster.follow import FollowClock
 from labkit.runners.cluster.jobs import ClusterJobs
+from labkit.runners.cluster.manifests import recording_fingerprints
 from labkit.runners.cluster.settings import ClusterSettings
 from labkit.runners.cluster.status import JobPendingTooLong, JobStatus, SweepStatus
 from labkit.runners.cluster.submission import Submission, SweepSubmission
@@ -148,7 +149,8 @@ class HubJobs:
         if sweep_id is not None:
             return self.submit_sweep([params], sweep_id=sweep_id, force=force, profile=profile).runs[0]
         body = {"params": params.to_dict(), "force": force, "run_id": run_id or new_run_id(params),
-                "profile": profile or self.profile}  # the run id is the idempotency key: a retry attaches
+                "profile": profile or self.profile,  # the run id is the idempotency key: a retry attaches
+                "recordings": recording_fingerprints([params]) or None}  # a pod without the share fetches these
         out = self.request("POST", "api/runs", {k: v for k, v in body.items() if v is not None}, repeatable=True)
         return _submission(out)
 
@@ -169,7 +171,8 @@ class HubJobs:
         if not todo:
             return SweepSubmission(sweep_id or "", "jobs", existing)
         body = {"sets": [p.to_dict() for p in todo], "run_ids": [f"{new_run_id(p)}-{i}" for i, p in enumerate(todo)],
-                "force": force, "sweep_id": sweep_id, "profile": profile or self.profile}
+                "force": force, "sweep_id": sweep_id, "profile": profile or self.profile,
+                "recordings": recording_fingerprints(todo) or None}
         out = self.request("POST", "api/sweeps", {k: v for k, v in body.items() if v is not None}, timeout=120.0,
                            repeatable=True)
         runs = tuple(_submission(r) for r in out["runs"])

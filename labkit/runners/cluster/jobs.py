@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from kubernetes import client as k8s
 
@@ -91,8 +91,12 @@ class ClusterJobs(Following):
 
     def __init__(self, settings: ClusterSettings | None = None, user: str | None = None,
                  api_client: k8s.ApiClient | None = None, *, sleep: Callable[[float], None] = time.sleep,
-                 poll_interval: float | None = None, user_dir_here: bool = True) -> None:
+                 poll_interval: float | None = None, user_dir_here: bool = True,
+                 recordings: Mapping[str, str] | None = None) -> None:
         self.settings = settings or ClusterSettings.load()
+        #: ``{raw_file_path: SHA-256}`` computed where the recordings are (the hub service gets them from the
+        #: user's server): a store-mode pod fetches and verifies exactly those bytes
+        self.recordings = dict(recordings or {})
         self.user = user or default_user()
         self.owner = owner_label(self.user)
         self.namespace = self.settings.namespace_for(self.user) or api.current_namespace()
@@ -204,7 +208,7 @@ class ClusterJobs(Following):
     def render(self, params: IcaParams, *, force: bool = False, run_id: str | None = None,
                sweep_id: str | None = None) -> dict[str, Any]:
         manifest = build_job(params, self.settings, self.user, new_run_id(params) if run_id is None else run_id, sweep_id,
-                             rerun=force)
+                             rerun=force, recording_sha256=self.recordings.get(params.raw_file_path))
         manifest["metadata"]["namespace"] = self.namespace
         return manifest
 
@@ -323,7 +327,7 @@ class ClusterJobs(Following):
         if not todo:
             return SweepSubmission(sweep_id, "volcano", existing, warnings=tuple(warnings))
         manifest = build_volcano_job(todo, self.settings, self.user, sweep_id, min_available=min_available,
-                                     run_ids=[ids[p.digest] for p in todo] if ids else None)
+                                     run_ids=[ids[p.digest] for p in todo] if ids else None, recordings=self.recordings)
         manifest["metadata"]["namespace"] = self.namespace
         name = manifest["metadata"]["name"]
         attached = False

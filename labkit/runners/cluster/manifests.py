@@ -16,7 +16,7 @@ import functools
 import json
 import re
 from pathlib import PurePosixPath
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from labkit.params import IcaParams
 from labkit.results.layout import new_run_id
@@ -200,12 +200,24 @@ def recording_fingerprint(params: IcaParams) -> str:
     """The recording's content fingerprint, read here (where ``labkit push`` sent it from); empty when the
     recording is not visible here (the hub service): the pod then looks it up by the name it was pushed as."""
     from labkit.errors import LabkitError
+    from labkit.results.layout import cache_dir
     from labkit.results.provenance import fingerprint
 
     try:
-        return fingerprint(params.raw_path())
+        return fingerprint(params.raw_path(), cache_dir(params.base_dir))
     except (OSError, ValueError, LabkitError):
         return ""
+
+
+def recording_fingerprints(sets: Sequence[IcaParams]) -> dict[str, str]:
+    """``{raw_file_path: SHA-256}`` of the sets' recordings visible here (remembered in the base directory's
+    cache, so submitting again reads nothing): what a hub submit sends, so a pod without the share fetches
+    exactly the bytes the user ran it on, by content."""
+    out: dict[str, str] = {}
+    for params in sets:
+        if params.raw_file_path not in out and (sha := recording_fingerprint(params)):
+            out[params.raw_file_path] = sha
+    return out
 
 
 def _env(params: IcaParams, run_id: str, settings: ClusterSettings) -> list[dict[str, str]]:
@@ -352,7 +364,7 @@ def build_job(params: IcaParams, settings: ClusterSettings, user: str, run_id: s
 
 def build_volcano_job(params_list: Sequence[IcaParams], settings: ClusterSettings, user: str,
                       sweep_id: str | None = None, run_ids: Sequence[str] | None = None,
-                      min_available: int = 1) -> dict[str, Any]:
+                      min_available: int = 1, recordings: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A sweep as one Volcano Job (``batch.volcano.sh/v1alpha1``): one task per parameter set.
 
     Policies fit independent runs: an evicted pod restarts its own task
@@ -372,7 +384,8 @@ def build_volcano_job(params_list: Sequence[IcaParams], settings: ClusterSetting
     tasks = []
     for i, params in enumerate(params_list):
         run_id = run_ids[i] if run_ids is not None else f"{new_run_id(params)}-{i}"
-        job = build_job(params, volcano, user, run_id, sweep_id)
+        job = build_job(params, volcano, user, run_id, sweep_id,
+                        recording_sha256=(recordings or {}).get(params.raw_file_path))
         template = job["spec"]["template"]
         template["spec"].pop("schedulerName", None)  # set once at the Volcano Job level
         tasks.append({"name": f"r{i}-{params.digest}", "replicas": 1, "template": template})
