@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import gzip
+import json
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 
+import jsonschema
+import pytest
 import yaml
 from click.testing import CliRunner
 from hera.workflows import models
@@ -15,6 +21,47 @@ from labkit.analysis.datasets import DEMO_FILENAME
 from labkit.cli.main import main
 from labkit.runners.argo import MOUNT, sweep_workflow
 from labkit.study.sweeps import expand
+
+SCHEMA = Path(__file__).resolve().parent / "data" / "argo" / "workflow.schema.json.gz"  # Argo v4.1.2's (see NOTICE)
+
+
+@lru_cache(maxsize=1)
+def _argo_validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(gzip.decompress(SCHEMA.read_bytes()))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def validate_argo(doc: dict) -> None:
+    """Argo's own JSON schema of a Workflow (offline): every problem listed, with where it is."""
+    problems = sorted(_argo_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
+    assert not problems, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in problems[:10])
+
+
+def _broken(doc: dict) -> list[dict]:
+    """Copies of ``doc`` that Argo's schema refuses: a wrong kind, an image that is no string, a DAG task's
+    ``depends`` as a list, an env entry without its name, no spec; an output artifact whose ``optional`` is a word."""
+    out = []
+    has_artifacts = any(t.get("outputs", {}).get("artifacts") for t in doc["spec"]["templates"])
+    for change in ("kind", "image", "depends", "env", "spec", *(("optional",) if has_artifacts else ())):
+        bad = copy.deepcopy(doc)
+        templates = bad["spec"]["templates"]
+        step = next(t for t in templates if t.get("container"))
+        if change == "kind":
+            bad["kind"] = "Workflows"
+        elif change == "image":
+            step["container"]["image"] = 1
+        elif change == "depends":
+            task = next(t for tpl in templates if tpl.get("dag") for t in tpl["dag"]["tasks"] if t.get("depends"))
+            task["depends"] = [task["depends"]]
+        elif change == "env":
+            del step["container"]["env"][0]["name"]
+        elif change == "optional":
+            next(t for t in templates if t.get("outputs", {}).get("artifacts"))["outputs"]["artifacts"][0]["optional"] = "yes"
+        else:
+            del bad["spec"]
+        out.append(bad)
+    return out
 
 
 def _templates(doc: dict) -> dict[str, dict]:
@@ -32,6 +79,10 @@ def test_exported_workflow_fans_out_collects_and_compares(demo_dir, tmp_path):
     wf = models.Workflow.model_validate(doc) if hasattr(models.Workflow, "model_validate") \
         else models.Workflow.parse_obj(doc)  # the library's own model of Argo's schema
     assert wf.kind == "Workflow" and wf.api_version == "argoproj.io/v1alpha1"
+    validate_argo(doc)
+    for bad in _broken(doc):  # the check can fail: each broken copy is refused
+        with pytest.raises(AssertionError):
+            validate_argo(bad)
     spec, templates = doc["spec"], _templates(doc)
     assert spec["entrypoint"] == "sweep" and set(templates) == {"sweep", "run-set", "collect", "compare"}
     tasks = {t["name"]: t for t in templates["sweep"]["dag"]["tasks"]}
@@ -98,6 +149,10 @@ def test_the_artifact_workflow_shares_no_volume_and_passes_results_as_artifacts(
     assert "labkit push labkit-demo/demo_raw.fif" in result.output
     doc = yaml.safe_load(out.read_text())
     models.Workflow.model_validate(doc)  # the library's own model of Argo's schema
+    validate_argo(doc)  # and Argo's own JSON schema
+    for bad in _broken(doc):
+        with pytest.raises(AssertionError):
+            validate_argo(bad)
     text = out.read_text()
     assert "persistentVolumeClaim" not in text and "nfs" not in text
     templates = _templates(doc)
