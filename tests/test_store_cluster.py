@@ -129,3 +129,46 @@ def test_an_edge_job_runs_from_the_store_and_its_result_comes_home(emulator, s3,
                                                           for p in result.path.rglob("*") if p.is_file())):
         assert SECRET_KEY not in text and ACCESS_KEY not in text
     assert (result.path / "ica_run.ipynb").is_file() and (result.path / "run.log").is_file()
+
+
+K8S = Path(__file__).resolve().parent.parent / "k8s"
+
+
+def _edge_block() -> list[str]:
+    """The command lines of k8s/README.md's block that renders an edge Job."""
+    text = (K8S / "README.md").read_text()
+    block = text[text.index("Check what an edge Job looks like"):].split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_the_guides_edge_render_runs_as_written_and_an_unknown_profile_is_named(tmp_path):
+    """`labkit render --profile edge` as k8s/README.md shows it: the profile's manifest (edge nodes, the store,
+    the recording's fingerprint computed here), admitted by the admission policy; a wrong name lists the right ones."""
+    from test_k8s_manifests import admit
+
+    from labkit.results.provenance import fingerprint
+
+    (tmp_path / "k8s").symlink_to(K8S)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABKIT_CLUSTER")}
+    commands = _edge_block()
+    assert len(commands) == 3 and "--profile edge" in commands[-1]
+    for command in commands:
+        proc = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    job = yaml.safe_load(proc.stdout)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"node-role.kubernetes.io/edge": ""} and pod["volumes"] == [{"name": "work", "emptyDir": {}}]
+    plain = {e["name"]: e["value"] for e in pod["containers"][0]["env"] if "value" in e}
+    assert plain["LABKIT_RECORDING_SHA256"] == fingerprint(tmp_path / DEMO_FILENAME)
+    assert plain["LABKIT_CLUSTER_STORE__PREFIX"] == "users/alice"
+    assert admit(job) == []
+    header = [line[1:].strip() for line in (K8S / "labkit-settings-edge.yaml").read_text().splitlines()
+              if line.startswith("#   ")]
+    assert any("render --user alice --profile edge" in line for line in header)
+    bad = subprocess.run(commands[-1].replace("--profile edge", "--profile egde"), shell=True, cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "'profile'" in bad.stderr and "'egde'" in bad.stderr and "'edge', 'large-memory'" in bad.stderr, bad.stderr
+    plain_job = yaml.safe_load(subprocess.run(commands[-1].replace(" --profile edge", ""), shell=True, cwd=tmp_path,
+                                              env=env, capture_output=True, text=True, timeout=120).stdout)
+    assert plain_job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]  # no profile: the share

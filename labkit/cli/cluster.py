@@ -360,9 +360,11 @@ RENDER_DEFAULT_PVC = "claim-{user}"
 @_settings_options
 @run_id_option("run id to put in the manifest [default: a new one]")
 @click.option("--sweep-id", default=None, help="label the Job as part of this sweep")
+@click.option("--profile", default=None, metavar="NAME",
+              help="with the admin's profile NAME applied (its placement, resources, artifact store)")
 @_explained
 def render_cmd(params_file: Any, user: str | None, settings_file: str | None, overrides: tuple[str, ...],
-               run_id: str | None, sweep_id: str | None, **values: Any) -> None:
+               run_id: str | None, sweep_id: str | None, profile: str | None, **values: Any) -> None:
     """Print the Job manifest for a parameter set as YAML (no cluster needed)."""
     from labkit.runners.cluster.manifests import build_job, to_yaml
     from labkit.runners.cluster.submission import default_user
@@ -373,6 +375,12 @@ def render_cmd(params_file: Any, user: str | None, settings_file: str | None, ov
         settings = load_settings(settings_file, (f"storage.pvc={RENDER_DEFAULT_PVC}", *overrides))
         click.echo(f"labkit: no storage configured; rendered with storage.pvc={RENDER_DEFAULT_PVC} "
                    "(zero-to-jupyterhub's home claim); set storage.nfs_server or storage.pvc", err=True)
+    if profile is not None:
+        if profile not in settings.profiles:
+            from labkit.errors import ParameterError
+
+            raise ParameterError("profile", profile, sorted(settings.profiles) or "none: these settings define no profiles")
+        settings = settings.with_profile(profile)
     manifest = build_job(params, settings, user or default_user(), run_id, sweep_id)
     click.echo(to_yaml(manifest), nl=False)
 
