@@ -248,5 +248,10 @@ def test_a_hub_submit_pins_the_recording_by_the_sha_its_server_computed(store_hu
                               ({name: sha[:40]}, f"recordings.{name}"), ({"other.fif": sha}, "recordings.other.fif")]:
         resp = store_hub.call("alice", "POST", "api/runs", json={**body, "recordings": recordings})
         assert resp.status_code == 400 and resp.json()["field"] == field, resp.text
+    for recordings in ([sha], {name: 7}, "x" * 64):  # malformed: refused by the body's check, in one line
+        resp = store_hub.call("alice", "POST", "api/runs", json={**body, "recordings": recordings})
+        assert resp.status_code == 400 and resp.json()["field"].startswith("recordings"), resp.text
+    sweep = store_hub.call("alice", "POST", "api/sweeps", json={"sets": [body["params"]], "profile": "edge-store"})
+    assert sweep.status_code == 400 and sweep.json()["field"] == "recordings", sweep.text
     plain = store_hub.call("alice", "POST", "api/runs", json={"params": body["params"]})  # the share: none needed
     assert plain.status_code == 201, plain.text

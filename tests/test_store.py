@@ -371,3 +371,15 @@ def test_a_malformed_manifest_is_refused_by_name(tmp_path):
         with pytest.raises(CorruptObject, match="is not a result manifest"):
             fetch_run(store, "bad-1", tmp_path)
     assert not [p for p in tmp_path.iterdir() if p.name != "store"]
+
+
+def test_an_object_read_in_pieces_is_its_bytes_and_a_missing_one_is_named(any_store):
+    """What the hub service passes on without keeping it: the pieces join to the object; nothing stored: NotStored."""
+    from labkit.results.store import NotStored
+
+    data = os.urandom(3 * 1024 + 7)
+    any_store.put_bytes("runs/r1/blob", data)
+    pieces = list(any_store.iter_bytes("runs/r1/blob", 1024))
+    assert b"".join(pieces) == data and len(pieces) == 4
+    with pytest.raises(NotStored, match="runs/r1/missing"):
+        next(any_store.iter_bytes("runs/r1/missing"))

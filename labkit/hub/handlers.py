@@ -425,19 +425,23 @@ class StoredObjectHandler(Handler):
         if isinstance(found, bytes):
             self.set_header("Content-Type", "application/json")
             return self.finish(found)
+        chunk, pieces = found
+        self.set_header("Content-Type", "application/octet-stream")
         try:
-            self.set_header("Content-Type", "application/octet-stream")
-            self.set_header("Content-Length", str(found.stat().st_size))
-            with found.open("rb") as fh:
-                while (chunk := fh.read(1 << 20)) and not self.gone.is_set():
-                    self.write(chunk)
-                    await self.flush()
-            if not self.gone.is_set():
-                self.finish()
+            while chunk and not self.gone.is_set():
+                self.write(chunk)
+                await self.flush()
+                chunk = await self.service.run(next, pieces, b"")
         except iostream.StreamClosedError:
             pass
+        except LabkitError as err:  # the store failed mid-object: the answer is cut, never a short "complete" one
+            logger.warning("GET %s: the store stopped mid-object: %s", self.request.path, err)
+            self.request.connection.close()
+            return
         finally:
-            found.unlink(missing_ok=True)
+            await self.service.run(pieces.close)
+        if not self.gone.is_set():
+            self.finish()
 
 
 def make_app(service: Service, hub_auth: Any, prefix: str = f"/services/{SERVICE_NAME}/",

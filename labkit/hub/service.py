@@ -110,6 +110,9 @@ class Service:
         self.waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._submitting: dict[tuple[str, str], asyncio.Lock] = {}
         self._stores: dict[str, Any] = {}
+        #: each user's stored runs as last listed (monotonic time, answer): panels polling the listing every few
+        #: seconds list the bucket once per :data:`~labkit.hub.stored.LIST_SECONDS`, not once per poll
+        self.stored_lists: dict[str, tuple[float, dict[str, Any]]] = {}
         selector = f"{LABEL_NAME}={APP}"
         kw = {"on_change": self._changed, "watch_timeout": settings.watch_timeout,
               "max_backoff": settings.api_max_backoff, "index": _user_of}

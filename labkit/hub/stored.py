@@ -15,16 +15,17 @@ checks the bytes: the client verifies each file against the manifest's SHA-256 a
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from pathlib import Path
-from typing import Any
+import time
+from typing import Any, Iterator
 
 from labkit.errors import ParameterError
 from labkit.hub.bodies import BodyError
 from labkit.params import check_run_id
 from labkit.results.store import MANIFEST, NotCommitted, NotStored, StoreError, run_key, stored_manifest
 from labkit.runners.cluster.errors import ClusterConflict, ClusterError, ClusterNotFound
+
+#: how long a user's listing of stored runs is answered from memory
+LIST_SECONDS = 5.0
 
 
 def _run_id(run_id: str) -> str:
@@ -75,20 +76,27 @@ def _listed(data: bytes, rest: str, run_id: str) -> None:
 
 
 async def stored_list(service: Any, user: str) -> dict[str, Any]:
-    """``GET api/stored``: the user's runs in the store."""
+    """``GET api/stored``: the user's runs in the store (listed at most every :data:`LIST_SECONDS` per user)."""
     from labkit.runners.cluster.submission import stored_runs
 
+    when, answer = service.stored_lists.get(user, (0.0, {}))
+    if time.monotonic() - when < LIST_SECONDS:
+        return answer
     store = await service.run(service.user_store, user)
     try:
         runs = await service.run(stored_runs, store)
     except StoreError as err:
         raise _told(err, "") from None
-    return {"store": store.url, "runs": [r.to_dict() for r in runs]}
+    answer = {"store": store.url, "runs": [r.to_dict() for r in runs]}
+    if len(service.stored_lists) >= 1000:
+        service.stored_lists.pop(next(iter(service.stored_lists)))
+    service.stored_lists[user] = (time.monotonic(), answer)
+    return answer
 
 
-async def stored_object(service: Any, user: str, run_id: str, rest: str) -> bytes | Path:
-    """``GET api/stored/<run_id>/<rest>``: the manifest's bytes, or a temporary file holding the object (the
-    caller streams it and removes it)."""
+async def stored_object(service: Any, user: str, run_id: str, rest: str) -> bytes | tuple[bytes, Iterator[bytes]]:
+    """``GET api/stored/<run_id>/<rest>``: the manifest's bytes, or a file's first piece and the rest of its
+    pieces (read on the caller's thread pool as it sends them: nothing is kept on the service's disk)."""
     run_id, rest = _run_id(run_id), _path(rest)
     store = await service.run(service.user_store, user)
     try:
@@ -98,13 +106,9 @@ async def stored_object(service: Any, user: str, run_id: str, rest: str) -> byte
     if rest == MANIFEST:
         return data
     _listed(data, rest, run_id)
-    fd, tmp = tempfile.mkstemp(prefix=".labkit-stored-", suffix=".tmp")
-    os.close(fd)
+    pieces = store.iter_bytes(f"{run_key(run_id)}/{rest}")
     try:
-        await service.run(store.get_file, f"{run_key(run_id)}/{rest}", Path(tmp))
-    except BaseException as err:
-        os.unlink(tmp)
-        if isinstance(err, StoreError):
-            raise _told(err, run_id) from None
-        raise
-    return Path(tmp)
+        first = await service.run(next, pieces, b"")
+    except StoreError as err:
+        raise _told(err, run_id) from None
+    return first, pieces

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from labkit.results.store import ArtifactStore, DirStore, NotStored, StoreError
 
@@ -100,6 +100,19 @@ class S3Store:
             dest.unlink(missing_ok=True)
             raise self._fail(err, "read", key) from None
         return digest.hexdigest()
+
+    def iter_bytes(self, key: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The object's bytes in pieces, as they arrive (the request is made at the first ``next``)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            try:
+                yield from body.iter_chunks(chunk)
+            finally:
+                body.close()
+        except (BotoCoreError, ClientError) as err:
+            raise self._fail(err, "read", key) from None
 
     def get_bytes(self, key: str) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError

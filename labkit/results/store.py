@@ -27,7 +27,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Iterator, Protocol, runtime_checkable
 
 from labkit.errors import ExitCode, LabkitError, RecordingError
 from labkit.results import states
@@ -86,6 +86,9 @@ class ArtifactStore(Protocol):
 
     def get_bytes(self, key: str) -> bytes:
         """The object's bytes (:class:`NotStored` when there is none)."""
+
+    def iter_bytes(self, key: str, chunk: int = _CHUNK) -> Iterator[bytes]:
+        """The object's bytes in pieces, as they arrive (for passing them on without keeping them)."""
 
     def exists(self, key: str) -> bool: ...
 
@@ -158,6 +161,15 @@ class DirStore:
             dest.unlink(missing_ok=True)
             raise NotStored(f"nothing stored under {key} in {self.url}") from None
         return digest.hexdigest()
+
+    def iter_bytes(self, key: str, chunk: int = _CHUNK) -> Iterator[bytes]:
+        """The object's bytes in pieces (:class:`NotStored` at the first ``next`` when there is none)."""
+        try:
+            with self._path(key).open("rb") as src:
+                while piece := src.read(chunk):
+                    yield piece
+        except FileNotFoundError:
+            raise NotStored(f"nothing stored under {key} in {self.url}") from None
 
     def get_bytes(self, key: str) -> bytes:
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import quote
 
 from labkit.results.store import NotStored, StoreError
@@ -65,6 +65,13 @@ class ServiceStore:
         finally:
             resp.release_conn()
         return digest.hexdigest()
+
+    def iter_bytes(self, key: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+        resp = self._get(key)
+        try:
+            yield from resp.stream(chunk)
+        finally:
+            resp.release_conn()
 
     def exists(self, key: str) -> bool:
         try:
