@@ -427,10 +427,17 @@ class StoredObjectHandler(Handler):
             return self.finish(found)
         chunk, pieces = found
         self.set_header("Content-Type", "application/octet-stream")
+        loop = asyncio.get_running_loop()
+        checked = loop.time()
         try:
             while chunk and not self.gone.is_set():
                 self.write(chunk)
                 await self.flush()
+                if loop.time() - checked > self.service.limits.token_recheck_seconds:
+                    if not await self.still_allowed():  # revoked mid-file: cut, never a short "complete" file
+                        self.request.connection.close()
+                        return
+                    checked = loop.time()
                 chunk = await self.service.run(next, pieces, b"")
         except iostream.StreamClosedError:
             pass
