@@ -5,8 +5,9 @@ writes them, without a fit) and times the server's list answer (``LabRuns.list``
 ``GET /labkit/runs`` returns) the way the panel asks for it: the first page of 500, newest first.
 Targets: under 100 ms with 500 runs, under 500 ms with 5,000, for the answers the panel gets as it
 polls; the first answer after the server starts reads every folder once and is shown beside them.
-With ``--browser``, in Chromium against a real JupyterLab: the panel's first paint with 500 runs after the
-list's answer (target under 1 s) and a new run's click-to-topomaps against ``labkit run`` (within 1.2x).
+With ``--browser``, in Chromium against a real JupyterLab: the panel's first paint (its first screenful of
+rows, painted) with 500 runs after the list's answer (target under 1 s), the time until all 500 rows are
+built, and a new run's click-to-topomaps against ``labkit run`` (within 1.2x).
 Results go into benchmarks/README.md.
 """
 
@@ -72,10 +73,16 @@ def main() -> None:
 # -- in Chromium: the panel's first paint, and a new run's click-to-topomaps against `labkit run` -----------------
 PAINT_TARGET_S, RUN_RATIO_TARGET = 1.0, 1.2
 QUICK = {"n_components": "5", "crop_tmin": "0", "crop_tmax": "8", "method": "picard"}
-#: records when the panel first lists every run (the page's clock, like the resource timings)
+#: the panel's first screenful (FIRST_ROWS in extension/src/listing.ts) and every run listed (the page's clock,
+#: like the resource timings)
+FIRST_ROWS = 40
 PAINT_WATCH = """
 new MutationObserver((_, obs) => {
-  if (document.querySelectorAll('#labkit-runs li[data-run-id]').length >= %d) {
+  const n = document.querySelectorAll('#labkit-runs li[data-run-id]').length;
+  if (n >= Math.min(%d, %d) && window.__labkitFirst === undefined) {
+    requestAnimationFrame(() => (window.__labkitFirst = performance.now()));
+  }
+  if (n >= %d) {
     window.__labkitPainted = performance.now(); obs.disconnect();
   }
 }).observe(document, {childList: true, subtree: true});
@@ -138,12 +145,13 @@ def browser_numbers(runs: int = 500) -> dict[str, float]:
                                              headless=True, args=["--no-sandbox", "--disable-gpu"])
                 page = browser.new_page(viewport={"width": 1440, "height": 900})
                 page.set_default_timeout(300_000)
-                page.add_init_script(PAINT_WATCH % runs)
+                page.add_init_script(PAINT_WATCH % (FIRST_ROWS, runs, runs))
                 page.goto(f"{url}/lab?token={token}")
-                page.wait_for_function("window.__labkitPainted !== undefined")
-                out["paint_s"] = page.evaluate("""() => {
+                page.wait_for_function("window.__labkitPainted !== undefined && window.__labkitFirst !== undefined")
+                first, every = page.evaluate("""() => {
                     const answer = performance.getEntriesByType('resource').find(e => e.name.includes('/labkit/runs?'));
-                    return (window.__labkitPainted - answer.responseEnd) / 1000; }""")
+                    return [window.__labkitFirst, window.__labkitPainted].map(t => (t - answer.responseEnd) / 1000); }""")
+                out["paint_s"], out["all_rows_s"] = first, every
 
                 page.locator(".jp-DirListing-item[title^='Name: labkit-demo']").dblclick()
                 page.locator(".jp-DirListing-item[title^='Name: demo_raw.fif']").click(button="right")
@@ -176,8 +184,9 @@ def print_browser_rows() -> None:
     ratio = n["lab_run_s"] / n["cli_run_s"]
     print("| in Chromium | JupyterLab | labkit run | ratio | target | met |")
     print("|---|---:|---:|---:|---|---|")
-    print(f"| panel first paint, 500 runs, after the list's answer (s) | {n['paint_s']:.3f} | | | < {PAINT_TARGET_S:.0f} "
-          f"| {'yes' if n['paint_s'] < PAINT_TARGET_S else 'no'} |")
+    print(f"| panel first paint (its first {FIRST_ROWS} rows), 500 runs, after the list's answer (s) | {n['paint_s']:.3f} "
+          f"| | | < {PAINT_TARGET_S:.0f} | {'yes' if n['paint_s'] < PAINT_TARGET_S else 'no'} |")
+    print(f"| panel with all 500 rows built, after the list's answer (s) | {n['all_rows_s']:.3f} | | | | |")
     print(f"| click Start to every component's map shown vs labkit run (picard, 5 components, 8 s) (s) | "
           f"{n['lab_run_s']:.1f} | {n['cli_run_s']:.1f} | {ratio:.2f} | <= {RUN_RATIO_TARGET}x | "
           f"{'yes' if ratio <= RUN_RATIO_TARGET else 'no'} |")

@@ -1,21 +1,29 @@
 /**
  * The left-side "ICA runs" panel: every run and Job with a live state chip, its step, the
  * recording's name and a relative time, with a search box and a state filter. It polls the
- * server while it lives and tells the plugin what changed (for notifications).
+ * server while it lives and tells the plugin what changed (for
+ * notifications). Rows are reused while unchanged and built a batch per frame (see listing.ts).
  */
 import { Widget } from '@lumino/widgets';
 import { Signal, ISignal } from '@lumino/signaling';
 
 import { listRuns, LabkitError } from './api';
+import { FIRST_ROWS, rowKey, ROWS_PER_FRAME, rowsThisPass } from './listing';
 import { chip, IChange, IRun, recordingName, relativeTime, RunsModel } from './model';
 
+/** how often a view asks the server again; a run view asks every POLL_GOING_MS while its run is going */
 export const POLL_MS = 2000;
+export const POLL_GOING_MS = 500;
 const STATES = ['', 'queued', 'running', 'succeeded', 'succeeded with warnings', 'failed', 'cancelled'];
 
 export class RunsPanel extends Widget {
   readonly model = new RunsModel();
   private _changed = new Signal<this, IChange[]>(this);
   private _timer: number | undefined;
+  /** built rows by run id, with what they show */
+  private _rows = new Map<string, { key: string; li: HTMLLIElement }>();
+  /** the render pass in progress: a newer one stops an older one's remaining batches */
+  private _pass = 0;
   private _search: HTMLInputElement;
   private _state: HTMLSelectElement;
   private _list: HTMLUListElement;
@@ -100,8 +108,44 @@ export class RunsPanel extends Widget {
         this.selected.delete(id);
       }
     }
+    for (const id of [...this._rows.keys()]) {
+      if (!this.model.get(id)) {
+        this._rows.delete(id);
+      }
+    }
     this._compare.disabled = this.selected.size < 2;
-    this._list.replaceChildren(...runs.map(run => this._row(run)));
+    const pass = ++this._pass;
+    const now = new Date();
+    const keys = runs.map(run => rowKey(run, run.state.startsWith('succeeded'), now));
+    const take = (from: number, budget: number): HTMLLIElement[] => {
+      const n = rowsThisPass(
+        keys.slice(from).map((key, i) => this._rows.get(runs[from + i].run_id)?.key !== key),
+        budget
+      );
+      return runs.slice(from, from + n).map((run, i) => {
+        const key = keys[from + i];
+        const built = this._rows.get(run.run_id);
+        if (built?.key === key) {
+          return built.li;
+        }
+        const li = this._row(run);
+        this._rows.set(run.run_id, { key, li });
+        return li;
+      });
+    };
+    const first = take(0, FIRST_ROWS);
+    this._list.replaceChildren(...first);
+    const more = (from: number) => {
+      if (pass !== this._pass || this.isDisposed || from >= runs.length) {
+        return;
+      }
+      const rows = take(from, ROWS_PER_FRAME);
+      this._list.append(...rows);
+      window.requestAnimationFrame(() => more(from + rows.length));
+    };
+    if (first.length < runs.length) {
+      window.requestAnimationFrame(() => more(first.length));
+    }
     if (!runs.length && !this._message.textContent) {
       const empty = document.createElement('li');
       empty.className = 'jp-labkit-empty';

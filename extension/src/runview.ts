@@ -9,6 +9,7 @@ import { Widget } from '@lumino/widgets';
 import { IRunDetail, labkitUrl, LabkitError, post, runDetail, runLog, saveComponents } from './api';
 import { componentGrid, scoresTable } from './components';
 import { chip, recordingName } from './model';
+import { POLL_GOING_MS } from './panel';
 
 const SHOWN_METRICS: [string, string, (v: any) => string][] = [
   ['method', 'Method', v => String(v)],
@@ -65,8 +66,15 @@ export class RunView extends Widget {
     const logHeading = document.createElement('h3');
     logHeading.textContent = 'Log';
     this.node.append(this._status, this._body, logHeading, this._log);
-    void this.refresh();
-    this._timer = window.setInterval(() => void this.refresh(), 2000);
+    void this._poll();
+  }
+
+  /** Follow the run while it is going (its maps show as soon as it ends); a problem is asked again slower. */
+  private async _poll(): Promise<void> {
+    await this.refresh();
+    if (!this.isDisposed && !this._detail?.run.done) {
+      this._timer = window.setTimeout(() => void this._poll(), this._statusIsProblem ? 4 * POLL_GOING_MS : POLL_GOING_MS);
+    }
   }
 
   async refresh(): Promise<void> {
@@ -81,9 +89,6 @@ export class RunView extends Widget {
       this._log.textContent = await runLog(this.runId);
       if (atEnd) {
         this._log.scrollTop = this._log.scrollHeight; // follow the newest line unless the reader scrolled up
-      }
-      if (detail.run.done) {
-        window.clearInterval(this._timer);
       }
       if (this._statusIsProblem) {
         this._status.textContent = ''; // the server answered again: the last problem is over
@@ -239,7 +244,7 @@ export class RunView extends Widget {
   }
 
   dispose(): void {
-    window.clearInterval(this._timer);
+    window.clearTimeout(this._timer);
     super.dispose();
   }
 }

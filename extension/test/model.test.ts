@@ -1,21 +1,5 @@
-import { chip, hasFailed, IRun, notice, recordingName, relativeTime, RunsModel, sweepTables } from '../src/model';
-
-const run = (over: Partial<IRun>): IRun => ({
-  run_id: 'r1',
-  state: 'running',
-  reason: '',
-  backend: 'machine',
-  name: 'r1',
-  step: 'fit',
-  recording: 'sub-01/demo_raw.fif',
-  method: 'picard',
-  sweep_id: '',
-  created: '2026-12-03T10:00:00+00:00',
-  warnings: [],
-  where: '',
-  done: false,
-  ...over
-});
+import { chip, IRun, notice, recordingName, relativeTime, RunsModel, sweepTables } from '../src/model';
+import { run } from './fixtures';
 
 describe('RunsModel', () => {
   it('reports new runs and state or step changes, nothing for an unchanged listing', () => {
@@ -102,10 +86,5 @@ describe('the sweep matrix', () => {
   it('tells a random seed (null) apart from seed 0', () => {
     const tables = sweepTables([cell('a.fif', 'picard', null, 'succeeded')], ['a.fif'], ['picard'], [0, null]);
     expect(tables[0].rows[0].runs.map(x => x?.state ?? null)).toEqual([null, 'succeeded']);
-  });
-
-  it('offers "Rerun failed" only when a cell failed or was cancelled', () => {
-    expect(hasFailed([cell('a.fif', 'picard', 1, 'succeeded'), cell('a.fif', 'picard', 2, 'running')])).toBe(false);
-    expect(hasFailed([cell('a.fif', 'picard', 1, 'cancelled')])).toBe(true);
   });
 });
