@@ -98,7 +98,7 @@ def test_runs_panel_run_from_the_file_browser_review_and_themes(seeded, lab, tmp
         expect(page.frame_locator(f"#labkit-report-{run_id} iframe").locator("body")).to_contain_text("ICA")
         page.screenshot(path=shots / "4-report.png")
 
-        review_components_notebook_and_form(page, view, run_id, shots)
+        review_components_notebook_and_form(page, lab, view, run_id, shots)
         sweep_ids = watch_a_sweep_fill_in(page, lab, shots)
         compare_two_runs(page, sweep_ids, shots)
 
@@ -115,7 +115,7 @@ def test_runs_panel_run_from_the_file_browser_review_and_themes(seeded, lab, tmp
         assert contrast_violations(page, ".jp-labkit-sweepview") == []
 
 
-def review_components_notebook_and_form(page, view, run_id: str, shots) -> None:
+def review_components_notebook_and_form(page, lab, view, run_id: str, shots) -> None:
     """Each component's own map; a click shows its properties; the scores name the EOG/ECG channels; the executed
     notebook opens read-only without a kernel; "Open in the form" opens a notebook calling IcaForm."""
     from playwright.sync_api import expect
@@ -136,8 +136,9 @@ def review_components_notebook_and_form(page, view, run_id: str, shots) -> None:
     page.screenshot(path=shots / "5-properties.png")
 
     view.locator("button", has_text="Open notebook").click()
-    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="ica_run.ipynb (read-only)")
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.jp-labkit-readonly-tab", has_text="ica_run.ipynb")
     expect(tab).to_have_count(1, timeout=60_000)
+    assert "(read-only)" in tab.locator(".lm-TabBar-tabLabel").evaluate("e => getComputedStyle(e, '::after').content")
     notebook = page.locator(".jp-labkit-readonly")
     expect(notebook.locator(".jp-Cell").first).to_be_visible()
     expect(notebook.locator(".jp-Notebook-ExecutionIndicator, .jp-KernelName").first).to_contain_text("No Kernel")
@@ -149,6 +150,34 @@ def review_components_notebook_and_form(page, view, run_id: str, shots) -> None:
     expect(form_tab).to_have_count(1, timeout=60_000)
     expect(page.locator(".jp-NotebookPanel:visible .jp-Cell").first).to_contain_text("IcaForm(")
     expect(page.locator(".jp-NotebookPanel:visible .jp-Cell").first).to_contain_text("raw_file_path=")
+    open_the_forms_links_here(page, lab, run_id)
+
+
+def open_the_forms_links_here(page, lab, run_id: str) -> None:
+    """The notebook form's report and executed-notebook links (anchors naming a labkit command and the run) open
+    their Lab tabs, never a browser tab."""
+    from playwright.sync_api import expect
+
+    page.evaluate("""runId => {
+        const cell = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell');
+        for (const [command, text] of [['labkit:open-report', 'report'], ['labkit:open-executed-notebook', 'notebook']]) {
+            const a = Object.assign(document.createElement('a'), {href: 'files/elsewhere.html', target: '_blank',
+                                                                  textContent: `the run's ${text}`});
+            a.dataset.labkitCommand = command;
+            a.dataset.labkitRunId = runId;
+            cell.appendChild(a);
+        }
+    }""", run_id)
+    tabs = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab")
+    page.locator("a[data-labkit-command]", has_text="the run's report").click()
+    expect(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")).to_contain_text(f"Report {run_id}")
+    tabs.filter(has_text=f"ica-form-{run_id}.ipynb").click()
+    page.locator("a[data-labkit-command]", has_text="the run's notebook").click()
+    expect(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current.jp-labkit-readonly-tab")).to_contain_text(
+        "ica_run.ipynb")
+    assert len(page.context.pages) == 1  # nothing opened beside JupyterLab
+    folder = next(lab["root"].glob(f"*{run_id}"))
+    assert (folder / "ica_run.ipynb").is_file()  # opening it read-only never renames the run's record
 
 
 def watch_a_sweep_fill_in(page, lab, shots) -> list[str]:

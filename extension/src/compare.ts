@@ -9,6 +9,7 @@ import { compareRuns, ICompare, LabkitError } from './api';
 import { componentFigure } from './components';
 import { recordingName } from './model';
 import { formatMetric, METRIC_LABELS } from './runview';
+import { compareRows, IMapCell } from './viewstate';
 
 export class CompareView extends Widget {
   constructor(readonly runIds: string[]) {
@@ -51,16 +52,12 @@ export class CompareView extends Widget {
       head.appendChild(th);
     }
     const body = maps.createTBody();
-    for (const match of doc.matches) {
+    for (const row of compareRows(doc)) {
       const tr = body.insertRow();
-      tr.dataset.component = String(match.component);
-      tr.appendChild(this._map(doc.reference, match.component, `ICA${pad(match.component)}`, 'th'));
-      for (const other of match.matched) {
-        tr.appendChild(
-          other
-            ? this._map(other.run_id, other.component, `ICA${pad(other.component)} r = ${other.r.toFixed(2)}`, 'td')
-            : Object.assign(document.createElement('td'), { textContent: 'no match (fewer components)' })
-        );
+      tr.dataset.component = String(row.reference.component);
+      tr.appendChild(this._map(row.reference, 'th'));
+      for (const other of row.others) {
+        tr.appendChild(other ? this._map(other, 'td') : Object.assign(document.createElement('td'), { textContent: 'no match (fewer components)' }));
       }
     }
     const metrics = document.createElement('table');
@@ -90,7 +87,7 @@ export class CompareView extends Widget {
     return [maps, metrics];
   }
 
-  private _map(runId: string, component: number, text: string, tag: 'th' | 'td'): HTMLElement {
+  private _map(map: IMapCell, tag: 'th' | 'td'): HTMLElement {
     const cell = document.createElement(tag);
     if (tag === 'th') {
       (cell as HTMLTableCellElement).scope = 'row';
@@ -98,13 +95,11 @@ export class CompareView extends Widget {
     const img = document.createElement('img');
     img.className = 'jp-labkit-map';
     img.loading = 'lazy';
-    img.alt = `Topomap of ${text.split(' ')[0]} of run ${runId}`;
-    img.src = componentFigure(runId, component, 'topomap');
+    img.alt = `Topomap of ${map.text.split(' ')[0]} of run ${map.runId}`;
+    img.src = componentFigure(map.runId, map.component, 'topomap');
     const label = document.createElement('div');
-    label.textContent = text;
+    label.textContent = map.text;
     cell.append(img, label);
     return cell;
   }
 }
-
-const pad = (n: number): string => String(n).padStart(3, '0');

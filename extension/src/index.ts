@@ -9,8 +9,9 @@ import { ILauncher } from '@jupyterlab/launcher';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
-import { formCell, info, labkitUrl } from './api';
+import { formCell, info, labkitUrl, runDetail } from './api';
 import { runDialog } from './dialog';
+import { linkCommand } from './links';
 import { IChange, IRun, notice } from './model';
 import { RunsPanel } from './panel';
 import { RunView } from './runview';
@@ -36,7 +37,7 @@ const CMD = {
 /** What of a document widget opening the executed notebook read-only needs. */
 interface IOpenedDocument {
   context: { ready: Promise<void>; model: { readOnly: boolean }; sessionContext: { kernelPreference: object } };
-  title: { label: string };
+  title: { label: string; className: string; caption: string };
   addClass(name: string): void;
 }
 
@@ -166,13 +167,27 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.commands.addCommand(CMD.notebook, {
       label: 'Open the executed notebook (read-only)',
       execute: async args => {
-        const path = String(args.path);
+        // by its path, or by the run's id (the server knows where its notebook is)
+        const path = args.path ? String(args.path) : (await runDetail(String(args.runId))).notebook;
+        if (!path) {
+          Notification.warning(`Run ${args.runId} has no executed notebook yet.`, { autoClose: 8000 });
+          return;
+        }
+        const open = [...shell.widgets('main')].find(
+          w => w.hasClass('jp-labkit-readonly') && (w as unknown as { context?: { path: string } }).context?.path === path
+        );
+        if (open) {
+          shell.activateById(open.id); // already open read-only: brought to the front
+          return;
+        }
         const widget = (await app.commands.execute('docmanager:open', { path, factory: 'Notebook' })) as IOpenedDocument;
         // a record of what ran: no kernel is started for it, and it cannot be edited
         widget.context.sessionContext.kernelPreference = { shouldStart: false, canStart: false, autoStartDefault: false };
         await widget.context.ready;
         widget.context.model.readOnly = true;
-        widget.title.label = `${widget.title.label} (read-only)`;
+        // said on its tab by a class: a document's tab label is its file name, and changing it renames the file
+        widget.title.className = `${widget.title.className} jp-labkit-readonly-tab`;
+        widget.title.caption = `${path} (read-only: the record of what this run executed)`;
         widget.addClass('jp-labkit-readonly');
       }
     });
@@ -234,6 +249,21 @@ const plugin: JupyterFrontEndPlugin<void> = {
         Notification.info('Select a recording in the file browser first (any format MNE reads), then choose "New ICA run" again.', { autoClose: 8000 });
       }
     });
+    // links from the notebook form (report, executed notebook) open here, not in a new browser tab
+    document.addEventListener(
+      'click',
+      event => {
+        const asked = linkCommand(event.target instanceof Element ? event.target : null);
+        if (asked && !event.defaultPrevented) {
+          event.preventDefault();
+          event.stopPropagation();
+          app.commands
+            .execute(asked.command, asked.args)
+            .catch(error => Notification.error(`Could not open it: ${error instanceof Error ? error.message : error}`, { autoClose: 8000 }));
+        }
+      },
+      true
+    );
     app.contextMenu.addItem({ command: CMD.runFile, selector: '.jp-DirListing-item[data-isdir]', rank: 3 });
     launcher?.add({ command: CMD.newRun, category: 'Other', rank: 1 });
     palette?.addItem({ command: CMD.newRun, category: 'labkit' });

@@ -167,7 +167,3 @@ export function sweepTables(
     rows: methods.map(method => ({ method, runs: seeds.map(seed => found.get(key(recording, method, seed)) ?? null) }))
   }));
 }
-
-/** Whether a sweep view may offer "Rerun failed": some cell ended failed or cancelled. */
-export const hasFailed = (cells: ISweepCellLike[]): boolean =>
-  cells.some(c => c.run.state === 'failed' || c.run.state === 'cancelled');

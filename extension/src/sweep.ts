@@ -6,8 +6,9 @@
 import { Widget } from '@lumino/widgets';
 
 import { ISweep, LabkitError, rerunFailed, sweep } from './api';
-import { chip, hasFailed, IRun, recordingName, sweepTables } from './model';
+import { chip, IRun, recordingName, sweepTables } from './model';
 import { POLL_MS } from './panel';
+import { failedCells, statsCommand } from './viewstate';
 
 export class SweepView extends Widget {
   private _timer: number | undefined;
@@ -61,8 +62,10 @@ export class SweepView extends Widget {
     bar.className = 'jp-labkit-actions';
     const rerun = document.createElement('button');
     rerun.className = 'jp-mod-styled jp-mod-reject';
-    rerun.textContent = 'Rerun failed';
-    rerun.disabled = !hasFailed(doc.cells);
+    const failed = failedCells(doc.cells).length;
+    rerun.textContent = failed ? `Rerun failed (${failed})` : 'Rerun failed';
+    rerun.title = 'Start the failed and cancelled cells again in this sweep';
+    rerun.disabled = !failed;
     rerun.addEventListener('click', async () => {
       rerun.disabled = true;
       try {
@@ -78,17 +81,18 @@ export class SweepView extends Widget {
     for (const table of sweepTables(doc.cells, doc.recordings, doc.methods, doc.seeds)) {
       parts.push(this._table(table.recording, doc.seeds, table.rows));
     }
-    if (doc.compare_command) {
+    const command = statsCommand(doc);
+    if (command) {
       const stats = document.createElement('section');
       stats.className = 'jp-labkit-sweep-stats';
       const p = document.createElement('p');
       p.textContent = 'Every run has ended. The statistics of this sweep (rank tests, effect sizes, Holm):';
       const code = document.createElement('code');
-      code.textContent = doc.compare_command;
+      code.textContent = command;
       const run = document.createElement('button');
       run.className = 'jp-mod-styled jp-mod-accept';
       run.textContent = 'Run labkit compare in a terminal';
-      run.addEventListener('click', () => this._actions.runInTerminal(doc.compare_command!));
+      run.addEventListener('click', () => this._actions.runInTerminal(command));
       stats.append(p, code, run);
       parts.push(stats);
     }
