@@ -126,7 +126,9 @@ def test_full_run_results_history_and_comparison(demo_dir):
     assert "demo_raw.fif picard" in form.history_select.options[0][0], "History names the recording"
 
     jobs = form.jobs
-    jobs.refresh()
+    assert not jobs.listed and "listed when this tab opens" in jobs.table.value, "the form opens without listing"
+    assert form.tabs.titles[3] == "Jobs"
+    form.tabs.selected_index = 3  # the Jobs tab: its runs listed as it opens
     assert {("machine", result.run_id), ("machine", second.run_id)} <= {v for _, v in jobs.select.options}
     assert "succeeded" in jobs.table.value
     jobs.select.value = ("machine", result.run_id)

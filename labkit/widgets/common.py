@@ -17,8 +17,8 @@ import ipywidgets as W
 
 #: the steps of a run, for the progress bar (mirrors labkit.analysis.ica.STEPS; checked in tests)
 STEPS = ("load", "filter", "fit", "score", "plot", "label", "report")
-#: how often the form looks at a running run (seconds)
-POLL_S = 0.5
+#: how often the form looks at a running run (seconds): a status file and the log's tail, about a millisecond
+POLL_S = 0.2
 
 _DARK = "[data-jp-theme-light='false']"
 #: the form's style sheet: class -> JupyterLab colour (light theme), then the dark theme's lighter shades

@@ -69,6 +69,8 @@ class IcaForm(W.VBox):
         self.predicted: list[str] = []
         self._setting = False
         self._watcher: threading.Thread | None = None
+        #: the run whose cancel was asked for and not yet sent (its watcher sends it)
+        self._cancel_asked: str | None = None
         self._last: RunResult | None = None
 
         self.browser = RecordingBrowser(self.base_dir)
@@ -120,9 +122,11 @@ class IcaForm(W.VBox):
         self.result_view: ResultView | None = None
 
         self.history_panel = HistoryPanel(self)
-        self.sweep_panel = SweepPanel(self, cluster_available=available, cluster_reason=reason)
-        self.jobs = JobsView(self.base_dir, form=self, machine=self.backend)
-        self._alias_panels()
+        # the Sweep and Jobs tabs are built when first opened or used (each widget is a message to the browser:
+        # about a third of the form's), and the jobs are listed when their tab opens (the store, the cluster)
+        self._cluster_reason, self._sweep_tab, self._jobs_tab = reason, W.VBox(), W.VBox()
+        self._sweep_panel: SweepPanel | None = None
+        self._jobs: JobsView | None = None
 
         sections = {title: W.VBox([W.HTML(f"<b>{title}</b>"), *(self.rows[n] for n in names)])
                     for title, names in fields.SECTIONS.items() if title != "Advanced"}
@@ -137,12 +141,13 @@ class IcaForm(W.VBox):
                         self.log_area])
         columns = W.GridBox([left, right], layout=W.Layout(
             grid_template_columns="repeat(auto-fit, minmax(360px, 1fr))", grid_gap="8px 24px", width="100%"))
-        self.tabs = W.Tab(children=[self.result_box, self.history_panel, self.sweep_panel, self.jobs],
+        self.tabs = W.Tab(children=[self.result_box, self.history_panel, self._sweep_tab, self._jobs_tab],
                           titles=("Results", "History", "Sweep & export", "Jobs"))
         super().__init__([W.HTML(STYLE + "<h3 style='margin:4px 0'>labkit ICA</h3>"), columns, self.tabs], **kwargs)
         self.add_class("lk-form")
 
         self.browser.observe(self._on_recording, names="value")
+        self.tabs.observe(self._on_tab, names="selected_index")
         for control in self.controls.values():
             control.observe(self._on_change, names="value")
         self.run_button.on_click(lambda _: self._button(self.run_here))
@@ -154,15 +159,28 @@ class IcaForm(W.VBox):
             self.browser.choose(raw_file_path)
         self.validate()
 
-    def _alias_panels(self) -> None:
-        """The tabs' controls under the form's own names (scripts and tests reach them as ``form.<name>``)."""
-        h, s = self.history_panel, self.sweep_panel
-        self.history_select, self.show_button, self.compare_box = h.select, h.show_button, h.compare_box
-        self.compare_a, self.compare_b, self.compare_button = h.compare_a, h.compare_b, h.compare_button
-        self.sweep_select, self.remove_button, self.sweep_cluster_button = s.select, s.remove_button, s.cluster_button
-        self.sweep_message, self.sweep_seeds, self.sweep_run_button = s.message, s.seeds, s.run_button
-        self.sweep_progress, self.sweep_load_button = s.progress, s.load_button
-        self.export_source, self.export_format, self.export_area = s.export_source, s.export_format, s.export_area
+    @property
+    def sweep_panel(self) -> SweepPanel:
+        """The "Sweep & export" tab, built on first use."""
+        if self._sweep_panel is None:
+            self._sweep_panel = SweepPanel(self, cluster_available=self.cluster_available,
+                                           cluster_reason=self._cluster_reason)
+            self._sweep_tab.children = (self._sweep_panel,)
+        return self._sweep_panel
+
+    @property
+    def jobs(self) -> JobsView:
+        """The "Jobs" tab, built on first use; its runs are listed when it opens."""
+        if self._jobs is None:
+            self._jobs = JobsView(self.base_dir, form=self, machine=self.backend, listed=False)
+            self._jobs_tab.children = (self._jobs,)
+        return self._jobs
+
+    def _on_tab(self, change: dict[str, Any]) -> None:
+        if change["new"] == 2:
+            self.sweep_panel.update_export()
+        elif change["new"] == 3:
+            self.jobs.refresh()
 
     @property
     def history(self) -> list[RunResult]:
@@ -271,7 +289,8 @@ class IcaForm(W.VBox):
                "Run is off: " + " ".join(self.problems.values()) if not ok else "")
         self.run_reason.value = span("lk-muted", why)  # an explanation, not an error: the fields carry those
         self.run_button.tooltip = why or "run this set on this machine"
-        self.sweep_panel.update_export()
+        if self._sweep_panel is not None:
+            self._sweep_panel.update_export()
         return self.problems
 
     def current_params(self) -> IcaParams | None:
@@ -326,17 +345,23 @@ class IcaForm(W.VBox):
         self._show_state(run)
         self.cancel_button.disabled = False
         # a thread: the run takes seconds to minutes and the notebook must stay usable meanwhile; it only
-        # changes this run's progress, log and results, and stops touching them once another run is shown
+        # changes this run's progress, log and results (stopping once another run is shown) and sends its cancel
         self._watcher = threading.Thread(target=self._watch, args=(run.run_id,), daemon=True, name="labkit-watch")
         self._watcher.start()
         self.validate()
         return run
 
     def _watch(self, run_id: str) -> None:
-        """Follow one run: its state and step, its log's newest lines, then its result."""
+        """Follow one run: its state and step, its log's newest lines, then its result (the watcher thread)."""
         try:
             last = None
             while True:
+                if self._cancel_asked == run_id:  # asked from the kernel's thread: stopping waits for the child
+                    self._cancel_asked = None
+                    try:
+                        self.backend.cancel(run_id)
+                    except LabkitError:
+                        pass  # it ended meanwhile: the next status shows how
                 run = self.backend.status(run_id)
                 if run != last:
                     self._show_state(run)
@@ -361,7 +386,8 @@ class IcaForm(W.VBox):
             self.cancel_button.disabled = True
             self._watcher = None
             self.validate()
-            self.jobs.refresh()
+            if self._jobs is not None and self._jobs.listed:
+                self._jobs.refresh()
 
     def _show_state(self, run: Run) -> None:
         if self.current != run.run_id:
@@ -440,14 +466,7 @@ class IcaForm(W.VBox):
         run_id = self.current
         self.step_label.value = f"Cancelling run <code>{html.escape(run_id)}</code>…"
         self.cancel_button.disabled = True
-        # a thread: cancelling waits until the child has stopped (seconds); it changes no widget itself
-        threading.Thread(target=self._cancel, args=(run_id,), daemon=True, name="labkit-cancel").start()
-
-    def _cancel(self, run_id: str) -> None:
-        try:
-            self.backend.cancel(run_id)
-        except LabkitError:
-            pass  # it ended meanwhile: the watcher shows how
+        self._cancel_asked = run_id  # the run's watcher cancels it (stopping takes seconds) and shows it cancelled
 
     def submit_to_cluster(self) -> str:
         """Submit the form's parameter set as a cluster Job; return the Job's name."""
@@ -468,4 +487,13 @@ class IcaForm(W.VBox):
         return added
 
 
-
+#: the tabs' controls under the form's own names (``form.sweep_select`` is ``form.sweep_panel.select``)
+_ALIASES = {"history_panel": "select:history_select show_button compare_box compare_a compare_b compare_button",
+            "sweep_panel": "select:sweep_select remove_button cluster_button:sweep_cluster_button message:sweep_message "
+                           "seeds:sweep_seeds run_button:sweep_run_button progress:sweep_progress "
+                           "load_button:sweep_load_button export_source export_format export_area"}
+for _panel, _names in _ALIASES.items():
+    for _item in _names.split():
+        _attr, _, _alias = _item.partition(":")
+        setattr(IcaForm, _alias or _attr, property(lambda self, p=_panel, a=_attr: getattr(getattr(self, p), a),
+                                                   doc=f"``{_panel}.{_attr}``"))

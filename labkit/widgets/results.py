@@ -164,42 +164,51 @@ class ResultView(W.VBox):
             pass
         return ["EOG"] if count == 1 else [f"EOG {j + 1}" for j in range(count)]
 
-    def scores_frame(self):
-        """Component x (EOG channel, ECG) correlation scores, suspects first, or an empty frame when none."""
-        import numpy as np
-        import pandas as pd
+    def score_columns(self) -> tuple[list[str], list[tuple[str, list[float], str]]]:
+        """(score columns, rows of (component, scores, suspect reason)), suspects first; no columns when unscored.
 
+        Plain lists, not pandas: the view is built the moment a run ends, and pandas' first import takes
+        longer than the whole view (half a second, measured)."""
         m = self.result.metrics
-        cols: dict[str, Any] = {}
+        columns: list[str] = []
+        values: list[list[float]] = []
         eog = m.get("eog_scores")
         if eog:
-            eog = np.atleast_2d(np.asarray(eog, dtype=float))
-            for name, row in zip(self._eog_names(len(eog)), eog, strict=True):
-                cols[name] = row
+            eog = eog if isinstance(eog[0], (list, tuple)) else [eog]
+            columns += self._eog_names(len(eog))
+            values += [[float(v) for v in row] for row in eog]
         if m.get("ecg_scores"):
-            cols["ECG"] = np.asarray(m["ecg_scores"], dtype=float)
-        if not cols:
-            return pd.DataFrame()
-        frame = pd.DataFrame(cols)
-        frame.index = [f"ICA{i:03d}" for i in range(len(frame))]
+            columns.append("ECG")
+            values.append([float(v) for v in m["ecg_scores"]])
+        if not columns:
+            return [], []
         reasons = suspect_reasons(m)
-        frame["suspect"] = [reasons.get(i, "") for i in range(len(frame))]
-        order = sorted(range(len(frame)), key=lambda i: (not frame["suspect"].iloc[i], i))
-        return frame.iloc[order]
+        rows = [(f"ICA{i:03d}", [col[i] for col in values], reasons.get(i, "")) for i in range(len(values[0]))]
+        order = sorted(range(len(rows)), key=lambda i: (not rows[i][2], i))
+        return columns, [rows[i] for i in order]
+
+    def scores_frame(self):
+        """Component x (EOG channel, ECG) correlation scores, suspects first, or an empty frame when none."""
+        import pandas as pd
+
+        columns, rows = self.score_columns()
+        if not columns:
+            return pd.DataFrame()
+        frame = pd.DataFrame([scores for _, scores, _ in rows], columns=columns, index=[n for n, _, _ in rows])
+        frame["suspect"] = [why for _, _, why in rows]
+        return frame
 
     def _scores_html(self) -> str:
-        frame = self.scores_frame()
-        if frame.empty:
+        columns, rows = self.score_columns()
+        if not columns:
             return "<i>The recording has no EOG or ECG channels: components were not scored.</i>"
-        rows = []
-        head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
-        for name, row in frame.iterrows():
-            cells = "".join(f"<td>{v:+.3f}</td>" if isinstance(v, float) else f"<td>{esc(v)}</td>"
-                            for v in row.values)
-            rows.append(f"<tr class='{'suspect' if row['suspect'] else ''}'><th>{name}</th>{cells}</tr>")
+        head = "".join(f"<th>{esc(c)}</th>" for c in [*columns, "suspect"])
+        body = "".join(f"<tr class='{'suspect' if why else ''}'><th>{name}</th>"
+                       + "".join(f"<td>{v:+.3f}</td>" for v in scores) + f"<td>{esc(why)}</td></tr>"
+                       for name, scores, why in rows)
         return (f"<b>EOG/ECG scores</b> (suspects first; MNE flags EOG scores beyond z = {EOG_THRESHOLD:g} and "
                 f"ECG correlations beyond its automatic threshold)<table class='lk-scores labkit-scores'>"
-                f"<tr><th>component</th>{head}</tr>" + "".join(rows) + "</table>")
+                f"<tr><th>component</th>{head}</tr>" + body + "</table>")
 
     def _links_html(self) -> str:
         """The report and the executed notebook: the labkit JupyterLab extension opens them in a tab of this

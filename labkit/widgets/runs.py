@@ -35,7 +35,7 @@ class JobsView(W.VBox):
     runs interface (:mod:`labkit.runners.backend`): state, step, recording, log tail, cancel, open."""
 
     def __init__(self, base_dir: str | os.PathLike, *, form: Any = None, auto_refresh: float = 0,
-                 machine: Backend | None = None, **kwargs: Any) -> None:
+                 machine: Backend | None = None, listed: bool = True, **kwargs: Any) -> None:
         from labkit.runners.machine import MachineBackend
 
         self.base_dir = Path(base_dir)
@@ -65,7 +65,12 @@ class JobsView(W.VBox):
         self.open_button.on_click(self._on_open)
         self.auto.observe(self._on_auto, names="value")
         self._stop = threading.Event()
-        self.refresh()
+        #: whether the runs have been listed (``listed=False``: at the first :meth:`refresh`, e.g. when its tab opens)
+        self.listed = False
+        if listed or auto_refresh:
+            self.refresh()
+        else:
+            self.table.value = "<i>The runs are listed when this tab opens (or Refresh).</i>"
         if auto_refresh:
             self._on_auto({"new": True})
 
@@ -100,6 +105,7 @@ class JobsView(W.VBox):
             return []
 
     def refresh(self) -> None:
+        self.listed = True
         self.runs = self.listing()
         rows = []
         for r in self.runs:

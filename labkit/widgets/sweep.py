@@ -18,6 +18,9 @@ from .common import POLL_S, error_html, esc, span
 from .export import EXPORT_FORMATS, export_sweep, export_text, load_sweep
 from .sweeprun import SweepProgress
 
+#: how often a sweep on the cluster is looked at (seconds): each look asks the cluster's API about every Job
+CLUSTER_POLL_S = 1.0
+
 
 def _counts(rows: list[Any]) -> str:
     """How a sweep ended: ``2 succeeded (1 reused); 1 of them with warnings, 1 failed`` (the table has each state)."""
@@ -211,7 +214,7 @@ class SweepPanel(W.VBox):
                     if worker is not None:
                         worker.join(POLL_S)
                     else:
-                        time.sleep(2 * POLL_S)
+                        time.sleep(CLUSTER_POLL_S)
                 if outcome is not None and "error" in outcome:
                     err = outcome["error"]
                     self.message.value = error_html(f"Sweep failed: {type(err).__name__}: {err}")
