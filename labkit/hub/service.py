@@ -166,13 +166,17 @@ class Service:
         return ClusterJobs(settings, user, self.client, user_dir_here=False,
                            poll_interval=min(self.settings.watch_timeout, 10.0))
 
+    def keeps_store(self) -> bool:
+        """Whether the admin's settings configure an artifact store (``store.kind`` and ``store.bucket``)."""
+        return bool(self.settings.store.kind and self.settings.store.bucket)
+
     def user_store(self, user: str) -> Any:
         """``user``'s part of the artifact store, with the service's credentials (one client per user, kept).
 
         Only the prefix of this exact hub name (:meth:`StoreSettings.user_prefix`, injective) is ever opened."""
         store = self._stores.get(user)
         if store is None:
-            if not (self.settings.store.kind and self.settings.store.bucket):
+            if not self.keeps_store():
                 raise ClusterNotFound("This hub keeps no artifact store (store.kind and store.bucket are not set): "
                                       "there are no stored runs")
             store = self.settings.store.open(user)

@@ -82,6 +82,8 @@ async def stored_list(service: Any, user: str) -> dict[str, Any]:
     when, answer = service.stored_lists.get(user, (0.0, {}))
     if time.monotonic() - when < LIST_SECONDS:
         return answer
+    if not service.keeps_store():
+        return {"store": "", "runs": []}  # a hub without a store: nothing stored, nothing to say
     store = await service.run(service.user_store, user)
     try:
         runs = await service.run(stored_runs, store)
