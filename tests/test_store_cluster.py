@@ -172,3 +172,17 @@ def test_the_guides_edge_render_runs_as_written_and_an_unknown_profile_is_named(
     plain_job = yaml.safe_load(subprocess.run(commands[-1].replace(" --profile edge", ""), shell=True, cwd=tmp_path,
                                               env=env, capture_output=True, text=True, timeout=120).stdout)
     assert plain_job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]  # no profile: the share
+
+
+def test_a_store_sweeps_tasks_carry_the_fingerprints_they_were_given(s3, tmp_path):
+    """A Volcano sweep built where the recordings are not (the hub service) pins each task's recording by the
+    SHA-256 the user's server sent; a recording it was given none for carries none (never a guess)."""
+    from labkit.runners.cluster.manifests import build_volcano_job
+
+    settings = ClusterSettings.from_dict(_settings(s3, tmp_path)).with_profile("edge")
+    sets = [IcaParams(base_dir="/nowhere", raw_file_path=f"eeg/s0{i}_raw.fif", n_components=5) for i in (1, 2)]
+    sweep = build_volcano_job(sets, settings, "anna", "sw1", recordings={"eeg/s01_raw.fif": "a" * 64})
+    told = [{e["name"]: e.get("value") for e in t["template"]["spec"]["containers"][0]["env"]}
+            for t in sweep["spec"]["tasks"]]
+    assert [t.get("LABKIT_RECORDING_SHA256") for t in told] == ["a" * 64, None]  # none: the pod names it by path
+    assert {t["RAW_FILE_PATH"] for t in told} == {"eeg/s01_raw.fif", "eeg/s02_raw.fif"}
