@@ -234,6 +234,12 @@ def test_the_form_in_jupyterlab_right_span_kept_values_states_and_both_themes(fo
         assert report.get_attribute("target") == "_blank"
         page.screenshot(path=str(shots / "4-results.png"), full_page=True)
         assert_accessible(page, ".lk-form")
+        run_id = run_dir.removeprefix("PreExperiment_ICA_")
+        report.click()  # the labkit extension opens the report in a tab of this JupyterLab, not a browser tab
+        expect(page.locator(f"#labkit-report-{run_id}")).to_be_visible()
+        assert len(page.context.pages) == 1, "no second browser tab, no second JupyterLab"
+        page.locator(".lm-TabBar-tab", has_text="ica_explore.ipynb").first.click()
+        expect(form.locator(".widget-checkbox", has_text="Exclude ICA").first).to_be_visible()
 
         form.get_by_text("Advanced", exact=True).click()  # the folded section
         type_into(page, "Max iterations", "2")  # a run that does not converge
