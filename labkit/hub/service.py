@@ -173,7 +173,8 @@ class Service:
     def user_store(self, user: str) -> Any:
         """``user``'s part of the artifact store, with the service's credentials (one client per user, kept).
 
-        Only the prefix of this exact hub name (:meth:`StoreSettings.user_prefix`, injective) is ever opened."""
+        Only the prefix of this exact hub name (:func:`~labkit.runners.cluster.names.store_prefix`, injective) is
+        ever opened."""
         store = self._stores.get(user)
         if store is None:
             if not self.keeps_store():

@@ -6,8 +6,8 @@
 * ``GET api/stored/<run_id>/uploads/<upload>/<file>`` - one file the manifest lists, streamed.
 
 A user's server may hold no store credentials: the service holds them and reads only under the
-prefix of the hub name behind the request's token (:meth:`StoreSettings.user_prefix`, injective),
-so another user's run id finds nothing (404, whatever is stored under it elsewhere). Nothing here
+prefix of the hub name behind the request's token (:func:`~labkit.runners.cluster.names.store_prefix`,
+injective), so another user's run id finds nothing (404, whatever is stored under it elsewhere). Nothing here
 checks the bytes: the client verifies each file against the manifest's SHA-256 as it writes it
 (:func:`labkit.results.store.fetch_run`), exactly as a direct ``labkit fetch`` does.
 """

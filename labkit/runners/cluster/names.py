@@ -111,3 +111,13 @@ def store_slug(user: str) -> str:
     if slug == user:
         return slug
     return f"{slug.rsplit('---', 1)[0]}---{user.encode('utf8').hex()}"
+
+
+def store_prefix(template: str, user: str) -> str:
+    """``store.prefix`` for ``user``: ``{username}`` is :func:`store_slug`, ``{user}`` the raw name (checked);
+    a template naming no user is refused, since every user would share it."""
+    if "{username}" not in template and "{user}" not in template:
+        raise SettingsError(f"store.prefix {template!r} names no user: every user would share it; put "
+                            "{username} in it (e.g. labkit/{username})")
+    out = template.replace("{username}", store_slug(user))
+    return out.replace("{user}", user_dir(user)) if "{user}" in out else out

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from labkit.runners.cluster.errors import SettingsError
-from labkit.runners.cluster.names import fit_slug, is_dns_label, is_label_value, kubespawner_slug, store_slug, user_dir
+from labkit.runners.cluster.names import fit_slug, is_dns_label, is_label_value, kubespawner_slug, user_dir
 from labkit.settings.model import MappingEnvSource
 
 ENV_PREFIX = "LABKIT_CLUSTER_"
@@ -145,17 +145,9 @@ class StoreSettings(_Group):
         """``s3://bucket/prefix`` for ``user`` (None: the prefix as it is, already a user's)."""
         prefix = self.prefix
         if user is not None:
-            prefix = self.user_prefix(user)
+            from labkit.runners.cluster.names import store_prefix  # injective: no two hub names share a part
+            prefix = store_prefix(prefix, user)
         return f"s3://{self.bucket}/{prefix.strip('/')}"
-
-    def user_prefix(self, user: str) -> str:
-        """``prefix`` for ``user``: ``{username}`` is :func:`~labkit.runners.cluster.names.store_slug` (injective:
-        no two hub names share a part of the bucket), ``{user}`` the raw name (checked)."""
-        if "{username}" not in self.prefix and "{user}" not in self.prefix:
-            raise SettingsError(f"store.prefix {self.prefix!r} names no user: every user would share it; put "
-                                "{username} in it (e.g. labkit/{username})")
-        out = self.prefix.replace("{username}", store_slug(user))
-        return out.replace("{user}", user_dir(user)) if "{user}" in out else out
 
     def open(self, user: str | None = None) -> Any:
         """The user's :class:`~labkit.results.store.ArtifactStore` (boto3 is imported only now)."""
