@@ -126,6 +126,11 @@ def test_alice_lists_and_fetches_her_stored_run_through_the_service(store_hub: H
     for key, value in {"LABKIT_HUB_SERVICE_URL": store_hub.service_url, "JUPYTERHUB_API_TOKEN": store_hub.tokens["alice"],
                        "JUPYTERHUB_USER": "alice"}.items():
         monkeypatch.setenv(key, value)
+    # labkit runs on her server: the stored run, read through the service with no store credentials here
+    listing = CliRunner().invoke(main, ["runs", "--base-dir", str(home)])
+    assert listing.exit_code == 0, listing.output
+    row = [line for line in listing.output.splitlines() if line.startswith("hub-stored-1 ")]
+    assert len(row) == 1 and "succeeded" in row[0] and "fastica" in row[0], listing.output
     result = CliRunner().invoke(main, ["fetch", "hub-stored-1", "--base-dir", str(home)])
     assert result.exit_code == 0, result.output
     path = home / "PreExperiment_ICA_hub-stored-1"
@@ -154,6 +159,12 @@ def test_bob_never_lists_or_fetches_alices_stored_run(store_hub: Hub, alices_run
         assert resp.status_code == 404, resp.text
         assert upload not in resp.text and "alice" not in resp.text
     bob = HubBackend(url=store_hub.service_url, token=store_hub.tokens["bob"], timeout=10.0)
+    with pytest.MonkeyPatch.context() as mp:  # labkit runs on bob's server
+        for key, value in {"LABKIT_HUB_SERVICE_URL": store_hub.service_url,
+                           "JUPYTERHUB_API_TOKEN": store_hub.tokens["bob"], "JUPYTERHUB_USER": "bob"}.items():
+            mp.setenv(key, value)
+        listing = CliRunner().invoke(main, ["runs", "--base-dir", str(tmp_path)])
+    assert listing.exit_code == 0 and "hub-stored-1" not in listing.output, listing.output
     with pytest.raises(NotStored) as err:
         bob.fetch("hub-stored-1", tmp_path)
     assert err.value.exit_code == 7 and list(tmp_path.iterdir()) == []

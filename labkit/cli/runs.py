@@ -39,23 +39,34 @@ def runs(base_dir: str, wide: bool, as_json: bool, as_csv: bool) -> None:
 
 
 def _stored(here: Any) -> list[Any]:
-    """The store's runs not under base-dir (none without a store); an unreachable store is said, not fatal."""
+    """The store's runs not under base-dir (none without a store); an unreachable store is said, not fatal.
+
+    On a hub with the labkit service, the service reads the store for the user (whose server may hold no
+    store credentials); elsewhere the cluster settings' store is read with this machine's credentials."""
     import os
 
     from labkit.errors import LabkitError
+    from labkit.runners.hub import SERVICE_URL_ENV
 
-    if not (os.environ.get("LABKIT_CLUSTER_CONFIG") or os.environ.get("LABKIT_CLUSTER_STORE__KIND")):
+    on_hub = bool(os.environ.get(SERVICE_URL_ENV) or os.environ.get("JUPYTERHUB_API_URL"))
+    if not (on_hub or os.environ.get("LABKIT_CLUSTER_CONFIG") or os.environ.get("LABKIT_CLUSTER_STORE__KIND")):
         return []  # no cluster settings here: the settings (pydantic, 0.6 s of imports) are not even read
-    from labkit.runners.cluster.submission import configured_store
+    from labkit.results.store import stored_results
 
+    skip = set(here)
     try:
-        store = configured_store()
-        if store is None:
-            return []
-        from labkit.results.store import stored_results
+        from labkit.runners.hub import hub_service_url
 
-        skip = set(here)
-        return [r for r in stored_results(store) if r.run_id not in skip]
+        if on_hub and hub_service_url() is not None:
+            from labkit.runners.hub import cluster_backend
+
+            store = cluster_backend().store()
+            told = {r.run_id: (r.state, r.reason) for r in store.runs() if r.run_id not in skip}
+            return stored_results(store, told)
+        from labkit.runners.cluster.submission import configured_store
+
+        store = configured_store()
+        return [] if store is None else [r for r in stored_results(store) if r.run_id not in skip]
     except LabkitError as err:
         click.echo(f"labkit: the store's runs are not listed: {err}", err=True)
         return []

@@ -404,18 +404,21 @@ def stored_result(store: ArtifactStore, manifest: dict[str, Any]) -> RunResult:
                      metrics=dict(manifest.get("metrics") or {}))
 
 
-def stored_results(store: ArtifactStore) -> list[RunResult]:
+def stored_results(store: ArtifactStore, told: dict[str, tuple[str, str]] | None = None) -> list[RunResult]:
     """Every run in the store as a :class:`RunResult`: committed ones as recorded, cut-short uploads as failed.
 
-    The one listing of stored runs (``labkit runs``; :func:`labkit.runners.backend.stored_runs` for Runs)."""
-    run_ids = sorted({k.split("/")[1] for k in store.keys("runs/") if k.count("/") >= 2})
+    The one listing of stored runs (``labkit runs``; :func:`labkit.runners.backend.stored_runs` for Runs).
+    ``told``: for a store that lists runs rather than keys (the hub service's), each run id and the state and
+    reason the service tells for it, used when it has no manifest."""
+    run_ids = sorted(told) if told is not None else sorted({k.split("/")[1] for k in store.keys("runs/")
+                                                            if k.count("/") >= 2})
     out = []
     for run_id in run_ids:
         try:
             out.append(stored_result(store, _read_json(store, f"{run_key(run_id)}/{MANIFEST}")))
             continue
         except NotStored:
-            found = _upload_state(store, run_id)
+            found = told[run_id] if told is not None else _upload_state(store, run_id)
         except CorruptObject as err:
             found = (states.FAILED, str(err))
         if found is not None:

@@ -32,7 +32,7 @@ FINAL_STATES = frozenset({SUCCEEDED, WITH_WARNINGS, FAILED, CANCELLED})
 class Run:
     """One run as any backend tells it."""
 
-    #: the run's id: its result folder is ``<base>/ica_run_<...>_<run_id>``
+    #: the run's id: its result folder is ``<base>/PreExperiment_ICA_<run_id>``
     run_id: str
     #: one of :data:`RUN_STATES`
     state: str
