@@ -375,3 +375,15 @@ def test_the_cli_starts_without_importing_pydantic():
     code = "import sys, labkit.cli.main; print(sorted(m for m in sys.modules if m.startswith('pydantic')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_command_never_compiles_rfc3987_syntaxs_grammars():
+    """jsonschema (under papermill, JupyterHub, kubernetes-validate) would import rfc3987_syntax, seconds of
+    grammar compiling; a labkit command keeps it out, and jsonschema still checks what labkit's schemas use."""
+    # as in a plain install: rfc3987 (which the test tools add, and jsonschema would prefer) absent
+    code = ("import sys\nsys.modules['rfc3987'] = None\nfrom labkit.cli.main import main\ntry:\n    main(['runs', '--base-dir', '.'])\n"
+            "except SystemExit:\n    pass\nimport jsonschema\n"
+            "print('rfc3987_syntax' in sys.modules and sys.modules['rfc3987_syntax'] is not None)\n"
+            "print(jsonschema.Draft7Validator({'type': 'integer'}).is_valid('x'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split()[-2:] == ["False", "False"], out

@@ -74,13 +74,14 @@ class _Commands(click.Group):
 @click.version_option(__version__, prog_name="labkit")
 def main() -> None:
     """labkit: EEG/MEG ICA runs from a parameter set to a result folder."""
+    # every command: jsonschema (under papermill's nbformat, JupyterHub's auth, kubernetes-validate) imports the
+    # optional rfc3987_syntax IRI checker when installed, which compiles its grammars at import (3 s of CPU here,
+    # python-jsonschema/jsonschema#1428); labkit's schemas check no IRIs
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 
 def _run_and_report(params: IcaParams, run_id: str | None, blas_threads: int, resume: bool = False,
                    as_json: bool = False) -> None:
-    # papermill -> nbformat -> jsonschema imports the optional rfc3987_syntax URI checker, which
-    # compiles a grammar at import (1.8 s of a run here); nbformat never checks URI formats.
-    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     from labkit.cli.progress import RunWatch, above_bars
     from labkit.runners.local import Cancelled, LocalRunner, terminate_on_signals
 
