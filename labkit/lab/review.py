@@ -98,6 +98,22 @@ class Figures:
             raise LabkitError(f"Run {result.run_id} has {len(pngs)} components in its ICA file, not {component + 1}")
         return pngs[component]
 
+    def prepare(self, result: RunResult) -> None:
+        """Start drawing a succeeded run's maps on a thread, so they are ready when its run view asks for them."""
+        if result.state != "succeeded":
+            return
+        run = str(result.path)
+        with self._lock:
+            if (run, "topomap", 0) in self._kept or run in self._drawing:
+                return
+        threading.Thread(target=self._draw_quietly, args=(result,), name="labkit-maps", daemon=True).start()
+
+    def _draw_quietly(self, result: RunResult) -> None:
+        try:
+            self.topomap(result, 0)
+        except Exception:  # noqa: BLE001 - the run view's own request for the map answers the problem
+            pass
+
     def scores(self, result: RunResult) -> dict[str, Any]:
         """:func:`scores` of a finished run, read once (its recording's header is read for the names)."""
         if result.state != "succeeded":
@@ -115,6 +131,20 @@ class Figures:
         """MNE's properties figure of one component (map, spectrum, epochs image, variance) over the analysed data."""
         _finished(result)
         return self._get((str(result.path), "properties", component), lambda: _draw_properties(result, component))
+
+
+def warm_up() -> None:
+    """Import the plotting stack on a thread (seconds, the first time in a server), so that a run's first maps,
+    drawn as it ends, do not wait for it."""
+
+    def load() -> None:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot  # noqa: F401
+        import mne.viz.topomap  # noqa: F401
+
+    threading.Thread(target=load, name="labkit-plotting", daemon=True).start()
 
 
 def _finished(result: RunResult) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from labkit.analysis import exclusions
 from labkit.errors import LabkitError, ParameterError
-from labkit.lab.review import Figures, component_of
+from labkit.lab.review import Figures, component_of, warm_up
 from labkit.params import IcaParams, check_run_id, whole_number
 from labkit.results.layout import LOG_FILE, NOTEBOOK_FILE, REPORT_FILE
 from labkit.results.reading import RunResult
@@ -109,6 +109,7 @@ class LabRuns:
         out["labeller"] = {k: v for k, v in (result.metrics.get("labels") or {}).items() if k != "labels"}
         out["components"] = exclusions.components(result) if result.metrics else []
         out["scores"] = self.figures.scores(result) if result.metrics else {"columns": [], "rows": []}
+        self.figures.prepare(result)  # the run view asks for the maps next
         out["figures"] = [p.name for p in sorted(result.path.glob("*.png"))]
         out["files"] = sorted(p.name for p in result.path.iterdir() if p.is_file() and not p.name.startswith("."))
         out["folder"] = os.path.relpath(result.path, self.base_dir)
@@ -166,7 +167,9 @@ class LabRuns:
 
     def start(self, body: Any) -> Run:
         where = body.get("backend", "machine") if isinstance(body, dict) else "machine"
-        return self._target(where).submit(self.params_of(body))
+        run = self._target(where).submit(self.params_of(body))
+        warm_up()  # while the run goes: its maps are drawn here when it ends
+        return run
 
     def start_sweep(self, body: Any) -> list[Run]:
         sets = body.get("sets") if isinstance(body, dict) else None
