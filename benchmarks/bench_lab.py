@@ -148,10 +148,11 @@ def browser_numbers(runs: int = 500) -> dict[str, float]:
                 page.add_init_script(PAINT_WATCH % (FIRST_ROWS, runs, runs))
                 page.goto(f"{url}/lab?token={token}")
                 page.wait_for_function("window.__labkitPainted !== undefined && window.__labkitFirst !== undefined")
-                first, every = page.evaluate("""() => {
+                first, every, since_load = page.evaluate("""() => {
                     const answer = performance.getEntriesByType('resource').find(e => e.name.includes('/labkit/runs?'));
-                    return [window.__labkitFirst, window.__labkitPainted].map(t => (t - answer.responseEnd) / 1000); }""")
-                out["paint_s"], out["all_rows_s"] = first, every
+                    return [window.__labkitFirst, window.__labkitPainted].map(t => (t - answer.responseEnd) / 1000)
+                      .concat([window.__labkitFirst / 1000]); }""")
+                out["paint_s"], out["all_rows_s"], out["page_to_paint_s"] = first, every, since_load
 
                 page.locator(".jp-DirListing-item[title^='Name: labkit-demo']").dblclick()
                 page.locator(".jp-DirListing-item[title^='Name: demo_raw.fif']").click(button="right")
@@ -187,6 +188,7 @@ def print_browser_rows() -> None:
     print(f"| panel first paint (its first {FIRST_ROWS} rows), 500 runs, after the list's answer (s) | {n['paint_s']:.3f} "
           f"| | | < {PAINT_TARGET_S:.0f} | {'yes' if n['paint_s'] < PAINT_TARGET_S else 'no'} |")
     print(f"| panel with all 500 rows built, after the list's answer (s) | {n['all_rows_s']:.3f} | | | | |")
+    print(f"| panel first paint, 500 runs, since the page started loading (s) | {n['page_to_paint_s']:.3f} | | | | |")
     print(f"| click Start to every component's map shown vs labkit run (picard, 5 components, 8 s) (s) | "
           f"{n['lab_run_s']:.1f} | {n['cli_run_s']:.1f} | {ratio:.2f} | <= {RUN_RATIO_TARGET}x | "
           f"{'yes' if ratio <= RUN_RATIO_TARGET else 'no'} |")

@@ -38,7 +38,8 @@ export function componentGrid(detail: IRunDetail, reviewable: boolean): { node: 
       map.title = `Show the properties of ${comp.name}`;
       const img = document.createElement('img');
       img.className = 'jp-labkit-map';
-      img.loading = 'lazy';
+      // not lazy: the server draws all of a run's maps in one pass on the first request, so every map is ready
+      // then and each shows the moment it is scrolled to
       img.alt = `Topomap of ${comp.name}`;
       img.src = componentFigure(runId, comp.component, 'topomap');
       map.appendChild(img);

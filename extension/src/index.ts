@@ -100,7 +100,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
             runInTerminal: command => void app.commands.execute(CMD.terminal, { command })
           })
       );
-    const panel = new RunsPanel((run: IRun) => openRun(run.run_id), { compare: openCompare, sweep: openSweep });
+    const panel = new RunsPanel((run: IRun) => openRun(run.run_id), { compare: openCompare, sweep: openSweep }, app.restored);
     panel.title.icon = icon;
     shell.add(panel, 'left', { rank: 600 });
     restorer?.add(panel, 'labkit-runs');

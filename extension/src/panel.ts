@@ -37,7 +37,9 @@ export class RunsPanel extends Widget {
     private readonly _views: { compare: (runIds: string[]) => void; sweep: (sweepId: string) => void } = {
       compare: () => undefined,
       sweep: () => undefined
-    }
+    },
+    /** when to ask first: once JupyterLab has laid itself out, so the answer is painted at once */
+    start: Promise<unknown> = Promise.resolve()
   ) {
     super();
     this.id = 'labkit-runs';
@@ -78,8 +80,12 @@ export class RunsPanel extends Widget {
     heading.className = 'jp-labkit-heading';
     heading.textContent = 'ICA runs';
     this.node.append(heading, bar, this._message, this._list);
-    void this.refresh();
-    this._timer = window.setInterval(() => void this.refresh(), POLL_MS);
+    void start.then(() => {
+      if (!this.isDisposed) {
+        void this.refresh();
+        this._timer = window.setInterval(() => void this.refresh(), POLL_MS);
+      }
+    });
   }
 
   /** Runs that appeared or changed state since the last listing. */
