@@ -402,3 +402,16 @@ def test_any_query_or_body_of_the_other_routes_is_answered_or_refused_by_field(a
     assert_named_refusal(code, doc, (400, 409))
     code, doc = api("GET", "runs", "old-failed", "log", tail=query.get("tail", "3"))
     assert_named_refusal(code, doc, (200, 400))
+
+
+def test_what_the_server_keeps_drops_the_least_recently_used_first() -> None:
+    from labkit.lab.kept import Kept
+
+    kept: Kept[int] = Kept(2)
+    made = []
+    kept.put("a", 1)
+    kept.put("b", 2)
+    assert kept.get("a") == 1  # "a" used last: "b" goes first
+    assert kept.get_or_make("c", lambda: made.append("c") or 3) == 3
+    assert "b" not in kept and "a" in kept and kept.get("c") == 3
+    assert kept.get_or_make("c", lambda: made.append("again") or 0) == 3 and made == ["c"]

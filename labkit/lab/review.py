@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import io
 import threading
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
 from labkit.errors import LabkitError, ParameterError
+from labkit.lab.kept import Kept
 from labkit.results.reading import RunResult
 
 #: figures kept in memory (each a few tens of kB): a screenful of maps for several runs
@@ -48,52 +48,32 @@ class Figures:
     """Per-component figures of finished runs, drawn once and kept (least recently used dropped)."""
 
     def __init__(self) -> None:
-        self._kept: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
-        self._scores: dict[tuple[str, str, int], dict[str, Any]] = {}
+        self._kept: Kept[bytes] = Kept(KEPT_FIGURES)
+        self._scores: Kept[dict[str, Any]] = Kept(KEPT_FIGURES)
         self._lock = threading.Lock()
         self._drawing: dict[str, threading.Lock] = {}  # one pass of a run's maps at a time
-
-    def _get(self, key: tuple[str, str, int], draw: Any) -> bytes:
-        with self._lock:
-            if key in self._kept:
-                self._kept.move_to_end(key)
-                return self._kept[key]
-        png = draw()
-        with self._lock:
-            self._kept[key] = png
-            while len(self._kept) > KEPT_FIGURES:
-                self._kept.popitem(last=False)
-        return png
-
-    def _kept_png(self, key: tuple[str, str, int]) -> bytes | None:
-        with self._lock:
-            if key in self._kept:
-                self._kept.move_to_end(key)
-                return self._kept[key]
-        return None
 
     def topomap(self, result: RunResult, component: int) -> bytes:
         """One component's scalp map, titled with its name; the first asked of a run draws every one of its maps."""
         _finished(result)
         run = str(result.path)
         key = (run, "topomap", component)
-        png = self._kept_png(key)
+        png = self._kept.get(key)
         if png is not None:
             return png
         with self._lock:
             drawing = self._drawing.setdefault(run, threading.Lock())
         with drawing:  # the grid's other requests wait for this pass instead of reading the ICA again
-            png = self._kept_png(key)
+            png = self._kept.get(key)
             if png is not None:
                 return png
-            pngs = _draw_topomaps(result)
-            with self._lock:
+            try:
+                pngs = _draw_topomaps(result)
                 for number, drawn in enumerate(pngs):
-                    self._kept[(run, "topomap", number)] = drawn
-                    self._kept.move_to_end((run, "topomap", number))
-                while len(self._kept) > KEPT_FIGURES:
-                    self._kept.popitem(last=False)
-                self._drawing.pop(run, None)
+                    self._kept.put((run, "topomap", number), drawn)
+            finally:  # a failed pass is tried again by the next request
+                with self._lock:
+                    self._drawing.pop(run, None)
         if component >= len(pngs):
             raise LabkitError(f"Run {result.run_id} has {len(pngs)} components in its ICA file, not {component + 1}")
         return pngs[component]
@@ -104,8 +84,9 @@ class Figures:
             return
         run = str(result.path)
         with self._lock:
-            if (run, "topomap", 0) in self._kept or run in self._drawing:
-                return
+            drawing = run in self._drawing
+        if drawing or (run, "topomap", 0) in self._kept:
+            return
         threading.Thread(target=self._draw_quietly, args=(result,), name="labkit-maps", daemon=True).start()
 
     def _draw_quietly(self, result: RunResult) -> None:
@@ -118,19 +99,13 @@ class Figures:
         """:func:`scores` of a finished run, read once (its recording's header is read for the names)."""
         if result.state != "succeeded":
             return scores(result)
-        key = (str(result.path), "scores", 0)
-        with self._lock:
-            if key in self._scores:
-                return self._scores[key]
-        found = scores(result)
-        with self._lock:
-            self._scores[key] = found
-        return found
+        return self._scores.get_or_make(str(result.path), lambda: scores(result))
 
     def properties(self, result: RunResult, component: int) -> bytes:
         """MNE's properties figure of one component (map, spectrum, epochs image, variance) over the analysed data."""
         _finished(result)
-        return self._get((str(result.path), "properties", component), lambda: _draw_properties(result, component))
+        return self._kept.get_or_make((str(result.path), "properties", component),
+                                      lambda: _draw_properties(result, component))
 
 
 def warm_up() -> None:

@@ -9,14 +9,13 @@ the base directory; every name it takes is checked before it reaches a file syst
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from labkit.analysis import exclusions
 from labkit.errors import LabkitError, ParameterError
+from labkit.lab.kept import Kept
 from labkit.lab.review import Figures, component_of, warm_up
 from labkit.params import IcaParams, check_run_id, whole_number
 from labkit.results.layout import LOG_FILE, NOTEBOOK_FILE, REPORT_FILE
@@ -61,8 +60,7 @@ class LabRuns:
         self.figures = Figures()
         #: the parameter sets of sweeps started here, by run id (a waiting run has no folder to read them from)
         self._sets: dict[str, IcaParams] = {}
-        self._headers: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
-        self._headers_lock = threading.Lock()
+        self._headers: Kept[Any] = Kept(KEPT_HEADERS)
 
     # -- listing -----------------------------------------------------------------------------
     def list(self, query: dict[str, str]) -> Page:
@@ -249,17 +247,7 @@ class LabRuns:
             stat = path.stat()
         except OSError:
             return describe(path)  # its own error names the file
-        key = (str(path), stat.st_mtime_ns, stat.st_size)
-        with self._headers_lock:
-            if key in self._headers:
-                self._headers.move_to_end(key)
-                return self._headers[key]
-        info = describe(path)
-        with self._headers_lock:
-            self._headers[key] = info
-            while len(self._headers) > KEPT_HEADERS:
-                self._headers.popitem(last=False)
-        return info
+        return self._headers.get_or_make((str(path), stat.st_mtime_ns, stat.st_size), lambda: describe(path))
 
     def busy(self) -> bool:
         """Whether a run this server started is still going (the hub must not cull the server meanwhile)."""

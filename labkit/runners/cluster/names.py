@@ -97,7 +97,6 @@ def kubespawner_slug(name: str) -> str:
     return f"{stem or 'x'}---{digest}"
 
 
-
 def store_slug(user: str) -> str:
     """A user's part of the artifact store for ``{username}``: injective over hub names, exactly.
 
@@ -120,4 +119,4 @@ def store_prefix(template: str, user: str) -> str:
         raise SettingsError(f"store.prefix {template!r} names no user: every user would share it; put "
                             "{username} in it (e.g. labkit/{username})")
     out = template.replace("{username}", store_slug(user))
-    return out.replace("{user}", user_dir(user)) if "{user}" in out else out
+    return out.replace("{user}", user_dir(user)) if "{user}" in out else out  # user_dir refuses some names
