@@ -12,6 +12,7 @@ import ipywidgets as W
 
 from labkit.errors import LabkitError
 from labkit.params import IcaParams
+from labkit.results.layout import PARAMS_FILE, REPORT_FILE
 from labkit.results.reading import RunResult, load_run
 from labkit.runners.backend import QUEUED, Run, run_of
 
@@ -45,7 +46,7 @@ def differing(frame: Any) -> Any:
 def _digest_of(run: Run) -> str:
     """The parameter digest a run's folder records (its ``params.json``), or "" when it cannot be read."""
     try:
-        return str(json.loads((Path(run.where) / "params.json").read_text()).get("digest") or "")
+        return str(json.loads((Path(run.where) / PARAMS_FILE).read_text()).get("digest") or "")
     except (OSError, ValueError, TypeError):
         return ""
 
@@ -157,7 +158,7 @@ class SweepProgress(W.VBox):
             run = row.run
             state = run.state if run is not None else QUEUED
             step = run.step if run is not None and not run.done else ""
-            report = row.result.file("report.html") if row.result is not None else None
+            report = row.result.file(REPORT_FILE) if row.result is not None else None
             where = (link(report, "HTML report", command="labkit:open-report", run_id=row.result.run_id)
                      if report is not None and report.exists() else "")
             why = run.reason if run is not None and run.reason else row.note
