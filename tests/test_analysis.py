@@ -9,17 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import mne
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from labkit import IcaParams
-from labkit.analysis import beside, ica, recording, variance
+from labkit.analysis import beside, figures, ica, recording, variance
 from labkit.analysis.datasets import DEMO_FILENAME
 from labkit.cli.main import main
 from labkit.errors import ParameterError, RecordingError
-from labkit.results.layout import ICA_FILE, REPORT_FILE, STATUS_FILE
+from labkit.results.layout import ICA_FILE, REPORT_FILE, STATUS_FILE, component_map
 from labkit.results.reading import RunResult, find_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -173,8 +174,27 @@ def test_topomaps_drawn_by_a_forkserver_worker_never_a_fork(demo_dir: Path, tmp_
     with caplog.at_level("INFO", logger="labkit"):
         ica.run(params, tmp_path / "out", verbose="error")
     assert (tmp_path / "out" / "topomaps.png").is_file()
+    assert all((tmp_path / "out" / component_map(c)).is_file() for c in range(12)), "each component's own map too"
     assert "topomaps' worker" in caplog.text
     assert "drawing them here" not in caplog.text and "no topomap worker" not in caplog.text
+
+
+def test_each_component_map_is_cut_from_its_grid(demo_dir: Path, tmp_path: Path) -> None:
+    """Past MNE's 20 maps a figure there are two grids; every component still gets its own map, cut from them."""
+    raw = mne.io.read_raw_fif(demo_dir / DEMO_FILENAME, preload=True, verbose="error").pick("eeg").crop(0, 20)
+    fitted = mne.preprocessing.ICA(n_components=22, method="picard", max_iter=20, random_state=0)
+    fitted.fit(raw.filter(1, 30, verbose="error"), verbose="error")
+    figures.draw_topomaps(fitted, tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("topomaps*.png")) == ["topomaps_01.png", "topomaps_02.png"]
+    grid = plt.imread(tmp_path / "topomaps_01.png")
+    maps = [plt.imread(tmp_path / component_map(c)) for c in range(22)]
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [f"ICA{c:03d}.png" for c in range(22)]
+    assert len({m.tobytes() for m in maps}) == 22, "each component its own map"
+    assert all(m.shape == maps[0].shape for m in maps[:20])  # one grid's cells are alike
+    height, width = maps[0].shape[:2]
+    assert 4 * width < grid.shape[1] and height < grid.shape[0], "a cell, not the grid"
+    assert any(np.array_equal(grid[top:top + height, left:left + width], maps[0])  # the grid's own pixels
+               for top in range(12) for left in range(12))
 
 
 def _blas_threads(info: list[dict]) -> set[int]:

@@ -19,7 +19,7 @@ from cluster_fixtures import Emulator, emulator  # noqa: F401 (fixture)
 from labkit import IcaParams
 from labkit.analysis.datasets import DEMO_FILENAME
 from labkit.cli.main import main
-from labkit.results.layout import FAILED, PARAMS_FILE, PARTIAL
+from labkit.results.layout import FAILED, NOTEBOOK_FILE, PARAMS_FILE, PARTIAL
 from labkit.results.reading import find_run, list_runs, load_run
 from labkit.runners.cluster.jobs import ClusterJobs
 from labkit.runners.cluster.settings import ClusterSettings
@@ -93,7 +93,8 @@ def jobs_here(emu: Emulator, base: Path) -> ClusterJobs:
 
 
 def snapshot(path: Path) -> dict[str, tuple[bytes, int]]:
-    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(path.iterdir())}
+    return {str(p.relative_to(path)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
@@ -192,6 +193,9 @@ def test_a_disk_that_fills_up_mid_run_ends_in_one_line_and_a_reason(demo_source,
         assert "load: done" in found.log, "what was written before is kept"
         leftovers = [p.name for p in found.path.iterdir() if p.name.endswith(".tmp") or p.stat().st_size == 0]
         assert not leftovers
+        assert not list(found.path.glob(".*.ipynb")), "the notebook papermill was writing is not left behind"
+        notebook = found.file(NOTEBOOK_FILE)
+        assert not notebook.exists() or json.loads(notebook.read_text())["cells"], "a notebook kept is whole"
         listing = CliRunner().invoke(main, ["runs", "--base-dir", str(disk)])
         assert "No space left on device" in listing.output
     finally:

@@ -72,11 +72,15 @@ def test_runs_panel_run_from_the_file_browser_review_and_themes(seeded, lab, tmp
         dialog.locator("#labkit-field-method").select_option("picard")
         expect(start_error).to_have_text("")
         page.screenshot(path=shots / "2-dialog.png")
+        logs_asked: list[str] = []
+        page.on("request", lambda r: logs_asked.append(r.url) if "/log?" in r.url else None)
         dialog.locator("button.jp-mod-accept").click()
 
         view = page.locator(".jp-labkit-runview")
         expect(view.locator(".jp-labkit-runhead .jp-labkit-chip")).to_contain_text("succeeded",
                                                                                  timeout=RUN_TIMEOUT_MS)
+        expect(view.locator(".jp-labkit-log")).to_contain_text("fit: done")
+        assert sum("follow=1" in u for u in logs_asked) == 1, ("the going run's log is streamed, once", logs_asked)
         toast = page.locator(".Toastify__toast", has_text="demo_raw.fif (picard)")
         expect(toast).to_have_count(1)  # one notification, updated in place from started to finished
         expect(toast).to_contain_text("succeeded")

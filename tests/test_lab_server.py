@@ -22,9 +22,10 @@ from tornado.httpclient import HTTPClientError
 
 from labkit import IcaParams
 from labkit.analysis.datasets import DEMO_FILENAME
+from labkit.lab import handlers
 from labkit.params import FIELDS
 from labkit.results.folder import RunFolder
-from labkit.results.layout import COMPONENTS_TSV, ICA_FILE
+from labkit.results.layout import COMPONENTS_TSV, ICA_FILE, MAPS_DIR, component_map
 
 pytestmark = pytest.mark.slow
 QUICK = {"raw_file_path": DEMO_FILENAME, "n_components": 5, "crop_tmax": 8, "method": "picard"}
@@ -151,6 +152,23 @@ def test_other_users_runs_and_path_tricks_are_not_found(api, run_id):
     assert "message" in err and "bob's" not in json.dumps(err)
 
 
+def test_following_logs_past_the_most_at_once_is_refused_and_each_follow_gives_its_place_back(api):
+    """Each followed log holds a thread while it waits for lines: past MAX_FOLLOWS the server says so (429)."""
+    held = 0
+    for _ in range(handlers.MAX_FOLLOWS):  # as many followers as the server takes, mid-stream
+        held += handlers.LogHandler._follows.acquire(blocking=False)
+    try:
+        assert held == handlers.MAX_FOLLOWS, "every place was free before"
+        code, err = api("GET", "runs", "old-failed", "log", follow="1")
+        assert code == 429 and "16 logs are being followed" in err["message"] and "tail" in err["message"]
+        assert api("GET", "runs", "old-failed", "log", tail="5")[0] == 200, "the tail is always answered"
+    finally:
+        for _ in range(held):
+            handlers.LogHandler._follows.release()
+    for _ in range(3 * handlers.MAX_FOLLOWS):  # an ended run's follow ends at once, and gives its place back
+        assert api("GET", "runs", "old-failed", "log", follow="1")[0] == 200
+
+
 def test_a_run_started_here_is_followed_to_its_end_with_its_log_results_and_review(api, jp_serverapp, jp_root_dir):
     code, started = api("POST", "runs", body={"params": QUICK})
     assert code == 201 and started["state"] in ("queued", "running"), started
@@ -265,7 +283,6 @@ def test_the_openapi_description_lists_every_route_and_method():
 
     import yaml
 
-    from labkit.lab import handlers
 
     spec = yaml.safe_load((Path(handlers.__file__).parent / "openapi.yaml").read_text())
     described = {(path, method) for path, ops in spec["paths"].items() for method in ops if method != "parameters"}
@@ -320,15 +337,19 @@ def check_each_component_has_its_own_map_properties_and_scores(api, jp_root_dir,
     assert doc["scores"]["columns"] == ["EOG1", "EOG2", "ECG"]  # the demo's channels, by their names
     assert [r["name"] for r in doc["scores"]["rows"]] == [f"ICA{i:03d}" for i in range(5)]
     assert all(len(r["values"]) == 3 and all(-1 <= v <= 1 for v in r["values"]) for r in doc["scores"]["rows"])
+    folder = next(jp_root_dir.glob(f"*{run_id}"))
+    drawn_by_the_run = [api("GET", "runs", run_id, "components", str(i), "topomap.png") for i in range(5)]
+    assert [png for _, png in drawn_by_the_run] == [(folder / component_map(i)).read_bytes() for i in range(5)]
+    shutil.rmtree(folder / MAPS_DIR)  # a run from before runs drew their own maps: the server draws them
     maps = [api("GET", "runs", run_id, "components", "0", "topomap.png")]
-    ica_file = next(jp_root_dir.glob(f"*{run_id}")) / ICA_FILE
-    aside = ica_file.rename(ica_file.with_name("aside.fif"))  # the first map drew them all from one read
+    aside = (folder / ICA_FILE).rename(folder / "aside.fif")  # the first map drew them all from one read
     try:
         maps += [api("GET", "runs", run_id, "components", str(i), "topomap.png") for i in range(1, 5)]
     finally:
-        aside.rename(ica_file)
+        aside.rename(folder / ICA_FILE)
     assert all(code == 200 and png.startswith(b"\x89PNG") for code, png in maps), [c for c, _ in maps]
     assert len({png for _, png in maps}) == 5  # each component its own map
+    assert [png for _, png in maps] == [png for _, png in drawn_by_the_run], "drawn here as the run draws them"
     code, props = api("GET", "runs", run_id, "components", "1", "properties.png")
     assert code == 200 and props.startswith(b"\x89PNG") and len(props) > len(maps[1][1])
     for bad in ("5", "-1", "x", "01x"):

@@ -55,6 +55,7 @@ def test_real_recording_completes_with_its_channels_filtered(real_dir: Path, tmp
     assert saved.n_components_ == n_components
     assert res.raw.info["highpass"] == pytest.approx(1.0), "every kept channel was filtered"
     assert bool(list(out.glob("topomaps*.png"))) == topomaps
+    assert sorted(p.name for p in out.glob("maps/*.png")) == [f"ICA{c:03d}.png" for c in range(n_components * topomaps)]
     if not topomaps:
         assert any("topomaps skipped" in w for w in res.metrics["warnings"])
     assert res.metrics["filtered"] == {"highpass": pytest.approx(1.0), "lowpass": pytest.approx(30.0)}

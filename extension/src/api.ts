@@ -101,6 +101,34 @@ export const listRuns = (query: Record<string, string> = {}): Promise<IPage> =>
 export const runDetail = (runId: string): Promise<IRunDetail> => requestAPI<IRunDetail>(`runs/${encodeURIComponent(runId)}`);
 export const runLog = (runId: string, tail = 200): Promise<string> =>
   requestAPI<string>(`runs/${encodeURIComponent(runId)}/log`, {}, { tail: String(tail) });
+/**
+ * Follow a going run's log: its last ``tail`` lines, then each line as the run writes it, each piece to
+ * ``onText``. Resolves when the server ends the stream, which it does when the run has ended.
+ */
+export async function followLog(
+  runId: string,
+  onText: (text: string) => void,
+  signal: AbortSignal,
+  tail = 200
+): Promise<void> {
+  const s = settings();
+  const query = new URLSearchParams({ tail: String(tail), follow: '1' }).toString();
+  const url = `${URLExt.join(s.baseUrl, 'labkit', 'runs', encodeURIComponent(runId), 'log')}?${query}`;
+  const response = await ServerConnection.makeRequest(url, { signal }, s);
+  if (!response.ok || !response.body) {
+    throw new LabkitError(`${response.status} ${await response.text()}`, response.status);
+  }
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) {
+      break;
+    }
+    onText(decoder.decode(value, { stream: true }));
+  }
+  onText(decoder.decode());
+}
 export const post = <T>(path: string, body: unknown = {}): Promise<T> =>
   requestAPI<T>(path, { method: 'POST', body: JSON.stringify(body) });
 export const saveComponents = (runId: string, exclude: number[]): Promise<{ components: IComponent[] }> =>

@@ -6,7 +6,7 @@
  */
 import { Widget } from '@lumino/widgets';
 
-import { IRunDetail, labkitUrl, LabkitError, post, runDetail, runLog, saveComponents } from './api';
+import { followLog, IRunDetail, labkitUrl, LabkitError, post, runDetail, runLog, saveComponents } from './api';
 import { componentGrid, scoresTable } from './components';
 import { chip, recordingName } from './model';
 import { POLL_GOING_MS } from './panel';
@@ -40,6 +40,10 @@ export class RunView extends Widget {
   private _status: HTMLDivElement;
   /** whether the status line tells a failed refresh (cleared by the next answer), not an action's outcome */
   private _statusIsProblem = false;
+  /** the going run's log is streamed once per view (then, if the run goes on, its tail is polled) */
+  private _followed = false;
+  private _streaming = false;
+  private _stop = new AbortController();
 
   constructor(
     readonly runId: string,
@@ -72,8 +76,37 @@ export class RunView extends Widget {
   /** Follow the run while it is going (its maps show as soon as it ends); a problem is asked again slower. */
   private async _poll(): Promise<void> {
     await this.refresh();
-    if (!this.isDisposed && !this._detail?.run.done) {
-      this._timer = window.setTimeout(() => void this._poll(), this._statusIsProblem ? 4 * POLL_GOING_MS : POLL_GOING_MS);
+    if (this.isDisposed || this._detail?.run.done) {
+      return;
+    }
+    if (!this._followed && !this._statusIsProblem) {
+      void this._follow();
+    }
+    window.clearTimeout(this._timer);
+    this._timer = window.setTimeout(() => void this._poll(), this._statusIsProblem ? 4 * POLL_GOING_MS : POLL_GOING_MS);
+  }
+
+  /** Stream the log line by line as the run writes it; the stream ends with the run, so the view asks at once. */
+  private async _follow(): Promise<void> {
+    this._followed = this._streaming = true;
+    let text = '';
+    try {
+      await followLog(this.runId, piece => this._showLog((text += piece)), this._stop.signal);
+    } catch {
+      // refused (the server follows its most logs already) or cut: the polls fetch the log's tail instead
+    }
+    this._streaming = false;
+    if (!this.isDisposed) {
+      void this._poll();
+    }
+  }
+
+  /** The log's text, still following its newest line unless the reader scrolled up. */
+  private _showLog(text: string): void {
+    const atEnd = this._log.scrollTop + this._log.clientHeight >= this._log.scrollHeight - 4;
+    this._log.textContent = text;
+    if (atEnd) {
+      this._log.scrollTop = this._log.scrollHeight;
     }
   }
 
@@ -85,10 +118,8 @@ export class RunView extends Widget {
       if (changed) {
         this._render(detail);
       }
-      const atEnd = this._log.scrollTop + this._log.clientHeight >= this._log.scrollHeight - 4;
-      this._log.textContent = await runLog(this.runId);
-      if (atEnd) {
-        this._log.scrollTop = this._log.scrollHeight; // follow the newest line unless the reader scrolled up
+      if (!this._streaming) {
+        this._showLog(await runLog(this.runId));
       }
       if (this._statusIsProblem) {
         this._status.textContent = ''; // the server answered again: the last problem is over
@@ -245,6 +276,7 @@ export class RunView extends Widget {
 
   dispose(): void {
     window.clearTimeout(this._timer);
+    this._stop.abort();
     super.dispose();
   }
 }

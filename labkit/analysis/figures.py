@@ -7,6 +7,7 @@ here is bookkeeping for MNE's log (:func:`labkit.analysis.mnelog.quietly`).
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 import warnings
@@ -16,9 +17,10 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import mne
+import numpy as np
 
 from labkit.analysis.mnelog import quiet, quietly
-from labkit.results.layout import TOPOMAP_GLOB
+from labkit.results.layout import MAPS_DIR, TOPOMAP_GLOB, component_map
 
 logger = logging.getLogger("labkit.analysis.ica")  # the run's log names the analysis, as it did
 
@@ -66,11 +68,45 @@ def save(fig: Any, path: Path) -> str:
 
 @quietly
 def draw_topomaps(ica: mne.preprocessing.ICA, out_dir: Path) -> None:
-    figs = ica.plot_components(show=False)
-    figs = figs if isinstance(figs, list) else [figs]
-    for i, fig in enumerate(figs):
-        name = "topomaps.png" if len(figs) == 1 else f"topomaps_{i + 1:02d}.png"
-        save(fig, out_dir / name)
+    """The grid of every component's map (``topomaps.png``; ``topomaps_01.png``... past MNE's 20 a figure) and,
+    cut from the same pixels, each component's own map (``maps/ICA000.png``...): JupyterLab's run view shows
+    those, and needs no second drawing."""
+    (out_dir / MAPS_DIR).mkdir(exist_ok=True)
+    grids, maps = topomap_pixels(ica)
+    for i, png in enumerate(grids):
+        (out_dir / ("topomaps.png" if len(grids) == 1 else f"topomaps_{i + 1:02d}.png")).write_bytes(png)
+    for component, png in maps.items():
+        (out_dir / component_map(component)).write_bytes(png)
+
+
+def topomap_pixels(ica: mne.preprocessing.ICA, dpi: int = 80,
+                   verbose: str | None = None) -> tuple[list[bytes], dict[int, bytes]]:
+    """MNE's grids of component maps as PNG, and each component's cell of them (its map and its name) as PNG."""
+    figs = ica.plot_components(show=False, verbose=verbose)
+    grids, maps = [], {}
+    for fig in figs if isinstance(figs, list) else [figs]:
+        fig.set_dpi(dpi)
+        fig.canvas.draw()
+        pixels = np.asarray(fig.canvas.buffer_rgba())
+        grids.append(_png(pixels))
+        renderer, height = fig.canvas.get_renderer(), pixels.shape[0]
+        for ax in fig.axes:
+            name = ax.get_title().split(" ")[0]  # "ICA003", "ICA003 (mag)", "ICA003 [x]": the first cell of each
+            if name not in ica._ica_names or ica._ica_names.index(name) in maps:
+                continue
+            box = ax.get_tightbbox(renderer).padded(2)
+            top, bottom = max(0, height - int(np.ceil(box.y1))), min(height, height - int(box.y0))
+            maps[ica._ica_names.index(name)] = _png(pixels[top:bottom, max(0, int(box.x0)):int(np.ceil(box.x1))])
+        plt.close(fig)
+    return grids, maps
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="png")
+    return out.getvalue()
 
 
 @quietly

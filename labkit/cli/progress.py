@@ -221,14 +221,14 @@ def table(frame: Any, *, wide: bool = False, width: int = TABLE_WIDTH) -> str:
     if wide:
         return str(frame.drop(columns=[c for c in ("path", "base_dir") if c in frame]).to_string())
     from labkit.params import FIELD_BY_NAME
+    from labkit.results.table import varying
 
-    params = [c for c in FIELD_BY_NAME if c in frame and c != "base_dir"]
-    varying = [c for c in params if frame[c].astype(str).nunique() > 1] or \
+    differ = varying(frame, [c for c in FIELD_BY_NAME if c != "base_dir"]) or \
         [c for c in ("raw_file_path", "method") if c in frame]
     ids = [cut(str(v), 40) for v in frame.index]
     head = ["run_id", "state", "action"]
     fixed = [ids, _texts(frame, "state"), _texts(frame, "action")]
-    shown, left_out = list(varying), []
+    shown, left_out = list(differ), []
     while True:
         columns = fixed + [_texts(frame, c) for c in shown]
         names = head + [SHORT.get(c, c) for c in shown]

@@ -55,12 +55,10 @@ def _stored(here: Any) -> list[Any]:
 
     skip = set(here)
     try:
-        from labkit.runners.hub import hub_service_url
+        from labkit.runners.hub import service_store
 
-        if on_hub and hub_service_url() is not None:
-            from labkit.runners.hub import cluster_backend
-
-            store = cluster_backend().store()
+        store = service_store() if on_hub else None
+        if store is not None:
             told = {r.run_id: (r.state, r.reason) for r in store.runs() if r.run_id not in skip}
             return stored_results(store, told)
         from labkit.runners.cluster.submission import configured_store

@@ -89,13 +89,10 @@ def fetch(run: str, base_dir: str, store_url: str | None, endpoint: str | None, 
     from labkit.results.store import AlreadyHere, fetch_run
 
     check_run_id(run)
-    store = None
-    if not store_url:  # on a hub with the labkit service: it reads your part of the store for you
-        from labkit.runners.hub import cluster_backend, hub_service_url
+    from labkit.runners.hub import service_store
 
-        if hub_service_url():
-            store = cluster_backend(user=user).store()
-    store = store or _store(store_url, endpoint, user)
+    # on a hub with the labkit service (and no --store), the service reads your part of the store for you
+    store = (None if store_url else service_store(user=user)) or _store(store_url, endpoint, user)
     try:
         path = fetch_run(store, run, existing_directory(base_dir))
     except AlreadyHere as here:

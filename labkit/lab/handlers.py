@@ -2,7 +2,8 @@
 
 Errors are JSON objects naming what was wrong: ``{"message", "field", "value", "allowed"}`` with 400
 for a bad field, 404 for a run or file that is not the user's, 409 for an action the run's state
-refuses and 422 for a recording MNE cannot read. The API is described in ``openapi.yaml`` beside.
+refuses, 422 for a recording MNE cannot read and 429 for a log to follow past the most followed at
+once. The API is described in ``openapi.yaml`` beside.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import asyncio
 import functools
 import json
 import mimetypes
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 
 import tornado.web
@@ -24,6 +27,15 @@ from labkit.schema import check_draft, json_schema, problem
 RUN = r"(?P<run_id>[^/]+)"
 #: the longest request body taken (a parameter sweep of a few thousand sets fits)
 MAX_BODY = 2 * 1024 * 1024
+#: logs followed at once (each holds a thread while it waits for the run's next line; a run view that is
+#: refused polls the log's tail instead)
+MAX_FOLLOWS = 16
+#: the followers' own threads, so that waiting for log lines never takes the threads other requests need
+_FOLLOWERS = ThreadPoolExecutor(MAX_FOLLOWS, thread_name_prefix="labkit-log")
+
+
+class Busy(LabkitError):
+    """The server is doing as much of this as it takes at once: answered 429."""
 
 
 def answers(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[None]]:
@@ -37,6 +49,8 @@ def answers(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[No
             self.reply(problem(err), 400)
         except NotFound as err:
             self.refuse(404, err)
+        except Busy as err:
+            self.refuse(429, err)
         except RecordingError as err:
             self.refuse(422, err)
         except LabkitError as err:
@@ -128,12 +142,24 @@ class LogHandler(LabkitHandler):
         query = self.query()
         tail = whole_number("tail", query["tail"], 0, 10**6) if query.get("tail") else None
         follow = query.get("follow", "0") in ("1", "true")
+        if follow and not LogHandler._follows.acquire(blocking=False):
+            raise Busy(f"{MAX_FOLLOWS} logs are being followed on this server already: ask for the log's tail")
+        try:
+            await self._send(run_id, follow, tail)
+        finally:
+            if follow:
+                LogHandler._follows.release()
+
+    _follows = threading.BoundedSemaphore(MAX_FOLLOWS)
+
+    async def _send(self, run_id: str, follow: bool, tail: int | None) -> None:
         lines = await self.off_loop(lambda: iter(self.runs.log(run_id, follow=follow, tail=tail)))
         self.set_header("Content-Type", "text/plain; charset=utf-8")  # sent with the first flushed line
         self.set_header("Cache-Control", "no-cache")
-        done = object()
+        done, loop = object(), asyncio.get_running_loop()
         while True:
-            line = await self.off_loop(next, lines, done)
+            line = await (loop.run_in_executor(_FOLLOWERS, next, lines, done) if follow
+                          else self.off_loop(next, lines, done))
             if line is done:
                 break
             try:

@@ -1,10 +1,11 @@
 """What the run view draws of one finished run, computed on the server: each component's own topomap,
 its properties figure (MNE's ``plot_properties``) and the EOG/ECG scores with the channels' names.
 
-Figures are drawn off-screen (matplotlib's Agg) on the handlers' worker threads, never on the event
-loop, and kept in memory per run (the run's folder is never written to): a finished run's folder never
-changes, so a map is drawn once. The first map asked of a run draws all its maps in one pass over one read
-of its ICA file, so a run view's grid of maps costs one read, not one per component.
+A run draws each component's own map itself (``maps/ICA000.png``, cut from its topomaps' grid), so a run
+view's maps are files read as they are asked for. Anything else is drawn off-screen (matplotlib's Agg) on
+the handlers' worker threads, never on the event loop, and kept in memory per run (the run's folder is never
+written to): a finished run's folder never changes, so a figure is drawn once. A run from before labkit drew
+its own maps has them drawn here, all in one pass over one read of its ICA file.
 """
 
 from __future__ import annotations
@@ -54,8 +55,12 @@ class Figures:
         self._drawing: dict[str, threading.Lock] = {}  # one pass of a run's maps at a time
 
     def topomap(self, result: RunResult, component: int) -> bytes:
-        """One component's scalp map, titled with its name; the first asked of a run draws every one of its maps."""
+        """One component's scalp map, titled with its name: the one the run drew, else drawn here (the first asked
+        of a run draws every one of its maps)."""
         _finished(result)
+        own = result.component_map(component)
+        if own is not None:
+            return own.read_bytes()
         run = str(result.path)
         key = (run, "topomap", component)
         png = self._kept.get(key)
@@ -80,7 +85,7 @@ class Figures:
 
     def prepare(self, result: RunResult) -> None:
         """Start drawing a succeeded run's maps on a thread, so they are ready when its run view asks for them."""
-        if result.state != "succeeded":
+        if result.state != "succeeded" or result.component_map(0) is not None:
             return
         run = str(result.path)
         with self._lock:
@@ -108,38 +113,23 @@ class Figures:
                                       lambda: _draw_properties(result, component))
 
 
-def warm_up() -> None:
-    """Import the plotting stack on a thread (seconds, the first time in a server), so that a run's first maps,
-    drawn as it ends, do not wait for it."""
-
-    def load() -> None:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot  # noqa: F401
-        import mne.viz.topomap  # noqa: F401
-
-    threading.Thread(target=load, name="labkit-plotting", daemon=True).start()
-
-
 def _finished(result: RunResult) -> None:
     if result.state != "succeeded":
         raise LabkitError(f"Run {result.run_id} is {result.state}: only a succeeded run has components to draw")
 
 
 def _draw_topomaps(result: RunResult) -> list[bytes]:
-    """Every component's own scalp map, in component order, from one read of the run's ICA file."""
+    """Every component's own scalp map, in component order, from one read of the run's ICA file (as a run cuts
+    them from its grid of maps: :func:`labkit.analysis.figures.topomap_pixels`)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
+    from labkit.analysis.figures import topomap_pixels
+
     ica = result.read_ica()
-    pngs = []
-    for component in range(ica.n_components_):
-        with _draw_lock:
-            fig = ica.plot_components(picks=[component], show=False, verbose="error")
-            fig.set_size_inches(1.8, 1.9)
-            pngs.append(_png(fig))
-    return pngs
+    with _draw_lock:
+        maps = topomap_pixels(ica, verbose="error")[1]
+    return [maps[c] for c in sorted(maps)]
 
 
 def _draw_properties(result: RunResult, component: int) -> bytes:

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from labkit.analysis import exclusions
 from labkit.errors import LabkitError, ParameterError
 from labkit.lab.kept import Kept
-from labkit.lab.review import Figures, component_of, warm_up
+from labkit.lab.review import Figures, component_of
 from labkit.params import IcaParams, check_run_id, whole_number
 from labkit.results.layout import LOG_FILE, NOTEBOOK_FILE, REPORT_FILE
 from labkit.results.reading import RunResult
@@ -165,9 +165,7 @@ class LabRuns:
 
     def start(self, body: Any) -> Run:
         where = body.get("backend", "machine") if isinstance(body, dict) else "machine"
-        run = self._target(where).submit(self.params_of(body))
-        warm_up()  # while the run goes: its maps are drawn here when it ends
-        return run
+        return self._target(where).submit(self.params_of(body))
 
     def start_sweep(self, body: Any) -> list[Run]:
         sets = body.get("sets") if isinstance(body, dict) else None

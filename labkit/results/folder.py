@@ -342,7 +342,7 @@ class RunFolder:
     def _tidy(self) -> None:
         """Remove the reserve and temporary files a killed writer left behind."""
         self._release_reserve()
-        for tmp in self.path.glob(".*" + TMP_SUFFIX):
+        for tmp in self.path.glob(f".*{TMP_SUFFIX}*"):  # ".x.tmp", and the notebook's ".ica_run.tmp.ipynb"
             with contextlib.suppress(OSError):
                 tmp.unlink()
 

@@ -43,7 +43,14 @@ NOTEBOOK_FILE = "ica_run.ipynb"
 REPORT_FILE = "report.html"
 ICA_FILE = "components-ica.fif"
 TOPOMAP_GLOB = "topomaps*.png"
+#: each component's own scalp map, cut from the topomaps' grid (``maps/ICA000.png``: MNE's component names)
+MAPS_DIR = "maps"
 COMPONENTS_TSV = "components.tsv"
+
+
+def component_map(component: int) -> str:
+    """Where, in a result folder, one component's own map is (named as MNE names the component)."""
+    return f"{MAPS_DIR}/ICA{component:03d}.png"
 
 
 def cache_dir(base_dir: str | os.PathLike) -> Path:

@@ -33,6 +33,7 @@ from labkit.results.layout import (
     STATUS_FILE,
     TOPOMAP_GLOB,
     Damaged,
+    component_map,
     current_path,
     read_json,
     run_id_of,
@@ -156,6 +157,11 @@ class RunResult:
     @property
     def topomaps(self) -> list[Path]:
         return sorted(self.path.glob(TOPOMAP_GLOB))
+
+    def component_map(self, component: int) -> Path | None:
+        """One component's own map as the run drew it (None for a run without them: an older one, or no positions)."""
+        path = self.path / component_map(component)
+        return path if path.is_file() else None
 
     @property
     def log(self) -> str:

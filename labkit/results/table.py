@@ -53,6 +53,12 @@ def table(found: Iterable[RunResult]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("run_id") if rows else pd.DataFrame()
 
 
+def varying(frame: pd.DataFrame, columns: Iterable[str]) -> list[str]:
+    """Those of ``columns`` the frame has whose values differ between its rows (compared as text, so that lists
+    and missing values compare too): what a sweep's tables show of how its sets differ."""
+    return [c for c in columns if c in frame.columns and frame[c].astype(str).nunique() > 1]
+
+
 def runs_table(base_dir: str | os.PathLike) -> pd.DataFrame:
     """Every run under ``base_dir``, indexed by run id."""
     return table(list_runs(base_dir))

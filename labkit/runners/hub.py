@@ -358,3 +358,9 @@ def cluster_backend(settings: ClusterSettings | None = None, user: str | None = 
 
     jobs = cluster_jobs(settings, user)
     return JobsBackend(jobs, "hub" if isinstance(jobs, HubJobs) else "cluster")
+
+
+def service_store(user: str | None = None) -> Any | None:
+    """My part of the artifact store as the hub service reads it for me, on a hub with the labkit service (else
+    None): a user's server needs no store credentials of its own."""
+    return cluster_backend(user=user).store() if hub_service_url() else None

@@ -27,7 +27,7 @@ from labkit.errors import LabkitError, RunCancelled, RunFailed
 from labkit.params import IcaParams
 from labkit.results import provenance
 from labkit.results.folder import RunFolder
-from labkit.results.layout import LOG_FILE, NOTEBOOK_FILE, new_run_id
+from labkit.results.layout import LOG_FILE, NOTEBOOK_FILE, TMP_SUFFIX, new_run_id
 from labkit.results.liveness import checkpoint
 from labkit.results.reading import RunResult, load_run
 from labkit.runners import kernel
@@ -223,14 +223,34 @@ class LocalRunner(Runner):
         """Execute the template into ``folder`` on the started kernel ``km`` (also used by labkit.runners.pool)."""
         import papermill
 
-        papermill.execute_notebook(
-            str(self.template), str(folder.file(NOTEBOOK_FILE)),
-            parameters={**params.to_papermill(), "run_dir": str(folder.path), "blas_threads": self.blas_threads},
-            km=km,  # the notebook keeps its own kernelspec (python3) for whoever opens it later
-            progress_bar=self.progress_bar,
-            request_save_on_cell_execute=False,  # one save at the end: ~30 ms less per cell
-            engine_name=_keeping_engine(), keep_at=str(folder.file(NOTEBOOK_FILE)),
-        )  # no cwd=: papermill would only chdir this process; the kernel already runs in the folder
+        # papermill writes in place (a full disk would cut the notebook): a hidden name first, ending in .ipynb
+        writing = folder.file(f".{Path(NOTEBOOK_FILE).stem}{TMP_SUFFIX}.ipynb")
+        try:
+            papermill.execute_notebook(
+                str(self.template), str(writing),
+                parameters={**params.to_papermill(), "run_dir": str(folder.path), "blas_threads": self.blas_threads},
+                km=km,  # the notebook keeps its own kernelspec (python3) for whoever opens it later
+                progress_bar=self.progress_bar,
+                request_save_on_cell_execute=False,  # one save at the end: ~30 ms less per cell
+                engine_name=_keeping_engine(), keep_at=str(writing),
+            )  # no cwd=: papermill would only chdir this process; the kernel already runs in the folder
+        finally:
+            _keep_if_whole(writing, folder.file(NOTEBOOK_FILE))
+
+
+def _keep_if_whole(written: Path, final: Path) -> None:
+    """The executed notebook under its name if papermill wrote all of it; a cut one (a full disk) is removed."""
+    import json
+
+    try:
+        json.loads(written.read_bytes())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as err:
+        logger.info("the executed notebook could not be saved whole (%s); none is kept", err)
+        written.unlink(missing_ok=True)
+        return
+    os.replace(written, final)
 
 
 def _keeping_engine() -> str:

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from labkit.errors import ExitCode, LabkitError, ParameterError
+from labkit.results.table import varying
 
 #: the blocking factor: recording first, then seed
 BLOCKS: tuple[str, ...] = ("raw_file_path", "random_state")
@@ -225,7 +226,7 @@ def _duplicates_error(repeated: pd.DataFrame, by: str, blocks: tuple[str, ...]) 
     runs = ", ".join(map(str, first.index[:3])) + (", ..." if len(first) > 3 else "")
     problem = (f"{n_blocks} block(s) hold more than one succeeded run of one {by}: {_block_label(first.iloc[0], blocks)}"
                f" holds {len(first)} runs of {by}={first[by].iloc[0]!r} ({runs})")
-    differ = [c for c in ANALYSIS_FIELDS if c in first and c not in key and first[c].astype(str).nunique() > 1]
+    differ = varying(first, [c for c in ANALYSIS_FIELDS if c not in key])
     if differ:
         col = differ[0]
         values = ", ".join(sorted(map(str, first[col].unique())))

@@ -328,7 +328,8 @@ class IcaForm(W.VBox):
 
     @property
     def running(self) -> bool:
-        return self._watcher is not None and self._watcher.is_alive()
+        watcher = self._watcher  # read once: the watcher thread clears it as it ends
+        return watcher is not None and watcher.is_alive()
 
     def run_here(self) -> Run:
         """Start the current set on this machine and follow it; returns the run as first told (queued)."""
@@ -410,8 +411,7 @@ class IcaForm(W.VBox):
         """A finished run's state, log and results, all of that one run."""
         self.current = run.run_id
         view = ResultView(result) if result is not None else None  # built first: state and results show together
-        state = run.state
-        bar = self.progress
+        state, bar = run.state, self.progress
         head = f"Run <code>{esc(run.run_id)}</code> {state_html(state)}"
         if state == CANCELLED:  # stopped on purpose: said plainly, not as an error
             bar.bar_style, bar.description = "", "Cancelled"
@@ -426,8 +426,7 @@ class IcaForm(W.VBox):
             self.step_label.value = head + (f" ({count}: see the banner below)" if count else "")
         logged = tail(result.file(LOG_FILE), 20) if result is not None else ""
         self._set_log(logged or self.log_text)
-        self.result_view = view
-        self.result_box.children = (self.result_view,) if self.result_view is not None else ()
+        self.result_view, self.result_box.children = view, (view,) if view is not None else ()
 
     def show_run(self, result: RunResult) -> None:
         """Show a finished run from History: its state, log and results together."""
@@ -453,10 +452,12 @@ class IcaForm(W.VBox):
             self.log_area.value = self._log_html(text)
 
     def wait(self, timeout: float | None = None) -> RunResult | None:
-        """Block until the current run is finished and shown (for tests and scripts)."""
+        """Block until the current run is finished and shown (for tests and scripts); TimeoutError past ``timeout``."""
         watcher = self._watcher
         if watcher is not None:
             watcher.join(timeout)
+            if watcher.is_alive():
+                raise TimeoutError(f"run {self.current} is not finished and shown after {timeout} s")
         return self.history[-1] if self.history else None
 
     def cancel(self) -> None:

@@ -39,8 +39,10 @@ def differing(frame: Any) -> Any:
     """The sweep table's columns whose values differ between rows (the state always), for a results table."""
     if frame is None or not len(frame):
         return frame
-    keep = [c for c in frame.columns if c == "state" or (c not in _NOT_SHOWN and frame[c].astype(str).nunique() > 1)]
-    return frame[keep]
+    from labkit.results.table import varying
+
+    shown = set(varying(frame, [c for c in frame.columns if c not in _NOT_SHOWN]))
+    return frame[[c for c in frame.columns if c == "state" or c in shown]]
 
 
 def _digest_of(run: Run) -> str:
