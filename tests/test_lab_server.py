@@ -23,6 +23,7 @@ from tornado.httpclient import HTTPClientError
 from labkit import IcaParams
 from labkit.analysis.datasets import DEMO_FILENAME
 from labkit.lab import handlers
+from labkit.lab.runs import LabRuns
 from labkit.params import FIELDS
 from labkit.results.folder import RunFolder
 from labkit.results.layout import COMPONENTS_TSV, ICA_FILE, MAPS_DIR, component_map
@@ -150,6 +151,26 @@ def test_other_users_runs_and_path_tricks_are_not_found(api, run_id):
     code, err = api("GET", "runs", run_id)
     assert code in (400, 404), err
     assert "message" in err and "bob's" not in json.dumps(err)
+
+
+def test_a_run_is_told_whole_from_its_start_to_its_end_however_often_it_is_asked(demo_dir):
+    """The run view asks every half second: the moment before a run has a folder, and the moment its folder is
+    renamed as it ends, are answered like any other (a refusal there made the view wait four times longer)."""
+    runs = LabRuns(demo_dir)
+    try:
+        run = runs.start({"params": QUICK})
+        assert runs.detail(run.run_id)["run"]["state"] in ("queued", "running")
+        seen, asked = [], 0
+        while True:
+            doc = runs.detail(run.run_id)  # as fast as it answers: every moment of the run's end is asked
+            asked += 1
+            seen.append(doc["run"]["state"])
+            if doc["run"]["done"]:
+                break
+        assert seen[-1] in ("succeeded", "succeeded with warnings") and asked > 100, (asked, seen[-1])
+        assert doc["report"] and "metrics.json" in doc["files"] and not doc["folder"].endswith(".partial")
+    finally:
+        runs.close()
 
 
 def test_following_logs_past_the_most_at_once_is_refused_and_each_follow_gives_its_place_back(api):

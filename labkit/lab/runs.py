@@ -20,7 +20,7 @@ from labkit.lab.review import Figures, component_of
 from labkit.params import IcaParams, check_run_id, whole_number
 from labkit.results.layout import LOG_FILE, NOTEBOOK_FILE, REPORT_FILE
 from labkit.results.reading import RunResult
-from labkit.runners.backend import Backend, Run, check_state
+from labkit.runners.backend import QUEUED, Backend, Run, check_state
 from labkit.runners.listing import list_runs
 from labkit.runners.machine import MachineBackend
 
@@ -94,14 +94,30 @@ class LabRuns:
 
     # -- one run -----------------------------------------------------------------------------
     def detail(self, run_id: str) -> dict[str, Any]:
-        """Everything the run view shows: the run, its parameters, metrics, warnings, labels, figures and files."""
+        """Everything the run view shows: the run, its parameters, metrics, warnings, labels, figures and files.
+
+        A run that ends while it is read has its folder renamed under the reader: it is read again, as it ended."""
+        try:
+            out = self._detail(run_id)
+            if "folder" not in out or os.path.isdir(os.path.join(self.base_dir, out["folder"])):
+                return out
+        except FileNotFoundError:
+            pass
+        return self._detail(run_id)
+
+    def _detail(self, run_id: str) -> dict[str, Any]:
         backend = self.backend_of(run_id)
         run = backend.status(run_id)
         out: dict[str, Any] = {"run": run.to_dict(), "params": None, "metrics": {}, "components": [],
                                "figures": [], "files": [], "report": None, "notebook": None}
         if backend is not self.local:
             return out
-        result = self.local.result(run_id)
+        try:
+            result = self.local.result(run_id)
+        except LabkitError:
+            if run.state == QUEUED:  # a run starting here has no folder for a moment: nothing more to show yet
+                return out
+            raise
         out["params"] = result.params.to_dict() if result.params else None
         out["metrics"] = {k: v for k, v in result.metrics.items() if k != "labels"}
         out["labeller"] = {k: v for k, v in (result.metrics.get("labels") or {}).items() if k != "labels"}
