@@ -2,7 +2,7 @@
 
 The frontend is built once by ``make install-test`` (``cd extension && jlpm build:prod``); building the wheel
 takes it as built (hatch-jupyter-builder's ``skip-if-exists``), so a machine without Node builds and installs it.
-The venv sees this environment's packages (``--system-site-packages``), so nothing is downloaded.
+The venv sees this environment's packages after its own (a ``.pth`` file naming them), so nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -44,11 +45,16 @@ def test_the_wheel_builds_and_installs_without_node_and_enables_labkit_in_jupyte
     wheel = next((tmp_path / "dist").glob("labkit-*.whl"))
 
     venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], env, tmp_path)
+    run([sys.executable, "-m", "venv", str(venv)], env, tmp_path)
+    inner = next((venv / "lib").glob("python3*/site-packages"))
+    # this environment's packages after the venv's own (a venv made from a venv would see only the interpreter's)
+    (inner / "_this_environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     env = no_node_env(venv / "bin")
     run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)], env, tmp_path)
 
     python = str(venv / "bin" / "python")  # the venv's own Jupyter commands (their scripts live outside it)
+    where = run([python, "-c", "import labkit, labkit.lab; print(labkit.__file__)"], env, tmp_path)
+    assert where.strip().startswith(str(inner)), where  # the wheel's labkit, not this checkout's
     labextensions = run([python, "-m", "jupyterlab.labextensions", "list"], env, tmp_path)  # jupyter labextension list
     section = labextensions.split(f"{venv}/share/jupyter/labextensions", 1)
     assert len(section) == 2, labextensions  # the wheel's copy, in the venv's own data directory
