@@ -237,3 +237,25 @@ def test_the_readmes_runs_interface_example_runs(tmp_path: Path, monkeypatch: py
     assert scope["backend"].name == "machine" and scope["why"].startswith("machine:")
     assert scope["final"].state in ("succeeded", "succeeded with warnings")
     assert scope["result"].run_id == scope["run"].run_id and scope["result"].path.parent == tmp_path / "demo"
+
+
+def test_closing_the_machine_backend_stops_its_log_followers(tmp_path: Path) -> None:
+    """A server shutting down closes its backend: a log followed of a run it did not start (a terminal's, still
+    going) ends, so the thread following it ends too and the server can exit."""
+    import threading
+
+    from labkit.runners.machine import MachineBackend
+
+    folder = RunFolder.create(IcaParams(base_dir=str(tmp_path)), run_id="a-terminals-run")
+    folder.start()  # running, owned by this (live) process: never ends by itself here
+    folder.file("run.log").write_text("started\n")
+    backend = MachineBackend(tmp_path)
+    lines: list[str] = []
+    follower = threading.Thread(target=lambda: lines.extend(backend.log("a-terminals-run", follow=True)), daemon=True)
+    follower.start()
+    time.sleep(0.5)
+    assert follower.is_alive() and lines == ["started"], "following while the run goes"
+    backend.close()
+    follower.join(2)
+    assert not follower.is_alive(), "the follower ended with the backend"
+    folder.fail("test over")

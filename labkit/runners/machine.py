@@ -44,6 +44,7 @@ class MachineBackend:
         #: finished folders as read once (folder name -> run): a complete or failed folder never changes
         self._finished: dict[str, Run] = {}
         self._lock = threading.Lock()
+        self._closed = threading.Event()
 
     def _here(self, params: IcaParams) -> IcaParams:
         return params.replace(base_dir=self.base_dir)
@@ -176,9 +177,8 @@ class MachineBackend:
                 chunk = text[offset:] if ended else fresh
                 yield from chunk.splitlines()
                 offset += len(chunk) + (0 if ended else 1)
-            if ended:
+            if ended or self._closed.wait(0.2):  # a server shutting down stops following (its thread must end)
                 return
-            time.sleep(0.2)
 
     def cancel(self, run: str) -> Run:
         current = self.status(run)
@@ -232,7 +232,8 @@ class MachineBackend:
             return bool(self._waiting) or any(not p.done() for p in self._procs.values())
 
     def close(self) -> None:
-        """Cancel what this backend started and is still running (a server shutting down)."""
+        """Cancel what this backend started and is still running, and stop following logs (a server shutting down)."""
+        self._closed.set()
         with self._lock:
             self._waiting.clear()
             procs = list(self._procs.values())
