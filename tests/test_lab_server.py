@@ -177,7 +177,7 @@ def test_following_logs_past_the_most_at_once_is_refused_and_each_follow_gives_i
     """Each followed log holds a thread while it waits for lines: past MAX_FOLLOWS the server says so (429)."""
     held = 0
     for _ in range(handlers.MAX_FOLLOWS):  # as many followers as the server takes, mid-stream
-        held += handlers.LogHandler._follows.acquire(blocking=False)
+        held += handlers._FOLLOWS.acquire(blocking=False)
     try:
         assert held == handlers.MAX_FOLLOWS, "every place was free before"
         code, err = api("GET", "runs", "old-failed", "log", follow="1")
@@ -185,7 +185,7 @@ def test_following_logs_past_the_most_at_once_is_refused_and_each_follow_gives_i
         assert api("GET", "runs", "old-failed", "log", tail="5")[0] == 200, "the tail is always answered"
     finally:
         for _ in range(held):
-            handlers.LogHandler._follows.release()
+            handlers._FOLLOWS.release()
     for _ in range(3 * handlers.MAX_FOLLOWS):  # an ended run's follow ends at once, and gives its place back
         assert api("GET", "runs", "old-failed", "log", follow="1")[0] == 200
 

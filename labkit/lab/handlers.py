@@ -32,6 +32,8 @@ MAX_BODY = 2 * 1024 * 1024
 MAX_FOLLOWS = 16
 #: the followers' own threads, so that waiting for log lines never takes the threads other requests need
 _FOLLOWERS = ThreadPoolExecutor(MAX_FOLLOWS, thread_name_prefix="labkit-log")
+#: the places among them (taken without waiting: a follow past them is refused, never queued)
+_FOLLOWS = threading.BoundedSemaphore(MAX_FOLLOWS)
 
 
 class Busy(LabkitError):
@@ -142,15 +144,13 @@ class LogHandler(LabkitHandler):
         query = self.query()
         tail = whole_number("tail", query["tail"], 0, 10**6) if query.get("tail") else None
         follow = query.get("follow", "0") in ("1", "true")
-        if follow and not LogHandler._follows.acquire(blocking=False):
+        if follow and not _FOLLOWS.acquire(blocking=False):
             raise Busy(f"{MAX_FOLLOWS} logs are being followed on this server already: ask for the log's tail")
         try:
             await self._send(run_id, follow, tail)
         finally:
             if follow:
-                LogHandler._follows.release()
-
-    _follows = threading.BoundedSemaphore(MAX_FOLLOWS)
+                _FOLLOWS.release()
 
     async def _send(self, run_id: str, follow: bool, tail: int | None) -> None:
         lines = await self.off_loop(lambda: iter(self.runs.log(run_id, follow=follow, tail=tail)))
